@@ -1,0 +1,322 @@
+"""The engine configuration: the single source of truth for the chain, widths and modes.
+
+Every room (``hw``, ``gen``, ``sim``, ``sw``) takes an :class:`EngineConfig` as it is; it is
+validated once, here, when it is made. Invalid input raises :class:`ConfigError` with a message
+that a user can act on (the command line prints it on one line and exits with code 2).
+
+The arithmetic the configuration describes is ``shared/SPEC.md`` §1-2.
+"""
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigError", "Factor", "EngineConfig", "stream_bits",
+    "ROUNDING_MODES", "OVERFLOW_MODES", "WIDTH_RANGE", "MAX_SHIFT", "MAX_STAGES",
+]
+
+ROUNDING_MODES = ("floor", "half_up", "half_even")
+OVERFLOW_MODES = ("saturate", "wrap")
+WIDTH_RANGE = (2, 18)   # data_bits and weight_bits: one ECP5/Xilinx DSP operand at most
+MAX_SHIFT = 63          # SHIFT[l] is a 6-bit field
+MAX_STAGES = 48         # register map room for per-stage registers
+MAX_CHANNELS = 65535    # CONFIG words hold channel counts in 16 bits
+MAX_RADIX = 255         # FACTOR words hold r and s in 8 bits
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be built; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One sparse butterfly factor ``(r, s, t)`` with ``b`` blocks (SPEC §1).
+
+    It reads ``q = b*s*t`` inputs and writes ``p = b*r*t`` outputs; each output is a dot product
+    of ``s`` inputs.
+    """
+    b: int
+    r: int
+    s: int
+    t: int
+
+    @property
+    def p(self):
+        return self.b * self.r * self.t
+
+    @property
+    def q(self):
+        return self.b * self.s * self.t
+
+    @property
+    def n_weights(self):
+        return self.p * self.s
+
+    def as_row(self):
+        """DeBut notation ``[p, q, r, s, t]``."""
+        return [self.p, self.q, self.r, self.s, self.t]
+
+    @classmethod
+    def from_row(cls, row, index=0):
+        """Build a factor from DeBut's ``[p, q, r, s, t]``, checking that the sizes agree."""
+        if len(row) != 5 or not all(isinstance(v, int) and not isinstance(v, bool) for v in row):
+            raise ConfigError(f"factor {index}: expected five integers [p, q, r, s, t], not {row!r}")
+        p, q, r, s, t = row
+        if min(row) < 1:
+            raise ConfigError(f"factor {index}: sizes must be positive, not {row!r}")
+        if p % (r * t) or q % (s * t) or p // (r * t) != q // (s * t):
+            raise ConfigError(
+                f"factor {index}: [p={p}, q={q}, r={r}, s={s}, t={t}] is not a butterfly factor "
+                f"(need p = b*r*t and q = b*s*t for one block count b)")
+        return cls(b=p // (r * t), r=r, s=s, t=t)
+
+
+def _check_int(name, value, lo, hi, flag=None):
+    flag = flag or name
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{flag} must be an integer from {lo} to {hi}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """A butterfly engine: its chain of factors (input to output), widths and modes.
+
+    Build one with :meth:`bft`, :meth:`mixed_radix` or :meth:`from_chain`.
+    """
+    factors: tuple
+    data_bits: int = 8
+    weight_bits: int = 8
+    rounding: str = "half_even"
+    overflow: str = "saturate"
+    name: str = ""
+
+    def __post_init__(self):
+        factors = tuple(self.factors)
+        object.__setattr__(self, "factors", factors)
+        if not factors:
+            raise ConfigError("the chain has no factors")
+        if len(factors) > MAX_STAGES:
+            raise ConfigError(f"the chain has {len(factors)} factors; at most {MAX_STAGES} are supported")
+        for i, f in enumerate(factors):
+            if not isinstance(f, Factor):
+                raise ConfigError(f"factor {i} is not a Factor: {f!r}")
+            if f.r > MAX_RADIX or f.s > MAX_RADIX:
+                raise ConfigError(f"factor {i}: r and s must be at most {MAX_RADIX}, not r={f.r}, s={f.s}")
+            if f.p > MAX_CHANNELS or f.q > MAX_CHANNELS:
+                raise ConfigError(f"factor {i}: at most {MAX_CHANNELS} channels, not {f.q} -> {f.p}")
+        for i in range(1, len(factors)):
+            if factors[i - 1].p != factors[i].q:
+                raise ConfigError(
+                    f"factor {i - 1} writes {factors[i - 1].p} channels but factor {i} reads "
+                    f"{factors[i].q}: {factors[i - 1].as_row()} -> {factors[i].as_row()}")
+        _check_int("data_bits", self.data_bits, *WIDTH_RANGE, "--data-bits")
+        _check_int("weight_bits", self.weight_bits, *WIDTH_RANGE, "--weight-bits")
+        if self.rounding not in ROUNDING_MODES:
+            raise ConfigError(f"--rounding must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}")
+        if self.overflow not in OVERFLOW_MODES:
+            raise ConfigError(f"--overflow must be one of {', '.join(OVERFLOW_MODES)}, not {self.overflow!r}")
+        if not isinstance(self.name, str):
+            raise ConfigError(f"--name must be a string, not {self.name!r}")
+        if self.name and not (self.name.isidentifier() and self.name.isascii()):
+            raise ConfigError(f"--name must be a Verilog identifier (letters, digits, _), not {self.name!r}")
+        if not self.name:
+            object.__setattr__(self, "name", "bfly_" + self.id)
+
+    # --- constructors -------------------------------------------------------------------------
+
+    @classmethod
+    def bft(cls, n, k, **kwargs):
+        """The paper's ``BFT(n, k)``: ``log_k n`` square factors, stage ``l = (k, k, n // k**(l+1))``."""
+        _check_int("k", k, 2, MAX_RADIX, "--k")
+        _check_int("n", n, 2, MAX_CHANNELS, "--n")
+        levels = round(math.log(n, k))
+        if k ** levels != n:
+            hint = "; use --radices, e.g. " + ",".join(map(str, _radix_hint(n, k))) if _radix_hint(n, k) else ""
+            raise ConfigError(f"{n} is not a power of {k}{hint}")
+        return cls._from_radices([k] * levels, **kwargs)
+
+    @classmethod
+    def mixed_radix(cls, radices, **kwargs):
+        """``n = k_0 * k_1 * ...``: stage ``l = (k_l, k_l, prod(k_m for m > l))``."""
+        radices = list(radices)
+        if not radices:
+            raise ConfigError("--radices needs at least one radix")
+        for k in radices:
+            _check_int("radix", k, 2, MAX_RADIX, "each radix")
+        return cls._from_radices(radices, **kwargs)
+
+    @classmethod
+    def _from_radices(cls, radices, **kwargs):
+        n = math.prod(radices)
+        if n > MAX_CHANNELS:
+            raise ConfigError(f"n = {n} channels; at most {MAX_CHANNELS} are supported")
+        return cls(factors=_radix_factors(radices), **kwargs)
+
+    @classmethod
+    def from_chain(cls, rows, **kwargs):
+        """Any chain of DeBut factors ``[p, q, r, s, t]``, listed from input to output."""
+        rows = list(rows)
+        factors = tuple(Factor.from_row(list(row), i) for i, row in enumerate(rows))
+        return cls(factors=factors, **kwargs)
+
+    @classmethod
+    def from_chain_text(cls, text, source="chain", **kwargs):
+        """Parse a chain file: JSON (a list of rows, or an object with ``"chain"``), or text with
+        one factor per line (``p q r s t``, commas or brackets allowed, ``#`` comments)."""
+        stripped = text.strip()
+        if not stripped:
+            raise ConfigError(f"{source}: the file is empty")
+        if stripped[0] in "[{":
+            try:
+                data = json.loads(stripped)
+            except json.JSONDecodeError:
+                data = None  # one [p, q, r, s, t] per line also starts with '['
+            if isinstance(data, dict):
+                if "chain" not in data:
+                    raise ConfigError(f"{source}: a JSON object needs a \"chain\" list of [p, q, r, s, t] rows")
+                data = data["chain"]
+            if data is not None:
+                if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+                    raise ConfigError(f"{source}: expected a list of [p, q, r, s, t] rows")
+                return cls.from_chain(data, **kwargs)
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0]
+            for ch in "[],":
+                line = line.replace(ch, " ")
+            if not line.strip():
+                continue
+            try:
+                rows.append([int(v) for v in line.split()])
+            except ValueError:
+                raise ConfigError(f"{source}:{lineno}: expected five integers p q r s t, not {line.strip()!r}")
+        if not rows:
+            raise ConfigError(f"{source}: no factors found")
+        return cls.from_chain(rows, **kwargs)
+
+    @classmethod
+    def from_dict(cls, d):
+        """The inverse of :meth:`to_dict` (as written in ``manifest.json``)."""
+        if not isinstance(d, dict) or "chain" not in d:
+            raise ConfigError("a configuration needs a \"chain\" of [p, q, r, s, t] rows")
+        keys = ("data_bits", "weight_bits", "rounding", "overflow", "name")
+        return cls.from_chain(d["chain"], **{k: d[k] for k in keys if k in d})
+
+    # --- derived facts ------------------------------------------------------------------------
+
+    @property
+    def n_in(self):
+        return self.factors[0].q
+
+    @property
+    def n_out(self):
+        return self.factors[-1].p
+
+    @property
+    def n_stages(self):
+        return len(self.factors)
+
+    @property
+    def n_weights(self):
+        return sum(f.n_weights for f in self.factors)
+
+    @property
+    def multipliers(self):
+        """One multiplier per weight: the fully parallel engine."""
+        return self.n_weights
+
+    @property
+    def data_min(self):
+        return -(1 << (self.data_bits - 1))
+
+    @property
+    def data_max(self):
+        return (1 << (self.data_bits - 1)) - 1
+
+    @property
+    def weight_min(self):
+        return -(1 << (self.weight_bits - 1))
+
+    @property
+    def weight_max(self):
+        return (1 << (self.weight_bits - 1)) - 1
+
+    def acc_bits(self, stage):
+        """Width of stage ``stage``'s exact accumulator (sum of ``s`` products)."""
+        s = self.factors[stage].s
+        return self.data_bits + self.weight_bits + max(0, (s - 1).bit_length())
+
+    def weight_offsets(self):
+        """Index of each stage's first weight in the flat weight window."""
+        offsets, total = [], 0
+        for f in self.factors:
+            offsets.append(total)
+            total += f.n_weights
+        return offsets
+
+    @property
+    def id(self):
+        """A short name for builds and test cases, e.g. ``n64_k4_d8w8``."""
+        radices = [f.r for f in self.factors]
+        square = all(f.r == f.s for f in self.factors)
+        if square and self.factors == _radix_factors(radices):
+            if len(set(radices)) == 1:
+                base = f"n{self.n_in}_k{radices[0]}"
+            else:
+                base = f"n{self.n_in}_r" + "x".join(map(str, radices))
+        else:
+            digest = _short_hash(json.dumps(self.chain_rows()))
+            base = f"c{self.n_in}to{self.n_out}_{digest}"
+        tag = f"{base}_d{self.data_bits}w{self.weight_bits}"
+        if self.rounding != "half_even":
+            tag += "_" + self.rounding.replace("_", "")
+        if self.overflow != "saturate":
+            tag += "_" + self.overflow
+        return tag
+
+    def chain_rows(self):
+        return [f.as_row() for f in self.factors]
+
+    def to_dict(self):
+        return {
+            "name": self.name,
+            "id": self.id,
+            "n_in": self.n_in,
+            "n_out": self.n_out,
+            "data_bits": self.data_bits,
+            "weight_bits": self.weight_bits,
+            "rounding": self.rounding,
+            "overflow": self.overflow,
+            "chain": self.chain_rows(),
+        }
+
+
+def stream_bits(channels, data_bits):
+    """Width of an AXI4-Stream ``tdata`` carrying one pixel: rounded up to whole bytes (SPEC §4)."""
+    return -(-channels * data_bits // 8) * 8
+
+
+def _radix_factors(radices):
+    """Stage ``l = (k_l, k_l, prod(k_m for m > l))`` of SPEC §1 (mixed radix)."""
+    n = math.prod(radices)
+    factors = []
+    for l, k in enumerate(radices):
+        t = math.prod(radices[l + 1:])
+        factors.append(Factor(b=n // (k * t), r=k, s=k, t=t))
+    return tuple(factors)
+
+
+def _radix_hint(n, k):
+    """A factorization of ``n`` into radices no larger than ``k`` (largest first), if one exists."""
+    radices, rest = [], n
+    for f in range(k, 1, -1):
+        while rest % f == 0:
+            radices.append(f)
+            rest //= f
+    return radices if rest == 1 and len(radices) > 1 else None
+
+
+def _short_hash(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:6]

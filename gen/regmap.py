@@ -1,0 +1,77 @@
+"""The AXI4-Lite register map: one table that the hardware decodes, ``regmap.json`` and the C
+header describe, and the host driver uses.
+
+All registers are 32 bits wide at byte offsets; multi-word entries (``count > 1``) are windows of
+consecutive words.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["Register", "register_map", "REGMAP_VERSION", "BFLY_ID",
+           "ROUNDING_CODES", "OVERFLOW_CODES", "SHIFT_BITS", "config_words"]
+
+REGMAP_VERSION = 1
+BFLY_ID = 0xBF100000 | REGMAP_VERSION   # "BF1" + register-map version in the low 16 bits
+SHIFT_BITS = 6
+ROUNDING_CODES = {"floor": 0, "half_up": 1, "half_even": 2}
+OVERFLOW_CODES = {"saturate": 0, "wrap": 1}
+
+WEIGHTS_BASE = 0x1000
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    offset: int        # byte offset of the first word
+    access: str        # ro | wo | rw | rw_clear (read; any write clears)
+    count: int         # words in the entry
+    doc: str
+
+    @property
+    def end(self):
+        return self.offset + 4 * self.count
+
+
+def config_words(cfg, latency):
+    """The read-only words from which software reconstructs the configuration.
+
+    ``CONFIG0``: ``[7:0]`` data_bits, ``[15:8]`` weight_bits, ``[17:16]`` rounding
+    (0 floor, 1 half_up, 2 half_even), ``[18]`` overflow (0 saturate, 1 wrap).
+    ``CONFIG1``: ``[15:0]`` n_in, ``[23:16]`` number of stages. ``CONFIG2``: ``[15:0]`` n_out,
+    ``[31:16]`` latency in clocks. ``FACTOR[l]``: ``[7:0]`` r, ``[15:8]`` s, ``[31:16]`` t
+    (``b`` follows from the stage's input count ``q = b*s*t``).
+    """
+    config0 = (cfg.data_bits | cfg.weight_bits << 8 | ROUNDING_CODES[cfg.rounding] << 16
+               | OVERFLOW_CODES[cfg.overflow] << 18)
+    config1 = cfg.n_in | cfg.n_stages << 16
+    config2 = cfg.n_out | min(latency, 0xFFFF) << 16
+    factors = [f.r | f.s << 8 | f.t << 16 for f in cfg.factors]
+    return {"CONFIG0": config0, "CONFIG1": config1, "CONFIG2": config2, "FACTOR": factors}
+
+
+def register_map(cfg):
+    """The register table of an engine built from ``cfg``."""
+    L = cfg.n_stages
+    return [
+        Register("ID", 0x000, "ro", 1, f"0x{BFLY_ID:08X}: bfly, register map version {REGMAP_VERSION}"),
+        Register("CONFIG0", 0x004, "ro", 1, "[7:0] data_bits, [15:8] weight_bits, "
+                 "[17:16] rounding (0 floor, 1 half_up, 2 half_even), [18] overflow (0 saturate, 1 wrap)"),
+        Register("CONFIG1", 0x008, "ro", 1, "[15:0] n_in, [23:16] number of stages"),
+        Register("CONFIG2", 0x00C, "ro", 1, "[15:0] n_out, [31:16] latency in clocks"),
+        Register("CTRL", 0x010, "wo", 1, "[0] COMMIT: make the shadow weights and shifts active "
+                 "for every pixel accepted after this write"),
+        Register("STATUS", 0x014, "ro", 1, "[0] COMMIT_BUSY: a commit is propagating "
+                 "(register writes wait until it is done)"),
+        Register("FACTOR", 0x040, "ro", L, "per stage: [7:0] r, [15:8] s, [31:16] t"),
+        Register("SHIFT", 0x100, "rw", L, f"per stage: [{SHIFT_BITS - 1}:0] requantization shift "
+                 "(shadow bank)"),
+        Register("SAT_COUNT", 0x200, "rw_clear", L, "per stage: outputs that saturated (or wrapped) "
+                 "since the last clear, saturating at 2**32-1; any write clears"),
+        Register("WEIGHTS", WEIGHTS_BASE, "rw", cfg.n_weights, "one weight per word, sign-extended, "
+                 "in the order stage, output node o, j (the (p, s) layout); shadow bank"),
+    ]
+
+
+def address_bits(cfg):
+    """Width of the AXI4-Lite byte address."""
+    return (WEIGHTS_BASE + 4 * cfg.n_weights - 1).bit_length()

@@ -1,0 +1,58 @@
+"""Pipelined arithmetic shared by the blocks: adder trees and delay lines.
+
+Each helper adds statements to a module ``m`` and returns the registered result with the number
+of clock cycles it adds, so callers can account for latency exactly.
+"""
+
+from amaranth.hdl import Signal, Shape, unsigned, signed
+
+__all__ = ["tree_levels", "pipelined_sum", "delay"]
+
+
+def tree_levels(n):
+    """Register levels of a binary adder tree over ``n`` terms."""
+    return max(0, (n - 1).bit_length())
+
+
+def _sum_shape(a, b):
+    a, b = Shape.cast(a), Shape.cast(b)
+    if a.signed or b.signed:
+        wa = a.width + (0 if a.signed else 1)
+        wb = b.width + (0 if b.signed else 1)
+        return signed(max(wa, wb) + 1)
+    return unsigned(max(a.width, b.width) + 1)
+
+
+def pipelined_sum(m, terms, name):
+    """Sum ``terms`` in a binary tree with one register per level (``tree_levels`` cycles).
+
+    The terms must already be registered; the returned value is registered (or the single term).
+    Tree registers are datapath: reset-less.
+    """
+    level = 0
+    terms = list(terms)
+    while len(terms) > 1:
+        nxt = []
+        for i in range(0, len(terms) - 1, 2):
+            a, b = terms[i], terms[i + 1]
+            s = Signal(_sum_shape(a.shape(), b.shape()), name=f"{name}_l{level}_{i // 2}",
+                       reset_less=True)
+            m.d.sync += s.eq(a + b)
+            nxt.append(s)
+        if len(terms) % 2:
+            a = terms[-1]
+            s = Signal(a.shape(), name=f"{name}_l{level}_{len(terms) // 2}", reset_less=True)
+            m.d.sync += s.eq(a)
+            nxt.append(s)
+        terms = nxt
+        level += 1
+    return terms[0]
+
+
+def delay(m, value, cycles, name, reset_less=False):
+    """``value`` delayed by ``cycles`` registers (0 returns it unchanged)."""
+    for i in range(cycles):
+        r = Signal.like(value, name=f"{name}_d{i}", reset_less=reset_less)
+        m.d.sync += r.eq(value)
+        value = r
+    return value

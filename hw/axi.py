@@ -1,0 +1,105 @@
+"""AXI4-Lite slave shell: turns AXI4-Lite transactions into a simple registered register bus.
+
+The register bus (``RegisterBus``) has separate write and read sides:
+
+- write: ``w_addr`` (word address), ``w_data``, ``w_stb`` (one cycle); the bank answers
+  ``w_err`` for an address it cannot write and holds ``w_wait`` high while writes must wait;
+- read: ``r_addr``, ``r_stb`` (one cycle); the bank registers ``r_data`` at that clock edge and
+  answers ``r_err`` for an address it cannot read.
+
+Both AXI address and data are registered before they reach the bank (a write is performed the
+cycle after its handshake, a read answered two cycles after it), which keeps the decode of a large
+weight window off the AXI input pins. A write completes (``BVALID`` rises) at the clock edge at
+which the bank performs it. Byte strobes are ignored: every register is written whole.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["RegisterBus", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR"]
+
+RESP_OKAY = 0b00
+RESP_SLVERR = 0b10
+
+
+class RegisterBus(wiring.Signature):
+    """The bus from :class:`AXI4LiteSlave` (initiator) to a register bank."""
+
+    def __init__(self, addr_width):
+        self._addr_width = addr_width
+        super().__init__({
+            "w_addr": Out(addr_width), "w_data": Out(32), "w_stb": Out(1),
+            "w_err": In(1), "w_wait": In(1),
+            "r_addr": Out(addr_width), "r_stb": Out(1),
+            "r_data": In(32), "r_err": In(1),
+        })
+
+    @property
+    def addr_width(self):
+        return self._addr_width
+
+    def __eq__(self, other):
+        return isinstance(other, RegisterBus) and other.addr_width == self.addr_width
+
+    def __repr__(self):
+        return f"RegisterBus({self._addr_width})"
+
+
+class AXI4LiteSlave(wiring.Component):
+    """AXI4-Lite slave with 32-bit data and ``addr_bits`` of byte address.
+
+    AXI ports are named as in the specification (``awaddr``, ``awvalid``, ...); the top level
+    prefixes them with ``s_axil_``. ``bus`` is the register bus towards the bank.
+    """
+
+    def __init__(self, addr_bits):
+        if not isinstance(addr_bits, int) or addr_bits < 3:
+            raise ValueError(f"addr_bits must be an integer >= 3, not {addr_bits!r}")
+        self._addr_bits = addr_bits
+        super().__init__({
+            "awaddr": In(addr_bits), "awprot": In(3), "awvalid": In(1), "awready": Out(1),
+            "wdata": In(32), "wstrb": In(4), "wvalid": In(1), "wready": Out(1),
+            "bresp": Out(2), "bvalid": Out(1), "bready": In(1),
+            "araddr": In(addr_bits), "arprot": In(3), "arvalid": In(1), "arready": Out(1),
+            "rdata": Out(32), "rresp": Out(2), "rvalid": Out(1), "rready": In(1),
+            "bus": Out(RegisterBus(addr_bits - 2)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+
+        # --- write: take AW and W together, perform on the next cycle(s), then respond
+        w_pending = Signal()
+        accept_w = self.awvalid & self.wvalid & ~w_pending & ~self.bvalid
+        m.d.comb += [self.awready.eq(accept_w), self.wready.eq(accept_w)]
+        with m.If(accept_w):
+            m.d.sync += [
+                bus.w_addr.eq(self.awaddr[2:]),
+                bus.w_data.eq(self.wdata),
+                w_pending.eq(1),
+            ]
+        do_write = w_pending & ~bus.w_wait
+        m.d.comb += bus.w_stb.eq(do_write)
+        with m.If(do_write):
+            m.d.sync += [w_pending.eq(0), self.bvalid.eq(1), self.bresp.eq(RESP_OKAY)]
+            with m.If(bus.w_err):
+                m.d.sync += self.bresp.eq(RESP_SLVERR)
+        with m.Elif(self.bvalid & self.bready):
+            m.d.sync += self.bvalid.eq(0)
+
+        # --- read: latch the address, let the bank register its data, then respond
+        r_pending = Signal()
+        accept_r = self.arvalid & ~r_pending & ~self.rvalid
+        m.d.comb += self.arready.eq(accept_r)
+        with m.If(accept_r):
+            m.d.sync += [bus.r_addr.eq(self.araddr[2:]), r_pending.eq(1)]
+        m.d.comb += [bus.r_stb.eq(r_pending), self.rdata.eq(bus.r_data)]
+        with m.If(r_pending):
+            m.d.sync += [r_pending.eq(0), self.rvalid.eq(1), self.rresp.eq(RESP_OKAY)]
+            with m.If(bus.r_err):
+                m.d.sync += self.rresp.eq(RESP_SLVERR)
+        with m.Elif(self.rvalid & self.rready):
+            m.d.sync += self.rvalid.eq(0)
+        return m

@@ -1,0 +1,153 @@
+"""One butterfly factor in hardware: ``p`` nodes of ``s`` multipliers, adder trees and the
+requantization of ``shared/SPEC.md`` §2, fully pipelined and free-running.
+
+Pipeline of a stage (one register per step; ``latency`` counts them):
+
+1. products ``x * w`` (inputs are registers: the previous stage's outputs and the weights);
+2. adder tree, one register per level (``ceil(log2 s)`` levels);
+3. rounding: ``acc + c`` where ``c`` depends on the mode and the shift;
+4. arithmetic shift right;
+5. saturate (or wrap) to ``data_bits``, with the out-of-range flag.
+
+Weights and the shift are double-buffered: ``load_stb`` (high in the cycle before the first pixel
+of the new bank lands on ``i_data``) copies the shadow values into the stage's active registers,
+so every pixel sees one bank from start to end.
+"""
+
+from amaranth.hdl import Module, Signal, Mux, Const, signed, unsigned
+from amaranth.lib import wiring, data
+from amaranth.lib.wiring import In, Out
+
+from gen.regmap import SHIFT_BITS
+from .arith import pipelined_sum, tree_levels, delay
+
+__all__ = ["ButterflyStage"]
+
+REQUANT_CYCLES = 3   # round, shift, saturate
+
+
+class ButterflyStage(wiring.Component):
+    """Stage ``index`` of the chain of ``cfg``.
+
+    Ports: ``i_data`` (``q`` signed channels), ``i_valid``, ``i_last``, ``shadow_weights``
+    (``p*s`` weights, node-major), ``shadow_shift``, ``load_stb``; ``o_data`` (``p`` channels),
+    ``o_valid``, ``o_last`` after ``latency`` cycles; ``o_sat_count``, the number of outputs of a
+    valid pixel that saturated, ``sat_latency`` cycles after the pixel entered.
+    """
+
+    def __init__(self, cfg, index):
+        if not 0 <= index < cfg.n_stages:
+            raise ValueError(f"stage index must be in [0, {cfg.n_stages}), not {index!r}")
+        self._cfg = cfg
+        self._index = index
+        f = self._factor = cfg.factors[index]
+        d, w = cfg.data_bits, cfg.weight_bits
+        super().__init__({
+            "i_data": In(data.ArrayLayout(signed(d), f.q)),
+            "i_valid": In(1),
+            "i_last": In(1),
+            "shadow_weights": In(data.ArrayLayout(signed(w), f.n_weights)),
+            "shadow_shift": In(SHIFT_BITS),
+            "load_stb": In(1),
+            "o_data": Out(data.ArrayLayout(signed(d), f.p)),
+            "o_valid": Out(1),
+            "o_last": Out(1),
+            "o_sat_count": Out(range(f.p + 1)),
+        })
+
+    @property
+    def factor(self):
+        return self._factor
+
+    @property
+    def latency(self):
+        """Cycles from a pixel on ``i_data`` to its result on ``o_data``."""
+        return 1 + tree_levels(self._factor.s) + REQUANT_CYCLES
+
+    @property
+    def sat_latency(self):
+        return self.latency + tree_levels(self._factor.p)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, f = self._cfg, self._factor
+        d = cfg.data_bits
+        acc_bits = cfg.acc_bits(self._index)
+        tree = tree_levels(f.s)
+
+        # --- active bank: weights now, shift when the first new pixel reaches the rounding step
+        active_w = Signal(data.ArrayLayout(signed(cfg.weight_bits), f.n_weights), reset_less=True)
+        pending_shift = Signal(SHIFT_BITS, reset_less=True)
+        with m.If(self.load_stb):
+            m.d.sync += [active_w.eq(self.shadow_weights), pending_shift.eq(self.shadow_shift)]
+        shift_load = delay(m, self.load_stb, 1 + tree, "shift_load", reset_less=True)
+
+        # Shifts at or past the accumulator width all give the result of a shift of acc_bits
+        # (0 or the sign), so the shifter only needs range(acc_bits + 1).
+        sh_shape = range(acc_bits + 1)
+        sh = Signal(sh_shape, reset_less=True)
+        rnd_const = Signal(unsigned(acc_bits), reset_less=True)    # added before the shift
+        lsb_mask = Signal(unsigned(acc_bits + 1), reset_less=True)  # 1 << sh: half_even's tie bit
+        clamped = Mux(pending_shift > acc_bits, acc_bits, pending_shift)
+        one_hot = Const(1, acc_bits + 1) << clamped
+        half = one_hot[1:acc_bits + 1]          # 1 << (shift - 1); 0 for shift 0
+        with m.If(shift_load):
+            m.d.sync += [
+                sh.eq(clamped),
+                lsb_mask.eq(Mux(clamped == 0, 0, one_hot[:acc_bits + 1])),
+            ]
+            if cfg.rounding == "floor":
+                m.d.sync += rnd_const.eq(0)
+            elif cfg.rounding == "half_up":
+                m.d.sync += rnd_const.eq(half)
+            else:
+                m.d.sync += rnd_const.eq(Mux(clamped == 0, 0, half - 1))
+
+        # --- products and adder trees
+        accs = []
+        for o in range(f.p):
+            blk, rest = divmod(o, f.r * f.t)
+            u = rest % f.t
+            products = []
+            for j in range(f.s):
+                x = self.i_data[(blk * f.s + j) * f.t + u]
+                prod = Signal(signed(d + cfg.weight_bits), name=f"prod_{o}_{j}", reset_less=True)
+                m.d.sync += prod.eq(x * active_w[o * f.s + j])
+                products.append(prod)
+            accs.append(pipelined_sum(m, products, f"tree_{o}"))
+
+        # --- requantization: round, shift, saturate (SPEC §2)
+        sh_r = Signal(sh_shape, reset_less=True)
+        m.d.sync += sh_r.eq(sh)
+        out_lo, out_hi = cfg.data_min, cfg.data_max
+        sat_flags = []
+        for o, acc in enumerate(accs):
+            rounded = Signal(signed(acc_bits + 1), name=f"rnd_{o}", reset_less=True)
+            if cfg.rounding == "half_even":
+                tie_bit = (acc.as_unsigned() & lsb_mask[:acc_bits]).any() | (lsb_mask[acc_bits] & acc[-1])
+                m.d.sync += rounded.eq(acc + rnd_const + tie_bit)
+            else:
+                m.d.sync += rounded.eq(acc + rnd_const)
+            shifted = Signal(signed(acc_bits + 1), name=f"shr_{o}", reset_less=True)
+            m.d.sync += shifted.eq(rounded >> sh_r)
+            out_of_range = (shifted < out_lo) | (shifted > out_hi)
+            flag = Signal(name=f"sat_{o}", reset_less=True)
+            m.d.sync += flag.eq(out_of_range)
+            if cfg.overflow == "saturate":
+                m.d.sync += self.o_data[o].eq(
+                    Mux(shifted < out_lo, out_lo, Mux(shifted > out_hi, out_hi, shifted)))
+            else:
+                m.d.sync += self.o_data[o].eq(shifted[:d])
+            sat_flags.append(flag)
+
+        # --- control: valid and last travel with the data; saturations are counted per pixel
+        m.d.sync += [
+            self.o_valid.eq(delay(m, self.i_valid, self.latency - 1, "valid")),
+            self.o_last.eq(delay(m, self.i_last, self.latency - 1, "last")),
+        ]
+        counted = [Signal(name=f"satv_{o}") for o in range(f.p)]
+        for c, flag in zip(counted, sat_flags):
+            m.d.comb += c.eq(flag & self.o_valid)
+        total = pipelined_sum(m, counted, "satcount")
+        m.d.comb += self.o_sat_count.eq(total)
+        return m

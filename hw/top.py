@@ -1,0 +1,84 @@
+"""The Verilog top: the engine, its register bank and an AXI4-Lite slave behind flat, AXI-named
+ports (``s_axis_*``, ``m_axis_*``, ``s_axil_*``), so it drops into a Vivado block design or a
+LiteX SoC. ``clk`` and ``rst`` (synchronous, active high) come from the ``sync`` domain.
+"""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.config import stream_bits
+from gen.regmap import address_bits
+from .axi import AXI4LiteSlave
+from .engine import ButterflyEngine
+from .regs import RegisterBank
+
+__all__ = ["BflyTop"]
+
+_AXIL_PORTS = ("awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready",
+               "bresp", "bvalid", "bready", "araddr", "arprot", "arvalid", "arready",
+               "rdata", "rresp", "rvalid", "rready")
+
+
+class BflyTop(wiring.Component):
+    """Top level of a butterfly engine built from ``cfg``."""
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        self._engine = ButterflyEngine(cfg)
+        self._axil = AXI4LiteSlave(address_bits(cfg))
+        ports = {
+            "s_axis_tdata": In(stream_bits(cfg.n_in, cfg.data_bits)),
+            "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(stream_bits(cfg.n_out, cfg.data_bits)),
+            "m_axis_tvalid": Out(1), "m_axis_tready": In(1), "m_axis_tlast": Out(1),
+        }
+        for name in _AXIL_PORTS:
+            ports["s_axil_" + name] = self._axil.signature.members[name]
+        super().__init__(ports)
+
+    @property
+    def config(self):
+        return self._cfg
+
+    @property
+    def engine(self):
+        return self._engine
+
+    @property
+    def latency(self):
+        return self._engine.latency
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, engine, axil = self._cfg, self._engine, self._axil
+        regs = RegisterBank(cfg, engine.latency, engine.sat_counts.shape().elem_shape)
+        m.submodules.engine = engine
+        m.submodules.regs = regs
+        m.submodules.axil = axil
+        wiring.connect(m, axil.bus, regs.bus)
+
+        m.d.comb += [
+            engine.i_stream.valid.eq(self.s_axis_tvalid),
+            engine.i_stream.payload.data.eq(self.s_axis_tdata[:cfg.n_in * cfg.data_bits]),
+            engine.i_stream.payload.last.eq(self.s_axis_tlast),
+            self.s_axis_tready.eq(engine.i_stream.ready),
+            self.m_axis_tdata.eq(engine.o_stream.payload.data.as_value()),
+            self.m_axis_tvalid.eq(engine.o_stream.valid),
+            self.m_axis_tlast.eq(engine.o_stream.payload.last),
+            engine.o_stream.ready.eq(self.m_axis_tready),
+
+            engine.shadow_weights.eq(regs.shadow_weights),
+            engine.shadow_shifts.eq(regs.shadow_shifts),
+            engine.commit_stb.eq(regs.commit_stb),
+            regs.commit_busy.eq(engine.commit_busy),
+            regs.stream_busy.eq(engine.busy),
+            regs.sat_counts.eq(engine.sat_counts),
+        ]
+        for name in _AXIL_PORTS:
+            ours, theirs = getattr(self, "s_axil_" + name), getattr(axil, name)
+            if self.signature.members["s_axil_" + name].flow == In:
+                m.d.comb += theirs.eq(ours)
+            else:
+                m.d.comb += ours.eq(theirs)
+        return m
