@@ -4,16 +4,16 @@ The register bus (``RegisterBus``) has separate write and read sides:
 
 - write: ``w_addr`` (word address), ``w_data``, ``w_stb`` (one cycle); the bank answers
   ``w_err`` for an address it cannot write and holds ``w_wait`` high while writes must wait;
-- read: ``r_addr``, ``r_stb`` (one cycle); the bank registers ``r_data`` at that clock edge and
-  answers ``r_err`` for an address it cannot read.
+- read: ``r_addr`` (held until the answer), ``r_stb`` (one cycle); the bank raises ``r_ack``
+  for one cycle when ``r_data`` and ``r_err`` hold the answer.
 
 Both AXI address and data are registered before they reach the bank (a write is performed the
-cycle after its handshake, a read answered two cycles after it), which keeps the decode of a large
-weight window off the AXI input pins. A write completes (``BVALID`` rises) at the clock edge at
+cycle after its handshake, a read answered when the bank acknowledges), which keeps the decode of
+a large weight window off the AXI input pins. A write completes (``BVALID`` rises) at the clock edge at
 which the bank performs it. Byte strobes are ignored: every register is written whole.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,7 +32,7 @@ class RegisterBus(wiring.Signature):
             "w_addr": Out(addr_width), "w_data": Out(32), "w_stb": Out(1),
             "w_err": In(1), "w_wait": In(1),
             "r_addr": Out(addr_width), "r_stb": Out(1),
-            "r_data": In(32), "r_err": In(1),
+            "r_data": In(32), "r_err": In(1), "r_ack": In(1),
         })
 
     @property
@@ -83,23 +83,24 @@ class AXI4LiteSlave(wiring.Component):
         do_write = w_pending & ~bus.w_wait
         m.d.comb += bus.w_stb.eq(do_write)
         with m.If(do_write):
-            m.d.sync += [w_pending.eq(0), self.bvalid.eq(1), self.bresp.eq(RESP_OKAY)]
-            with m.If(bus.w_err):
-                m.d.sync += self.bresp.eq(RESP_SLVERR)
+            m.d.sync += [w_pending.eq(0), self.bvalid.eq(1),
+                         self.bresp.eq(Mux(bus.w_err, RESP_SLVERR, RESP_OKAY))]
         with m.Elif(self.bvalid & self.bready):
             m.d.sync += self.bvalid.eq(0)
 
-        # --- read: latch the address, let the bank register its data, then respond
-        r_pending = Signal()
-        accept_r = self.arvalid & ~r_pending & ~self.rvalid
+        # --- read: latch the address, start the bank's read, respond when it acknowledges
+        r_start = Signal()
+        r_busy = Signal()
+        accept_r = self.arvalid & ~r_start & ~r_busy & ~self.rvalid
         m.d.comb += self.arready.eq(accept_r)
         with m.If(accept_r):
-            m.d.sync += [bus.r_addr.eq(self.araddr[2:]), r_pending.eq(1)]
-        m.d.comb += [bus.r_stb.eq(r_pending), self.rdata.eq(bus.r_data)]
-        with m.If(r_pending):
-            m.d.sync += [r_pending.eq(0), self.rvalid.eq(1), self.rresp.eq(RESP_OKAY)]
-            with m.If(bus.r_err):
-                m.d.sync += self.rresp.eq(RESP_SLVERR)
+            m.d.sync += [bus.r_addr.eq(self.araddr[2:]), r_start.eq(1)]
+        m.d.comb += bus.r_stb.eq(r_start)
+        with m.If(r_start):
+            m.d.sync += [r_start.eq(0), r_busy.eq(1)]
+        with m.If(r_busy & bus.r_ack):
+            m.d.sync += [r_busy.eq(0), self.rvalid.eq(1), self.rdata.eq(bus.r_data),
+                         self.rresp.eq(Mux(bus.r_err, RESP_SLVERR, RESP_OKAY))]
         with m.Elif(self.rvalid & self.rready):
             m.d.sync += self.rvalid.eq(0)
         return m

@@ -31,10 +31,12 @@ def pixel_layout(channels, data_bits):
 class ButterflyEngine(wiring.Component):
     """The chain of ``cfg`` between ``i_stream`` and ``o_stream`` (payload: ``data``, ``last``).
 
-    Parameter ports (driven by the register bank): ``shadow_weights`` (all stages, in register-map
-    order), ``shadow_shifts``, ``commit_stb``; ``commit_busy`` is high while a commit propagates
-    (the shadow bank must not change then); ``sat_counts`` gives, per stage, the saturations of
-    the pixel leaving that stage this cycle.
+    Parameter ports (driven by the register bank): the shadow weight port (``w_addr``, ``w_data``,
+    ``w_en``; ``r_addr`` with ``r_data`` one cycle later), indexed in register-map order (stage,
+    then ``o*s + j``) and routed to the stage that holds the weight; ``shadow_shifts``;
+    ``commit_stb``. ``commit_busy`` is high while a commit propagates (the shadow bank must not
+    change then); ``sat_counts`` gives, per stage, the saturations of the pixel leaving that
+    stage this cycle.
     """
 
     def __init__(self, cfg):
@@ -49,7 +51,11 @@ class ButterflyEngine(wiring.Component):
         super().__init__({
             "i_stream": In(stream.Signature(pixel_layout(cfg.n_in, cfg.data_bits))),
             "o_stream": Out(stream.Signature(pixel_layout(cfg.n_out, cfg.data_bits))),
-            "shadow_weights": In(data.ArrayLayout(signed(cfg.weight_bits), cfg.n_weights)),
+            "w_addr": In(range(cfg.n_weights)),
+            "w_data": In(signed(cfg.weight_bits)),
+            "w_en": In(1),
+            "r_addr": In(range(cfg.n_weights)),
+            "r_data": Out(signed(cfg.weight_bits)),
             "shadow_shifts": In(data.ArrayLayout(SHIFT_BITS, cfg.n_stages)),
             "commit_stb": In(1),
             "commit_busy": Out(1),
@@ -105,22 +111,28 @@ class ButterflyEngine(wiring.Component):
 
         # --- the chain
         prev_data, prev_valid, prev_last = in_data, in_valid, in_last
-        w_base = 0
-        for l, (st, off) in enumerate(zip(self._stages, self._offsets)):
+        r_stage = Signal(range(cfg.n_stages))       # which stage the registered read came from
+        for l, (st, off, w_base) in enumerate(zip(self._stages, self._offsets, cfg.weight_offsets())):
             m.submodules[f"stage{l}"] = st
             n_w = st.factor.n_weights
+            w_here = (self.w_addr >= w_base) & (self.w_addr < w_base + n_w)
+            with m.If((self.r_addr >= w_base) & (self.r_addr < w_base + n_w)):
+                m.d.sync += r_stage.eq(l)
+            with m.If(r_stage == l):
+                m.d.comb += self.r_data.eq(st.r_data)
             m.d.comb += [
+                st.w_addr.eq(self.w_addr - w_base),
+                st.w_data.eq(self.w_data),
+                st.w_en.eq(self.w_en & w_here),
+                st.r_addr.eq(self.r_addr - w_base),
                 st.i_data.eq(prev_data),
                 st.i_valid.eq(prev_valid),
                 st.i_last.eq(prev_last),
-                st.shadow_weights.eq(self.shadow_weights.as_value()[
-                    w_base * cfg.weight_bits:(w_base + n_w) * cfg.weight_bits]),
                 st.shadow_shift.eq(self.shadow_shifts[l]),
                 # stage l's input register holds the pixel accepted off cycles ago
                 st.load_stb.eq(commit_line[off - 1]),
                 self.sat_counts[l].eq(st.o_sat_count),
             ]
-            w_base += n_w
             prev_data, prev_valid, prev_last = st.o_data, st.o_valid, st.o_last
 
         # --- output FIFO (never full: the credit check bounds what is in flight)

@@ -1,8 +1,11 @@
-"""The register bank: shadow weights and shifts, commit, status, saturation counters and the
-read-only identification words, decoded from the table in ``gen/regmap.py``.
+"""The register bank: decodes the register bus against the table in ``gen/regmap.py``.
+
+It holds the shadow shifts, the commit strobe, status, the saturation counters and the read-only
+identification words; the weight window is forwarded to the engine, whose stages keep the shadow
+weights beside their multipliers.
 """
 
-from amaranth.hdl import Module, Signal, Cat, Const, signed
+from amaranth.hdl import Module, Signal, Cat, Const, Mux
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
@@ -17,8 +20,9 @@ SAT_COUNT_BITS = 32
 class RegisterBank(wiring.Component):
     """Registers of the engine built from ``cfg`` whose latency is ``latency`` clocks.
 
-    ``bus`` is the target side of a :class:`RegisterBus`; the remaining ports face the engine.
-    Shadow registers are reset-less: a reset clears the stream, not the loaded parameters.
+    ``bus`` is the target side of a :class:`RegisterBus` (reads answer two cycles after
+    ``r_stb``); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
+    the stream, not the loaded parameters.
     """
 
     def __init__(self, cfg, latency, sat_count_shape):
@@ -27,7 +31,11 @@ class RegisterBank(wiring.Component):
         self._regs = {r.name: r for r in register_map(cfg)}
         super().__init__({
             "bus": In(RegisterBus(address_bits(cfg) - 2)),
-            "shadow_weights": Out(data.ArrayLayout(signed(cfg.weight_bits), cfg.n_weights)),
+            "w_addr": Out(range(cfg.n_weights)),
+            "w_data": Out(cfg.weight_bits),
+            "w_en": Out(1),
+            "r_addr": Out(range(cfg.n_weights)),
+            "r_data": In(cfg.weight_bits),
             "shadow_shifts": Out(data.ArrayLayout(SHIFT_BITS, cfg.n_stages)),
             "commit_stb": Out(1),
             "commit_busy": In(1),
@@ -42,15 +50,22 @@ class RegisterBank(wiring.Component):
         def word(name, i=0):
             return regs[name].offset // 4 + i
 
+        w_base, w_end = word("WEIGHTS"), word("WEIGHTS", cfg.n_weights - 1) + 1
         words = config_words(cfg, self._latency)
-        shadow_w = Signal.like(self.shadow_weights, reset_less=True)
         shadow_sh = Signal.like(self.shadow_shifts, reset_less=True)
-        m.d.comb += [self.shadow_weights.eq(shadow_w), self.shadow_shifts.eq(shadow_sh)]
+        m.d.comb += self.shadow_shifts.eq(shadow_sh)
         sat_counts = [Signal(SAT_COUNT_BITS, name=f"sat_count_{l}") for l in range(cfg.n_stages)]
         sat_clear = [Signal(name=f"sat_clear_{l}") for l in range(cfg.n_stages)]
 
         # --- writes (the AXI shell holds them while a commit propagates)
-        m.d.comb += [bus.w_wait.eq(self.commit_busy), bus.w_err.eq(1)]
+        w_in_window = (bus.w_addr >= w_base) & (bus.w_addr < w_end)
+        m.d.comb += [
+            bus.w_wait.eq(self.commit_busy),
+            self.w_addr.eq(bus.w_addr - w_base),
+            self.w_data.eq(bus.w_data[:cfg.weight_bits]),
+            self.w_en.eq(bus.w_stb & w_in_window),
+            bus.w_err.eq(~w_in_window),
+        ]
         with m.If(bus.w_stb):
             with m.Switch(bus.w_addr):
                 with m.Case(word("CTRL")):
@@ -61,12 +76,6 @@ class RegisterBank(wiring.Component):
                         m.d.sync += shadow_sh[l].eq(bus.w_data[:SHIFT_BITS])
                     with m.Case(word("SAT_COUNT", l)):
                         m.d.comb += [bus.w_err.eq(0), sat_clear[l].eq(1)]
-                for i in range(cfg.n_weights):
-                    with m.Case(word("WEIGHTS", i)):
-                        m.d.comb += bus.w_err.eq(0)
-                        m.d.sync += shadow_w[i].eq(bus.w_data[:cfg.weight_bits])
-        with m.Else():
-            m.d.comb += bus.w_err.eq(0)
 
         # --- saturation counters: add each cycle's count, saturate at all ones, clear on write
         for l in range(cfg.n_stages):
@@ -79,31 +88,36 @@ class RegisterBank(wiring.Component):
             with m.Else():
                 m.d.sync += sat_counts[l].eq(total[:SAT_COUNT_BITS])
 
-        # --- reads: registered on r_stb
-        r_next = Signal(32)
-        m.d.comb += bus.r_err.eq(0)
+        # --- reads: registers decoded here at the first edge, weights come from the engine
+        # (registered in their stage); the answer is selected and registered at the second edge
+        r_value = Signal(32)
+        r_err = Signal()
+        r_in_window = (bus.r_addr >= w_base) & (bus.r_addr < w_end)
+        m.d.comb += [self.r_addr.eq(bus.r_addr - w_base), r_err.eq(~r_in_window)]
         with m.Switch(bus.r_addr):
             with m.Case(word("ID")):
-                m.d.comb += r_next.eq(BFLY_ID)
+                m.d.comb += [r_value.eq(BFLY_ID), r_err.eq(0)]
             for name in ("CONFIG0", "CONFIG1", "CONFIG2"):
                 with m.Case(word(name)):
-                    m.d.comb += r_next.eq(words[name])
+                    m.d.comb += [r_value.eq(words[name]), r_err.eq(0)]
             with m.Case(word("CTRL")):
-                m.d.comb += r_next.eq(0)
+                m.d.comb += [r_value.eq(0), r_err.eq(0)]
             with m.Case(word("STATUS")):
-                m.d.comb += r_next.eq(Cat(self.commit_busy, self.stream_busy))
+                m.d.comb += [r_value.eq(Cat(self.commit_busy, self.stream_busy)), r_err.eq(0)]
             for l in range(cfg.n_stages):
                 with m.Case(word("FACTOR", l)):
-                    m.d.comb += r_next.eq(words["FACTOR"][l])
+                    m.d.comb += [r_value.eq(words["FACTOR"][l]), r_err.eq(0)]
                 with m.Case(word("SHIFT", l)):
-                    m.d.comb += r_next.eq(shadow_sh[l])
+                    m.d.comb += [r_value.eq(shadow_sh[l]), r_err.eq(0)]
                 with m.Case(word("SAT_COUNT", l)):
-                    m.d.comb += r_next.eq(sat_counts[l])
-            for i in range(cfg.n_weights):
-                with m.Case(word("WEIGHTS", i)):
-                    m.d.comb += r_next.eq(shadow_w[i])   # sign-extends
-            with m.Default():
-                m.d.comb += [r_next.eq(0), bus.r_err.eq(1)]
-        with m.If(bus.r_stb):
-            m.d.sync += bus.r_data.eq(r_next)
+                    m.d.comb += [r_value.eq(sat_counts[l]), r_err.eq(0)]
+        value_1 = Signal(32)
+        err_1 = Signal()
+        weight_1 = Signal()
+        ack_1 = Signal()
+        m.d.sync += [value_1.eq(r_value), err_1.eq(r_err), weight_1.eq(r_in_window),
+                     ack_1.eq(bus.r_stb)]
+        weight = self.r_data.as_signed()          # sign-extends to 32 bits
+        m.d.sync += [bus.r_data.eq(Mux(weight_1, weight, value_1)), bus.r_err.eq(err_1),
+                     bus.r_ack.eq(ack_1)]
         return m

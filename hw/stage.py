@@ -9,12 +9,14 @@ Pipeline of a stage (one register per step; ``latency`` counts them):
 4. arithmetic shift right;
 5. saturate (or wrap) to ``data_bits``, with the out-of-range flag.
 
-Weights and the shift are double-buffered: ``load_stb`` (high in the cycle before the first pixel
-of the new bank lands on ``i_data``) copies the shadow values into the stage's active registers,
-so every pixel sees one bank from start to end.
+Weights and the shift are double-buffered: the stage keeps its own shadow weights (written one at
+a time through ``w_addr``/``w_data``/``w_en``, read back through ``r_addr``/``r_data``) next to the
+active weights that feed its multipliers. ``load_stb`` (high in the cycle before the first pixel of
+the new bank lands on ``i_data``) copies shadow into active, so every pixel sees one bank from start
+to end.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Const, signed, unsigned
+from amaranth.hdl import Module, Signal, Mux, Const, Cat, Array, signed, unsigned
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
@@ -29,8 +31,9 @@ REQUANT_CYCLES = 3   # round, shift, saturate
 class ButterflyStage(wiring.Component):
     """Stage ``index`` of the chain of ``cfg``.
 
-    Ports: ``i_data`` (``q`` signed channels), ``i_valid``, ``i_last``, ``shadow_weights``
-    (``p*s`` weights, node-major), ``shadow_shift``, ``load_stb``; ``o_data`` (``p`` channels),
+    Ports: ``i_data`` (``q`` signed channels), ``i_valid``, ``i_last``; the shadow weight port
+    (``w_*``, ``r_*``: index ``o*s + j``, read data registered), ``shadow_shift``, ``load_stb``;
+    ``o_data`` (``p`` channels),
     ``o_valid``, ``o_last`` after ``latency`` cycles; ``o_sat_count``, the number of outputs of a
     valid pixel that saturated, ``sat_latency`` cycles after the pixel entered.
     """
@@ -46,7 +49,11 @@ class ButterflyStage(wiring.Component):
             "i_data": In(data.ArrayLayout(signed(d), f.q)),
             "i_valid": In(1),
             "i_last": In(1),
-            "shadow_weights": In(data.ArrayLayout(signed(w), f.n_weights)),
+            "w_addr": In(range(f.n_weights)),
+            "w_data": In(signed(w)),
+            "w_en": In(1),
+            "r_addr": In(range(f.n_weights)),
+            "r_data": Out(signed(w)),
             "shadow_shift": In(SHIFT_BITS),
             "load_stb": In(1),
             "o_data": Out(data.ArrayLayout(signed(d), f.p)),
@@ -75,11 +82,21 @@ class ButterflyStage(wiring.Component):
         acc_bits = cfg.acc_bits(self._index)
         tree = tree_levels(f.s)
 
+        # --- shadow weights (reset-less: a reset clears the stream, not the loaded parameters)
+        wshape = signed(cfg.weight_bits)
+        shadow = [Signal(wshape, name=f"shadow_{i}", reset_less=True) for i in range(f.n_weights)]
+        active_w = [Signal(wshape, name=f"weight_{i}", reset_less=True) for i in range(f.n_weights)]
+        for i, reg in enumerate(shadow):
+            # one comparator per register: a Switch here would elaborate to n cases per register
+            with m.If(self.w_en & (self.w_addr == i)):
+                m.d.sync += reg.eq(self.w_data)
+        m.d.sync += self.r_data.eq(Array(shadow)[self.r_addr])
+
         # --- active bank: weights now, shift when the first new pixel reaches the rounding step
-        active_w = Signal(data.ArrayLayout(signed(cfg.weight_bits), f.n_weights), reset_less=True)
         pending_shift = Signal(SHIFT_BITS, reset_less=True)
         with m.If(self.load_stb):
-            m.d.sync += [active_w.eq(self.shadow_weights), pending_shift.eq(self.shadow_shift)]
+            m.d.sync += [a.eq(sh) for a, sh in zip(active_w, shadow)]
+            m.d.sync += pending_shift.eq(self.shadow_shift)
         shift_load = delay(m, self.load_stb, 1 + tree, "shift_load", reset_less=True)
 
         # Shifts at or past the accumulator width all give the result of a shift of acc_bits
@@ -103,14 +120,16 @@ class ButterflyStage(wiring.Component):
             else:
                 m.d.sync += rnd_const.eq(Mux(clamped == 0, 0, half - 1))
 
-        # --- products and adder trees
+        # --- products and adder trees (channels unpacked once, not sliced per multiplier)
+        xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]
+        m.d.comb += [x.eq(self.i_data[c]) for c, x in enumerate(xs)]
         accs = []
         for o in range(f.p):
             blk, rest = divmod(o, f.r * f.t)
             u = rest % f.t
             products = []
             for j in range(f.s):
-                x = self.i_data[(blk * f.s + j) * f.t + u]
+                x = xs[(blk * f.s + j) * f.t + u]
                 prod = Signal(signed(d + cfg.weight_bits), name=f"prod_{o}_{j}", reset_less=True)
                 m.d.sync += prod.eq(x * active_w[o * f.s + j])
                 products.append(prod)
@@ -120,7 +139,7 @@ class ButterflyStage(wiring.Component):
         sh_r = Signal(sh_shape, reset_less=True)
         m.d.sync += sh_r.eq(sh)
         out_lo, out_hi = cfg.data_min, cfg.data_max
-        sat_flags = []
+        sat_flags, outs = [], []
         for o, acc in enumerate(accs):
             rounded = Signal(signed(acc_bits + 1), name=f"rnd_{o}", reset_less=True)
             if cfg.rounding == "half_even":
@@ -133,12 +152,14 @@ class ButterflyStage(wiring.Component):
             out_of_range = (shifted < out_lo) | (shifted > out_hi)
             flag = Signal(name=f"sat_{o}", reset_less=True)
             m.d.sync += flag.eq(out_of_range)
+            out = Signal(signed(d), name=f"out_{o}", reset_less=True)
             if cfg.overflow == "saturate":
-                m.d.sync += self.o_data[o].eq(
-                    Mux(shifted < out_lo, out_lo, Mux(shifted > out_hi, out_hi, shifted)))
+                m.d.sync += out.eq(Mux(shifted < out_lo, out_lo, Mux(shifted > out_hi, out_hi, shifted)))
             else:
-                m.d.sync += self.o_data[o].eq(shifted[:d])
+                m.d.sync += out.eq(shifted[:d])
             sat_flags.append(flag)
+            outs.append(out)
+        m.d.comb += self.o_data.eq(Cat(outs))
 
         # --- control: valid and last travel with the data; saturations are counted per pixel
         m.d.sync += [

@@ -68,7 +68,11 @@ class BflyTop(wiring.Component):
             self.m_axis_tlast.eq(engine.o_stream.payload.last),
             engine.o_stream.ready.eq(self.m_axis_tready),
 
-            engine.shadow_weights.eq(regs.shadow_weights),
+            engine.w_addr.eq(regs.w_addr),
+            engine.w_data.eq(regs.w_data),
+            engine.w_en.eq(regs.w_en),
+            engine.r_addr.eq(regs.r_addr),
+            regs.r_data.eq(engine.r_data),
             engine.shadow_shifts.eq(regs.shadow_shifts),
             engine.commit_stb.eq(regs.commit_stb),
             regs.commit_busy.eq(engine.commit_busy),

@@ -177,15 +177,19 @@ def random_weights(cfg, rng, extremes=0.1):
 
 
 def random_shifts(cfg, rng):
-    """Per-stage shifts around the value that keeps a stage's output in range, sometimes extreme."""
+    """Per-stage shifts: mostly near the value that keeps a stage's output in range, often a few
+    bits too small (so outputs saturate), sometimes 0 or past the accumulator width."""
     shifts = []
     for l, f in enumerate(cfg.factors):
         typical = cfg.weight_bits - 1 + max(0, (f.s - 1).bit_length())
         choice = rng.random()
         if choice < 0.1:
-            shifts.append(0)
+            shift = 0
         elif choice < 0.15:
-            shifts.append(cfg.acc_bits(l) + int(rng.integers(0, 3)))
+            shift = cfg.acc_bits(l) + int(rng.integers(0, 3))
+        elif choice < 0.45:
+            shift = typical - int(rng.integers(2, 6))
         else:
-            shifts.append(int(np.clip(typical + rng.integers(-4, 2), 0, MAX_SHIFT)))
+            shift = typical + int(rng.integers(-1, 2))
+        shifts.append(int(np.clip(shift, 0, MAX_SHIFT)))
     return shifts

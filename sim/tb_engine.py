@@ -179,19 +179,31 @@ class TB:
                 "mismatches": int(len(bad))}
 
     async def stream(self, pixels, frame_sizes, commits=0):
-        """Send ``pixels`` in frames, optionally committing new random banks while they flow.
+        """Send ``pixels`` in frames; with ``commits``, commit new random banks while they flow.
 
-        Returns ``(outputs, frame_lengths_out, bank_of_each_pixel)``.
+        The next bank is written to the shadow registers ahead of time, and committed as soon as
+        the input has taken a random share of the pixels, so commits land inside the stream
+        (mid-frame or between frames). Returns ``(outputs, frame_lengths_out, bank_of_each_pixel)``.
         """
-        async def committer():
-            for _ in range(commits):
-                await ClockCycles(self.dut.clk, int(self.rng.integers(10, 2 * len(pixels) // (commits + 1) + 20)))
-                bank = self.random_bank()
-                await self.write_bank(*bank)
-                await self.commit(*bank)
+        n = len(pixels)
+        start_count = len(self.monitor.inputs)
 
+        async def committer(next_bank):
+            targets = np.sort(self.rng.integers(n // 10, n - n // 10, size=commits))
+            for k, target in enumerate(targets):
+                while len(self.monitor.inputs) - start_count < target:
+                    await RisingEdge(self.dut.clk)
+                await self.commit(*next_bank)
+                if k + 1 < commits:
+                    next_bank = self.random_bank()
+                    await self.write_bank(*next_bank)
+
+        task = None
+        if commits:
+            next_bank = self.random_bank()
+            await self.write_bank(*next_bank)
+            task = cocotb.start_soon(committer(next_bank))
         words = pack_pixels(pixels, self.cfg.data_bits)
-        task = cocotb.start_soon(committer()) if commits else None
         start = 0
         for size in frame_sizes:
             await self.source.send(AxiStreamFrame(words[start:start + size]))
@@ -203,7 +215,7 @@ class TB:
             lengths.append(len(frame.tdata))
         if task is not None:
             await task
-        banks = np.array([b for _, b in self.monitor.inputs[-len(pixels):]], dtype=np.int64)
+        banks = np.array([b for _, b in self.monitor.inputs[start_count:start_count + n]], dtype=np.int64)
         got = unpack_pixels(out_words, self.cfg.n_out, self.cfg.data_bits)
         return got, lengths, banks
 
@@ -242,9 +254,10 @@ async def test_registers(dut):
         assert await tb.read("SHIFT", l) == shifts[l]
     # writes to read-only registers and reads of unmapped words answer SLVERR
     await tb.write("ID", 0, expect=AxiResp.SLVERR)
-    end = tb.regs["WEIGHTS"].end
-    resp = await tb.axil.read(end, 4)
-    assert resp.resp == AxiResp.SLVERR
+    unmapped = tb.regs["STATUS"].end          # the gap before FACTOR is never decoded
+    assert unmapped < tb.regs["FACTOR"].offset
+    assert (await tb.axil.read(unmapped, 4)).resp == AxiResp.SLVERR
+    assert (await tb.axil.write(unmapped, bytes(4))).resp == AxiResp.SLVERR
     assert await tb.read("ID") == BFLY_ID
 
 

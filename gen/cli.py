@@ -1,0 +1,244 @@
+"""The ``bfly`` command line: ``gen``, ``sim`` and ``demo``.
+
+Errors a user can cause end in one line on stderr and a non-zero exit (2 for bad arguments or
+configurations, 1 for a failed check), never a traceback.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .config import EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_MODES
+
+__all__ = ["main"]
+
+
+class UserError(Exception):
+    """A problem with the user's input; printed as one line, exit code 2."""
+
+
+def _add_config_args(p):
+    g = p.add_argument_group("configuration (one of --n/--k, --radices, --chain, --config-from; "
+                             "default BFT(64, 4))")
+    g.add_argument("--n", type=int, help="channels of BFT(n, k); n must be a power of k")
+    g.add_argument("--k", type=int, help="radix of BFT(n, k) (default 4)")
+    g.add_argument("--radices", help="mixed radices k0,k1,... with n = k0*k1*... (e.g. 4,4,3)")
+    g.add_argument("--chain", metavar="FILE",
+                   help="DeBut chain: [p, q, r, s, t] per factor, input to output (text or JSON)")
+    g.add_argument("--config-from", metavar="FILE", help="take the configuration from a manifest.json")
+    g.add_argument("--data-bits", type=int, default=None, help="activation width, 2..18 (default 8)")
+    g.add_argument("--weight-bits", type=int, default=None, help="weight width, 2..18 (default 8)")
+    g.add_argument("--rounding", choices=ROUNDING_MODES, default=None,
+                   help="requantization rounding (default half_even)")
+    g.add_argument("--overflow", choices=OVERFLOW_MODES, default=None,
+                   help="requantization overflow (default saturate)")
+    g.add_argument("--name", default=None, help="Verilog top module name (default bfly_<id>)")
+
+
+def config_from_args(args):
+    """The :class:`EngineConfig` that the arguments describe (raises ConfigError/UserError)."""
+    chosen = [opt for opt, val in (("--n", args.n), ("--radices", args.radices),
+                                   ("--chain", args.chain), ("--config-from", args.config_from))
+              if val is not None]
+    if len(chosen) > 1:
+        raise UserError(f"choose one of {', '.join(chosen)}")
+    if args.k is not None and args.n is None:
+        raise UserError("--k goes with --n")
+    kwargs = {key: getattr(args, key) for key in ("data_bits", "weight_bits", "rounding", "overflow", "name")
+              if getattr(args, key) is not None}
+    if args.config_from:
+        data = _read_json(args.config_from)
+        cfg_dict = data.get("config", data) if isinstance(data, dict) else None
+        if not isinstance(cfg_dict, dict) or "chain" not in cfg_dict:
+            raise UserError(f"{args.config_from}: not a bfly manifest (no \"config\" with a \"chain\")")
+        merged = dict(cfg_dict)
+        merged.update(kwargs)
+        if "name" not in kwargs and "top" in data:
+            merged["name"] = data["top"]
+        return EngineConfig.from_dict(merged)
+    if args.chain:
+        return EngineConfig.from_chain_text(_read_text(args.chain), source=args.chain, **kwargs)
+    if args.radices:
+        try:
+            radices = [int(v) for v in args.radices.replace("x", ",").split(",") if v.strip()]
+        except ValueError:
+            raise UserError(f"--radices must be integers separated by commas, not {args.radices!r}")
+        return EngineConfig.mixed_radix(radices, **kwargs)
+    n = 64 if args.n is None else args.n
+    k = 4 if args.k is None else args.k
+    return EngineConfig.bft(n, k, **kwargs)
+
+
+def _read_text(path):
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file")
+
+
+def _read_json(path):
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})")
+
+
+def _summary(cfg, man):
+    dense = cfg.n_in * cfg.n_out
+    return (f"{cfg.name}: chain {cfg.chain_rows()}  data {cfg.data_bits} bit, weights "
+            f"{cfg.weight_bits} bit, {cfg.rounding}, {cfg.overflow}\n"
+            f"  {cfg.multipliers} multipliers (a dense {cfg.n_out}x{cfg.n_in} layer needs {dense}), "
+            f"latency {man['latency_cycles']} clocks, 1 pixel per clock")
+
+
+def cmd_gen(args):
+    from .emit import write_outputs
+    cfg = config_from_args(args)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: exists and is not a directory")
+    man = write_outputs(cfg, out)
+    print(_summary(cfg, man))
+    for name in (f"{cfg.name}.v", "manifest.json", "regmap.json", f"{cfg.name}_regs.h"):
+        print(f"  wrote {out / name}")
+    return 0
+
+
+def _check_prob(name, value):
+    if not 0.0 <= value < 1.0:
+        raise UserError(f"{name} must be in [0, 1), not {value}")
+
+
+def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=False, quiet=False):
+    """Build (cached) and run the stream check on ``cfg``; return ``(result dict, log path)``."""
+    from sim.runner import build, run_tb, BUILD_ROOT
+    if pixels < 1:
+        raise UserError(f"--pixels must be at least 1, not {pixels}")
+    if frames < 1:
+        raise UserError(f"--frames must be at least 1, not {frames}")
+    if commits < 0:
+        raise UserError(f"--commits must be >= 0, not {commits}")
+    _check_prob("--stall-prob", stall_prob)
+    _check_prob("--idle-prob", idle_prob)
+    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
+    log = BUILD_ROOT / f"{cfg.id}.log"
+    if not quiet:
+        print(f"building {cfg.id} under Verilator (cached after the first time; log: {log})", flush=True)
+    t0 = time.time()
+    build(cfg, waves=waves, log=log)
+    if not quiet:
+        print(f"  ready in {time.time() - t0:.1f} s; simulating {pixels} pixels "
+              f"(stall {stall_prob}, idle {idle_prob}, {frames} frames, {commits} commits, seed {seed})",
+              flush=True)
+    fd, result_path = tempfile.mkstemp(prefix="bfly_sim_", suffix=".json")
+    os.close(fd)
+    try:
+        env = {"BFLY_PIXELS": str(pixels), "BFLY_FRAMES": str(min(frames, pixels)),
+               "BFLY_COMMITS": str(commits), "BFLY_STALL_PROB": str(stall_prob),
+               "BFLY_IDLE_PROB": str(idle_prob), "BFLY_RESULT": result_path}
+        t0 = time.time()
+        run_tb(cfg, env=env, testcase="test_stream", seed=seed, waves=waves, log=log)
+        wall = time.time() - t0
+        text = Path(result_path).read_text()
+        result = json.loads(text) if text.strip() else None
+    finally:
+        os.unlink(result_path)
+    if result is not None:
+        result["wall_seconds"] = wall
+    return result, log
+
+
+def cmd_sim(args):
+    cfg = config_from_args(args)
+    result, log = run_sim(cfg, args.pixels, args.seed, args.stall_prob, args.idle_prob,
+                          args.frames, args.commits, waves=args.waves)
+    return _report(result, log)
+
+
+def _report(result, log):
+    if result is None:
+        print(f"FAIL the simulation ended without a result; see {log}")
+        return 1
+    mm = result["mismatch"]
+    if mm is None and result["frames_ok"] and result["sat_counts"] == result["expected_sat_counts"]:
+        print(f"PASS {result['pixels']} pixels bit-exact in {result['cycles']} cycles")
+        return 0
+    if mm is not None:
+        where = (f"pixel {mm['pixel']} channel {mm['channel']}: expected {mm['expected']}, got {mm['got']} "
+                 f"({mm['mismatches']} mismatching values)" if "channel" in mm else mm["why"])
+        print(f"FAIL first mismatch at {where}")
+    elif not result["frames_ok"]:
+        print("FAIL frame boundaries (tlast) differ from the input's")
+    else:
+        print(f"FAIL SAT_COUNT {result['sat_counts']}, model {result['expected_sat_counts']}")
+    return 1
+
+
+def cmd_demo(args):
+    cfg = EngineConfig.bft(64, 4)
+    out = Path(args.output)
+    from .emit import write_outputs
+    man = write_outputs(cfg, out)
+    print(f"bfly demo: the Butterfly Transform BFT(64, 4) as a pipelined engine")
+    print(_summary(cfg, man))
+    print(f"  Verilog, manifest, register map and C header in {out}/")
+    result, log = run_sim(cfg, args.pixels, seed=1, stall_prob=0.2, idle_prob=0.1, frames=4, commits=1)
+    status = _report(result, log)
+    if result is not None:
+        print(f"  {result['frames']} frames, {result['banks_used']} weight banks committed while "
+              f"streaming, saturations per stage {result['sat_counts']}, "
+              f"{result['wall_seconds']:.1f} s of simulation")
+    return status
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="bfly", description="Butterfly Transform engines for FPGAs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("gen", help="generate Verilog, manifest.json, regmap.json and a C header")
+    _add_config_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.set_defaults(func=cmd_gen)
+
+    p = sub.add_parser("sim", help="simulate under Verilator against the golden model")
+    _add_config_args(p)
+    p.add_argument("--pixels", type=int, default=2000, help="pixels to stream (default 2000)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--stall-prob", type=float, default=0.0, help="probability the output is not ready")
+    p.add_argument("--idle-prob", type=float, default=0.0, help="probability the input is idle")
+    p.add_argument("--frames", type=int, default=4, help="frames (tlast) to split the pixels into")
+    p.add_argument("--commits", type=int, default=0, help="new weight banks committed while streaming")
+    p.add_argument("--waves", action="store_true", help="write a VCD waveform (in build/sim/<id>_waves/run/)")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("demo", help="generate BFT(64, 4) and simulate it with random weights")
+    p.add_argument("-o", "--output", default="build/demo", metavar="DIR", help="output directory")
+    p.add_argument("--pixels", type=int, default=3000, help="pixels to stream (default 3000)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, UserError) as e:
+        print(f"bfly {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"bfly {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"bfly {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
