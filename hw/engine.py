@@ -21,6 +21,11 @@ from .stage import ButterflyStage
 __all__ = ["ButterflyEngine", "pixel_layout"]
 
 
+def _in_range(value, lo, hi):
+    """``lo <= value < hi`` without a constant comparison (a lint warning) when ``lo`` is 0."""
+    return (value < hi) if lo == 0 else ((value >= lo) & (value < hi))
+
+
 def pixel_layout(channels, data_bits):
     return data.StructLayout({
         "data": data.ArrayLayout(signed(data_bits), channels),
@@ -115,8 +120,8 @@ class ButterflyEngine(wiring.Component):
         for l, (st, off, w_base) in enumerate(zip(self._stages, self._offsets, cfg.weight_offsets())):
             m.submodules[f"stage{l}"] = st
             n_w = st.factor.n_weights
-            w_here = (self.w_addr >= w_base) & (self.w_addr < w_base + n_w)
-            with m.If((self.r_addr >= w_base) & (self.r_addr < w_base + n_w)):
+            w_here = _in_range(self.w_addr, w_base, w_base + n_w)
+            with m.If(_in_range(self.r_addr, w_base, w_base + n_w)):
                 m.d.sync += r_stage.eq(l)
             with m.If(r_stage == l):
                 m.d.comb += self.r_data.eq(st.r_data)

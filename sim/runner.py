@@ -6,6 +6,7 @@ arguments are unchanged (a stamp file holds their digest), so only the first run
 configuration pays for Verilator and the C++ compiler.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -51,12 +52,22 @@ def _runner():
 
 
 def build(cfg, waves=False, log=None):
-    """Generate and Verilate ``cfg`` unless an identical build exists; return ``(build_dir, manifest)``."""
+    """Generate and Verilate ``cfg`` unless an identical build exists; return ``(build_dir, manifest)``.
+
+    A lock file serializes builds of one configuration across processes (pytest-xdist workers).
+    """
+    tag = cfg.id if cfg.name == "bfly_" + cfg.id else f"{cfg.id}_{cfg.name}"
+    build_dir = BUILD_ROOT / (tag + ("_waves" if waves else ""))
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(cfg, build_dir, waves, log)
+
+
+def _build_locked(cfg, build_dir, waves, log):
     from cocotb_tools.runner import VerilatorControlFile
     from gen.emit import write_outputs
 
-    tag = cfg.id if cfg.name == "bfly_" + cfg.id else f"{cfg.id}_{cfg.name}"
-    build_dir = BUILD_ROOT / (tag + ("_waves" if waves else ""))
     gen_dir = build_dir / "gen"
     man = write_outputs(cfg, gen_dir)
     vfile = gen_dir / f"{cfg.name}.v"

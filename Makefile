@@ -1,0 +1,31 @@
+# bfly: set-up, demo, tests and benchmarks. Every target creates .venv first if needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.bfly-installed
+JOBS ?= 2
+
+.PHONY: setup demo test test-long bench-core lint-verilog clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/bfly demo
+
+test: setup
+	$(BIN)/pytest -n $(JOBS)
+
+test-long: setup
+	$(BIN)/pytest -n $(JOBS) -m long
+
+bench-core: setup
+	$(BIN)/python -m sim.bench
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

@@ -1,0 +1,86 @@
+"""The bfly command line: outputs, the one-line errors a user sees, and the simulation check."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from gen.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["gen", "--n", "48", "--k", "4"], "48 is not a power of 4; use --radices, e.g. 4,4,3"),
+    (["gen", "--n", "64", "--data-bits", "20"], "--data-bits must be an integer from 2 to 18, not 20"),
+    (["gen", "--radices", "4,a"], "--radices must be integers separated by commas"),
+    (["gen", "--chain", "/nonexistent/chain.txt"], "cannot read /nonexistent/chain.txt"),
+    (["gen", "--n", "16", "--radices", "4,4"], "choose one of --n, --radices"),
+    (["sim", "--n", "16", "--k", "4", "--stall-prob", "1.5"], "--stall-prob must be in [0, 1)"),
+    (["sim", "--n", "16", "--k", "4", "--pixels", "0"], "--pixels must be at least 1"),
+])
+def test_user_errors_are_one_line(capsys, tmp_path, argv, message):
+    if argv[0] == "gen":
+        argv = argv + ["-o", str(tmp_path / "out")]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_chain_file_names_the_factor(capsys, tmp_path):
+    chain = tmp_path / "chain.txt"
+    chain.write_text("[16, 16, 4, 4, 1]\n[16, 8, 2, 1, 8]\n")
+    code, _, err = run(capsys, "gen", "--chain", str(chain), "-o", str(tmp_path / "out"))
+    assert code == 2
+    assert "factor 0 writes 16 channels but factor 1 reads 8" in err
+
+
+def test_gen_chain_radices_and_config_from(capsys, tmp_path):
+    chain = tmp_path / "debut.json"
+    chain.write_text('{"chain": [[32, 64, 2, 4, 4], [16, 32, 1, 2, 8]]}')
+    code, out, _ = run(capsys, "gen", "--chain", str(chain), "--data-bits", "6", "-o", str(tmp_path / "a"))
+    assert code == 0 and "wrote" in out
+    top = next((tmp_path / "a").glob("*.v"))
+    code, _, _ = run(capsys, "gen", "--config-from", str(tmp_path / "a" / "manifest.json"),
+                     "-o", str(tmp_path / "b"))
+    assert code == 0
+    assert (tmp_path / "b" / top.name).read_bytes() == top.read_bytes()
+    code, out, _ = run(capsys, "gen", "--radices", "4,4,3", "--name", "pw48", "-o", str(tmp_path / "c"))
+    assert code == 0 and (tmp_path / "c" / "pw48.v").exists()
+    assert "528 multipliers (a dense 48x48 layer needs 2304)" in out
+
+
+def test_console_script_errors_without_traceback(tmp_path):
+    bfly = [sys.executable, "-m", "gen.cli"]
+    res = subprocess.run(bfly + ["gen", "--n", "48", "--k", "4", "-o", str(tmp_path / "x")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "bfly gen: error: 48 is not a power of 4; use --radices, e.g. 4,4,3"
+    res = subprocess.run(bfly + ["gen", "--rounding", "up", "-o", str(tmp_path / "x")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_sim_prints_pass_line(capsys):
+    code, out, _ = run(capsys, "sim", "--n", "16", "--k", "4", "--pixels", "400", "--seed", "3",
+                       "--stall-prob", "0.3", "--commits", "1")
+    assert code == 0, out
+    last = out.strip().splitlines()[-1]
+    m = re.fullmatch(r"PASS 400 pixels bit-exact in (\d+) cycles", last)
+    assert m and int(m.group(1)) > 400 + 14      # stalls cost cycles beyond N + latency - 1
+
+
+def test_sim_without_stalls_takes_n_plus_latency_minus_one(capsys):
+    from gen.config import EngineConfig
+    from gen.emit import elaborate
+    latency = elaborate(EngineConfig.bft(16, 4))[1].latency
+    code, out, _ = run(capsys, "sim", "--n", "16", "--k", "4", "--pixels", "500", "--frames", "1")
+    assert code == 0
+    assert out.strip().splitlines()[-1] == f"PASS 500 pixels bit-exact in {500 + latency - 1} cycles"
