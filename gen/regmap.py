@@ -7,8 +7,10 @@ consecutive words.
 
 from dataclasses import dataclass
 
+from .config import EngineConfig, Factor, ConfigError
+
 __all__ = ["Register", "register_map", "REGMAP_VERSION", "BFLY_ID",
-           "ROUNDING_CODES", "OVERFLOW_CODES", "SHIFT_BITS", "config_words"]
+           "ROUNDING_CODES", "OVERFLOW_CODES", "SHIFT_BITS", "config_words", "config_from_words"]
 
 REGMAP_VERSION = 1
 BFLY_ID = 0xBF100000 | REGMAP_VERSION   # "BF1" + register-map version in the low 16 bits
@@ -47,6 +49,35 @@ def config_words(cfg, latency):
     config2 = cfg.n_out | min(latency, 0xFFFF) << 16
     factors = [f.r | f.s << 8 | f.t << 16 for f in cfg.factors]
     return {"CONFIG0": config0, "CONFIG1": config1, "CONFIG2": config2, "FACTOR": factors}
+
+
+def config_from_words(config0, config1, config2, factors, name=""):
+    """Reconstruct the :class:`EngineConfig` (and the latency) from the words read from an engine.
+
+    Returns ``(cfg, latency)``; raises :class:`ConfigError` when the words do not describe a
+    valid engine.
+    """
+    rounding = {v: k for k, v in ROUNDING_CODES.items()}.get((config0 >> 16) & 3)
+    overflow = {v: k for k, v in OVERFLOW_CODES.items()}[(config0 >> 18) & 1]
+    if rounding is None:
+        raise ConfigError(f"CONFIG0 0x{config0:08X} has an unknown rounding code")
+    n_in, n_stages = config1 & 0xFFFF, (config1 >> 16) & 0xFF
+    if n_stages != len(factors):
+        raise ConfigError(f"CONFIG1 says {n_stages} stages, but {len(factors)} FACTOR words were given")
+    chain, q = [], n_in
+    for l, word in enumerate(factors):
+        r, s, t = word & 0xFF, (word >> 8) & 0xFF, word >> 16
+        if min(r, s, t) < 1 or q % (s * t):
+            raise ConfigError(f"FACTOR[{l}] 0x{word:08X} does not fit {q} input channels")
+        f = Factor(b=q // (s * t), r=r, s=s, t=t)
+        chain.append(f)
+        q = f.p
+    cfg = EngineConfig(factors=tuple(chain), data_bits=config0 & 0xFF,
+                       weight_bits=(config0 >> 8) & 0xFF, rounding=rounding, overflow=overflow,
+                       name=name)
+    if cfg.n_out != config2 & 0xFFFF:
+        raise ConfigError(f"CONFIG2 says {config2 & 0xFFFF} output channels, the chain gives {cfg.n_out}")
+    return cfg, config2 >> 16
 
 
 def register_map(cfg):

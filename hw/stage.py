@@ -35,7 +35,7 @@ class ButterflyStage(wiring.Component):
     (``w_*``, ``r_*``: index ``o*s + j``, read data registered), ``shadow_shift``, ``load_stb``;
     ``o_data`` (``p`` channels),
     ``o_valid``, ``o_last`` after ``latency`` cycles; ``o_sat_count``, the number of outputs of a
-    valid pixel that saturated, ``sat_latency`` cycles after the pixel entered.
+    valid pixel that saturated (``ceil(log2 p)`` cycles after ``o_valid``).
     """
 
     def __init__(self, cfg, index):
@@ -70,10 +70,6 @@ class ButterflyStage(wiring.Component):
     def latency(self):
         """Cycles from a pixel on ``i_data`` to its result on ``o_data``."""
         return 1 + tree_levels(self._factor.s) + REQUANT_CYCLES
-
-    @property
-    def sat_latency(self):
-        return self.latency + tree_levels(self._factor.p)
 
     def elaborate(self, platform):
         m = Module()

@@ -25,7 +25,7 @@ from cocotbext.axi import (AxiStreamBus, AxiStreamSource, AxiStreamSink, AxiStre
                            AxiLiteBus, AxiLiteMaster, AxiResp)
 
 from gen.config import EngineConfig
-from gen.regmap import register_map, config_words, BFLY_ID
+from gen.regmap import register_map, config_from_words, BFLY_ID
 from sim.model import chain_forward, random_weights, random_shifts
 from sim.words import pack_pixels, unpack_pixels
 
@@ -239,11 +239,12 @@ async def test_registers(dut):
     await tb.reset()
     cfg = tb.cfg
     assert await tb.read("ID") == BFLY_ID
-    words = config_words(cfg, tb.latency)
-    for name in ("CONFIG0", "CONFIG1", "CONFIG2"):
-        assert await tb.read(name) == words[name], name
-    for l in range(cfg.n_stages):
-        assert await tb.read("FACTOR", l) == words["FACTOR"][l]
+    # software can rebuild the whole configuration from the read-only words
+    config = [await tb.read(name) for name in ("CONFIG0", "CONFIG1", "CONFIG2")]
+    factors = [await tb.read("FACTOR", l) for l in range(cfg.n_stages)]
+    rebuilt, latency = config_from_words(*config, factors, name=cfg.name)
+    assert rebuilt == cfg, f"rebuilt {rebuilt.to_dict()} from the CONFIG words"
+    assert latency == tb.latency
     weights, shifts = tb.random_bank()
     await tb.write_bank(weights, shifts)
     flat = np.concatenate([w.ravel() for w in weights])
