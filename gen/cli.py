@@ -133,9 +133,9 @@ def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=Fal
     t0 = time.time()
     build(cfg, waves=waves, log=log)
     if not quiet:
-        print(f"  ready in {time.time() - t0:.1f} s; simulating {pixels} pixels "
-              f"(stall {stall_prob}, idle {idle_prob}, {frames} frames, {commits} commits, seed {seed})",
-              flush=True)
+        print(f"  ready in {time.time() - t0:.1f} s; simulating {pixels} pixels (output stall "
+              f"probability {stall_prob}, input idle {idle_prob}, {frames} frame(s), {commits} "
+              f"commit(s) while streaming, seed {seed})", flush=True)
     fd, result_path = tempfile.mkstemp(prefix="bfly_sim_", suffix=".json")
     os.close(fd)
     try:
@@ -158,6 +158,9 @@ def cmd_sim(args):
     cfg = config_from_args(args)
     result, log = run_sim(cfg, args.pixels, args.seed, args.stall_prob, args.idle_prob,
                           args.frames, args.commits, waves=args.waves)
+    if args.waves:
+        from sim.runner import build_dir_for
+        print(f"  waveform: {build_dir_for(cfg, waves=True) / 'run' / 'dump.vcd'}")
     return _report(result, log)
 
 
@@ -191,9 +194,10 @@ def cmd_demo(args):
     result, log = run_sim(cfg, args.pixels, seed=1, stall_prob=0.2, idle_prob=0.1, frames=4, commits=1)
     status = _report(result, log)
     if result is not None:
-        print(f"  {result['frames']} frames, {result['banks_used']} weight banks committed while "
-              f"streaming, saturations per stage {result['sat_counts']}, "
-              f"{result['wall_seconds']:.1f} s of simulation")
+        outputs = result["pixels"] * cfg.n_out
+        print(f"  {result['frames']} frames; {result['banks_used']} weight banks used, swapped while "
+              f"streaming; saturated outputs per stage {result['sat_counts']} of {outputs} each "
+              f"(the random shifts are tight on purpose); {result['wall_seconds']:.1f} s of simulation")
     return status
 
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["ROOT", "verilator_env", "build", "run_tb", "results_ok"]
+__all__ = ["ROOT", "verilator_env", "build_dir_for", "build", "run_tb", "results_ok"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = ROOT / "build" / "sim"
@@ -51,13 +51,18 @@ def _runner():
     return LeanVerilator()
 
 
+def build_dir_for(cfg, waves=False):
+    """``build/sim/<id>[_<name>][_waves]``: one build directory per configuration."""
+    tag = cfg.id if cfg.name == "bfly_" + cfg.id else f"{cfg.id}_{cfg.name}"
+    return BUILD_ROOT / (tag + ("_waves" if waves else ""))
+
+
 def build(cfg, waves=False, log=None):
     """Generate and Verilate ``cfg`` unless an identical build exists; return ``(build_dir, manifest)``.
 
     A lock file serializes builds of one configuration across processes (pytest-xdist workers).
     """
-    tag = cfg.id if cfg.name == "bfly_" + cfg.id else f"{cfg.id}_{cfg.name}"
-    build_dir = BUILD_ROOT / (tag + ("_waves" if waves else ""))
+    build_dir = build_dir_for(cfg, waves)
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
