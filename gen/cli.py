@@ -21,6 +21,13 @@ class UserError(Exception):
     """A problem with the user's input; printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``bfly gen: error: ...``), not usage plus error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _add_config_args(p):
     g = p.add_argument_group("configuration (one of --n/--k, --radices, --chain, --config-from; "
                              "default BFT(64, 4))")
@@ -76,6 +83,9 @@ def config_from_args(args):
 def _read_text(path):
     try:
         return Path(path).read_text()
+    except RuntimeError as e:           # a failed Verilator build or simulation run
+        print(f"bfly {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror or e}")
     except UnicodeDecodeError:
@@ -202,8 +212,9 @@ def cmd_demo(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="bfly", description="Butterfly Transform engines for FPGAs.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="bfly", description="Butterfly Transform engines for FPGAs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     p = sub.add_parser("gen", help="generate Verilog, manifest.json, regmap.json and a C header")
     _add_config_args(p)
@@ -236,6 +247,9 @@ def main(argv=None):
     except (ConfigError, UserError) as e:
         print(f"bfly {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:           # a failed Verilator build or simulation run
+        print(f"bfly {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"bfly {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
