@@ -91,6 +91,7 @@ class EngineConfig:
     rounding: str = "half_even"
     overflow: str = "saturate"
     name: str = ""
+    epilogue: bool = False      # SPEC §3 in hardware: residual, per-channel multiplier and bias, ReLU
 
     def __post_init__(self):
         factors = tuple(self.factors)
@@ -117,6 +118,8 @@ class EngineConfig:
             raise ConfigError(f"--rounding must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}")
         if self.overflow not in OVERFLOW_MODES:
             raise ConfigError(f"--overflow must be one of {', '.join(OVERFLOW_MODES)}, not {self.overflow!r}")
+        if not isinstance(self.epilogue, bool):
+            raise ConfigError(f"epilogue must be true or false, not {self.epilogue!r}")
         if not isinstance(self.name, str):
             raise ConfigError(f"--name must be a string, not {self.name!r}")
         if self.name and not (self.name.isidentifier() and self.name.isascii()):
@@ -201,7 +204,7 @@ class EngineConfig:
         """The inverse of :meth:`to_dict` (as written in ``manifest.json``)."""
         if not isinstance(d, dict) or "chain" not in d:
             raise ConfigError("a configuration needs a \"chain\" of [p, q, r, s, t] rows")
-        keys = ("data_bits", "weight_bits", "rounding", "overflow", "name")
+        keys = ("data_bits", "weight_bits", "rounding", "overflow", "name", "epilogue")
         return cls.from_chain(d["chain"], **{k: d[k] for k in keys if k in d})
 
     # --- derived facts ------------------------------------------------------------------------
@@ -219,13 +222,19 @@ class EngineConfig:
         return len(self.factors)
 
     @property
+    def has_residual(self):
+        """The epilogue's residual path exists only where input and output widths are equal."""
+        return self.epilogue and self.n_in == self.n_out
+
+    @property
     def n_weights(self):
         return sum(f.n_weights for f in self.factors)
 
     @property
     def multipliers(self):
-        """One multiplier per weight: the fully parallel engine."""
-        return self.n_weights
+        """One multiplier per weight (the fully parallel engine), plus one per output channel for
+        the epilogue's multiplier."""
+        return self.n_weights + (self.n_out if self.epilogue else 0)
 
     @property
     def data_min(self):
@@ -274,6 +283,8 @@ class EngineConfig:
             tag += "_" + self.rounding.replace("_", "")
         if self.overflow != "saturate":
             tag += "_" + self.overflow
+        if self.epilogue:
+            tag += "_epi"
         return tag
 
     def chain_rows(self):
@@ -289,6 +300,7 @@ class EngineConfig:
             "weight_bits": self.weight_bits,
             "rounding": self.rounding,
             "overflow": self.overflow,
+            "epilogue": self.epilogue,
             "chain": self.chain_rows(),
         }
 

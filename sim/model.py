@@ -15,6 +15,8 @@ from gen.config import MAX_SHIFT, ROUNDING_MODES, OVERFLOW_MODES
 
 __all__ = [
     "round_shift", "requantize", "factor_apply", "chain_forward", "ChainResult",
+    "Epilogue", "check_epilogue", "epilogue_apply", "block_forward", "random_epilogue",
+    "RESIDUAL_SHIFT_MAX", "BIAS_BITS",
     "factor_dense", "chain_dense", "chain_float", "check_weights", "check_shifts",
     "random_weights", "random_shifts",
 ]
@@ -132,6 +134,104 @@ def chain_forward(cfg, weights, shifts, x):
         stages.append(x)
         sat_counts.append(int(sat.sum()))
     return ChainResult(y=x, sat_counts=sat_counts, stages=stages)
+
+
+# --- epilogue (SPEC §3) ---------------------------------------------------------------------------
+
+RESIDUAL_SHIFT_MAX = 15   # the hardware's residual gain is 0 or +-2**g with g <= 15
+BIAS_BITS = 32            # Bias_c is one signed 32-bit register word
+
+
+@dataclass
+class Epilogue:
+    """Per-block epilogue parameters: ``z_c = act(round_shift((y_c + G x_c) A_c + Bias_c))``."""
+    mult: np.ndarray           # (n_out,) A_c, signed weight_bits
+    bias: np.ndarray           # (n_out,) Bias_c, signed 32-bit
+    gain: int = 0              # G: 0 or +-2**g, g <= RESIDUAL_SHIFT_MAX (n_in == n_out only)
+    out_shift: int = 0
+    relu: bool = False
+
+    @classmethod
+    def identity(cls, cfg):
+        """The epilogue of a block without one: A = 1, Bias = 0, G = 0, shift 0, no ReLU."""
+        return cls(mult=np.ones(cfg.n_out, dtype=np.int64), bias=np.zeros(cfg.n_out, dtype=np.int64))
+
+
+def residual_code(gain):
+    """``(enable, negative, g)`` for a gain of 0 or ``+-2**g``; ``None`` if not representable."""
+    gain = int(gain)
+    if gain == 0:
+        return (0, 0, 0)
+    mag = abs(gain)
+    if mag & (mag - 1) or mag.bit_length() - 1 > RESIDUAL_SHIFT_MAX:
+        return None
+    return (1, int(gain < 0), mag.bit_length() - 1)
+
+
+def check_epilogue(cfg, epi):
+    """Check an :class:`Epilogue` against ``cfg``; return it with int64 arrays."""
+    mult = np.asarray(epi.mult)
+    bias = np.asarray(epi.bias)
+    if mult.shape != (cfg.n_out,) or bias.shape != (cfg.n_out,):
+        raise ValueError(f"epilogue multiplier and bias must be shaped ({cfg.n_out},), "
+                         f"not {mult.shape} and {bias.shape}")
+    for name, v, lo, hi in (("multiplier", mult, cfg.weight_min, cfg.weight_max),
+                            ("bias", bias, -(1 << (BIAS_BITS - 1)), (1 << (BIAS_BITS - 1)) - 1)):
+        if not np.issubdtype(v.dtype, np.integer):
+            raise ValueError(f"epilogue {name} must be integers, not {v.dtype}")
+        if v.size and (v.min() < lo or v.max() > hi):
+            raise ValueError(f"epilogue {name} must lie in [{lo}, {hi}]")
+    if residual_code(epi.gain) is None:
+        raise ValueError(f"residual gain must be 0 or +-2**g with g <= {RESIDUAL_SHIFT_MAX}, not {epi.gain}")
+    if epi.gain and cfg.n_in != cfg.n_out:
+        raise ValueError(f"a residual needs n_in == n_out, not {cfg.n_in} -> {cfg.n_out}")
+    if not 0 <= int(epi.out_shift) <= MAX_SHIFT:
+        raise ValueError(f"output shift must be in [0, {MAX_SHIFT}], not {epi.out_shift}")
+    return Epilogue(mult=mult.astype(np.int64), bias=bias.astype(np.int64), gain=int(epi.gain),
+                    out_shift=int(epi.out_shift), relu=bool(epi.relu))
+
+
+def epilogue_apply(cfg, epi, y, x):
+    """SPEC §3 on chain outputs ``y`` ``(N, n_out)`` and block inputs ``x`` ``(N, n_in)``.
+
+    Returns ``(z, out_of_range)``: the block output and the mask of outputs that saturated (or
+    wrapped) in the final requantization.
+    """
+    epi = check_epilogue(cfg, epi)
+    e = np.asarray(y, dtype=np.int64)
+    if epi.gain:
+        e = e + epi.gain * np.asarray(x, dtype=np.int64)
+    acc = e * epi.mult + epi.bias
+    z, sat = requantize(acc, epi.out_shift, cfg.data_bits, cfg.rounding, cfg.overflow)
+    if epi.relu:
+        z = np.maximum(z, 0)
+    return z, sat
+
+
+def block_forward(cfg, weights, shifts, epi, x):
+    """Chain then epilogue: the engine generated with ``epilogue``. ``sat_counts`` and ``stages``
+    get one more entry, the epilogue's."""
+    res = chain_forward(cfg, weights, shifts, x)
+    z, sat = epilogue_apply(cfg, epi, res.y, x)
+    return ChainResult(y=z, sat_counts=res.sat_counts + [int(sat.sum())], stages=res.stages + [z])
+
+
+def random_epilogue(cfg, rng):
+    """Random epilogue parameters with extremes, in the range the hardware accepts."""
+    mult = rng.integers(cfg.weight_min, cfg.weight_max + 1, size=cfg.n_out)
+    mult[rng.random(cfg.n_out) < 0.1] = cfg.weight_min
+    span = 1 << min(cfg.data_bits + cfg.weight_bits, BIAS_BITS - 1)
+    bias = rng.integers(-span, span, size=cfg.n_out)
+    bias[rng.random(cfg.n_out) < 0.05] = -(1 << (BIAS_BITS - 1))
+    bias[rng.random(cfg.n_out) < 0.05] = (1 << (BIAS_BITS - 1)) - 1
+    gain = 0
+    if cfg.n_in == cfg.n_out and rng.random() < 0.8:
+        g = int(rng.choice([0, 1, 2, 3])) if rng.random() < 0.9 else RESIDUAL_SHIFT_MAX
+        gain = (1 << g) * (-1 if rng.random() < 0.2 else 1)
+    typical = cfg.weight_bits - 1 + max(0, gain).bit_length() // 2
+    out_shift = int(np.clip(typical + rng.integers(-2, 4), 0, MAX_SHIFT)) if rng.random() > 0.1 else 0
+    return Epilogue(mult=mult.astype(np.int64), bias=bias.astype(np.int64), gain=gain,
+                    out_shift=out_shift, relu=bool(rng.random() < 0.5))
 
 
 # --- float reference ------------------------------------------------------------------------------

@@ -213,3 +213,63 @@ def test_rejects_bad_inputs():
         chain_forward(cfg, w, [0, 64], x)
     with pytest.raises(ValueError, match="pixels"):
         chain_forward(cfg, w, [0, 0], x + 200)
+
+
+# --- epilogue (SPEC §3) ------------------------------------------------------------------------
+
+from sim.model import Epilogue, epilogue_apply, block_forward, random_epilogue
+
+
+def test_epilogue_by_hand():
+    cfg = EngineConfig.bft(4, 2, epilogue=True)
+    y = np.array([[10, -20, 30, 127]])
+    x = np.array([[1, 2, -3, 100]])
+    epi = Epilogue(mult=np.array([3, -2, 1, 127]), bias=np.array([4, 0, -6, 1000]), gain=4,
+                   out_shift=2, relu=False)
+    # e = y + 4x = [14, -12, 18, 527]; acc = e*A + Bias = [46, 24, 12, 67929]; >> 2 half_even
+    z, sat = epilogue_apply(cfg, epi, y, x)
+    assert z.tolist() == [[12, 6, 3, 127]] and sat.tolist() == [[False, False, False, True]]
+    epi.relu, epi.mult = True, np.array([-3, -2, 1, 1])
+    z, _ = epilogue_apply(cfg, epi, y, x)
+    assert z.tolist() == [[0, 6, 3, 127]]
+    # identity epilogue: the block is the chain
+    rng = np.random.default_rng(0)
+    w, s = random_weights(cfg, rng), random_shifts(cfg, rng)
+    xs = rng.integers(-128, 128, size=(20, 4))
+    assert np.array_equal(block_forward(cfg, w, s, Epilogue.identity(cfg), xs).y, chain_forward(cfg, w, s, xs).y)
+
+
+def test_epilogue_rejects_what_the_hardware_cannot_do():
+    cfg = EngineConfig.bft(4, 2, epilogue=True)
+    ones = np.ones(4, dtype=np.int64)
+    for epi, msg in [(Epilogue(mult=ones, bias=ones, gain=3), "residual gain"),
+                     (Epilogue(mult=ones * 128, bias=ones), "multiplier"),
+                     (Epilogue(mult=ones, bias=ones * (1 << 31)), "bias"),
+                     (Epilogue(mult=ones[:3], bias=ones), "shaped")]:
+        with pytest.raises(ValueError, match=msg):
+            epilogue_apply(cfg, epi, np.zeros((1, 4)), np.zeros((1, 4)))
+    rect = EngineConfig.from_chain([[2, 4, 1, 2, 1]], epilogue=True)
+    with pytest.raises(ValueError, match="n_in == n_out"):
+        epilogue_apply(rect, Epilogue(mult=np.ones(2, dtype=np.int64), bias=np.zeros(2, dtype=np.int64), gain=1),
+                       np.zeros((1, 2)), np.zeros((1, 4)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(cfg=chains(), seed=st.integers(0, 2**32 - 1))
+def test_epilogue_matches_python_reference(cfg, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(cfg.data_min, cfg.data_max + 1, size=(5, cfg.n_out))
+    x = rng.integers(cfg.data_min, cfg.data_max + 1, size=(5, cfg.n_in))
+    epi = random_epilogue(cfg, rng)
+    z, sat = epilogue_apply(cfg, epi, y, x)
+    for n in range(5):
+        for c in range(cfg.n_out):
+            e = int(y[n, c]) + (epi.gain * int(x[n, c]) if epi.gain else 0)
+            v = _round_fraction(Fraction(e * int(epi.mult[c]) + int(epi.bias[c]), 1 << epi.out_shift), cfg.rounding)
+            out = not cfg.data_min <= v <= cfg.data_max
+            if out:
+                v = min(max(v, cfg.data_min), cfg.data_max) if cfg.overflow == "saturate" \
+                    else (v - cfg.data_min) % (1 << cfg.data_bits) + cfg.data_min
+            if epi.relu:
+                v = max(v, 0)
+            assert z[n, c] == v and sat[n, c] == out
