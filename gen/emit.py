@@ -62,6 +62,9 @@ def manifest(cfg, top):
         "stages": [{"index": l, "factor": f.as_row(), "latency_cycles": st.latency,
                     "acc_bits": cfg.acc_bits(l)}
                    for l, (f, st) in enumerate(zip(cfg.factors, top.engine.stages))],
+        "epilogue": ({"latency_cycles": top.engine.epilogue.latency,
+                      "acc_bits": top.engine.epilogue.acc_bits, "residual": cfg.has_residual}
+                     if cfg.epilogue else None),
         "stream": {"s_axis_tdata_bits": stream_bits(cfg.n_in, cfg.data_bits),
                    "m_axis_tdata_bits": stream_bits(cfg.n_out, cfg.data_bits)},
         "axil_address_bits": address_bits(cfg),

@@ -9,12 +9,28 @@ from dataclasses import dataclass
 
 from .config import EngineConfig, Factor, ConfigError
 
-__all__ = ["Register", "register_map", "REGMAP_VERSION", "BFLY_ID",
-           "ROUNDING_CODES", "OVERFLOW_CODES", "SHIFT_BITS", "config_words", "config_from_words"]
+__all__ = ["Register", "register_map", "REGMAP_VERSION", "BFLY_ID", "ROUNDING_CODES",
+           "OVERFLOW_CODES", "SHIFT_BITS", "RESIDUAL_SHIFT_MAX", "BIAS_BITS", "epi_ctrl_word",
+           "config_words", "config_from_words", "address_bits", "param_window"]
 
 REGMAP_VERSION = 1
 BFLY_ID = 0xBF100000 | REGMAP_VERSION   # "BF1" + register-map version in the low 16 bits
 SHIFT_BITS = 6
+RESIDUAL_SHIFT_MAX = 15                  # EPI_CTRL[11:8]: residual gain 0 or +-2**g, g <= 15
+BIAS_BITS = 32                           # EPI_BIAS[c]: one signed word
+
+
+def epi_ctrl_word(relu, gain):
+    """EPI_CTRL: ``[0]`` ReLU, ``[1]`` residual enable, ``[2]`` residual negative, ``[11:8]`` g,
+    for a residual gain of 0 or ``+-2**g``. Raises ``ValueError`` for another gain."""
+    gain = int(gain)
+    mag = abs(gain)
+    if gain and (mag & (mag - 1) or mag.bit_length() - 1 > RESIDUAL_SHIFT_MAX):
+        raise ValueError(f"residual gain must be 0 or +-2**g with g <= {RESIDUAL_SHIFT_MAX}, not {gain}")
+    word = int(bool(relu))
+    if gain:
+        word |= 1 << 1 | int(gain < 0) << 2 | (mag.bit_length() - 1) << 8
+    return word
 ROUNDING_CODES = {"floor": 0, "half_up": 1, "half_even": 2}
 OVERFLOW_CODES = {"saturate": 0, "wrap": 1}
 
@@ -38,13 +54,15 @@ def config_words(cfg, latency):
     """The read-only words from which software reconstructs the configuration.
 
     ``CONFIG0``: ``[7:0]`` data_bits, ``[15:8]`` weight_bits, ``[17:16]`` rounding
-    (0 floor, 1 half_up, 2 half_even), ``[18]`` overflow (0 saturate, 1 wrap).
+    (0 floor, 1 half_up, 2 half_even), ``[18]`` overflow (0 saturate, 1 wrap), ``[19]`` epilogue,
+    ``[20]`` residual path.
     ``CONFIG1``: ``[15:0]`` n_in, ``[23:16]`` number of stages. ``CONFIG2``: ``[15:0]`` n_out,
     ``[31:16]`` latency in clocks. ``FACTOR[l]``: ``[7:0]`` r, ``[15:8]`` s, ``[31:16]`` t
     (``b`` follows from the stage's input count ``q = b*s*t``).
     """
     config0 = (cfg.data_bits | cfg.weight_bits << 8 | ROUNDING_CODES[cfg.rounding] << 16
-               | OVERFLOW_CODES[cfg.overflow] << 18)
+               | OVERFLOW_CODES[cfg.overflow] << 18 | int(cfg.epilogue) << 19
+               | int(cfg.has_residual) << 20)
     config1 = cfg.n_in | cfg.n_stages << 16
     config2 = cfg.n_out | min(latency, 0xFFFF) << 16
     factors = [f.r | f.s << 8 | f.t << 16 for f in cfg.factors]
@@ -74,35 +92,67 @@ def config_from_words(config0, config1, config2, factors, name=""):
         q = f.p
     cfg = EngineConfig(factors=tuple(chain), data_bits=config0 & 0xFF,
                        weight_bits=(config0 >> 8) & 0xFF, rounding=rounding, overflow=overflow,
-                       name=name)
+                       name=name, epilogue=bool(config0 >> 19 & 1))
+    if cfg.has_residual != bool(config0 >> 20 & 1):
+        raise ConfigError(f"CONFIG0 0x{config0:08X}: the residual bit contradicts the chain")
     if cfg.n_out != config2 & 0xFFFF:
         raise ConfigError(f"CONFIG2 says {config2 & 0xFFFF} output channels, the chain gives {cfg.n_out}")
     return cfg, config2 >> 16
 
 
 def register_map(cfg):
-    """The register table of an engine built from ``cfg``."""
+    """The register table of an engine built from ``cfg``.
+
+    ``WEIGHTS``, ``EPI_MULT`` and ``EPI_BIAS`` are contiguous: together they are the engine's
+    parameter window (:func:`param_window`), one word per parameter.
+    """
     L = cfg.n_stages
-    return [
+    sat_doc = "per stage: outputs that saturated (or wrapped) since the last clear, saturating " \
+              "at 2**32-1; any write clears"
+    if cfg.epilogue:
+        sat_doc += f"; SAT_COUNT[{L}] counts the epilogue's outputs"
+    regs = [
         Register("ID", 0x000, "ro", 1, f"0x{BFLY_ID:08X}: bfly, register map version {REGMAP_VERSION}"),
         Register("CONFIG0", 0x004, "ro", 1, "[7:0] data_bits, [15:8] weight_bits, "
-                 "[17:16] rounding (0 floor, 1 half_up, 2 half_even), [18] overflow (0 saturate, 1 wrap)"),
+                 "[17:16] rounding (0 floor, 1 half_up, 2 half_even), [18] overflow (0 saturate, 1 wrap), "
+                 "[19] epilogue, [20] residual path"),
         Register("CONFIG1", 0x008, "ro", 1, "[15:0] n_in, [23:16] number of stages"),
         Register("CONFIG2", 0x00C, "ro", 1, "[15:0] n_out, [31:16] latency in clocks"),
-        Register("CTRL", 0x010, "wo", 1, "[0] COMMIT: make the shadow weights and shifts active "
+        Register("CTRL", 0x010, "wo", 1, "[0] COMMIT: make the shadow bank active "
                  "for every pixel accepted after this write"),
         Register("STATUS", 0x014, "ro", 1, "[0] COMMIT_BUSY: a commit is propagating "
-                 "(register writes wait until it is done)"),
+                 "(register writes wait until it is done), [1] pixels in flight"),
+    ]
+    if cfg.epilogue:
+        regs += [
+            Register("EPI_CTRL", 0x018, "rw", 1, "[0] ReLU, [1] residual enable, [2] residual "
+                     f"negative, [11:8] g: residual gain G = +-2**g (shadow bank)"),
+            Register("OUT_SHIFT", 0x01C, "rw", 1, f"[{SHIFT_BITS - 1}:0] epilogue output shift (shadow bank)"),
+        ]
+    regs += [
         Register("FACTOR", 0x040, "ro", L, "per stage: [7:0] r, [15:8] s, [31:16] t"),
         Register("SHIFT", 0x100, "rw", L, f"per stage: [{SHIFT_BITS - 1}:0] requantization shift "
                  "(shadow bank)"),
-        Register("SAT_COUNT", 0x200, "rw_clear", L, "per stage: outputs that saturated (or wrapped) "
-                 "since the last clear, saturating at 2**32-1; any write clears"),
+        Register("SAT_COUNT", 0x200, "rw_clear", L + int(cfg.epilogue), sat_doc),
         Register("WEIGHTS", WEIGHTS_BASE, "rw", cfg.n_weights, "one weight per word, sign-extended, "
                  "in the order stage, output node o, j (the (p, s) layout); shadow bank"),
     ]
+    if cfg.epilogue:
+        mult = WEIGHTS_BASE + 4 * cfg.n_weights
+        regs += [
+            Register("EPI_MULT", mult, "rw", cfg.n_out, "per output channel: multiplier A_c, "
+                     "sign-extended (shadow bank)"),
+            Register("EPI_BIAS", mult + 4 * cfg.n_out, "rw", cfg.n_out, "per output channel: "
+                     "bias Bias_c, a signed 32-bit word (shadow bank)"),
+        ]
+    return regs
+
+
+def param_window(cfg):
+    """``(first word index, words)`` of the parameter window: weights, then A_c, then Bias_c."""
+    return WEIGHTS_BASE // 4, cfg.n_weights + (2 * cfg.n_out if cfg.epilogue else 0)
 
 
 def address_bits(cfg):
     """Width of the AXI4-Lite byte address."""
-    return (WEIGHTS_BASE + 4 * cfg.n_weights - 1).bit_length()
+    return (max(r.end for r in register_map(cfg)) - 1).bit_length()

@@ -1,4 +1,5 @@
-"""The butterfly engine: the chain of stages between two streams, fully parallel.
+"""The butterfly engine: the chain of stages (and the optional epilogue) between two streams,
+fully parallel.
 
 One whole pixel is accepted per clock and one leaves per clock after ``latency`` cycles.
 The pipeline is free-running (no global stall enable): an output FIFO holds everything that can be
@@ -11,11 +12,13 @@ loads each stage's active bank exactly when the first pixel accepted after the c
 that stage, so every pixel is computed with the bank that was active when it entered.
 """
 
-from amaranth.hdl import Module, Signal, Cat, signed
+from amaranth.hdl import Module, Signal, Cat, Mux, signed
 from amaranth.lib import wiring, data, stream, fifo
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from gen.regmap import SHIFT_BITS
+from gen.regmap import SHIFT_BITS, param_window
+from .epilogue import Epilogue, EPI_CTRL_BITS
 from .stage import ButterflyStage
 
 __all__ = ["ButterflyEngine", "pixel_layout"]
@@ -36,38 +39,46 @@ def pixel_layout(channels, data_bits):
 class ButterflyEngine(wiring.Component):
     """The chain of ``cfg`` between ``i_stream`` and ``o_stream`` (payload: ``data``, ``last``).
 
-    Parameter ports (driven by the register bank): the shadow weight port (``w_addr``, ``w_data``,
-    ``w_en``; ``r_addr`` with ``r_data`` one cycle later), indexed in register-map order (stage,
-    then ``o*s + j``) and routed to the stage that holds the weight; ``shadow_shifts``;
-    ``commit_stb``. ``commit_busy`` is high while a commit propagates (the shadow bank must not
-    change then); ``sat_counts`` gives, per stage, the saturations of the pixel leaving that
-    stage this cycle.
+    Parameter ports (driven by the register bank): the shadow parameter window (``p_addr``,
+    ``p_data``, ``p_en``; ``p_raddr`` with ``p_rdata`` one cycle later, sign-extended), indexed as
+    the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
+    epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
+    and ``shadow_out_shift``; ``commit_stb``. ``commit_busy`` is high while a commit propagates
+    (the shadow bank must not change then); ``sat_counts`` gives, per stage (and the epilogue),
+    the saturations of the pixel leaving it this cycle.
     """
 
     def __init__(self, cfg):
         self._cfg = cfg
         self._stages = [ButterflyStage(cfg, l) for l in range(cfg.n_stages)]
-        offsets, off = [], 1   # the input register is cycle 1
-        for st in self._stages:
+        self._epilogue = Epilogue(cfg) if cfg.epilogue else None
+        blocks = self._stages + ([self._epilogue] if self._epilogue else [])
+        offsets, off = [], 0     # cycles from the input register to each block's input
+        for b in blocks:
             offsets.append(off)
-            off += st.latency
+            off += b.latency
         self._offsets = offsets
-        self._pipeline_depth = off - 1
-        super().__init__({
+        self._pipeline_depth = off
+        _, n_params = param_window(cfg)
+        counters = len(blocks)
+        ports = {
             "i_stream": In(stream.Signature(pixel_layout(cfg.n_in, cfg.data_bits))),
             "o_stream": Out(stream.Signature(pixel_layout(cfg.n_out, cfg.data_bits))),
-            "w_addr": In(range(cfg.n_weights)),
-            "w_data": In(signed(cfg.weight_bits)),
-            "w_en": In(1),
-            "r_addr": In(range(cfg.n_weights)),
-            "r_data": Out(signed(cfg.weight_bits)),
+            "p_addr": In(range(n_params)),
+            "p_data": In(32),
+            "p_en": In(1),
+            "p_raddr": In(range(n_params)),
+            "p_rdata": Out(signed(32)),
             "shadow_shifts": In(data.ArrayLayout(SHIFT_BITS, cfg.n_stages)),
             "commit_stb": In(1),
             "commit_busy": Out(1),
-            "sat_counts": Out(data.ArrayLayout(range(max(f.p for f in cfg.factors) + 1),
-                                               cfg.n_stages)),
+            "sat_counts": Out(data.ArrayLayout(range(max(f.p for f in cfg.factors) + 1), counters)),
             "busy": Out(1),
-        })
+        }
+        if cfg.epilogue:
+            ports["shadow_epi_ctrl"] = In(EPI_CTRL_BITS)
+            ports["shadow_out_shift"] = In(SHIFT_BITS)
+        super().__init__(ports)
 
     @property
     def fifo_depth(self):
@@ -79,14 +90,19 @@ class ButterflyEngine(wiring.Component):
     def latency(self):
         """Clocks from a pixel's input handshake to its output handshake with no stall.
 
-        The input register and every stage (``pipeline_depth``), then the FIFO: one edge to write,
-        two to reach the output register of ``SyncFIFOBuffered`` (its memory read is synchronous).
+        The input register is loaded at the handshake; then every stage and the epilogue
+        (``pipeline_depth``); then the FIFO: one edge to write, two to reach the output register
+        of ``SyncFIFOBuffered`` (its memory read is synchronous).
         """
         return self._pipeline_depth + 3
 
     @property
     def stages(self):
         return list(self._stages)
+
+    @property
+    def epilogue(self):
+        return self._epilogue
 
     def elaborate(self, platform):
         m = Module()
@@ -108,37 +124,53 @@ class ButterflyEngine(wiring.Component):
         ]
         m.d.comb += self.busy.eq(occupancy != 0)
 
-        # --- commit wavefront: bit i is the commit seen i+1 cycles ago. Reset-less, so a commit
-        # that started always reaches every stage and the banks never end up mixed.
-        commit_line = Signal(self._offsets[-1], reset_less=True)
+        # --- commit wavefront: bit i is the commit seen i+1 cycles ago. It spans the whole
+        # pipeline, so the shadow bank stays still until every block has loaded from it; it is
+        # reset-less, so a commit that started always completes and the banks never end up mixed.
+        commit_line = Signal(self._pipeline_depth + 1, reset_less=True)
         m.d.sync += commit_line.eq(Cat(self.commit_stb, commit_line[:-1]))
         m.d.comb += self.commit_busy.eq(commit_line.any())
 
-        # --- the chain
-        prev_data, prev_valid, prev_last = in_data, in_valid, in_last
-        r_stage = Signal(range(cfg.n_stages))       # which stage the registered read came from
-        for l, (st, off, w_base) in enumerate(zip(self._stages, self._offsets, cfg.weight_offsets())):
-            m.submodules[f"stage{l}"] = st
-            n_w = st.factor.n_weights
-            w_here = _in_range(self.w_addr, w_base, w_base + n_w)
-            with m.If(_in_range(self.r_addr, w_base, w_base + n_w)):
-                m.d.sync += r_stage.eq(l)
-            with m.If(r_stage == l):
-                m.d.comb += self.r_data.eq(st.r_data)
+        # --- parameter window: route writes and reads to the block that holds the parameter
+        blocks = self._stages + ([self._epilogue] if self._epilogue else [])
+        bases, base = [], 0
+        for st in self._stages:
+            bases.append((base, st.factor.n_weights))
+            base += st.factor.n_weights
+        if self._epilogue:
+            bases.append((base, 2 * cfg.n_out))
+        r_block = Signal(range(len(blocks)))     # which block the registered read came from
+        for i, (b, (lo, count)) in enumerate(zip(blocks, bases)):
+            with m.If(_in_range(self.p_raddr, lo, lo + count)):
+                m.d.sync += r_block.eq(i)
+            with m.If(r_block == i):
+                m.d.comb += self.p_rdata.eq(b.r_data)
             m.d.comb += [
-                st.w_addr.eq(self.w_addr - w_base),
-                st.w_data.eq(self.w_data),
-                st.w_en.eq(self.w_en & w_here),
-                st.r_addr.eq(self.r_addr - w_base),
-                st.i_data.eq(prev_data),
-                st.i_valid.eq(prev_valid),
-                st.i_last.eq(prev_last),
-                st.shadow_shift.eq(self.shadow_shifts[l]),
-                # stage l's input register holds the pixel accepted off cycles ago
-                st.load_stb.eq(commit_line[off - 1]),
-                self.sat_counts[l].eq(st.o_sat_count),
+                b.w_addr.eq(self.p_addr - lo),
+                b.w_data.eq(self.p_data[:len(b.w_data)]),
+                b.w_en.eq(self.p_en & _in_range(self.p_addr, lo, lo + count)),
+                b.r_addr.eq(self.p_raddr - lo),
             ]
-            prev_data, prev_valid, prev_last = st.o_data, st.o_valid, st.o_last
+
+        # --- the chain, then the epilogue
+        prev_data, prev_valid, prev_last = in_data, in_valid, in_last
+        for l, (b, off) in enumerate(zip(blocks, self._offsets)):
+            m.submodules[f"stage{l}" if l < cfg.n_stages else "epilogue"] = b
+            m.d.comb += [
+                b.i_valid.eq(prev_valid),
+                b.i_last.eq(prev_last),
+                # block l's input register holds the pixel accepted `off` cycles ago
+                b.load_stb.eq(commit_line[off]),
+                self.sat_counts[l].eq(b.o_sat_count),
+            ]
+            if l < cfg.n_stages:
+                m.d.comb += [b.i_data.eq(prev_data), b.shadow_shift.eq(self.shadow_shifts[l])]
+            else:
+                m.d.comb += [b.i_y.eq(prev_data), b.shadow_ctrl.eq(self.shadow_epi_ctrl),
+                             b.shadow_shift.eq(self.shadow_out_shift)]
+                if cfg.has_residual:
+                    m.d.comb += b.i_x.eq(self._delayed_input(m, in_data, off))
+            prev_data, prev_valid, prev_last = b.o_data, b.o_valid, b.o_last
 
         # --- output FIFO (never full: the credit check bounds what is in flight)
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
@@ -151,3 +183,16 @@ class ButterflyEngine(wiring.Component):
             out_fifo.r_en.eq(self.o_stream.ready),
         ]
         return m
+
+    def _delayed_input(self, m, in_data, cycles):
+        """``in_data`` delayed by ``cycles`` clocks, through a memory (block RAM on an FPGA):
+        written every clock, read at the same address with a registered, non-transparent port,
+        so a word comes out ``depth + 1`` clocks after it went in."""
+        depth = cycles - 1
+        m.submodules.x_delay = mem = Memory(shape=len(in_data.as_value()), depth=depth, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(transparent_for=())
+        ptr = Signal(range(depth), reset_less=True)
+        m.d.sync += ptr.eq(Mux(ptr == depth - 1, 0, ptr + 1))
+        m.d.comb += [wr.addr.eq(ptr), wr.data.eq(in_data.as_value()), wr.en.eq(1), rd.addr.eq(ptr)]
+        return rd.data

@@ -16,16 +16,15 @@ the new bank lands on ``i_data``) copies shadow into active, so every pixel sees
 to end.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Const, Cat, Array, signed, unsigned
+from amaranth.hdl import Module, Signal, Cat, Array, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS
 from .arith import pipelined_sum, tree_levels, delay
+from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
 
 __all__ = ["ButterflyStage"]
-
-REQUANT_CYCLES = 3   # round, shift, saturate
 
 
 class ButterflyStage(wiring.Component):
@@ -94,27 +93,7 @@ class ButterflyStage(wiring.Component):
             m.d.sync += [a.eq(sh) for a, sh in zip(active_w, shadow)]
             m.d.sync += pending_shift.eq(self.shadow_shift)
         shift_load = delay(m, self.load_stb, 1 + tree, "shift_load", reset_less=True)
-
-        # Shifts at or past the accumulator width all give the result of a shift of acc_bits
-        # (0 or the sign), so the shifter only needs range(acc_bits + 1).
-        sh_shape = range(acc_bits + 1)
-        sh = Signal(sh_shape, reset_less=True)
-        rnd_const = Signal(unsigned(acc_bits), reset_less=True)    # added before the shift
-        lsb_mask = Signal(unsigned(acc_bits + 1), reset_less=True)  # 1 << sh: half_even's tie bit
-        clamped = Mux(pending_shift > acc_bits, acc_bits, pending_shift)
-        one_hot = Const(1, acc_bits + 1) << clamped
-        half = one_hot[1:acc_bits + 1]          # 1 << (shift - 1); 0 for shift 0
-        with m.If(shift_load):
-            m.d.sync += [
-                sh.eq(clamped),
-                lsb_mask.eq(Mux(clamped == 0, 0, one_hot[:acc_bits + 1])),
-            ]
-            if cfg.rounding == "floor":
-                m.d.sync += rnd_const.eq(0)
-            elif cfg.rounding == "half_up":
-                m.d.sync += rnd_const.eq(half)
-            else:
-                m.d.sync += rnd_const.eq(Mux(clamped == 0, 0, half - 1))
+        shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, pending_shift, shift_load, "rq")
 
         # --- products and adder trees (channels unpacked once, not sliced per multiplier)
         xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]
@@ -132,29 +111,7 @@ class ButterflyStage(wiring.Component):
             accs.append(pipelined_sum(m, products, f"tree_{o}"))
 
         # --- requantization: round, shift, saturate (SPEC §2)
-        sh_r = Signal(sh_shape, reset_less=True)
-        m.d.sync += sh_r.eq(sh)
-        out_lo, out_hi = cfg.data_min, cfg.data_max
-        sat_flags, outs = [], []
-        for o, acc in enumerate(accs):
-            rounded = Signal(signed(acc_bits + 1), name=f"rnd_{o}", reset_less=True)
-            if cfg.rounding == "half_even":
-                tie_bit = (acc.as_unsigned() & lsb_mask[:acc_bits]).any() | (lsb_mask[acc_bits] & acc[-1])
-                m.d.sync += rounded.eq(acc + rnd_const + tie_bit)
-            else:
-                m.d.sync += rounded.eq(acc + rnd_const)
-            shifted = Signal(signed(acc_bits + 1), name=f"shr_{o}", reset_less=True)
-            m.d.sync += shifted.eq(rounded >> sh_r)
-            out_of_range = (shifted < out_lo) | (shifted > out_hi)
-            flag = Signal(name=f"sat_{o}", reset_less=True)
-            m.d.sync += flag.eq(out_of_range)
-            out = Signal(signed(d), name=f"out_{o}", reset_less=True)
-            if cfg.overflow == "saturate":
-                m.d.sync += out.eq(Mux(shifted < out_lo, out_lo, Mux(shifted > out_hi, out_hi, shifted)))
-            else:
-                m.d.sync += out.eq(shifted[:d])
-            sat_flags.append(flag)
-            outs.append(out)
+        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq")
         m.d.comb += self.o_data.eq(Cat(outs))
 
         # --- control: valid and last travel with the data; saturations are counted per pixel

@@ -68,17 +68,20 @@ class BflyTop(wiring.Component):
             self.m_axis_tlast.eq(engine.o_stream.payload.last),
             engine.o_stream.ready.eq(self.m_axis_tready),
 
-            engine.w_addr.eq(regs.w_addr),
-            engine.w_data.eq(regs.w_data),
-            engine.w_en.eq(regs.w_en),
-            engine.r_addr.eq(regs.r_addr),
-            regs.r_data.eq(engine.r_data),
+            engine.p_addr.eq(regs.p_addr),
+            engine.p_data.eq(regs.p_data),
+            engine.p_en.eq(regs.p_en),
+            engine.p_raddr.eq(regs.p_raddr),
+            regs.p_rdata.eq(engine.p_rdata),
             engine.shadow_shifts.eq(regs.shadow_shifts),
             engine.commit_stb.eq(regs.commit_stb),
             regs.commit_busy.eq(engine.commit_busy),
             regs.stream_busy.eq(engine.busy),
             regs.sat_counts.eq(engine.sat_counts),
         ]
+        if cfg.epilogue:
+            m.d.comb += [engine.shadow_epi_ctrl.eq(regs.shadow_epi_ctrl),
+                         engine.shadow_out_shift.eq(regs.shadow_out_shift)]
         for name in _AXIL_PORTS:
             ours, theirs = getattr(self, "s_axil_" + name), getattr(axil, name)
             if self.signature.members["s_axil_" + name].flow == In:

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from gen.config import MAX_SHIFT, ROUNDING_MODES, OVERFLOW_MODES
+from gen.regmap import RESIDUAL_SHIFT_MAX, BIAS_BITS, epi_ctrl_word
 
 __all__ = [
     "round_shift", "requantize", "factor_apply", "chain_forward", "ChainResult",
     "Epilogue", "check_epilogue", "epilogue_apply", "block_forward", "random_epilogue",
+    "BlockParams", "engine_forward", "random_params",
     "RESIDUAL_SHIFT_MAX", "BIAS_BITS",
     "factor_dense", "chain_dense", "chain_float", "check_weights", "check_shifts",
     "random_weights", "random_shifts",
@@ -138,8 +140,6 @@ def chain_forward(cfg, weights, shifts, x):
 
 # --- epilogue (SPEC §3) ---------------------------------------------------------------------------
 
-RESIDUAL_SHIFT_MAX = 15   # the hardware's residual gain is 0 or +-2**g with g <= 15
-BIAS_BITS = 32            # Bias_c is one signed 32-bit register word
 
 
 @dataclass
@@ -157,17 +157,6 @@ class Epilogue:
         return cls(mult=np.ones(cfg.n_out, dtype=np.int64), bias=np.zeros(cfg.n_out, dtype=np.int64))
 
 
-def residual_code(gain):
-    """``(enable, negative, g)`` for a gain of 0 or ``+-2**g``; ``None`` if not representable."""
-    gain = int(gain)
-    if gain == 0:
-        return (0, 0, 0)
-    mag = abs(gain)
-    if mag & (mag - 1) or mag.bit_length() - 1 > RESIDUAL_SHIFT_MAX:
-        return None
-    return (1, int(gain < 0), mag.bit_length() - 1)
-
-
 def check_epilogue(cfg, epi):
     """Check an :class:`Epilogue` against ``cfg``; return it with int64 arrays."""
     mult = np.asarray(epi.mult)
@@ -181,8 +170,7 @@ def check_epilogue(cfg, epi):
             raise ValueError(f"epilogue {name} must be integers, not {v.dtype}")
         if v.size and (v.min() < lo or v.max() > hi):
             raise ValueError(f"epilogue {name} must lie in [{lo}, {hi}]")
-    if residual_code(epi.gain) is None:
-        raise ValueError(f"residual gain must be 0 or +-2**g with g <= {RESIDUAL_SHIFT_MAX}, not {epi.gain}")
+    epi_ctrl_word(epi.relu, epi.gain)          # raises for a gain the hardware cannot apply
     if epi.gain and cfg.n_in != cfg.n_out:
         raise ValueError(f"a residual needs n_in == n_out, not {cfg.n_in} -> {cfg.n_out}")
     if not 0 <= int(epi.out_shift) <= MAX_SHIFT:
@@ -232,6 +220,32 @@ def random_epilogue(cfg, rng):
     out_shift = int(np.clip(typical + rng.integers(-2, 4), 0, MAX_SHIFT)) if rng.random() > 0.1 else 0
     return Epilogue(mult=mult.astype(np.int64), bias=bias.astype(np.int64), gain=gain,
                     out_shift=out_shift, relu=bool(rng.random() < 0.5))
+
+
+@dataclass
+class BlockParams:
+    """Everything an engine's register bank holds for one bank: per-stage ``(p, s)`` weights,
+    per-stage shifts, and the epilogue (``None`` for an engine without one)."""
+    weights: list
+    shifts: list
+    epilogue: Epilogue = None
+
+
+def engine_forward(cfg, params, x):
+    """What the engine generated from ``cfg`` computes with ``params``: the chain, then the
+    epilogue where ``cfg.epilogue`` (the identity epilogue if ``params`` has none)."""
+    if cfg.epilogue:
+        return block_forward(cfg, params.weights, params.shifts,
+                             params.epilogue or Epilogue.identity(cfg), x)
+    if params.epilogue is not None:
+        raise ValueError(f"{cfg.id} has no epilogue in hardware, but the parameters have one")
+    return chain_forward(cfg, params.weights, params.shifts, x)
+
+
+def random_params(cfg, rng):
+    """A random bank (with extremes) for ``cfg``."""
+    return BlockParams(weights=random_weights(cfg, rng), shifts=random_shifts(cfg, rng),
+                       epilogue=random_epilogue(cfg, rng) if cfg.epilogue else None)
 
 
 # --- float reference ------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from cocotbext.axi import (AxiStreamBus, AxiStreamSource, AxiStreamSink, AxiStre
 
 from gen.config import EngineConfig
 from gen.regmap import register_map, config_from_words, BFLY_ID
-from sim.model import chain_forward, random_weights, random_shifts
-from sim.words import pack_pixels, unpack_pixels
+from sim.model import engine_forward, random_params
+from sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers
 
 # cocotbext-axi 0.1.28 still calls APIs that cocotb 2 deprecates; they work, so keep logs readable
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
@@ -97,7 +97,8 @@ class TB:
             logging.getLogger(f"cocotb.{dut._name}.{bus}").setLevel(logging.ERROR)
 
         self.monitor = Monitor(dut, self.regs["CTRL"].offset)
-        self.banks = []          # (weights, shifts) per commit: bank k is self.banks[k - 1]
+        self.banks = []          # BlockParams per commit: bank k is self.banks[k - 1]
+        self.n_sat = self.regs["SAT_COUNT"].count
 
     # --- infrastructure
 
@@ -129,20 +130,22 @@ class TB:
         assert resp.resp == expect, f"read {name}[{index}]: {resp.resp!r}"
         return int.from_bytes(resp.data, "little")
 
-    async def write_bank(self, weights, shifts):
-        """Write a bank into the shadow registers (not committed)."""
-        flat = np.concatenate([w.ravel() for w in weights])
-        for i, w in enumerate(flat):
-            await self.write("WEIGHTS", int(w), i)
-        for l, s in enumerate(shifts):
-            await self.write("SHIFT", s, l)
+    async def write_bank(self, params):
+        """Write a bank (:class:`sim.model.BlockParams`) into the shadow registers, not committed."""
+        base = self.regs["WEIGHTS"].offset
+        for i, word in enumerate(param_words(self.cfg, params)):
+            resp = await self.axil.write(base + 4 * i, word.to_bytes(4, "little"))
+            assert resp.resp == AxiResp.OKAY, f"parameter word {i}: {resp.resp!r}"
+        for name, values in scalar_registers(self.cfg, params).items():
+            for i, v in enumerate(values):
+                await self.write(name, v, i)
 
-    async def commit(self, weights, shifts):
-        self.banks.append((weights, shifts))
+    async def commit(self, params):
+        self.banks.append(params)
         await self.write("CTRL", 1)
 
     def random_bank(self):
-        return random_weights(self.cfg, self.rng), random_shifts(self.cfg, self.rng)
+        return random_params(self.cfg, self.rng)
 
     def random_pixels(self, n):
         cfg = self.cfg
@@ -157,12 +160,11 @@ class TB:
         """Golden-model outputs and per-stage saturation counts for pixels and their banks."""
         cfg = self.cfg
         y = np.zeros((len(pixels), cfg.n_out), dtype=np.int64)
-        sat = np.zeros(cfg.n_stages, dtype=np.int64)
+        sat = np.zeros(self.n_sat, dtype=np.int64)
         for b in np.unique(banks_of_pixels):
             rows = banks_of_pixels == b
             assert b >= 1, "a pixel entered before any commit"
-            weights, shifts = self.banks[b - 1]
-            res = chain_forward(cfg, weights, shifts, pixels[rows])
+            res = engine_forward(cfg, self.banks[b - 1], pixels[rows])
             y[rows] = res.y
             sat += res.sat_counts
         return y, sat
@@ -193,15 +195,15 @@ class TB:
             for k, target in enumerate(targets):
                 while len(self.monitor.inputs) - start_count < target:
                     await RisingEdge(self.dut.clk)
-                await self.commit(*next_bank)
+                await self.commit(next_bank)
                 if k + 1 < commits:
                     next_bank = self.random_bank()
-                    await self.write_bank(*next_bank)
+                    await self.write_bank(next_bank)
 
         task = None
         if commits:
             next_bank = self.random_bank()
-            await self.write_bank(*next_bank)
+            await self.write_bank(next_bank)
             task = cocotb.start_soon(committer(next_bank))
         words = pack_pixels(pixels, self.cfg.data_bits)
         start = 0
@@ -220,10 +222,10 @@ class TB:
         return got, lengths, banks
 
     async def sat_counts(self):
-        return [await self.read("SAT_COUNT", l) for l in range(self.cfg.n_stages)]
+        return [await self.read("SAT_COUNT", l) for l in range(self.n_sat)]
 
     async def clear_sat_counts(self):
-        for l in range(self.cfg.n_stages):
+        for l in range(self.n_sat):
             await self.write("SAT_COUNT", 0, l)
 
 
@@ -245,18 +247,21 @@ async def test_registers(dut):
     rebuilt, latency = config_from_words(*config, factors, name=cfg.name)
     assert rebuilt == cfg, f"rebuilt {rebuilt.to_dict()} from the CONFIG words"
     assert latency == tb.latency
-    weights, shifts = tb.random_bank()
-    await tb.write_bank(weights, shifts)
-    flat = np.concatenate([w.ravel() for w in weights])
-    for i in sorted({int(i) for i in tb.rng.integers(0, cfg.n_weights, size=32)} | {0, cfg.n_weights - 1}):
-        raw = await tb.read("WEIGHTS", i)
-        assert raw == int(flat[i]) & 0xFFFFFFFF, f"WEIGHTS[{i}] reads {raw:#x}, wrote {int(flat[i])}"
-    for l in range(cfg.n_stages):
-        assert await tb.read("SHIFT", l) == shifts[l]
+    bank = tb.random_bank()
+    await tb.write_bank(bank)
+    words = param_words(cfg, bank)
+    base = tb.regs["WEIGHTS"].offset
+    for i in sorted({int(i) for i in tb.rng.integers(0, len(words), size=32)} | {0, len(words) - 1}):
+        resp = await tb.axil.read(base + 4 * i, 4)
+        raw = int.from_bytes(resp.data, "little")
+        assert raw == words[i], f"parameter word {i} reads {raw:#x}, wrote {words[i]:#x}"
+    for name, values in scalar_registers(cfg, bank).items():
+        for i, v in enumerate(values):
+            assert await tb.read(name, i) == v, f"{name}[{i}]"
     # writes to read-only registers and reads of unmapped words answer SLVERR
     await tb.write("ID", 0, expect=AxiResp.SLVERR)
-    unmapped = tb.regs["STATUS"].end          # the gap before FACTOR is never decoded
-    assert unmapped < tb.regs["FACTOR"].offset
+    unmapped = next(a for a in range(0, tb.regs["WEIGHTS"].offset, 4)
+                    if not any(r.offset <= a < r.end for r in tb.regs.values()))
     assert (await tb.axil.read(unmapped, 4)).resp == AxiResp.SLVERR
     assert (await tb.axil.write(unmapped, bytes(4))).resp == AxiResp.SLVERR
     assert await tb.read("ID") == BFLY_ID
@@ -275,8 +280,8 @@ async def test_stream(dut):
     idle, stall = _env_float("BFLY_IDLE_PROB", 0.2), _env_float("BFLY_STALL_PROB", 0.3)
 
     bank = tb.random_bank()
-    await tb.write_bank(*bank)
-    await tb.commit(*bank)
+    await tb.write_bank(bank)
+    await tb.commit(bank)
     await tb.clear_sat_counts()
     tb.set_pauses(idle, stall)
     pixels = tb.random_pixels(n)
@@ -309,8 +314,8 @@ async def test_throughput(dut):
     await tb.reset()
     n = _env_int("BFLY_THROUGHPUT_PIXELS", 300)
     bank = tb.random_bank()
-    await tb.write_bank(*bank)
-    await tb.commit(*bank)
+    await tb.write_bank(bank)
+    await tb.commit(bank)
     tb.set_pauses(0, 0)
     pixels = tb.random_pixels(n)
     got, _, banks = await tb.stream(pixels, [n])
@@ -331,8 +336,8 @@ async def test_reset_mid_stream(dut):
     tb = TB(dut)
     await tb.reset()
     bank = tb.random_bank()
-    await tb.write_bank(*bank)
-    await tb.commit(*bank)
+    await tb.write_bank(bank)
+    await tb.commit(bank)
     tb.set_pauses(0.1, 0.3)
     cfg = tb.cfg
     first = tb.random_pixels(200)

@@ -8,8 +8,10 @@ bits to a whole number of bytes (:func:`stream_bits`).
 import numpy as np
 
 from gen.config import stream_bits
+from gen.regmap import epi_ctrl_word
 
-__all__ = ["stream_bits", "pack_pixels", "unpack_pixels", "to_signed"]
+__all__ = ["stream_bits", "pack_pixels", "unpack_pixels", "to_signed", "param_words",
+           "scalar_registers"]
 
 
 def to_signed(values, bits):
@@ -40,3 +42,24 @@ def unpack_pixels(words, channels, data_bits):
     bits = bits[:, :channels * data_bits].reshape(len(words), channels, data_bits).astype(np.int64)
     values = (bits << np.arange(data_bits)).sum(axis=2)
     return to_signed(values, data_bits)
+
+
+def param_words(cfg, params):
+    """The engine's parameter window as 32-bit words: every stage's ``(p, s)`` weights row-major,
+    then (with an epilogue) ``A_c`` and ``Bias_c`` (the register map's WEIGHTS, EPI_MULT,
+    EPI_BIAS)."""
+    parts = [np.asarray(w, dtype=np.int64).ravel() for w in params.weights]
+    if cfg.epilogue:
+        epi = params.epilogue
+        parts += [np.asarray(epi.mult, dtype=np.int64), np.asarray(epi.bias, dtype=np.int64)]
+    return [int(v) & 0xFFFFFFFF for v in np.concatenate(parts)]
+
+
+def scalar_registers(cfg, params):
+    """``{register name: [value per index]}`` for the scalar shadow registers of a bank."""
+    regs = {"SHIFT": [int(s) for s in params.shifts]}
+    if cfg.epilogue:
+        epi = params.epilogue
+        regs["EPI_CTRL"] = [epi_ctrl_word(epi.relu, epi.gain)]
+        regs["OUT_SHIFT"] = [int(epi.out_shift)]
+    return regs

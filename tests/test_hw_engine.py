@@ -6,7 +6,8 @@ from amaranth.sim import Simulator
 
 from gen.config import EngineConfig
 from hw.engine import ButterflyEngine
-from sim.model import chain_forward, random_weights, random_shifts
+from sim.model import engine_forward, random_params
+from sim.words import param_words, scalar_registers
 
 CONFIGS = [
     EngineConfig.bft(16, 4, rounding="floor"),
@@ -14,25 +15,36 @@ CONFIGS = [
     EngineConfig.bft(8, 2, rounding="half_even", data_bits=5, weight_bits=11),
     EngineConfig.mixed_radix([2, 3, 2], data_bits=6, weight_bits=4, overflow="wrap"),
     EngineConfig.from_chain([[8, 16, 1, 2, 4], [12, 8, 3, 2, 2]]),       # 16 -> 8 -> 12
+    EngineConfig.bft(16, 4, epilogue=True),
+    EngineConfig.bft(8, 2, epilogue=True, rounding="floor", overflow="wrap", data_bits=6, weight_bits=9),
+    EngineConfig.from_chain([[8, 16, 1, 2, 4]], epilogue=True, rounding="half_up"),  # no residual
 ]
 
 
-async def _load(ctx, dut, weights, shifts):
-    flat = np.concatenate([w.ravel() for w in weights])
-    ctx.set(dut.w_en, 1)
+def _set_scalars(ctx, dut, cfg, bank):
+    regs = scalar_registers(cfg, bank)
+    for l, v in enumerate(regs["SHIFT"]):
+        ctx.set(dut.shadow_shifts[l], v)
+    if cfg.epilogue:
+        ctx.set(dut.shadow_epi_ctrl, regs["EPI_CTRL"][0])
+        ctx.set(dut.shadow_out_shift, regs["OUT_SHIFT"][0])
+
+
+async def _load(ctx, dut, cfg, bank):
+    flat = param_words(cfg, bank)
+    ctx.set(dut.p_en, 1)
     for i, v in enumerate(flat):
-        ctx.set(dut.w_addr, i)
-        ctx.set(dut.w_data, int(v))
+        ctx.set(dut.p_addr, i)
+        ctx.set(dut.p_data, v)
         await ctx.tick()
-    ctx.set(dut.w_en, 0)
-    for l, s in enumerate(shifts):
-        ctx.set(dut.shadow_shifts[l], s)
+    ctx.set(dut.p_en, 0)
+    _set_scalars(ctx, dut, cfg, bank)
     # read back one weight per stage through the registered read port
     for i in range(0, len(flat), max(1, len(flat) // 7)):
-        ctx.set(dut.r_addr, i)
+        ctx.set(dut.p_raddr, i)
         await ctx.tick()
         await ctx.tick()
-        assert ctx.get(dut.r_data) == flat[i]
+        assert ctx.get(dut.p_rdata) & 0xFFFFFFFF == flat[i]
 
 
 def _run(cfg, banks, pixels, stall_every=0):
@@ -40,11 +52,12 @@ def _run(cfg, banks, pixels, stall_every=0):
     the bank of each pixel, the measured latency and the saturation total per stage."""
     dut = ButterflyEngine(cfg)
     out, entered, left, bank_of = [], [], [], []
-    sat_total = np.zeros(cfg.n_stages, dtype=np.int64)
+    n_counts = cfg.n_stages + int(cfg.epilogue)
+    sat_total = np.zeros(n_counts, dtype=np.int64)
     switch_at = [k * len(pixels) // len(banks) for k in range(1, len(banks))]
 
     async def tb(ctx):
-        await _load(ctx, dut, *banks[0])
+        await _load(ctx, dut, cfg, banks[0])
         ctx.set(dut.commit_stb, 1)
         await ctx.tick()
         ctx.set(dut.commit_stb, 0)
@@ -52,21 +65,20 @@ def _run(cfg, banks, pixels, stall_every=0):
         while len(out) < len(pixels):
             if i in switch_at and bank < len(banks) - 1 and not ctx.get(dut.commit_busy):
                 bank += 1
-                flat = np.concatenate([w.ravel() for w in banks[bank][0]])
+                flat = param_words(cfg, banks[bank])
                 # write the shadow while pixels are in flight (held by the output), then commit
                 ctx.set(dut.i_stream.valid, 0)
                 ctx.set(dut.o_stream.ready, 0)
                 for a, v in enumerate(flat):
-                    ctx.set(dut.w_en, 1)
-                    ctx.set(dut.w_addr, a)
-                    ctx.set(dut.w_data, int(v))
-                    for l in range(cfg.n_stages):
+                    ctx.set(dut.p_en, 1)
+                    ctx.set(dut.p_addr, a)
+                    ctx.set(dut.p_data, v)
+                    for l in range(n_counts):
                         sat_total[l] += ctx.get(dut.sat_counts[l])
                     await ctx.tick()
                     cycle += 1
-                ctx.set(dut.w_en, 0)
-                for l, s in enumerate(banks[bank][1]):
-                    ctx.set(dut.shadow_shifts[l], s)
+                ctx.set(dut.p_en, 0)
+                _set_scalars(ctx, dut, cfg, banks[bank])
                 ctx.set(dut.commit_stb, 1)
             else:
                 ctx.set(dut.commit_stb, 0)
@@ -87,13 +99,13 @@ def _run(cfg, banks, pixels, stall_every=0):
                 bank_of.append(bank if not ctx.get(dut.commit_stb) else bank - 1)
                 entered.append(cycle)
                 i += 1
-            for l in range(cfg.n_stages):
+            for l in range(n_counts):
                 sat_total[l] += ctx.get(dut.sat_counts[l])
             await ctx.tick()
             cycle += 1
             ctx.set(dut.commit_stb, 0)
         for _ in range(dut.latency + 8):        # let the saturation counts drain
-            for l in range(cfg.n_stages):
+            for l in range(n_counts):
                 sat_total[l] += ctx.get(dut.sat_counts[l])
             await ctx.tick()
 
@@ -108,7 +120,7 @@ def _run(cfg, banks, pixels, stall_every=0):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.id)
 def test_engine_matches_model(cfg):
     rng = np.random.default_rng(7)
-    banks = [(random_weights(cfg, rng), random_shifts(cfg, rng)) for _ in range(3)]
+    banks = [random_params(cfg, rng) for _ in range(3)]
     pixels = rng.integers(cfg.data_min, cfg.data_max + 1, size=(90, cfg.n_in))
     pixels[::11] = cfg.data_max
     pixels[::13] = cfg.data_min
@@ -116,10 +128,10 @@ def test_engine_matches_model(cfg):
     assert latencies[0] == latency     # pixels not held back by the commit writes
     assert len(set(bank_of.tolist())) == 3          # every bank was used
     want = np.zeros_like(out)
-    want_sat = np.zeros(cfg.n_stages, dtype=np.int64)
+    want_sat = np.zeros(cfg.n_stages + int(cfg.epilogue), dtype=np.int64)
     for b in range(3):
         rows = bank_of == b
-        res = chain_forward(cfg, *banks[b], pixels[rows])
+        res = engine_forward(cfg, banks[b], pixels[rows])
         want[rows] = res.y
         want_sat += res.sat_counts
     np.testing.assert_array_equal(out, want)
@@ -129,7 +141,7 @@ def test_engine_matches_model(cfg):
 def test_output_stalls_lose_nothing():
     cfg = EngineConfig.bft(16, 4)
     rng = np.random.default_rng(8)
-    bank = (random_weights(cfg, rng), random_shifts(cfg, rng))
+    bank = random_params(cfg, rng)
     pixels = rng.integers(cfg.data_min, cfg.data_max + 1, size=(120, cfg.n_in))
     out, _, _, _, _ = _run(cfg, [bank], pixels, stall_every=3)
-    np.testing.assert_array_equal(out, chain_forward(cfg, *bank, pixels).y)
+    np.testing.assert_array_equal(out, engine_forward(cfg, bank, pixels).y)

@@ -8,7 +8,8 @@ import pytest
 from gen.config import EngineConfig
 from sim.runner import run_tb, results_ok
 
-# Every rounding mode and both overflow modes appear; widths 8/8 and an odd pair (5/11 and 7/13).
+# Every rounding mode and both overflow modes appear; widths 8/8 and odd pairs (5/11, 7/13); the
+# epilogue with and without its residual path.
 RTL_CONFIGS = [
     (EngineConfig.bft(8, 2, rounding="floor"), 1500),
     (EngineConfig.bft(16, 4), 1500),
@@ -16,7 +17,8 @@ RTL_CONFIGS = [
     (EngineConfig.bft(64, 8, rounding="half_up", overflow="wrap"), 1200),
     (EngineConfig.mixed_radix([4, 4, 3], data_bits=7, weight_bits=13), 1500),
     (EngineConfig.from_chain([[32, 64, 2, 4, 4], [16, 32, 1, 2, 8]], data_bits=5, weight_bits=11,
-                             rounding="half_up", overflow="wrap"), 1500),      # 64 -> 16 channels
+                             rounding="half_up", overflow="wrap", epilogue=True), 1500),  # 64 -> 16
+    (EngineConfig.bft(16, 4, epilogue=True), 1500),                      # epilogue with residual
     (EngineConfig.bft(16, 4, rounding="half_even", overflow="wrap", data_bits=5, weight_bits=11), 1500),
 ]
 
@@ -49,6 +51,7 @@ def test_suite_covers_enough_pixels():
     modes = {(c.rounding, c.overflow) for c, _ in RTL_CONFIGS}
     assert {r for r, _ in modes} == {"floor", "half_up", "half_even"}
     assert {o for _, o in modes} == {"saturate", "wrap"}
+    assert {c.has_residual for c, _ in RTL_CONFIGS if c.epilogue} == {True, False}
 
 
 @pytest.mark.long

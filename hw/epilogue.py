@@ -1,0 +1,134 @@
+"""The epilogue of a BFT block (``shared/SPEC.md`` §3), after the last stage:
+
+    e_c   = y_c + G x_c          (G = 0 or +-2**g: a shift, not a multiplier; residual blocks only)
+    acc_c = e_c * A_c + Bias_c
+    z_c   = requantize(acc_c, out_shift), then ReLU if enabled
+
+Pipeline: residual add, product, bias add (one register each), then the shared requantization
+(round, shift, saturate with ReLU). Parameters are double-buffered like the weights: the shadow
+multipliers and biases sit here (port ``w_*``/``r_*``: index ``c`` is ``A_c``, ``n_out + c`` is
+``Bias_c``), the shadow control word and output shift come from the register bank, and after
+``load_stb`` each parameter switches to the new bank when the first pixel of that bank reaches
+the step that uses it.
+"""
+
+from amaranth.hdl import Module, Signal, Mux, Cat, Array, signed
+from amaranth.lib import wiring, data
+from amaranth.lib.wiring import In, Out
+
+from gen.regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS
+from .arith import pipelined_sum, delay
+from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
+
+__all__ = ["Epilogue", "EPI_CTRL_BITS"]
+
+EPI_CTRL_BITS = 12
+_PRE_CYCLES = 3        # residual add, product, bias add
+
+
+class Epilogue(wiring.Component):
+    """Epilogue for the engine built from ``cfg`` (``cfg.epilogue`` must be set)."""
+
+    def __init__(self, cfg):
+        if not cfg.epilogue:
+            raise ValueError(f"configuration {cfg.id} has no epilogue")
+        self._cfg = cfg
+        d, n = cfg.data_bits, cfg.n_out
+        ports = {
+            "i_y": In(data.ArrayLayout(signed(d), n)),
+            "i_valid": In(1),
+            "i_last": In(1),
+            "w_addr": In(range(2 * n)),
+            "w_data": In(BIAS_BITS),
+            "w_en": In(1),
+            "r_addr": In(range(2 * n)),
+            "r_data": Out(signed(BIAS_BITS)),
+            "shadow_ctrl": In(EPI_CTRL_BITS),
+            "shadow_shift": In(SHIFT_BITS),
+            "load_stb": In(1),
+            "o_data": Out(data.ArrayLayout(signed(d), n)),
+            "o_valid": Out(1),
+            "o_last": Out(1),
+            "o_sat_count": Out(range(n + 1)),
+        }
+        if cfg.has_residual:
+            ports["i_x"] = In(data.ArrayLayout(signed(d), cfg.n_in))
+        super().__init__(ports)
+
+    @property
+    def latency(self):
+        return _PRE_CYCLES + REQUANT_CYCLES
+
+    @property
+    def e_bits(self):
+        """Width of ``y + G x``: ``G x`` needs up to ``data_bits + g + 1`` bits."""
+        d = self._cfg.data_bits
+        return d + RESIDUAL_SHIFT_MAX + 2 if self._cfg.has_residual else d
+
+    @property
+    def acc_bits(self):
+        return max(self.e_bits + self._cfg.weight_bits, BIAS_BITS) + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        n, w = cfg.n_out, cfg.weight_bits
+
+        # --- shadow parameters, written one word at a time
+        shadow_mult = [Signal(signed(w), name=f"shadow_mult_{c}", reset_less=True) for c in range(n)]
+        shadow_bias = [Signal(signed(BIAS_BITS), name=f"shadow_bias_{c}", reset_less=True) for c in range(n)]
+        for i, reg in enumerate(shadow_mult + shadow_bias):
+            with m.If(self.w_en & (self.w_addr == i)):
+                m.d.sync += reg.eq(self.w_data[:len(reg)])
+        m.d.sync += self.r_data.eq(Array(shadow_mult + shadow_bias)[self.r_addr])
+
+        # --- active parameters, each switched when the new bank's first pixel reaches its step
+        load = [self.load_stb] + [delay(m, self.load_stb, k, f"load{k}", reset_less=True)
+                                  for k in range(1, _PRE_CYCLES + 1)]
+        ctrl = Signal(EPI_CTRL_BITS, reset_less=True)        # residual fields used at step 1
+        pending = Signal(EPI_CTRL_BITS + SHIFT_BITS, reset_less=True)
+        mult = [Signal(signed(w), name=f"mult_{c}", reset_less=True) for c in range(n)]
+        bias = [Signal(signed(BIAS_BITS), name=f"bias_{c}", reset_less=True) for c in range(n)]
+        relu = Signal(reset_less=True)
+        with m.If(load[0]):
+            m.d.sync += [ctrl.eq(self.shadow_ctrl), pending.eq(Cat(self.shadow_ctrl, self.shadow_shift))]
+        with m.If(load[1]):
+            m.d.sync += [a.eq(b) for a, b in zip(mult, shadow_mult)]
+        with m.If(load[2]):
+            m.d.sync += [a.eq(b) for a, b in zip(bias, shadow_bias)]
+        with m.If(load[3]):
+            m.d.sync += relu.eq(pending[0])
+        shift_regs = ShiftRegisters(m, cfg.rounding, self.acc_bits, pending[EPI_CTRL_BITS:], load[3], "epi")
+
+        # --- step 1: e = y + G x
+        es = []
+        res_en, res_neg, res_g = ctrl[1], ctrl[2], ctrl[8:12]
+        for c in range(n):
+            e = Signal(signed(self.e_bits), name=f"e_{c}", reset_less=True)
+            if cfg.has_residual:
+                gx = Signal(signed(self.e_bits - 1), name=f"gx_{c}")
+                m.d.comb += gx.eq(self.i_x[c] << res_g)
+                m.d.sync += e.eq(self.i_y[c] + Mux(res_en, Mux(res_neg, -gx, gx), 0))
+            else:
+                m.d.sync += e.eq(self.i_y[c])
+            es.append(e)
+        # --- step 2: product; step 3: bias
+        accs = []
+        for c, e in enumerate(es):
+            prod = Signal(signed(self.e_bits + w), name=f"prod_{c}", reset_less=True)
+            m.d.sync += prod.eq(e * mult[c])
+            acc = Signal(signed(self.acc_bits), name=f"acc_{c}", reset_less=True)
+            m.d.sync += acc.eq(prod + bias[c])
+            accs.append(acc)
+        # --- steps 4-6: requantize with ReLU
+        outs, flags = requantize(m, cfg, accs, shift_regs, "epi", relu=relu)
+        m.d.comb += self.o_data.eq(Cat(outs))
+
+        m.d.sync += [
+            self.o_valid.eq(delay(m, self.i_valid, self.latency - 1, "valid")),
+            self.o_last.eq(delay(m, self.i_last, self.latency - 1, "last")),
+        ]
+        counted = [Signal(name=f"satv_{c}") for c in range(n)]
+        m.d.comb += [cnt.eq(flag & self.o_valid) for cnt, flag in zip(counted, flags)]
+        m.d.comb += self.o_sat_count.eq(pipelined_sum(m, counted, "satcount"))
+        return m
