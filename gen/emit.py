@@ -6,17 +6,14 @@ when everything succeeded, so a failed run leaves no partial output directory.
 """
 
 import json
-import os
-import shutil
-import tempfile
 from importlib import metadata
-from pathlib import Path
 
 from amaranth.back import verilog
 from amaranth.hdl import Shape
 
 from hw.top import BflyTop
 from .config import stream_bits
+from .files import write_files
 from .regmap import register_map, address_bits, REGMAP_VERSION, BFLY_ID, config_words
 
 __all__ = ["elaborate", "manifest", "regmap_json", "c_header", "write_outputs", "tool_versions"]
@@ -117,36 +114,15 @@ def _dump(obj):
 
 
 def write_outputs(cfg, outdir):
-    """Generate everything for ``cfg`` into ``outdir``; return the manifest.
-
-    All content is made in memory first; the files then go into a temporary directory that is
-    renamed into place (or whose files are moved into an existing ``outdir``, leaving other files
-    there alone), so a failure never leaves a half-written output.
-    """
-    outdir = Path(outdir)
+    """Generate everything for ``cfg`` into ``outdir``; return the manifest. All content is made
+    in memory first and written with :func:`gen.files.write_files`, so a failure never leaves a
+    half-written output."""
     text, top = elaborate(cfg)
     man = manifest(cfg, top)
-    files = {
+    write_files(outdir, {
         f"{cfg.name}.v": text,
         "manifest.json": _dump(man),
         "regmap.json": _dump(regmap_json(cfg, top)),
         f"{cfg.name}_regs.h": c_header(cfg),
-    }
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    try:
-        for name, content in files.items():
-            (tmp / name).write_text(content)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        if outdir.is_dir():
-            for name in files:
-                os.replace(tmp / name, outdir / name)
-            tmp.rmdir()
-        else:
-            os.replace(tmp, outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    })
     return man

@@ -126,8 +126,6 @@ class ButterflyTransform(nn.Module):
             raise ConfigError(f"a residual needs n_in == n_out, not {self.config.n_in} -> {self.config.n_out}")
         self.residual = residual
         self.weights = nn.ParameterList(nn.Parameter(torch.empty(f.p, f.s)) for f in self.factors)
-        for l, f in enumerate(self.factors):
-            self.register_buffer(f"index{l}", _gather_index(f), persistent=False)
         self.reset_parameters()
 
     @property
@@ -145,23 +143,22 @@ class ButterflyTransform(nn.Module):
             for w in self.weights:
                 w.uniform_(-y, y)
 
+    @staticmethod
+    def _factor(f, w, h):
+        """One factor on ``(N, q)``: input ``(blk, j, u)`` and weight ``(blk, i, u, j)`` blocks,
+        a batched product over the ``b*t`` groups of ``s`` inputs (``p*s`` multiplies a pixel)."""
+        n = h.shape[0]
+        y = torch.einsum("nbju,bruj->nbru", h.reshape(n, f.b, f.s, f.t), w.reshape(f.b, f.r, f.t, f.s))
+        return y.reshape(n, f.p)
+
     def forward(self, x):
         shape = x.shape
         h = x.reshape(-1, shape[-1])
-        for l, (f, w) in enumerate(zip(self.factors, self.weights)):
-            idx = getattr(self, f"index{l}")
-            h = (h[:, idx] * w).sum(dim=-1)                 # (N, p, s) gathered, summed over s
+        for f, w in zip(self.factors, self.weights):
+            h = self._factor(f, w, h)
         if self.residual:
             h = h + x.reshape(-1, shape[-1])
         return h.reshape(*shape[:-1], self.n_out)
-
-    def stage_outputs(self, x):
-        """The output of every factor (no residual): a list of ``(N, p)`` tensors."""
-        outs, h = [], x.reshape(-1, x.shape[-1])
-        for l, (f, w) in enumerate(zip(self.factors, self.weights)):
-            h = (h[:, getattr(self, f"index{l}")] * w).sum(dim=-1)
-            outs.append(h)
-        return outs
 
     def dense_matrix(self):
         """The ``(n_out, n_in)`` matrix this transform applies (residual included)."""
