@@ -66,7 +66,7 @@ def test_values_out_of_range_for_the_widths(image):
         WeightImage.from_bytes(_edit_header(image.to_bytes(), six_bit))
 
     def other_chain(h):
-        h["counts"]["weights"] = [16, 48]     # same total, split differently
+        h["counts"]["weights"] = [32, 96]     # same total (128), split differently
     with pytest.raises(ImageError, match="do not match the chain"):
         WeightImage.from_bytes(_edit_header(image.to_bytes(), other_chain))
 
