@@ -351,3 +351,37 @@ async def test_reset_mid_stream(dut):
     want, _ = tb.expected(second, banks)
     assert tb.compare(got, want) is None, tb.compare(got, want)
     assert lengths == [150]
+
+
+@cocotb.test(skip="BFLY_IMAGE" not in os.environ)
+async def test_image(dut):
+    """A quantized block's weight image (``BFLY_IMAGE``) on given integer pixels (``BFLY_INPUT``,
+    an ``(N, n_in)`` .npy): loaded through AXI4-Lite, read back, committed, streamed with stalls;
+    every output equals the golden model's."""
+    from sw.image import WeightImage
+    path = os.environ["BFLY_IMAGE"]
+    tb = TB(dut)
+    await tb.reset()
+    image = WeightImage.load(path)
+    image.check_engine({"config": tb.cfg.to_dict()})
+    pixels = np.load(os.environ["BFLY_INPUT"])
+    await tb.write_bank(image.params)
+    words = param_words(tb.cfg, image.params)
+    base = tb.regs["WEIGHTS"].offset
+    for i in range(0, len(words), max(1, len(words) // 50)):
+        resp = await tb.axil.read(base + 4 * i, 4)
+        assert int.from_bytes(resp.data, "little") == words[i], f"parameter word {i} reads back wrong"
+    await tb.commit(image.params)
+    await tb.clear_sat_counts()
+    tb.set_pauses(_env_float("BFLY_IDLE_PROB", 0.1), _env_float("BFLY_STALL_PROB", 0.2))
+    got, lengths, banks = await tb.stream(pixels, _frame_sizes(tb.rng, len(pixels), 4))
+    want, want_sat = tb.expected(pixels, banks)
+    mismatch = tb.compare(got, want)
+    sat = await tb.sat_counts()
+    if os.environ.get("BFLY_RESULT"):
+        with open(os.environ["BFLY_RESULT"], "w") as f:
+            json.dump({"pixels": len(pixels), "mismatch": mismatch, "sat_counts": sat,
+                       "expected_sat_counts": [int(v) for v in want_sat],
+                       "outputs_nonzero": int(np.count_nonzero(got))}, f)
+    assert mismatch is None, f"first mismatch: {mismatch}"
+    assert sat == [int(v) for v in want_sat]

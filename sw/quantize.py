@@ -117,6 +117,12 @@ def quantize_block(block, calib, data_bits=8, weight_bits=8, rounding="half_even
                    overflow="saturate", sat_target=1e-4, name=""):
     """Quantize ``block`` (:class:`FloatBlock`) on calibration pixels ``calib`` ``(N, n_in)``.
 
+    The input scale is searched over powers of two around the calibration maximum (a finer scale
+    clips rare large inputs, a coarser one leaves the residual room); for each candidate the
+    weights, shifts and epilogue follow, and the candidate with the best final SQNR on the
+    calibration data wins. In ``wrap`` mode, where an overflow is a large error, the saturation
+    target is a hundred times stricter.
+
     Returns a :class:`sw.image.WeightImage` for an engine with an epilogue; its ``report`` holds
     per-stage and final SQNR (dB) and saturation rates on the calibration data.
     """
@@ -133,9 +139,26 @@ def quantize_block(block, calib, data_bits=8, weight_bits=8, rounding="half_even
         weights = list(block.weights[:-1]) + [block.weights[-1] * block.scale[:, None]]
         block = FloatBlock(block.factors, weights, False, np.ones_like(block.scale), block.shift,
                            block.relu)
-    float_stages, y_float, z_float = run_float_block(block, x)
+    if overflow == "wrap":
+        sat_target /= 100
+    reference = run_float_block(block, x)
+    base = float(np.abs(x).max()) / cfg.data_max or 1.0
+    best, errors = None, []
+    for j in (-2, -1, 0, 1, 2):
+        try:
+            image = _quantize(block, x, cfg, base * 2.0 ** j, sat_target, reference)
+        except QuantizeError as e:
+            errors.append(str(e))
+            continue
+        if best is None or image.report["final_sqnr_db"] > best.report["final_sqnr_db"]:
+            best = image
+    if best is None:
+        raise QuantizeError(errors[0])
+    return best
 
-    s_in = float(np.abs(x).max()) / cfg.data_max or 1.0
+
+def _quantize(block, x, cfg, s_in, sat_target, reference):
+    float_stages, _, z_float = reference
     x_int = quantize_input(x, s_in, cfg)
 
     # --- chain: power-of-two weight scales, shifts chosen on the calibration data

@@ -23,12 +23,15 @@ RTL_CONFIGS = [
 ]
 
 
+RANDOM_TESTS = ["test_registers", "test_stream", "test_throughput", "test_reset_mid_stream"]
+
+
 def _check(cfg, pixels, seed, tmp_path, extra=None):
     result_file = tmp_path / "stream.json"
     env = {"BFLY_PIXELS": str(pixels), "BFLY_FRAMES": "5", "BFLY_COMMITS": "2",
            "BFLY_STALL_PROB": "0.3", "BFLY_IDLE_PROB": "0.2", "BFLY_RESULT": str(result_file)}
     env.update(extra or {})
-    xml = run_tb(cfg, env=env, seed=seed, test_dir=tmp_path, log=tmp_path / "sim.log")
+    xml = run_tb(cfg, env=env, seed=seed, test_dir=tmp_path, log=tmp_path / "sim.log", testcase=RANDOM_TESTS)
     tests, failures = results_ok(xml)
     assert failures == 0, f"{failures} of {tests} cocotb tests failed; log: {tmp_path / 'sim.log'}"
     assert tests == 4

@@ -1,0 +1,63 @@
+"""A real network end to end: the digits CNN with BFT pointwise blocks, trained, quantized to
+8 bits, run through the golden model, and one block run on the Verilated engine."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from sim.runner import run_tb, results_ok
+from sw.digits import (build_and_train, load_digits_split, evaluate, pointwise_macs, quantize_model,
+                       quantized_accuracy, block_inputs)
+from sw.quantize import quantize_input
+
+
+@pytest.fixture(scope="module")
+def trained():
+    xtr, ytr, xte, yte = load_digits_split()
+    bft = build_and_train("bft", epochs=40, seed=0)
+    dense = build_and_train("dense", epochs=40, seed=0)
+    images = quantize_model(bft, xtr[:256])
+    return bft, dense, images, (xte, yte)
+
+
+def test_accuracy_macs_and_8bit_within_one_point(trained):
+    bft, dense, images, (xte, yte) = trained
+    acc_bft, acc_dense = evaluate(bft, xte, yte), evaluate(dense, xte, yte)
+    assert acc_bft >= 0.94 and acc_dense >= 0.94, (acc_bft, acc_dense)
+    assert pointwise_macs(bft) * 4 <= pointwise_macs(dense), (pointwise_macs(bft), pointwise_macs(dense))
+    acc_q = quantized_accuracy(bft, images)
+    assert abs(acc_q - acc_bft) <= 0.01, (acc_q, acc_bft)
+    assert set(images) == {"block1", "block2", "block3"}
+
+
+def test_training_is_deterministic(trained):
+    bft = trained[0]
+    again = build_and_train("bft", epochs=2, seed=0)
+    once = build_and_train("bft", epochs=2, seed=0)
+    for a, b in zip(again.parameters(), once.parameters()):
+        assert (a == b).all()
+    assert bft.arch["pointwise"] == "bft"
+
+
+def test_quantized_block_on_the_verilated_engine(trained, tmp_path):
+    """Feature maps of 24 test images through the trained, quantized block1 (BFT(16,4) with
+    residual, batch norm and ReLU in the epilogue) on the generated engine: bit-exact."""
+    bft, _, images, (xte, _) = trained
+    image = images["block1"]
+    image.save(tmp_path / "block1.bfly")
+    pixels = block_inputs(bft, xte[:24])["block1"]
+    x_int = quantize_input(pixels, image.input_scale, image.config)
+    assert len(x_int) == 24 * 8 * 8
+    np.save(tmp_path / "input.npy", x_int)
+    cfg = dataclasses.replace(image.config, name="")         # the default name: a shared build
+    result = tmp_path / "image.json"
+    xml = run_tb(cfg, testcase="test_image", test_dir=tmp_path, log=tmp_path / "sim.log",
+                 env={"BFLY_IMAGE": str(tmp_path / "block1.bfly"), "BFLY_INPUT": str(tmp_path / "input.npy"),
+                      "BFLY_RESULT": str(result)})
+    tests, failures = results_ok(xml)
+    assert (tests, failures) == (1, 0), f"see {tmp_path / 'sim.log'}"
+    r = json.loads(result.read_text())
+    assert r["pixels"] == 24 * 64 and r["mismatch"] is None
+    assert r["outputs_nonzero"] > 0
