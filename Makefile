@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.bfly-installed
 JOBS ?= 2
 
-.PHONY: setup demo test test-long bench-core lint-verilog clean
+.PHONY: setup demo test test-long bench-core bench-sw clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,9 @@ test-long: setup
 
 bench-core: setup
 	$(BIN)/python -m sim.bench
+
+bench-sw: setup
+	$(BIN)/python -m sw.bench
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
