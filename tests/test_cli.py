@@ -1,5 +1,6 @@
 """The bfly command line: outputs, the one-line errors a user sees, and the simulation check."""
 
+import json
 import re
 import subprocess
 import sys
@@ -85,3 +86,40 @@ def test_sim_without_stalls_takes_n_plus_latency_minus_one(capsys):
     code, out, _ = run(capsys, "sim", "--n", "16", "--k", "4", "--pixels", "500", "--frames", "1")
     assert code == 0
     assert out.strip().splitlines()[-1] == f"PASS 500 pixels bit-exact in {500 + latency - 1} cycles"
+
+
+def test_train_quantize_inspect(capsys, tmp_path):
+    out = tmp_path / "digits"
+    code, text, _ = run(capsys, "train-demo", "-o", str(out), "--epochs", "2")
+    assert code == 0 and "BFT (k=4)" in text
+    assert {p.name for p in out.iterdir()} == {"model.pt", "dense.pt", "calib.npy", "train_report.json"}
+    code, text, _ = run(capsys, "quantize", str(out / "model.pt"), "--calib", str(out / "calib.npy"),
+                        "-o", str(out / "image"))
+    assert code == 0 and "golden model" in text
+    assert sorted(p.name for p in (out / "image").iterdir()) == [
+        "block1.bfly", "block2.bfly", "block3.bfly", "quantize_report.json"]
+    code, text, _ = run(capsys, "inspect", str(out / "image" / "block3.bfly"))
+    assert code == 0 and "stage 2: [p,q,r,s,t] = [64, 64, 4, 4, 1]" in text and "SQNR" in text
+    code, text, _ = run(capsys, "inspect", "--json", str(out / "image" / "block2.bfly"))
+    info = json.loads(text)
+    assert info["chain"] == [[16, 16, 4, 4, 4], [16, 16, 4, 4, 1], [64, 16, 4, 1, 1]]
+    assert len(info["shifts"]) == 3 and "final_sqnr_db" in info["report"]
+
+
+def test_sw_command_errors_are_one_line(capsys, tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    bad = tmp_path / "bad.bfly"
+    bad.write_bytes(b"BFLYWIMG" + bytes(40))
+    calib = tmp_path / "calib.npy"
+    import numpy as np
+    np.save(calib, np.zeros((4, 3, 8, 8), dtype=np.float32))
+    for argv, message in [
+        (["quantize", str(junk), "--calib", str(calib), "-o", str(tmp_path / "o")], "not a torch file"),
+        (["inspect", str(bad)], "bad.bfly: "),
+        (["inspect", str(tmp_path / "missing.bfly")], "cannot read"),
+        (["train-demo", "-o", str(tmp_path / "t"), "--epochs", "0"], "--epochs must be at least 1"),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
