@@ -76,11 +76,14 @@ def test_header_compiles(outputs, tmp_path):
                     str(tmp_path / "use.o")], check=True)
 
 
-def test_verilator_lint_only_documented_warnings(outputs):
+@pytest.mark.parametrize("cfg", [CFG, EngineConfig.bft(16, 4, epilogue=True, rounding="floor", overflow="wrap")],
+                         ids=lambda c: c.id)
+def test_verilator_lint_only_documented_warnings(cfg, tmp_path):
     """verilator --lint-only -Wall: no errors, and only the warnings README lists (all caused by
     the style of Amaranth's Verilog output)."""
+    write_outputs(cfg, tmp_path)
     env = {**os.environ, **verilator_env()}
-    res = subprocess.run(["verilator", "--lint-only", "-Wall", str(outputs[0] / f"{CFG.name}.v")],
+    res = subprocess.run(["verilator", "--lint-only", "-Wall", str(tmp_path / f"{cfg.name}.v")],
                          capture_output=True, text=True, env=env)
     errors = [l for l in res.stderr.splitlines()
               if l.startswith("%Error") and not l.startswith("%Error: Exiting due to")]
