@@ -1,0 +1,81 @@
+"""The board top: the engine, a UART and the host bridge, so a host drives the accelerator over
+one serial link (``gen/hostlink.py``). ``uart_rx``/``uart_tx`` are the only ports besides the
+clock and reset."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.regmap import address_bits
+from .bridge import HostBridge
+from .top import BflyTop
+from .uart import UARTRx, UARTTx
+
+__all__ = ["BoardTop", "uart_divisor"]
+
+
+def uart_divisor(clk_hz, baud):
+    """Clocks per bit; the baud rate must be reachable within 2%."""
+    div = round(clk_hz / baud)
+    if div < 4 or abs(clk_hz / div - baud) / baud > 0.02:
+        raise ValueError(f"{baud} baud cannot be made from a {clk_hz / 1e6:g} MHz clock "
+                         f"(closest: {clk_hz / max(div, 1):.0f} baud with {div} clocks per bit; "
+                         f"at least 4 are needed)")
+    return div
+
+
+class BoardTop(wiring.Component):
+    """Engine of ``cfg`` behind a UART at ``baud`` with a ``clk_hz`` clock."""
+
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
+
+    def __init__(self, cfg, clk_hz, baud, timeout_bytes=64):
+        self._cfg = cfg
+        self._divisor = uart_divisor(clk_hz, baud)
+        self._timeout = self._divisor * 10 * timeout_bytes
+        self._engine_top = BflyTop(cfg)
+        super().__init__()
+
+    @property
+    def divisor(self):
+        return self._divisor
+
+    @property
+    def engine(self):
+        return self._engine_top
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        top = self._engine_top
+        m.submodules.engine_top = top
+        m.submodules.rx = rx = UARTRx(self._divisor)
+        m.submodules.tx = tx = UARTTx(self._divisor)
+        m.submodules.bridge = br = HostBridge(cfg, self._timeout)
+        abits = address_bits(cfg)
+        n_in_bits = cfg.n_in * cfg.data_bits
+        m.d.comb += [
+            rx.rx.eq(self.uart_rx),
+            self.uart_tx.eq(tx.tx),
+            br.rx.payload.eq(rx.o_stream.payload), br.rx.valid.eq(rx.o_stream.valid),
+            tx.i_stream.payload.eq(br.tx.payload), tx.i_stream.valid.eq(br.tx.valid),
+            br.tx.ready.eq(tx.i_stream.ready),
+            top.s_axil_awaddr.eq(br.awaddr[:abits]), top.s_axil_awvalid.eq(br.awvalid),
+            br.awready.eq(top.s_axil_awready),
+            top.s_axil_wdata.eq(br.wdata), top.s_axil_wstrb.eq(0xF), top.s_axil_wvalid.eq(br.wvalid),
+            br.wready.eq(top.s_axil_wready),
+            br.bresp.eq(top.s_axil_bresp), br.bvalid.eq(top.s_axil_bvalid),
+            top.s_axil_bready.eq(br.bready),
+            top.s_axil_araddr.eq(br.araddr[:abits]), top.s_axil_arvalid.eq(br.arvalid),
+            br.arready.eq(top.s_axil_arready),
+            br.rdata.eq(top.s_axil_rdata), br.rresp.eq(top.s_axil_rresp), br.rvalid.eq(top.s_axil_rvalid),
+            top.s_axil_rready.eq(br.rready),
+            top.s_axis_tdata.eq(br.px_out.payload[:len(top.s_axis_tdata)]),
+            top.s_axis_tlast.eq(br.px_out.payload[-1]),
+            top.s_axis_tvalid.eq(br.px_out.valid), br.px_out.ready.eq(top.s_axis_tready),
+            br.px_in.payload.eq(top.m_axis_tdata | (top.m_axis_tlast << len(top.m_axis_tdata))),
+            br.px_in.valid.eq(top.m_axis_tvalid), top.m_axis_tready.eq(br.px_in.ready),
+        ]
+        del n_in_bits
+        return m
