@@ -36,7 +36,8 @@ def _add_config_args(p):
     g.add_argument("--radices", help="mixed radices k0,k1,... with n = k0*k1*... (e.g. 4,4,3)")
     g.add_argument("--chain", metavar="FILE",
                    help="DeBut chain: [p, q, r, s, t] per factor, input to output (text or JSON)")
-    g.add_argument("--config-from", metavar="FILE", help="take the configuration from a manifest.json")
+    g.add_argument("--config-from", metavar="FILE",
+                   help="take the configuration from a manifest.json or a .bfly weight image")
     g.add_argument("--data-bits", type=int, default=None, help="activation width, 2..18 (default 8)")
     g.add_argument("--weight-bits", type=int, default=None, help="weight width, 2..18 (default 8)")
     g.add_argument("--rounding", choices=ROUNDING_MODES, default=None,
@@ -60,6 +61,13 @@ def config_from_args(args):
     kwargs = {key: getattr(args, key) for key in ("data_bits", "weight_bits", "rounding", "overflow",
                                                   "name", "epilogue")
               if getattr(args, key) is not None}
+    if args.config_from and Path(args.config_from).suffix == ".bfly":
+        from sw.image import WeightImage, ImageError
+        try:
+            cfg = WeightImage.load(args.config_from).config
+        except ImageError as e:
+            raise UserError(str(e))
+        return EngineConfig.from_dict({**cfg.to_dict(), "name": "", **kwargs})
     if args.config_from:
         data = _read_json(args.config_from)
         cfg_dict = data.get("config", data) if isinstance(data, dict) else None
@@ -381,6 +389,89 @@ def cmd_synth(args):
     return 0
 
 
+def cmd_sim_board(args):
+    import subprocess
+    from sim.board_sim import build_board_sim
+    cfg = config_from_args(args)
+    host, _, port = args.listen.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--listen must be 127.0.0.1:PORT, not {args.listen!r}")
+    print(f"building the simulated board for {cfg.id} (cached after the first time)", flush=True)
+    exe, divisor = build_board_sim(cfg)
+    cmd = [str(exe), "--port", port, "--divisor", str(divisor)] + (["--once"] if args.once else [])
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.wait()
+        return 0
+
+
+def _connect(args):
+    from sw.driver import Accelerator, SerialTransport, DriverError, LinkError
+    try:
+        return Accelerator(SerialTransport(args.port, args.baud, args.timeout), progress=sys.stderr.isatty())
+    except (LinkError, DriverError) as e:
+        raise UserError(f"{args.port}: {e}")
+
+
+def cmd_load(args):
+    from sw.image import WeightImage, ImageError
+    from sw.driver import DriverError, LinkError
+    try:
+        image = WeightImage.load(args.image)
+    except ImageError as e:
+        raise UserError(str(e))
+    acc = _connect(args)
+    t0 = time.time()
+    try:
+        acc.load(image)
+    except DriverError as e:
+        raise UserError(str(e))
+    except LinkError as e:
+        raise RuntimeError(f"{args.port}: {e}")
+    print(f"loaded {args.image} onto {acc.config.id} in {time.time() - t0:.2f} s "
+          f"({acc.stats['retries']} retries), committed")
+    return 0
+
+
+def cmd_run(args):
+    import numpy as np
+    from sw.driver import DriverError, LinkError
+    from sim.model import engine_forward
+    try:
+        fmap = np.load(args.input, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {args.input}: {e}")
+    acc = _connect(args)
+    t0 = time.time()
+    try:
+        out = acc.run(fmap)
+        params = acc.read_params() if args.check else None
+    except DriverError as e:
+        raise UserError(str(e))
+    except LinkError as e:
+        raise RuntimeError(f"{args.port}: {e}")
+    dt = time.time() - t0
+    pixels = fmap.shape[1] * fmap.shape[2]
+    from .files import write_files
+    import io
+    buf = io.BytesIO()
+    np.save(buf, out)
+    out_path = Path(args.output)
+    write_files(out_path.parent, {out_path.name: buf.getvalue()})
+    print(f"{pixels} pixels in {dt:.2f} s ({pixels / dt:,.0f} pixels/s); wrote {args.output} {out.shape}")
+    if args.check:
+        want = engine_forward(acc.config, params, fmap.reshape(fmap.shape[0], -1).T).y
+        got = out.reshape(out.shape[0], -1).T
+        if not np.array_equal(got, want):
+            bad = np.argwhere(got != want)[0]
+            print(f"FAIL pixel {bad[0]} channel {bad[1]}: board {got[tuple(bad)]}, golden model {want[tuple(bad)]}")
+            return 1
+        print(f"PASS {pixels} pixels equal the golden model with the parameters read back from the board")
+    return 0
+
+
 def build_parser():
     parser = _Parser(prog="bfly", description="Butterfly Transform engines for FPGAs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -409,6 +500,27 @@ def build_parser():
     p.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
     p.add_argument("-o", "--output", metavar="JSON", help="also write the report here")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("sim-board", help="run the board design in Verilator, its UART on a TCP socket")
+    _add_config_args(p)
+    p.add_argument("--listen", default="127.0.0.1:4321", help="address to serve (default 127.0.0.1:4321)")
+    p.add_argument("--once", action="store_true", help="stop when the client disconnects")
+    p.set_defaults(func=cmd_sim_board)
+
+    for name, func, helptext in (("load", cmd_load, "load a weight image onto a board and commit it"),
+                                 ("run", cmd_run, "stream a feature map through a board")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--port", required=True, help="serial port or pyserial URL (socket://127.0.0.1:4321)")
+        p.add_argument("--baud", type=int, default=3_000_000, help="baud rate of a real port (default 3000000)")
+        p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for a reply (default 2)")
+        if name == "load":
+            p.add_argument("image", help="a .bfly weight image")
+        else:
+            p.add_argument("--input", required=True, help="integer feature map (C, H, W), .npy")
+            p.add_argument("-o", "--output", required=True, help="output feature map (P, H, W), .npy")
+            p.add_argument("--check", action="store_true",
+                           help="compare with the golden model using the parameters read back from the board")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("train-demo", help="train the digits network (BFT and dense), save model.pt")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")

@@ -37,7 +37,7 @@ STATUS = {"OK": 0, "BAD_CRC": 1, "BAD_CMD": 2, "BAD_LEN": 3, "TIMEOUT": 4, "AXI_
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
 MAX_READ_WORDS = 256
 MAX_WRITE_WORDS = 64
-MAX_STREAM_PIXELS = 1024
+MAX_STREAM_PIXELS = 64       # the bridge buffers a whole batch of input pixels
 
 
 def crc16(data, crc=0xFFFF):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from .config import EngineConfig, Factor, ConfigError
 
 __all__ = ["Register", "register_map", "REGMAP_VERSION", "BFLY_ID", "ROUNDING_CODES",
-           "OVERFLOW_CODES", "SHIFT_BITS", "RESIDUAL_SHIFT_MAX", "BIAS_BITS", "epi_ctrl_word",
+           "OVERFLOW_CODES", "SHIFT_BITS", "RESIDUAL_SHIFT_MAX", "BIAS_BITS", "epi_ctrl_word", "epi_ctrl_fields",
            "config_words", "config_from_words", "address_bits", "param_window"]
 
 REGMAP_VERSION = 1
@@ -31,6 +31,14 @@ def epi_ctrl_word(relu, gain):
     if gain:
         word |= 1 << 1 | int(gain < 0) << 2 | (mag.bit_length() - 1) << 8
     return word
+
+
+def epi_ctrl_fields(word):
+    """The inverse of :func:`epi_ctrl_word`: ``(relu, gain)``."""
+    gain = 0
+    if word >> 1 & 1:
+        gain = (1 << (word >> 8 & 0xF)) * (-1 if word >> 2 & 1 else 1)
+    return bool(word & 1), gain
 ROUNDING_CODES = {"floor": 0, "half_up": 1, "half_even": 2}
 OVERFLOW_CODES = {"saturate": 0, "wrap": 1}
 

@@ -8,7 +8,7 @@ its input pixels still arrive.
 """
 
 from amaranth.hdl import Module, Signal, Cat, Mux
-from amaranth.lib import wiring, stream
+from amaranth.lib import wiring, stream, fifo
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -101,10 +101,19 @@ class HostBridge(wiring.Component):
         stream_done = Signal()             # the STREAM's input part is over (pushed is final)
         stream_status = Signal(8)
         pixels_total = Signal(range(MAX_STREAM_PIXELS + 1))
-        pixels_pushed = Signal(range(MAX_STREAM_PIXELS + 1))
+        pixels_received = Signal(range(MAX_STREAM_PIXELS + 1))
         last_flag = Signal()
         pixel = Signal(ib * 8)
-        pixel_valid = Signal()
+        # A whole batch fits in this FIFO, so no input pixel is ever lost, however slowly the
+        # replies (which can be longer than the inputs) drain the engine.
+        m.submodules.px_fifo = px_fifo = fifo.SyncFIFOBuffered(width=ib * 8 + 1, depth=MAX_STREAM_PIXELS)
+        px_push = Signal()
+        m.d.comb += [px_fifo.w_en.eq(px_push),
+                     px_fifo.w_data.eq(Cat(pixel, last_flag & (pixels_received == pixels_total - 1))),
+                     self.px_out.valid.eq(px_fifo.r_rdy), self.px_out.payload.eq(px_fifo.r_data),
+                     px_fifo.r_en.eq(self.px_out.ready)]
+        with m.If(px_push):
+            m.d.sync += pixels_received.eq(pixels_received + 1)
         write_start = Signal()
         write_status = Signal(8)
 
@@ -114,17 +123,11 @@ class HostBridge(wiring.Component):
             m.d.sync += idle.eq(idle + 1)
         timed_out = idle == self._timeout
 
-        # a finished pixel waits here until the engine takes it
-        m.d.comb += [self.px_out.valid.eq(pixel_valid),
-                     self.px_out.payload.eq(Cat(pixel, last_flag & (pixels_pushed == pixels_total - 1)))]
-        with m.If(self.px_out.valid & self.px_out.ready):
-            m.d.sync += [pixel_valid.eq(0), pixels_pushed.eq(pixels_pushed + 1)]
-
         def reply(status, mode=0, length_=0):
             m.d.sync += [reply_start.eq(1), reply_cmd.eq(cmd), reply_status.eq(status),
                          reply_mode.eq(mode), reply_len.eq(length_)]
 
-        m.d.sync += [reply_start.eq(0), write_start.eq(0), wbuf_w.en.eq(0)]
+        m.d.sync += [reply_start.eq(0), write_start.eq(0), wbuf_w.en.eq(0), px_push.eq(0)]
         with m.FSM(name="rx_fsm"):
             with m.State("HUNT"):
                 with m.If(rx_stb & (rx_byte == SYNC_CMD)):
@@ -229,7 +232,7 @@ class HostBridge(wiring.Component):
                     m.d.sync += [crc_rx.eq(crc16_step(crc_rx, rx_byte)), count.eq(count - 1)]
                     # the pixel count must account for the rest of the payload exactly
                     with m.If((n_px != 0) & (n_px <= MAX_STREAM_PIXELS) & (length == 3 + n_px * ib)):
-                        m.d.sync += [pixels_total.eq(n_px), pixels_pushed.eq(0), byte_idx.eq(0),
+                        m.d.sync += [pixels_total.eq(n_px), pixels_received.eq(0), byte_idx.eq(0),
                                      stream_done.eq(0), stream_status.eq(STATUS["OK"])]
                         reply(STATUS["OK"], mode=2, length_=n_px * ob)
                         m.next = "PIXELS"
@@ -244,7 +247,7 @@ class HostBridge(wiring.Component):
                                  crc_rx.eq(crc16_step(crc_rx, rx_byte)), count.eq(count - 1),
                                  byte_idx.eq(byte_idx + 1)]
                     with m.If(byte_idx == ib - 1):
-                        m.d.sync += [byte_idx.eq(0), pixel_valid.eq(1)]
+                        m.d.sync += [byte_idx.eq(0), px_push.eq(1)]
                     with m.If(count == 1):
                         m.next = "CRC0"
                 with m.Elif(timed_out):
@@ -370,7 +373,7 @@ class HostBridge(wiring.Component):
                         with m.If(stream_done):
                             m.d.sync += t_status.eq(stream_status)
                             m.next = "STATUS"
-                    with m.Elif(t_items < pixels_pushed + pixel_valid):
+                    with m.Elif(t_items < pixels_received):
                         m.d.comb += self.px_in.ready.eq(1)
                         with m.If(self.px_in.valid):
                             m.d.sync += [out_px.eq(self.px_in.payload[:ob * 8]), t_byte.eq(0)]

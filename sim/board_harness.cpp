@@ -1,0 +1,130 @@
+// Verilator harness of the board top for `bfly sim-board`: clocks the real RTL (UART, host
+// bridge, engine) and connects its UART to a TCP socket on 127.0.0.1, bit by bit, so the same
+// driver that talks to a board over a serial port talks to this over socket://.
+//
+//   board_sim --port N --divisor D [--once]
+//
+// Bytes from the client are sent into uart_rx at D clocks per bit; bytes that the board sends on
+// uart_tx go back to the client. Ctrl-C (SIGINT/SIGTERM) stops it cleanly; with --once it also
+// stops when the first client disconnects.
+
+#include <arpa/inet.h>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "Vboard.h"
+#include "verilated.h"
+
+static volatile std::sig_atomic_t stop_requested = 0;
+static void on_signal(int) { stop_requested = 1; }
+
+int main(int argc, char **argv) {
+    int port = 4321, divisor = 4;
+    bool once = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--port") && i + 1 < argc) port = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--divisor") && i + 1 < argc) divisor = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--once")) once = true;
+    }
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    int srv = socket(AF_INET, SOCK_STREAM, 0);
+    int yes = 1;
+    setsockopt(srv, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(srv, (sockaddr *)&addr, sizeof addr) != 0 || listen(srv, 1) != 0) {
+        fprintf(stderr, "bfly sim-board: error: cannot listen on 127.0.0.1:%d: %s\n", port, strerror(errno));
+        return 1;
+    }
+    fcntl(srv, F_SETFL, O_NONBLOCK);
+    printf("listening on 127.0.0.1:%d (UART %d clocks per bit)\n", port, divisor);
+    fflush(stdout);
+
+    VerilatedContext ctx;
+    Vboard top(&ctx);
+    top.uart_rx = 1;
+    top.rst = 1;
+    for (int i = 0; i < 8; i++) { top.clk = 0; top.eval(); top.clk = 1; top.eval(); }
+    top.rst = 0;
+
+    int client = -1;
+    std::deque<unsigned char> to_board;
+    int tx_bits = 0, tx_timer = 0;        // bits of the byte being sent into uart_rx
+    unsigned tx_frame = 0;
+    int rx_state = 0, rx_timer = 0, rx_bit = 0;
+    unsigned rx_byte = 0;
+    unsigned char out[4096];
+    int out_len = 0;
+    unsigned long idle = 0;
+
+    while (!stop_requested) {
+        if (client < 0) {
+            client = accept(srv, nullptr, nullptr);
+            if (client < 0) { usleep(2000); continue; }
+            fcntl(client, F_SETFL, O_NONBLOCK);
+            setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+        }
+        // host -> board: start the next byte on uart_rx
+        if (tx_bits == 0 && !to_board.empty()) {
+            tx_frame = (1u << 9) | ((unsigned)to_board.front() << 1);   // start 0, data, stop 1
+            to_board.pop_front();
+            tx_bits = 10;
+            tx_timer = divisor;
+        }
+        top.uart_rx = tx_bits ? (tx_frame >> (10 - tx_bits)) & 1 : 1;
+        top.clk = 0; top.eval(); top.clk = 1; top.eval();
+        if (tx_bits && --tx_timer == 0) { tx_bits--; tx_timer = divisor; }
+        // board -> host: sample uart_tx in the middle of each bit
+        switch (rx_state) {
+        case 0: if (!top.uart_tx) { rx_state = 1; rx_timer = divisor + divisor / 2; rx_bit = 0; rx_byte = 0; } break;
+        case 1:
+            if (--rx_timer == 0) {
+                rx_byte |= (unsigned)top.uart_tx << rx_bit;
+                rx_timer = divisor;
+                if (++rx_bit == 8) rx_state = 2;
+            }
+            break;
+        case 2:
+            if (--rx_timer == 0) { out[out_len++] = rx_byte; rx_state = 0; }
+            break;
+        }
+        bool busy = tx_bits || rx_state || !to_board.empty();
+        static unsigned long cycle = 0;
+        if ((++cycle & 255) == 0 || out_len == (int)sizeof out) {
+            if (out_len && (rx_state == 0 || out_len == (int)sizeof out)) {
+                if (send(client, out, out_len, 0) < 0 && errno != EAGAIN) { close(client); client = -1; out_len = 0; if (once) break; continue; }
+                out_len = 0;
+            }
+            unsigned char buf[4096];
+            ssize_t n = recv(client, buf, sizeof buf, 0);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                close(client);
+                client = -1;
+                to_board.clear();
+                if (once) break;
+                continue;
+            }
+            if (n > 0) to_board.insert(to_board.end(), buf, buf + n);
+            if (n > 0 || busy) idle = 0;
+            else if (++idle > 4000) usleep(200);      // nothing to do for a while: do not spin
+        }
+    }
+    if (client >= 0) close(client);
+    close(srv);
+    top.final();
+    printf("bfly sim-board: stopped\n");
+    return 0;
+}

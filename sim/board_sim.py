@@ -1,0 +1,44 @@
+"""``bfly sim-board``: the board top (UART, host bridge, engine) Verilated with a C++ harness
+(``board_harness.cpp``) that serves its UART on a TCP socket. Builds are cached per configuration
+in ``build/board_sim/<id>/``."""
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hw.board import BoardTop
+from .runner import ROOT, verilator_env
+
+__all__ = ["SIM_CLK_HZ", "SIM_BAUD", "build_board_sim"]
+
+SIM_CLK_HZ = 40_000_000
+SIM_BAUD = 10_000_000          # 4 clocks per bit: the simulated link is as fast as it can be
+HARNESS = Path(__file__).with_name("board_harness.cpp")
+
+
+def build_board_sim(cfg, log=None):
+    """Return ``(executable, divisor)`` for ``cfg``'s simulated board, building it if needed."""
+    board = BoardTop(cfg, SIM_CLK_HZ, SIM_BAUD)
+    text = verilog.convert(board, name="board", emit_src=False)
+    work = ROOT / "build" / "board_sim" / cfg.id
+    work.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()
+    exe = work / "obj" / "board_sim"
+    stamp = work / "build.stamp"
+    if exe.exists() and stamp.exists() and stamp.read_text() == digest:
+        return exe, board.divisor
+    (work / "board.v").write_text(text)
+    stamp.unlink(missing_ok=True)
+    env = {**os.environ, **verilator_env()}
+    cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O2", "-Wno-fatal", "-Wno-WIDTHEXPAND",
+           "-Wno-WIDTHTRUNC", "--top-module", "board", "-Mdir", str(work / "obj"), "-o", "board_sim",
+           str(work / "board.v"), str(HARNESS)]
+    with open(log or work / "build.log", "w") as f:
+        res = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if res.returncode != 0:
+        raise RuntimeError(f"the Verilator build of the simulated board failed; see {log or work / 'build.log'}")
+    stamp.write_text(digest)
+    return exe, board.divisor
