@@ -447,12 +447,12 @@ def cmd_run(args):
     t0 = time.time()
     try:
         out = acc.run(fmap)
+        dt = time.time() - t0
         params = acc.read_params() if args.check else None
     except DriverError as e:
         raise UserError(str(e))
     except LinkError as e:
         raise RuntimeError(f"{args.port}: {e}")
-    dt = time.time() - t0
     pixels = fmap.shape[1] * fmap.shape[2]
     from .files import write_files
     import io

@@ -8,18 +8,8 @@ import numpy as np
 import pytest
 
 from sim.runner import run_tb, results_ok
-from sw.digits import (build_and_train, load_digits_split, evaluate, pointwise_macs, quantize_model,
-                       quantized_accuracy, block_inputs)
+from sw.digits import build_and_train, evaluate, pointwise_macs, quantized_accuracy, block_inputs
 from sw.quantize import quantize_input
-
-
-@pytest.fixture(scope="module")
-def trained():
-    xtr, ytr, xte, yte = load_digits_split()
-    bft = build_and_train("bft", epochs=40, seed=0)
-    dense = build_and_train("dense", epochs=40, seed=0)
-    images = quantize_model(bft, xtr[:256])
-    return bft, dense, images, (xte, yte)
 
 
 def test_accuracy_macs_and_8bit_within_one_point(trained):
