@@ -389,6 +389,24 @@ def cmd_synth(args):
     return 0
 
 
+def cmd_build(args):
+    from .build import build_board, BuildError
+    cfg = config_from_args(args)
+    print(f"building {cfg.id} for {args.board} (synthesis, place and route, bitstream: minutes)", flush=True)
+    try:
+        r = build_board(cfg, args.board, args.output, args.baud)
+    except BuildError as e:
+        raise RuntimeError(str(e))
+    u, a = r["used"], r["available"]
+    print(f"  LUTs {u['luts']:,} of {a['luts']:,}, flip-flops {u['ffs']:,}, DSPs {u['dsps']} of {a['dsps']}, "
+          f"block RAMs {u['brams']} of {a['brams']}")
+    print(f"  Fmax {r['fmax_mhz']:.1f} MHz at a {r['clock_mhz']:g} MHz clock; UART {r['baud']} baud")
+    print(f"  bitstream {r['bitstream']}; report {Path(args.output) / 'build.json'}")
+    if args.program:
+        print(f"program the board with:  {r['program']}")
+    return 0
+
+
 def cmd_sim_board(args):
     import subprocess
     from sim.board_sim import build_board_sim
@@ -500,6 +518,14 @@ def build_parser():
     p.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
     p.add_argument("-o", "--output", metavar="JSON", help="also write the report here")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("build", help="bitstream for a board (engine + UART bridge) with timing report")
+    _add_config_args(p)
+    p.add_argument("--board", default="ulx3s", choices=["ulx3s"], help="board (default ulx3s)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="build directory")
+    p.add_argument("--baud", type=int, default=None, help="UART baud rate (default: the board's fastest exact rate)")
+    p.add_argument("--program", action="store_true", help="print the command that programs the board")
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("sim-board", help="run the board design in Verilator, its UART on a TCP socket")
     _add_config_args(p)

@@ -1,0 +1,84 @@
+"""``bfly build``: the board design (engine, UART, host bridge) as a bitstream for a real board,
+through amaranth-boards and the YoWASP tools, with its timing and utilisation report as JSON."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from amaranth.hdl import Elaboratable, Module
+
+from hw.board import BoardTop
+
+__all__ = ["BOARDS", "BuildError", "build_board"]
+
+# board: (module, platform class, clock in Hz, default baud, nextpnr device cell types for DSP/BRAM)
+BOARDS = {
+    "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", 25e6, 1_000_000,
+              {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "dsps": "MULT18X18D", "brams": "DP16KD"}),
+}
+# Without a PLL the 25 MHz clock makes 1 Mbaud exactly (25 clocks a bit), an FTDI rate; 3 Mbaud
+# would need 8.33 clocks a bit.
+
+
+class BuildError(RuntimeError):
+    """The design does not fit, misses timing, or a tool failed."""
+
+
+class _BoardDesign(Elaboratable):
+    def __init__(self, cfg, clk_hz, baud):
+        self.board = BoardTop(cfg, clk_hz, baud)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.board = self.board
+        uart = platform.request("uart", 0)
+        m.d.comb += [self.board.uart_rx.eq(uart.rx.i), uart.tx.o.eq(self.board.uart_tx)]
+        return m
+
+
+def build_board(cfg, board, outdir, baud=None):
+    """Build ``cfg`` for ``board`` into ``outdir``; return the report (also ``build.json``)."""
+    import importlib
+    if board not in BOARDS:
+        raise BuildError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
+    module, cls, clk_hz, default_baud, cells = BOARDS[board]
+    baud = baud or default_baud
+    platform = getattr(importlib.import_module(module), cls)()
+    try:
+        design = _BoardDesign(cfg, clk_hz, baud)
+    except ValueError as e:
+        raise BuildError(str(e))
+    bindir = Path(sys.executable).parent
+    for tool in ("yosys", "nextpnr-ecp5", "ecppack"):
+        os.environ[tool.upper().replace("-", "_")] = str(bindir / f"yowasp-{tool}")
+    outdir = Path(outdir)
+    name = "bfly_board"
+    try:
+        plan = platform.build(design, name=name, do_build=False,
+                              nextpnr_opts=f"--report {name}_report.json --timing-allow-fail")
+        plan.execute_local(str(outdir))
+    except Exception as e:          # the toolchain's own failure (does not fit, tool error)
+        log = outdir / f"{name}.tim"
+        errors = [l for l in log.read_text().splitlines() if l.startswith("ERROR")] if log.exists() else []
+        if any("no BELs remaining" in l for l in errors):
+            raise BuildError(f"the design does not fit the {board}: {errors[0][7:]} "
+                             f"(logs in {outdir})") from e
+        raise BuildError(f"the build failed: {errors[0][7:] if errors else e} (logs in {outdir})") from e
+    pnr = json.loads((outdir / f"{name}_report.json").read_text())
+    util = pnr.get("utilization", {})
+    fmax = min((v["achieved"] for v in pnr.get("fmax", {}).values()), default=None)
+    report = {
+        "board": board, "config": cfg.to_dict(), "clock_mhz": clk_hz / 1e6, "baud": baud,
+        "uart_clocks_per_bit": design.board.divisor, "fmax_mhz": fmax,
+        "meets_timing": fmax is not None and fmax >= clk_hz / 1e6,
+        "used": {k: util.get(c, {}).get("used", 0) for k, c in cells.items()},
+        "available": {k: util.get(c, {}).get("available", 0) for k, c in cells.items()},
+        "bitstream": str(outdir / f"{name}.bit"),
+        "program": f"openFPGALoader --board ulx3s {outdir / (name + '.bit')}",
+    }
+    (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
+    if not report["meets_timing"]:
+        raise BuildError(f"the design misses timing: Fmax {fmax:.1f} MHz < {clk_hz / 1e6:g} MHz "
+                         f"(report in {outdir / 'build.json'})")
+    return report
