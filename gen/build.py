@@ -16,6 +16,9 @@ __all__ = ["BOARDS", "BuildError", "build_board"]
 BOARDS = {
     "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", 25e6, 1_000_000,
               {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "dsps": "MULT18X18D", "brams": "DP16KD"}),
+    # iCE40UP5K: 8 DSPs, so only the smallest engines fit
+    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", 12e6, 1_000_000,
+                   {"luts": "ICESTORM_LC", "dsps": "ICESTORM_DSP", "brams": "ICESTORM_RAM"}),
 }
 # Without a PLL the 25 MHz clock makes 1 Mbaud exactly (25 clocks a bit), an FTDI rate; 3 Mbaud
 # would need 8.33 clocks a bit.
@@ -50,7 +53,7 @@ def build_board(cfg, board, outdir, baud=None):
     except ValueError as e:
         raise BuildError(str(e))
     bindir = Path(sys.executable).parent
-    for tool in ("yosys", "nextpnr-ecp5", "ecppack"):
+    for tool in ("yosys", "nextpnr-ecp5", "ecppack", "nextpnr-ice40", "icepack"):
         os.environ[tool.upper().replace("-", "_")] = str(bindir / f"yowasp-{tool}")
     outdir = Path(outdir)
     name = "bfly_board"
@@ -61,6 +64,8 @@ def build_board(cfg, board, outdir, baud=None):
     except Exception as e:          # the toolchain's own failure (does not fit, tool error)
         log = outdir / f"{name}.tim"
         errors = [l for l in log.read_text().splitlines() if l.startswith("ERROR")] if log.exists() else []
+        if not errors and (outdir / f"{name}.rpt").exists():     # nextpnr-ice40 logs to its report
+            errors = [l for l in (outdir / f"{name}.rpt").read_text().splitlines() if l.startswith("ERROR")]
         if any("no BELs remaining" in l for l in errors):
             raise BuildError(f"the design does not fit the {board}: {errors[0][7:]} "
                              f"(logs in {outdir})") from e
@@ -68,14 +73,18 @@ def build_board(cfg, board, outdir, baud=None):
     pnr = json.loads((outdir / f"{name}_report.json").read_text())
     util = pnr.get("utilization", {})
     fmax = min((v["achieved"] for v in pnr.get("fmax", {}).values()), default=None)
+    bitstream = next((outdir / f"{name}{ext}" for ext in (".bit", ".bin") if (outdir / f"{name}{ext}").exists()),
+                     None)
+    if bitstream is None:
+        raise BuildError(f"the tools finished but wrote no bitstream (logs in {outdir})")
     report = {
         "board": board, "config": cfg.to_dict(), "clock_mhz": clk_hz / 1e6, "baud": baud,
         "uart_clocks_per_bit": design.board.divisor, "fmax_mhz": fmax,
         "meets_timing": fmax is not None and fmax >= clk_hz / 1e6,
         "used": {k: util.get(c, {}).get("used", 0) for k, c in cells.items()},
         "available": {k: util.get(c, {}).get("available", 0) for k, c in cells.items()},
-        "bitstream": str(outdir / f"{name}.bit"),
-        "program": f"openFPGALoader --board ulx3s {outdir / (name + '.bit')}",
+        "bitstream": str(bitstream),
+        "program": f"openFPGALoader --board {board} {bitstream}",
     }
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     if not report["meets_timing"]:

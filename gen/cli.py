@@ -398,7 +398,8 @@ def cmd_build(args):
     except BuildError as e:
         raise RuntimeError(str(e))
     u, a = r["used"], r["available"]
-    print(f"  LUTs {u['luts']:,} of {a['luts']:,}, flip-flops {u['ffs']:,}, DSPs {u['dsps']} of {a['dsps']}, "
+    ffs = f", flip-flops {u['ffs']:,}" if "ffs" in u else ""       # iCE40 logic cells hold both
+    print(f"  LUTs {u['luts']:,} of {a['luts']:,}{ffs}, DSPs {u['dsps']} of {a['dsps']}, "
           f"block RAMs {u['brams']} of {a['brams']}")
     print(f"  Fmax {r['fmax_mhz']:.1f} MHz at a {r['clock_mhz']:g} MHz clock; UART {r['baud']} baud")
     print(f"  bitstream {r['bitstream']}; report {Path(args.output) / 'build.json'}")
@@ -521,7 +522,7 @@ def build_parser():
 
     p = sub.add_parser("build", help="bitstream for a board (engine + UART bridge) with timing report")
     _add_config_args(p)
-    p.add_argument("--board", default="ulx3s", choices=["ulx3s"], help="board (default ulx3s)")
+    p.add_argument("--board", default="ulx3s", choices=["ulx3s", "icebreaker"], help="board (default ulx3s)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="build directory")
     p.add_argument("--baud", type=int, default=None, help="UART baud rate (default: the board's fastest exact rate)")
     p.add_argument("--program", action="store_true", help="print the command that programs the board")
