@@ -99,3 +99,16 @@ def test_link_faults_are_survived(board):
     after = acc.read_params()
     assert all(np.array_equal(a, b) for a, b in zip(before.weights, after.weights))
     t.close()
+
+
+def test_sim_board_once_stops_when_the_client_leaves():
+    exe, divisor = build_board_sim(CFG)
+    port = _free_port()
+    proc = subprocess.Popen([str(exe), "--port", str(port), "--divisor", str(divisor), "--once"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("listening on")
+    t = SerialTransport(f"socket://127.0.0.1:{port}")
+    assert Accelerator(t).config == CFG.__class__.from_dict({**CFG.to_dict(), "name": ""})
+    t.close()
+    assert proc.wait(timeout=20) == 0
+    assert "stopped" in proc.stdout.read()
