@@ -123,6 +123,10 @@ class HostBridge(wiring.Component):
             m.d.sync += idle.eq(idle + 1)
         timed_out = idle == self._timeout
 
+        def consume(*stmts):
+            """Take a received payload byte: it enters the CRC and counts against the length."""
+            m.d.sync += [crc_rx.eq(crc16_step(crc_rx, rx_byte)), count.eq(count - 1), *stmts]
+
         def reply(status, mode=0, length_=0):
             m.d.sync += [reply_start.eq(1), reply_cmd.eq(cmd), reply_status.eq(status),
                          reply_mode.eq(mode), reply_len.eq(length_)]
@@ -180,8 +184,7 @@ class HostBridge(wiring.Component):
                             m.next = "HUNT"
             with m.State("ADDR"):
                 with m.If(rx_stb):
-                    m.d.sync += [addr.eq(Cat(addr[8:], rx_byte)), crc_rx.eq(crc16_step(crc_rx, rx_byte)),
-                                 byte_idx.eq(byte_idx + 1), count.eq(count - 1)]
+                    consume(addr.eq(Cat(addr[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
                     with m.If(byte_idx == 3):
                         m.d.sync += byte_idx.eq(0)
                         m.next = "COUNT"
@@ -192,8 +195,7 @@ class HostBridge(wiring.Component):
                 # READ: two bytes of word count; WRITE: the words themselves
                 with m.If(cmd == CMD["READ"]):
                     with m.If(rx_stb):
-                        m.d.sync += [word.eq(Cat(word[8:], rx_byte)), crc_rx.eq(crc16_step(crc_rx, rx_byte)),
-                                     byte_idx.eq(byte_idx + 1), count.eq(count - 1)]
+                        consume(word.eq(Cat(word[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
                         with m.If(byte_idx == 1):
                             m.d.sync += byte_idx.eq(0)
                             m.next = "CRC0"
@@ -202,8 +204,7 @@ class HostBridge(wiring.Component):
                         m.next = "HUNT"
                 with m.Else():
                     with m.If(rx_stb):
-                        m.d.sync += [word.eq(Cat(word[8:], rx_byte)), crc_rx.eq(crc16_step(crc_rx, rx_byte)),
-                                     byte_idx.eq(byte_idx + 1), count.eq(count - 1)]
+                        consume(word.eq(Cat(word[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
                         with m.If(byte_idx == 3):
                             m.d.sync += [byte_idx.eq(0), wbuf_w.en.eq(1), wbuf_w.addr.eq(n_words),
                                          wbuf_w.data.eq(Cat(word[8:], rx_byte)), n_words.eq(n_words + 1)]
@@ -214,22 +215,20 @@ class HostBridge(wiring.Component):
                         m.next = "HUNT"
             with m.State("FLAGS"):
                 with m.If(rx_stb):
-                    m.d.sync += [last_flag.eq(rx_byte[0]), crc_rx.eq(crc16_step(crc_rx, rx_byte)),
-                                 count.eq(count - 1)]
+                    consume(last_flag.eq(rx_byte[0]))
                     m.next = "NPIX0"
                 with m.Elif(timed_out):
                     m.next = "HUNT"
             with m.State("NPIX0"):
                 with m.If(rx_stb):
-                    m.d.sync += [word[:8].eq(rx_byte), crc_rx.eq(crc16_step(crc_rx, rx_byte)),
-                                 count.eq(count - 1)]
+                    consume(word[:8].eq(rx_byte))
                     m.next = "NPIX1"
                 with m.Elif(timed_out):
                     m.next = "HUNT"
             with m.State("NPIX1"):
                 with m.If(rx_stb):
                     n_px = Cat(word[:8], rx_byte)
-                    m.d.sync += [crc_rx.eq(crc16_step(crc_rx, rx_byte)), count.eq(count - 1)]
+                    consume()
                     # the pixel count must account for the rest of the payload exactly
                     with m.If((n_px != 0) & (n_px <= MAX_STREAM_PIXELS) & (length == 3 + n_px * ib)):
                         m.d.sync += [pixels_total.eq(n_px), pixels_received.eq(0), byte_idx.eq(0),
@@ -243,9 +242,8 @@ class HostBridge(wiring.Component):
                     m.next = "HUNT"
             with m.State("PIXELS"):
                 with m.If(rx_stb):
-                    m.d.sync += [pixel.eq(Cat(pixel[8:], rx_byte)) if ib > 1 else pixel.eq(rx_byte),
-                                 crc_rx.eq(crc16_step(crc_rx, rx_byte)), count.eq(count - 1),
-                                 byte_idx.eq(byte_idx + 1)]
+                    consume(pixel.eq(Cat(pixel[8:], rx_byte)) if ib > 1 else pixel.eq(rx_byte),
+                            byte_idx.eq(byte_idx + 1))
                     with m.If(byte_idx == ib - 1):
                         m.d.sync += [byte_idx.eq(0), px_push.eq(1)]
                     with m.If(count == 1):

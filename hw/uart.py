@@ -7,23 +7,25 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["UARTRx", "UARTTx"]
 
 
-def _check_divisor(divisor):
-    if not isinstance(divisor, int) or divisor < 4:
-        raise ValueError(f"divisor (clocks per bit) must be an integer >= 4, not {divisor!r}")
+class _UART(wiring.Component):
+    def __init__(self, divisor):
+        if not isinstance(divisor, int) or divisor < 4:
+            raise ValueError(f"divisor (clocks per bit) must be an integer >= 4, not {divisor!r}")
+        self._divisor = divisor
+        super().__init__()
+
+    @property
+    def divisor(self):
+        return self._divisor
 
 
-class UARTRx(wiring.Component):
+class UARTRx(_UART):
     """Receives bytes on ``rx`` (idle high). Each byte is offered on ``o_stream`` for one cycle
     (``valid`` only: a UART cannot be held back); ``error`` pulses on a missing stop bit."""
 
     rx: In(1, init=1)
     o_stream: Out(stream.Signature(8, always_ready=True))
     error: Out(1)
-
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self._divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -59,16 +61,11 @@ class UARTRx(wiring.Component):
         return m
 
 
-class UARTTx(wiring.Component):
+class UARTTx(_UART):
     """Sends the bytes of ``i_stream`` on ``tx`` (idle high)."""
 
     i_stream: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self._divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
