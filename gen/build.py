@@ -8,7 +8,7 @@ from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module
 
-from hw.board import BoardTop
+from hw.board import BoardTop, uart_divisor
 
 __all__ = ["BOARDS", "BuildError", "build_board"]
 
@@ -49,9 +49,10 @@ def build_board(cfg, board, outdir, baud=None):
     baud = baud or default_baud
     platform = getattr(importlib.import_module(module), cls)()
     try:
-        design = _BoardDesign(cfg, clk_hz, baud)
+        uart_divisor(clk_hz, baud)
     except ValueError as e:
         raise BuildError(str(e))
+    design = _BoardDesign(cfg, clk_hz, baud)
     bindir = Path(sys.executable).parent
     for tool in ("yosys", "nextpnr-ecp5", "ecppack", "nextpnr-ice40", "icepack"):
         os.environ[tool.upper().replace("-", "_")] = str(bindir / f"yowasp-{tool}")
