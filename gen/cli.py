@@ -94,9 +94,6 @@ def config_from_args(args):
 def _read_text(path):
     try:
         return Path(path).read_text()
-    except RuntimeError as e:           # a failed Verilator build or simulation run
-        print(f"bfly {args.command}: error: {e}", file=sys.stderr)
-        return 1
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror or e}")
     except UnicodeDecodeError:
@@ -210,7 +207,7 @@ def cmd_demo(args):
     out = Path(args.output)
     from .emit import write_outputs
     man = write_outputs(cfg, out)
-    print(f"bfly demo: the Butterfly Transform BFT(64, 4) as a pipelined engine")
+    print("bfly demo: the Butterfly Transform BFT(64, 4) as a pipelined engine")
     print(_summary(cfg, man))
     print(f"  Verilog, manifest, register map and C header in {out}/")
     result, log = run_sim(cfg, args.pixels, seed=1, stall_prob=0.2, idle_prob=0.1, frames=4, commits=1)
@@ -226,7 +223,6 @@ def cmd_demo(args):
 def cmd_train_demo(args):
     import io
     import numpy as np
-    import torch
     from sw.digits import train_demo, save_model
     from .files import write_files
     if args.epochs < 1:
@@ -354,7 +350,7 @@ def cmd_inspect(args):
 
 
 def cmd_synth(args):
-    from .synth import synthesize, SynthError, TARGETS
+    from .synth import synthesize, SynthError
     from tqdm import tqdm
     cfg = config_from_args(args)
     if args.freq <= 0:

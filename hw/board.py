@@ -54,7 +54,6 @@ class BoardTop(wiring.Component):
         m.submodules.tx = tx = UARTTx(self._divisor)
         m.submodules.bridge = br = HostBridge(cfg, self._timeout)
         abits = address_bits(cfg)
-        n_in_bits = cfg.n_in * cfg.data_bits
         m.d.comb += [
             rx.rx.eq(self.uart_rx),
             self.uart_tx.eq(tx.tx),
@@ -77,5 +76,4 @@ class BoardTop(wiring.Component):
             br.px_in.payload.eq(top.m_axis_tdata | (top.m_axis_tlast << len(top.m_axis_tdata))),
             br.px_in.valid.eq(top.m_axis_tvalid), top.m_axis_tready.eq(br.px_in.ready),
         ]
-        del n_in_bits
         return m

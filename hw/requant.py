@@ -7,8 +7,6 @@ then saturate/wrap with the out-of-range flag (and an optional ReLU).
 
 from amaranth.hdl import Signal, Mux, Const, signed, unsigned
 
-from gen.regmap import SHIFT_BITS
-
 __all__ = ["REQUANT_CYCLES", "ShiftRegisters", "requantize"]
 
 REQUANT_CYCLES = 3

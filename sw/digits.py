@@ -14,7 +14,6 @@ butterfly weights.
 """
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch

@@ -5,7 +5,6 @@ import dataclasses
 import json
 
 import numpy as np
-import pytest
 
 from sim.runner import run_tb, results_ok
 from sw.digits import build_and_train, evaluate, pointwise_macs, quantized_accuracy, block_inputs

@@ -9,7 +9,7 @@ import pytest
 
 from gen.config import EngineConfig
 from sim.model import random_params, engine_forward
-from sw.image import WeightImage, ImageError, MAGIC
+from sw.image import WeightImage, ImageError
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import scipy.linalg
 from hypothesis import given, settings, strategies as st
 
-from gen.config import EngineConfig, Factor, MAX_SHIFT
+from gen.config import EngineConfig, MAX_SHIFT
 from sim.model import (round_shift, requantize, factor_apply, chain_forward, factor_dense,
                        chain_dense, chain_float, random_weights, random_shifts)
 
@@ -65,7 +65,7 @@ def test_dense_pattern(cfg):
         m = factor_dense(f, np.ones((f.p, f.s)))
         assert np.count_nonzero(m) == f.p * f.s
         for o in range(f.p):
-            blk, i, u = o // (f.r * f.t), (o // f.t) % f.r, o % f.t
+            blk, u = o // (f.r * f.t), o % f.t
             cols = sorted((blk * f.s + j) * f.t + u for j in range(f.s))
             assert list(np.flatnonzero(m[o])) == cols
 
