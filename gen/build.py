@@ -9,16 +9,17 @@ from pathlib import Path
 from amaranth.hdl import Elaboratable, Module
 
 from hw.board import BoardTop, uart_divisor
+from .synth import read_pnr_report
 
 __all__ = ["BOARDS", "BuildError", "build_board"]
 
-# board: (module, platform class, clock in Hz, default baud, nextpnr device cell types for DSP/BRAM)
+# board: (module, platform class, clock in Hz, default baud, report key -> nextpnr cell types)
 BOARDS = {
     "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", 25e6, 1_000_000,
-              {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "dsps": "MULT18X18D", "brams": "DP16KD"}),
+              {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"], "brams": ["DP16KD"]}),
     # iCE40UP5K: 8 DSPs, so only the smallest engines fit
     "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", 12e6, 1_000_000,
-                   {"luts": "ICESTORM_LC", "dsps": "ICESTORM_DSP", "brams": "ICESTORM_RAM"}),
+                   {"luts": ["ICESTORM_LC"], "dsps": ["ICESTORM_DSP"], "brams": ["ICESTORM_RAM"]}),
 }
 # Without a PLL the 25 MHz clock makes 1 Mbaud exactly (25 clocks a bit), an FTDI rate; 3 Mbaud
 # would need 8.33 clocks a bit.
@@ -71,9 +72,7 @@ def build_board(cfg, board, outdir, baud=None):
             raise BuildError(f"the design does not fit the {board}: {errors[0][7:]} "
                              f"(logs in {outdir})") from e
         raise BuildError(f"the build failed: {errors[0][7:] if errors else e} (logs in {outdir})") from e
-    pnr = json.loads((outdir / f"{name}_report.json").read_text())
-    util = pnr.get("utilization", {})
-    fmax = min((v["achieved"] for v in pnr.get("fmax", {}).values()), default=None)
+    used, avail, fmax = read_pnr_report(outdir / f"{name}_report.json", cells)
     bitstream = next((outdir / f"{name}{ext}" for ext in (".bit", ".bin") if (outdir / f"{name}{ext}").exists()),
                      None)
     if bitstream is None:
@@ -82,8 +81,8 @@ def build_board(cfg, board, outdir, baud=None):
         "board": board, "config": cfg.to_dict(), "clock_mhz": clk_hz / 1e6, "baud": baud,
         "uart_clocks_per_bit": design.board.divisor, "fmax_mhz": fmax,
         "meets_timing": fmax is not None and fmax >= clk_hz / 1e6,
-        "used": {k: util.get(c, {}).get("used", 0) for k, c in cells.items()},
-        "available": {k: util.get(c, {}).get("available", 0) for k, c in cells.items()},
+        "used": used,
+        "available": avail,
         "bitstream": str(bitstream),
         "program": f"openFPGALoader --board {board} {bitstream}",
     }

@@ -127,6 +127,15 @@ class HostBridge(wiring.Component):
             """Take a received payload byte: it enters the CRC and counts against the length."""
             m.d.sync += [crc_rx.eq(crc16_step(crc_rx, rx_byte)), count.eq(count - 1), *stmts]
 
+        def abort():
+            """The link went quiet mid-frame: end a STREAM (the reply side pads it), or answer
+            TIMEOUT; either way, hunt for the next frame."""
+            with m.If(cmd == CMD["STREAM"]):
+                m.d.sync += [stream_status.eq(STATUS["TIMEOUT"]), stream_done.eq(1)]
+            with m.Else():
+                reply(STATUS["TIMEOUT"])
+            m.next = "HUNT"
+
         def reply(status, mode=0, length_=0):
             m.d.sync += [reply_start.eq(1), reply_cmd.eq(cmd), reply_status.eq(status),
                          reply_mode.eq(mode), reply_len.eq(length_)]
@@ -189,30 +198,22 @@ class HostBridge(wiring.Component):
                         m.d.sync += byte_idx.eq(0)
                         m.next = "COUNT"
                 with m.Elif(timed_out):
-                    reply(STATUS["TIMEOUT"])
-                    m.next = "HUNT"
+                    abort()
             with m.State("COUNT"):
                 # READ: two bytes of word count; WRITE: the words themselves
-                with m.If(cmd == CMD["READ"]):
-                    with m.If(rx_stb):
-                        consume(word.eq(Cat(word[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
+                with m.If(rx_stb):
+                    consume(word.eq(Cat(word[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
+                    with m.If(cmd == CMD["READ"]):
                         with m.If(byte_idx == 1):
                             m.d.sync += byte_idx.eq(0)
                             m.next = "CRC0"
-                    with m.Elif(timed_out):
-                        reply(STATUS["TIMEOUT"])
-                        m.next = "HUNT"
-                with m.Else():
-                    with m.If(rx_stb):
-                        consume(word.eq(Cat(word[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
-                        with m.If(byte_idx == 3):
-                            m.d.sync += [byte_idx.eq(0), wbuf_w.en.eq(1), wbuf_w.addr.eq(n_words),
-                                         wbuf_w.data.eq(Cat(word[8:], rx_byte)), n_words.eq(n_words + 1)]
-                            with m.If(count == 1):
-                                m.next = "CRC0"
-                    with m.Elif(timed_out):
-                        reply(STATUS["TIMEOUT"])
-                        m.next = "HUNT"
+                    with m.Elif(byte_idx == 3):
+                        m.d.sync += [byte_idx.eq(0), wbuf_w.en.eq(1), wbuf_w.addr.eq(n_words),
+                                     wbuf_w.data.eq(Cat(word[8:], rx_byte)), n_words.eq(n_words + 1)]
+                        with m.If(count == 1):
+                            m.next = "CRC0"
+                with m.Elif(timed_out):
+                    abort()
             with m.State("FLAGS"):
                 with m.If(rx_stb):
                     consume(last_flag.eq(rx_byte[0]))
@@ -249,18 +250,13 @@ class HostBridge(wiring.Component):
                     with m.If(count == 1):
                         m.next = "CRC0"
                 with m.Elif(timed_out):
-                    m.d.sync += [stream_status.eq(STATUS["TIMEOUT"]), stream_done.eq(1)]
-                    m.next = "HUNT"
+                    abort()
             with m.State("CRC0"):
                 with m.If(rx_stb):
                     m.d.sync += crc_got[:8].eq(rx_byte)
                     m.next = "CRC1"
                 with m.Elif(timed_out):
-                    with m.If(cmd == CMD["STREAM"]):
-                        m.d.sync += [stream_status.eq(STATUS["TIMEOUT"]), stream_done.eq(1)]
-                    with m.Else():
-                        reply(STATUS["TIMEOUT"])
-                    m.next = "HUNT"
+                    abort()
             with m.State("CRC1"):
                 with m.If(rx_stb):
                     good = Cat(crc_got[:8], rx_byte) == crc_rx
@@ -282,11 +278,7 @@ class HostBridge(wiring.Component):
                         m.d.sync += write_start.eq(1)
                         m.next = "WRITING"
                 with m.Elif(timed_out):
-                    with m.If(cmd == CMD["STREAM"]):
-                        m.d.sync += [stream_status.eq(STATUS["TIMEOUT"]), stream_done.eq(1)]
-                    with m.Else():
-                        reply(STATUS["TIMEOUT"])
-                    m.next = "HUNT"
+                    abort()
             with m.State("WRITING"):
                 with m.If(~write_start & (write_status != 0xFF)):
                     reply(write_status)

@@ -121,21 +121,29 @@ class TB:
         assert 0 <= index < reg.count, f"{name}[{index}] out of range"
         return reg.offset + 4 * index
 
+    def param_addr(self, i):
+        """Byte address of word ``i`` of the parameter window (WEIGHTS, EPI_MULT, EPI_BIAS)."""
+        return self.regs["WEIGHTS"].offset + 4 * i
+
+    async def write_word(self, addr, value, expect=AxiResp.OKAY):
+        resp = await self.axil.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
+        assert resp.resp == expect, f"write 0x{addr:x}: {resp.resp!r}"
+
+    async def read_word(self, addr, expect=AxiResp.OKAY):
+        resp = await self.axil.read(addr, 4)
+        assert resp.resp == expect, f"read 0x{addr:x}: {resp.resp!r}"
+        return int.from_bytes(resp.data, "little")
+
     async def write(self, name, value, index=0, expect=AxiResp.OKAY):
-        resp = await self.axil.write(self.addr(name, index), (value & 0xFFFFFFFF).to_bytes(4, "little"))
-        assert resp.resp == expect, f"write {name}[{index}]: {resp.resp!r}"
+        await self.write_word(self.addr(name, index), value, expect)
 
     async def read(self, name, index=0, expect=AxiResp.OKAY):
-        resp = await self.axil.read(self.addr(name, index), 4)
-        assert resp.resp == expect, f"read {name}[{index}]: {resp.resp!r}"
-        return int.from_bytes(resp.data, "little")
+        return await self.read_word(self.addr(name, index), expect)
 
     async def write_bank(self, params):
         """Write a bank (:class:`sim.model.BlockParams`) into the shadow registers, not committed."""
-        base = self.regs["WEIGHTS"].offset
         for i, word in enumerate(param_words(self.cfg, params)):
-            resp = await self.axil.write(base + 4 * i, word.to_bytes(4, "little"))
-            assert resp.resp == AxiResp.OKAY, f"parameter word {i}: {resp.resp!r}"
+            await self.write_word(self.param_addr(i), word)
         for name, values in scalar_registers(self.cfg, params).items():
             for i, v in enumerate(values):
                 await self.write(name, v, i)
@@ -250,10 +258,8 @@ async def test_registers(dut):
     bank = tb.random_bank()
     await tb.write_bank(bank)
     words = param_words(cfg, bank)
-    base = tb.regs["WEIGHTS"].offset
     for i in sorted({int(i) for i in tb.rng.integers(0, len(words), size=32)} | {0, len(words) - 1}):
-        resp = await tb.axil.read(base + 4 * i, 4)
-        raw = int.from_bytes(resp.data, "little")
+        raw = await tb.read_word(tb.param_addr(i))
         assert raw == words[i], f"parameter word {i} reads {raw:#x}, wrote {words[i]:#x}"
     for name, values in scalar_registers(cfg, bank).items():
         for i, v in enumerate(values):
@@ -262,8 +268,8 @@ async def test_registers(dut):
     await tb.write("ID", 0, expect=AxiResp.SLVERR)
     unmapped = next(a for a in range(0, tb.regs["WEIGHTS"].offset, 4)
                     if not any(r.offset <= a < r.end for r in tb.regs.values()))
-    assert (await tb.axil.read(unmapped, 4)).resp == AxiResp.SLVERR
-    assert (await tb.axil.write(unmapped, bytes(4))).resp == AxiResp.SLVERR
+    await tb.read_word(unmapped, expect=AxiResp.SLVERR)
+    await tb.write_word(unmapped, 0, expect=AxiResp.SLVERR)
     assert await tb.read("ID") == BFLY_ID
 
 
@@ -367,10 +373,8 @@ async def test_image(dut):
     pixels = np.load(os.environ["BFLY_INPUT"])
     await tb.write_bank(image.params)
     words = param_words(tb.cfg, image.params)
-    base = tb.regs["WEIGHTS"].offset
     for i in range(0, len(words), max(1, len(words) // 50)):
-        resp = await tb.axil.read(base + 4 * i, 4)
-        assert int.from_bytes(resp.data, "little") == words[i], f"parameter word {i} reads back wrong"
+        assert await tb.read_word(tb.param_addr(i)) == words[i], f"parameter word {i} reads back wrong"
     await tb.commit(image.params)
     await tb.clear_sat_counts()
     tb.set_pauses(_env_float("BFLY_IDLE_PROB", 0.1), _env_float("BFLY_STALL_PROB", 0.2))
