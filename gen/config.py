@@ -23,7 +23,7 @@ WIDTH_RANGE = (2, 18)   # data_bits and weight_bits: one ECP5/Xilinx DSP operand
 MAX_SHIFT = 63          # SHIFT[l] is a 6-bit field
 MAX_STAGES = 48         # register map room for per-stage registers
 MAX_CHANNELS = 65535    # CONFIG words hold channel counts in 16 bits
-MAX_RADIX = 255         # FACTOR words hold r and s in 8 bits
+MAX_RADIX = 256         # FACTOR words hold r - 1 and s - 1 in 8 bits
 
 
 class ConfigError(ValueError):
@@ -92,6 +92,8 @@ class EngineConfig:
     overflow: str = "saturate"
     name: str = ""
     epilogue: bool = False      # SPEC §3 in hardware: residual, per-channel multiplier and bias, ReLU
+    lanes: int = 0              # folding: output nodes per clock in the widest stage (0: all)
+    simd: int = 0               # folding: inputs per node per clock (0: all s; the dense MVAU's SIMD)
 
     def __post_init__(self):
         factors = tuple(self.factors)
@@ -124,8 +126,34 @@ class EngineConfig:
             raise ConfigError(f"--name must be a string, not {self.name!r}")
         if self.name and not (self.name.isidentifier() and self.name.isascii()):
             raise ConfigError(f"--name must be a Verilog identifier (letters, digits, _), not {self.name!r}")
+        self._check_folding()
         if not self.name:
             object.__setattr__(self, "name", "bfly_" + self.id)
+
+    def _check_folding(self):
+        max_p = max(f.p for f in self.factors)
+        max_s = max(f.s for f in self.factors)
+        _check_int("lanes", self.lanes, 0, MAX_CHANNELS, "--lanes")
+        _check_int("simd", self.simd, 0, MAX_CHANNELS, "--simd")
+        if self.lanes >= max_p:              # as many lanes as nodes: the fully parallel engine
+            object.__setattr__(self, "lanes", 0)
+        if self.simd >= max_s:
+            object.__setattr__(self, "simd", 0)
+        if self.lanes:
+            if max_p % self.lanes:
+                raise ConfigError(f"--lanes {self.lanes} must divide the widest stage's {max_p} outputs")
+            rounds = max_p // self.lanes
+            for i, f in enumerate(self.factors):
+                if f.p % rounds:
+                    raise ConfigError(
+                        f"--lanes {self.lanes}: stage {i} has {f.p} outputs, not a multiple of the "
+                        f"{rounds} clocks per pixel that the widest stage takes")
+        if self.simd:
+            for i, f in enumerate(self.factors):
+                if f.s > self.simd and f.s % self.simd:
+                    raise ConfigError(f"--simd {self.simd} must divide stage {i}'s {f.s} inputs per node")
+        if self.epilogue and (self.lanes or self.simd):
+            raise ConfigError("the epilogue is not folded yet: use --epilogue without --lanes/--simd")
 
     # --- constructors -------------------------------------------------------------------------
 
@@ -139,6 +167,15 @@ class EngineConfig:
             hint = "; use --radices, e.g. " + ",".join(map(str, _radix_hint(n, k))) if _radix_hint(n, k) else ""
             raise ConfigError(f"{n} is not a power of {k}{hint}")
         return cls._from_radices([k] * levels, **kwargs)
+
+    @classmethod
+    def dense(cls, n, n_out=None, **kwargs):
+        """The dense ``n_out x n`` pointwise baseline: one factor ``[n_out, n, n_out, n, 1]`` (every
+        output reads every input); with ``lanes`` (PE) and ``simd`` it is FINN's MVAU shape."""
+        _check_int("n", n, 1, MAX_RADIX, "--n")
+        n_out = n if n_out is None else n_out
+        _check_int("n_out", n_out, 1, MAX_RADIX, "--n-out")
+        return cls(factors=(Factor(b=1, r=n_out, s=n, t=1),), **kwargs)
 
     @classmethod
     def mixed_radix(cls, radices, **kwargs):
@@ -204,7 +241,7 @@ class EngineConfig:
         """The inverse of :meth:`to_dict` (as written in ``manifest.json``)."""
         if not isinstance(d, dict) or "chain" not in d:
             raise ConfigError("a configuration needs a \"chain\" of [p, q, r, s, t] rows")
-        keys = ("data_bits", "weight_bits", "rounding", "overflow", "name", "epilogue")
+        keys = ("data_bits", "weight_bits", "rounding", "overflow", "name", "epilogue", "lanes", "simd")
         return cls.from_chain(d["chain"], **{k: d[k] for k in keys if k in d})
 
     # --- derived facts ------------------------------------------------------------------------
@@ -230,11 +267,31 @@ class EngineConfig:
     def n_weights(self):
         return sum(f.n_weights for f in self.factors)
 
+    def stage_fold(self, stage):
+        """``(lanes, simd, interval)`` of stage ``stage``: output nodes per clock, inputs per node
+        per clock, and clocks per pixel (``p / lanes * s / simd``; 1 when fully parallel)."""
+        f = self.factors[stage]
+        lanes = f.p
+        if self.lanes:
+            lanes = f.p // (max(g.p for g in self.factors) // self.lanes)
+        simd = min(f.s, self.simd) if self.simd else f.s
+        return lanes, simd, (f.p // lanes) * (f.s // simd)
+
+    @property
+    def interval(self):
+        """Clocks per pixel: the engine accepts one pixel every ``interval`` clocks."""
+        return max(self.stage_fold(l)[2] for l in range(self.n_stages))
+
+    @property
+    def is_dense(self):
+        return len(self.factors) == 1 and self.factors[0].b == 1 and self.factors[0].t == 1
+
     @property
     def multipliers(self):
-        """One multiplier per weight (the fully parallel engine), plus one per output channel for
-        the epilogue's multiplier."""
-        return self.n_weights + (self.n_out if self.epilogue else 0)
+        """``lanes * simd`` multipliers per stage (one per weight when fully parallel), plus one per
+        output channel for the epilogue's multiplier."""
+        stages = sum(lanes * simd for lanes, simd, _ in map(self.stage_fold, range(self.n_stages)))
+        return stages + (self.n_out if self.epilogue else 0)
 
     @property
     def data_min(self):
@@ -270,7 +327,9 @@ class EngineConfig:
         """A short name for builds and test cases, e.g. ``n64_k4_d8w8``."""
         radices = [f.r for f in self.factors]
         square = all(f.r == f.s for f in self.factors)
-        if square and self.factors == _radix_factors(radices):
+        if self.is_dense:
+            base = f"dense{self.n_in}" + (f"to{self.n_out}" if self.n_out != self.n_in else "")
+        elif square and self.factors == _radix_factors(radices):
             if len(set(radices)) == 1:
                 base = f"n{self.n_in}_k{radices[0]}"
             else:
@@ -285,6 +344,10 @@ class EngineConfig:
             tag += "_" + self.overflow
         if self.epilogue:
             tag += "_epi"
+        if self.lanes:
+            tag += f"_l{self.lanes}"
+        if self.simd:
+            tag += f"_s{self.simd}"
         return tag
 
     def chain_rows(self):
@@ -301,6 +364,10 @@ class EngineConfig:
             "rounding": self.rounding,
             "overflow": self.overflow,
             "epilogue": self.epilogue,
+            "lanes": self.lanes,
+            "simd": self.simd,
+            "interval": self.interval,
+            "multipliers": self.multipliers,
             "chain": self.chain_rows(),
         }
 

@@ -77,7 +77,8 @@ def regmap_json(cfg, top):
         "registers": [{"name": r.name, "offset": r.offset, "access": r.access, "count": r.count,
                        "doc": r.doc} for r in register_map(cfg)],
         "constants": {"CONFIG0": words["CONFIG0"], "CONFIG1": words["CONFIG1"],
-                      "CONFIG2": words["CONFIG2"], "FACTOR": words["FACTOR"]},
+                      "CONFIG2": words["CONFIG2"], "CONFIG3": words["CONFIG3"],
+                      "FACTOR": words["FACTOR"]},
     }
 
 

@@ -13,7 +13,7 @@ __all__ = ["Register", "register_map", "REGMAP_VERSION", "BFLY_ID", "ROUNDING_CO
            "OVERFLOW_CODES", "SHIFT_BITS", "RESIDUAL_SHIFT_MAX", "BIAS_BITS", "epi_ctrl_word", "epi_ctrl_fields",
            "config_words", "config_from_words", "address_bits", "param_window"]
 
-REGMAP_VERSION = 1
+REGMAP_VERSION = 2
 BFLY_ID = 0xBF100000 | REGMAP_VERSION   # "BF1" + register-map version in the low 16 bits
 SHIFT_BITS = 6
 RESIDUAL_SHIFT_MAX = 15                  # EPI_CTRL[11:8]: residual gain 0 or +-2**g, g <= 15
@@ -65,7 +65,8 @@ def config_words(cfg, latency):
     (0 floor, 1 half_up, 2 half_even), ``[18]`` overflow (0 saturate, 1 wrap), ``[19]`` epilogue,
     ``[20]`` residual path.
     ``CONFIG1``: ``[15:0]`` n_in, ``[23:16]`` number of stages. ``CONFIG2``: ``[15:0]`` n_out,
-    ``[31:16]`` latency in clocks. ``FACTOR[l]``: ``[7:0]`` r, ``[15:8]`` s, ``[31:16]`` t
+    ``[31:16]`` latency in clocks. ``CONFIG3``: ``[15:0]`` lanes, ``[31:16]`` simd (0: not folded).
+    ``FACTOR[l]``: ``[7:0]`` r - 1, ``[15:8]`` s - 1, ``[31:16]`` t
     (``b`` follows from the stage's input count ``q = b*s*t``).
     """
     config0 = (cfg.data_bits | cfg.weight_bits << 8 | ROUNDING_CODES[cfg.rounding] << 16
@@ -73,11 +74,13 @@ def config_words(cfg, latency):
                | int(cfg.has_residual) << 20)
     config1 = cfg.n_in | cfg.n_stages << 16
     config2 = cfg.n_out | min(latency, 0xFFFF) << 16
-    factors = [f.r | f.s << 8 | f.t << 16 for f in cfg.factors]
-    return {"CONFIG0": config0, "CONFIG1": config1, "CONFIG2": config2, "FACTOR": factors}
+    config3 = cfg.lanes | cfg.simd << 16
+    factors = [(f.r - 1) | (f.s - 1) << 8 | f.t << 16 for f in cfg.factors]
+    return {"CONFIG0": config0, "CONFIG1": config1, "CONFIG2": config2, "CONFIG3": config3,
+            "FACTOR": factors}
 
 
-def config_from_words(config0, config1, config2, factors, name=""):
+def config_from_words(config0, config1, config2, factors, name="", config3=0):
     """Reconstruct the :class:`EngineConfig` (and the latency) from the words read from an engine.
 
     Returns ``(cfg, latency)``; raises :class:`ConfigError` when the words do not describe a
@@ -92,7 +95,7 @@ def config_from_words(config0, config1, config2, factors, name=""):
         raise ConfigError(f"CONFIG1 says {n_stages} stages, but {len(factors)} FACTOR words were given")
     chain, q = [], n_in
     for l, word in enumerate(factors):
-        r, s, t = word & 0xFF, (word >> 8) & 0xFF, word >> 16
+        r, s, t = (word & 0xFF) + 1, ((word >> 8) & 0xFF) + 1, word >> 16
         if min(r, s, t) < 1 or q % (s * t):
             raise ConfigError(f"FACTOR[{l}] 0x{word:08X} does not fit {q} input channels")
         f = Factor(b=q // (s * t), r=r, s=s, t=t)
@@ -100,7 +103,8 @@ def config_from_words(config0, config1, config2, factors, name=""):
         q = f.p
     cfg = EngineConfig(factors=tuple(chain), data_bits=config0 & 0xFF,
                        weight_bits=(config0 >> 8) & 0xFF, rounding=rounding, overflow=overflow,
-                       name=name, epilogue=bool(config0 >> 19 & 1))
+                       name=name, epilogue=bool(config0 >> 19 & 1),
+                       lanes=config3 & 0xFFFF, simd=config3 >> 16)
     if cfg.has_residual != bool(config0 >> 20 & 1):
         raise ConfigError(f"CONFIG0 0x{config0:08X}: the residual bit contradicts the chain")
     if cfg.n_out != config2 & 0xFFFF:
@@ -138,7 +142,8 @@ def register_map(cfg):
             Register("OUT_SHIFT", 0x01C, "rw", 1, f"[{SHIFT_BITS - 1}:0] epilogue output shift (shadow bank)"),
         ]
     regs += [
-        Register("FACTOR", 0x040, "ro", L, "per stage: [7:0] r, [15:8] s, [31:16] t"),
+        Register("CONFIG3", 0x020, "ro", 1, "[15:0] lanes, [31:16] simd: the folding (0: all)"),
+        Register("FACTOR", 0x040, "ro", L, "per stage: [7:0] r - 1, [15:8] s - 1, [31:16] t"),
         Register("SHIFT", 0x100, "rw", L, f"per stage: [{SHIFT_BITS - 1}:0] requantization shift "
                  "(shadow bank)"),
         Register("SAT_COUNT", 0x200, "rw_clear", L + int(cfg.epilogue), sat_doc),

@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS, param_window
 from .epilogue import Epilogue, EPI_CTRL_BITS
+from .folded import FoldedStage
 from .stage import ButterflyStage
 
 __all__ = ["ButterflyEngine", "pixel_layout"]
@@ -50,7 +51,8 @@ class ButterflyEngine(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        self._stages = [ButterflyStage(cfg, l) for l in range(cfg.n_stages)]
+        stage = FoldedStage if cfg.interval > 1 else ButterflyStage
+        self._stages = [stage(cfg, l) for l in range(cfg.n_stages)]
         self._epilogue = Epilogue(cfg) if cfg.epilogue else None
         blocks = self._stages + ([self._epilogue] if self._epilogue else [])
         offsets, off = [], 0     # cycles from the input register to each block's input
@@ -59,6 +61,9 @@ class ButterflyEngine(wiring.Component):
             off += b.latency
         self._offsets = offsets
         self._pipeline_depth = off
+        # a commit is busy until the last block has loaded (and a folded stage copied) its bank
+        self._commit_span = max([off + 1] + [o + 1 + getattr(b, "commit_cycles", 0)
+                                             for b, o in zip(blocks, offsets)])
         _, n_params = param_window(cfg)
         counters = len(blocks)
         ports = {
@@ -83,8 +88,14 @@ class ButterflyEngine(wiring.Component):
     @property
     def fifo_depth(self):
         """A pixel counts against the credit for ``latency`` cycles, so with one pixel entering and
-        one leaving per clock ``latency`` are outstanding: one more entry keeps ``ready`` high."""
-        return self.latency + 1
+        one leaving every ``interval`` clocks ``ceil(latency / interval)`` are outstanding: one more
+        entry keeps ``ready`` high."""
+        return -(-self.latency // self._cfg.interval) + 1
+
+    @property
+    def interval(self):
+        """Clocks per pixel: one pixel enters (and leaves) every ``interval`` clocks at most."""
+        return self._cfg.interval
 
     @property
     def latency(self):
@@ -115,19 +126,25 @@ class ButterflyEngine(wiring.Component):
         occupancy = Signal(range(self.fifo_depth + 1))   # accepted, not yet delivered
         in_hs = self.i_stream.valid & self.i_stream.ready
         out_hs = self.o_stream.valid & self.o_stream.ready
-        m.d.comb += self.i_stream.ready.eq(occupancy < self.fifo_depth)
-        m.d.sync += [
-            occupancy.eq(occupancy + in_hs - out_hs),
-            in_valid.eq(in_hs),
-            in_data.eq(self.i_stream.payload.data),
-            in_last.eq(self.i_stream.payload.last),
-        ]
+        if cfg.interval > 1:
+            # a folded engine takes a pixel at most every `interval` clocks
+            cooldown = Signal(range(cfg.interval))
+            with m.If(in_hs):
+                m.d.sync += cooldown.eq(cfg.interval - 1)
+            with m.Elif(cooldown != 0):
+                m.d.sync += cooldown.eq(cooldown - 1)
+            m.d.comb += self.i_stream.ready.eq((occupancy < self.fifo_depth) & (cooldown == 0))
+        else:
+            m.d.comb += self.i_stream.ready.eq(occupancy < self.fifo_depth)
+        m.d.sync += [occupancy.eq(occupancy + in_hs - out_hs), in_valid.eq(in_hs)]
+        with m.If(in_hs):       # held: a folded first stage reads it for `interval` clocks
+            m.d.sync += [in_data.eq(self.i_stream.payload.data), in_last.eq(self.i_stream.payload.last)]
         m.d.comb += self.busy.eq(occupancy != 0)
 
         # --- commit wavefront: bit i is the commit seen i+1 cycles ago. It spans the whole
         # pipeline, so the shadow bank stays still until every block has loaded from it; it is
         # reset-less, so a commit that started always completes and the banks never end up mixed.
-        commit_line = Signal(self._pipeline_depth + 1, reset_less=True)
+        commit_line = Signal(self._commit_span, reset_less=True)
         m.d.sync += commit_line.eq(Cat(self.commit_stb, commit_line[:-1]))
         m.d.comb += self.commit_busy.eq(commit_line.any())
 

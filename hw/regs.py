@@ -117,7 +117,7 @@ class RegisterBank(wiring.Component):
         with m.Switch(bus.r_addr):
             with m.Case(word("ID")):
                 m.d.comb += [r_value.eq(BFLY_ID), r_err.eq(0)]
-            for name in ("CONFIG0", "CONFIG1", "CONFIG2"):
+            for name in ("CONFIG0", "CONFIG1", "CONFIG2", "CONFIG3"):
                 with m.Case(word(name)):
                     m.d.comb += [r_value.eq(words[name]), r_err.eq(0)]
             with m.Case(word("CTRL")):

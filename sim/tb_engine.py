@@ -252,7 +252,8 @@ async def test_registers(dut):
     # software can rebuild the whole configuration from the read-only words
     config = [await tb.read(name) for name in ("CONFIG0", "CONFIG1", "CONFIG2")]
     factors = [await tb.read("FACTOR", l) for l in range(cfg.n_stages)]
-    rebuilt, latency = config_from_words(*config, factors, name=cfg.name)
+    rebuilt, latency = config_from_words(*config, factors, name=cfg.name,
+                                         config3=await tb.read("CONFIG3"))
     assert rebuilt == cfg, f"rebuilt {rebuilt.to_dict()} from the CONFIG words"
     assert latency == tb.latency
     bank = tb.random_bank()
@@ -314,8 +315,9 @@ async def test_stream(dut):
 
 @cocotb.test()
 async def test_throughput(dut):
-    """With no stalls the last of N pixels leaves N + latency - 1 clocks after the first enters,
-    and a pixel entering at clock c leaves at c + latency."""
+    """With no stalls the input takes one pixel every ``interval`` clocks (1 when fully parallel),
+    the last of N pixels leaves (N - 1) * interval + latency clocks after the first enters, and a
+    pixel entering at clock c leaves at c + latency."""
     tb = TB(dut)
     await tb.reset()
     n = _env_int("BFLY_THROUGHPUT_PIXELS", 300)
@@ -329,10 +331,12 @@ async def test_throughput(dut):
     assert tb.compare(got, want) is None
     ins = [e for e, _ in tb.monitor.inputs]
     outs = tb.monitor.outputs
-    assert ins == list(range(ins[0], ins[0] + n)), "the input did not accept one pixel per clock"
+    step = tb.cfg.interval
+    assert ins == list(range(ins[0], ins[0] + n * step, step)), \
+        f"the input did not accept one pixel every {step} clocks"
     assert [o - i for i, o in zip(ins, outs)] == [tb.latency] * n, \
         f"latency {sorted(set(o - i for i, o in zip(ins, outs)))}, manifest says {tb.latency}"
-    assert outs[-1] - ins[0] == n + tb.latency - 1
+    assert outs[-1] - ins[0] == (n - 1) * step + tb.latency
 
 
 @cocotb.test()

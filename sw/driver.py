@@ -83,7 +83,8 @@ class Accelerator:
         n_stages = (c1 >> 16) & 0xFF
         factors = self.read(0x040, n_stages)
         try:
-            self.config, self.latency = config_from_words(c0, c1, c2, factors)
+            self.config, self.latency = config_from_words(c0, c1, c2, factors,
+                                                          config3=self.read(0x020, 1)[0])
         except ConfigError as e:
             raise DriverError(f"the device's CONFIG words are inconsistent: {e}")
         self.regs = {r.name: r for r in register_map(self.config)}

@@ -18,6 +18,12 @@ CONFIGS = [
     EngineConfig.bft(16, 4, epilogue=True),
     EngineConfig.bft(8, 2, epilogue=True, rounding="floor", overflow="wrap", data_bits=6, weight_bits=9),
     EngineConfig.from_chain([[8, 16, 1, 2, 4]], epilogue=True, rounding="half_up"),  # no residual
+    # folded: lanes output nodes per clock; simd < s adds partial sums over several clocks
+    EngineConfig.bft(16, 4, lanes=4, rounding="floor"),
+    EngineConfig.mixed_radix([2, 3, 2], lanes=4, data_bits=6, weight_bits=4, overflow="wrap"),
+    EngineConfig.from_chain([[8, 16, 1, 2, 4], [12, 8, 3, 2, 2]], lanes=6),   # stages of 4 and 6 lanes
+    EngineConfig.dense(8, lanes=2, simd=4, rounding="half_up"),
+    EngineConfig.dense(6, n_out=5, lanes=1, simd=3, data_bits=7, weight_bits=5),
 ]
 
 

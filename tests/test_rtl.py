@@ -20,6 +20,9 @@ RTL_CONFIGS = [
                              rounding="half_up", overflow="wrap", epilogue=True), 1500),  # 64 -> 16
     (EngineConfig.bft(16, 4, epilogue=True), 1500),                      # epilogue with residual
     (EngineConfig.bft(16, 4, rounding="half_even", overflow="wrap", data_bits=5, weight_bits=11), 1500),
+    # folded: 4 lanes (4 clocks per pixel); the dense MVAU baseline, PE 4 x SIMD 8 (8 clocks per pixel)
+    (EngineConfig.bft(16, 4, lanes=4, rounding="half_up"), 800),
+    (EngineConfig.dense(16, lanes=4, simd=8), 500),
 ]
 
 
@@ -45,6 +48,10 @@ def _check(cfg, pixels, seed, tmp_path, extra=None):
 def test_rtl_bit_exact(cfg, pixels, tmp_path):
     result = _check(cfg, pixels, seed=sum(map(ord, cfg.id)) % 1000, tmp_path=tmp_path)
     assert sum(result["sat_counts"]) > 0, "the stimulus never saturated: the check is weak"
+
+
+def test_suite_covers_folded_engines():
+    assert {c.is_dense for c, _ in RTL_CONFIGS if c.interval > 1} == {True, False}
 
 
 def test_suite_covers_enough_pixels():

@@ -1,0 +1,266 @@
+"""One butterfly factor folded in time: ``lanes`` output nodes per clock, each with ``simd``
+multipliers, so a pixel takes ``interval = (p / lanes) * (s / simd)`` clocks in the stage
+(``cfg.stage_fold``). The arithmetic is the fully parallel stage's (``hw/stage.py``), the same
+requantization (``shared/SPEC.md`` §2); with ``simd < s`` (the dense MVAU shape) each node adds
+``s / simd`` partial sums in an accumulator before rounding.
+
+Schedule. ``i_valid`` is one pulse per pixel; ``i_data`` then stays still for ``interval`` clocks
+(the previous stage holds its output), and the next pulse comes ``interval`` or more clocks later.
+Clock ``c`` of a pixel is phase ``c = chunk * folds + fold``: lane ``j`` works on output node
+``o = j * chunks + chunk`` (lane-major) with inputs ``fold*simd ... fold*simd + simd - 1`` of that
+node. Per phase:
+
+1. the inputs of every lane are selected from ``i_data`` (a multiplexer over the phases) and the
+   weights are read from the lane's memory (registered);
+2. products ``x * w`` (registered: both operands come from registers, so the multipliers can use
+   a DSP's input and output registers);
+3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
+4. requantization (three registers), then the chunk is stored; with the last chunk the whole
+   output pixel is loaded into ``o_data`` (held until the next pixel) and ``o_valid`` pulses.
+
+Weights. Each lane keeps its weights in one memory of two banks (active and shadow), one word per
+phase holding ``simd`` weights. Host writes go to the shadow bank (one weight at a time, a byte
+lane of the word). ``load_stb`` (high in the cycle before the first pixel of the new bank arrives)
+swaps the banks; a pixel in progress keeps the bank it arrived with. When it is done the stage
+copies the new active bank into the new shadow bank in ``interval`` clocks, so the shadow bank
+again holds what was written (the register map's contract). ``commit_cycles`` is how long after ``load_stb`` the stage is busy with a commit; no
+host write may arrive then (the register bank holds writes while a commit propagates).
+"""
+
+from amaranth.hdl import Module, Signal, Cat, Const, Array, Mux, signed, unsigned
+from amaranth.lib import wiring, data
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from gen.regmap import SHIFT_BITS
+from .arith import pipelined_sum, tree_levels, delay
+from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
+
+__all__ = ["FoldedStage"]
+
+
+def _divmod_const(value, divisor):
+    """``(value // divisor, value % divisor)`` for an unsigned value: slices for powers of two."""
+    if divisor & (divisor - 1) == 0:
+        bits = divisor.bit_length() - 1
+        return value[bits:], value[:bits]
+    return value // divisor, value % divisor
+
+
+class FoldedStage(wiring.Component):
+    """Stage ``index`` of the chain of ``cfg``, folded as ``cfg.stage_fold(index)`` says.
+
+    Ports as :class:`hw.stage.ButterflyStage`; ``i_data`` must stay still for ``interval`` clocks
+    after ``i_valid``, and ``o_data`` holds each result until the next ``o_valid``.
+    """
+
+    def __init__(self, cfg, index):
+        if not 0 <= index < cfg.n_stages:
+            raise ValueError(f"stage index must be in [0, {cfg.n_stages}), not {index!r}")
+        self._cfg = cfg
+        self._index = index
+        f = self._factor = cfg.factors[index]
+        self._lanes, self._simd, self._interval = cfg.stage_fold(index)
+        self._folds = f.s // self._simd
+        self._chunks = f.p // self._lanes
+        d, w = cfg.data_bits, cfg.weight_bits
+        super().__init__({
+            "i_data": In(data.ArrayLayout(signed(d), f.q)),
+            "i_valid": In(1),
+            "i_last": In(1),
+            "w_addr": In(range(f.n_weights)),
+            "w_data": In(signed(w)),
+            "w_en": In(1),
+            "r_addr": In(range(f.n_weights)),
+            "r_data": Out(signed(w)),
+            "shadow_shift": In(SHIFT_BITS),
+            "load_stb": In(1),
+            "o_data": Out(data.ArrayLayout(signed(d), f.p)),
+            "o_valid": Out(1),
+            "o_last": Out(1),
+            "o_sat_count": Out(range(self._lanes + 1)),
+        })
+
+    @property
+    def factor(self):
+        return self._factor
+
+    @property
+    def interval(self):
+        return self._interval
+
+    @property
+    def _to_acc(self):
+        """Clocks from a phase to its accumulated sum at the rounding step."""
+        return 2 + tree_levels(self._simd) + (1 if self._folds > 1 else 0)
+
+    @property
+    def latency(self):
+        """Clocks from ``i_valid`` to ``o_valid``."""
+        return self._to_acc + REQUANT_CYCLES + 1 + self._interval - 1
+
+    @property
+    def commit_cycles(self):
+        """Clocks after ``load_stb`` until the shadow bank is whole again: the last old pixel
+        reads its bank for up to ``interval`` clocks, then the copy takes ``interval``."""
+        return 2 * self._interval + 2
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, f = self._cfg, self._factor
+        d, wb = cfg.data_bits, cfg.weight_bits
+        L, S, II, F, R = self._lanes, self._simd, self._interval, self._folds, self._chunks
+
+        # --- phase counters: phase (memory word), fold and chunk of the current clock
+        ph_r = Signal(range(II), name="phase_r")
+        fold_r = Signal(range(F), name="fold_r")
+        chunk_r = Signal(range(R), name="chunk_r")
+        running = Signal()
+        ph, fold, chunk = Signal.like(ph_r), Signal.like(fold_r), Signal.like(chunk_r)
+        active = Signal()
+        m.d.comb += [
+            active.eq(self.i_valid | running),
+            ph.eq(Mux(self.i_valid, 0, ph_r)),
+            fold.eq(Mux(self.i_valid, 0, fold_r)),
+            chunk.eq(Mux(self.i_valid, 0, chunk_r)),
+        ]
+        with m.If(active):
+            last_phase = ph == II - 1
+            m.d.sync += [running.eq(~last_phase), ph_r.eq(Mux(last_phase, 0, ph + 1))]
+            with m.If(fold == F - 1):
+                m.d.sync += [fold_r.eq(0), chunk_r.eq(Mux(chunk == R - 1, 0, chunk + 1))]
+            with m.Else():
+                m.d.sync += [fold_r.eq(fold + 1), chunk_r.eq(chunk)]
+        last_hold = Signal()
+        with m.If(self.i_valid):
+            m.d.sync += last_hold.eq(self.i_last)
+
+        # --- banks: a commit swaps them at once, but each pixel keeps the bank it arrived with
+        # (a pixel arriving in the cycle of load_stb is an old one); the swap state survives a reset
+        sel = Signal(reset_less=True)             # the active bank
+        pix_sel = Signal(reset_less=True)         # the bank of the pixel in progress
+        bank = Signal()
+        m.d.comb += bank.eq(Mux(self.i_valid, sel, pix_sel))
+        with m.If(self.i_valid):
+            m.d.sync += pix_sel.eq(sel)
+        with m.If(self.load_stb):
+            m.d.sync += sel.eq(~sel)
+        # the new shift applies from the first pixel that arrives after the commit
+        shift_pending = Signal(reset_less=True)
+        with m.If(self.load_stb):
+            m.d.sync += shift_pending.eq(1)
+        with m.Elif(self.i_valid):
+            m.d.sync += shift_pending.eq(0)
+        new_bank_arrives = self.i_valid & shift_pending
+        # after the last old pixel is done (interval clocks), copy active -> shadow
+        copy_wait = Signal(range(II + 1), reset_less=True)
+        copying = Signal(reset_less=True)
+        copy_ph = Signal(range(II), reset_less=True)
+        with m.If(self.load_stb):
+            m.d.sync += copy_wait.eq(II)
+        with m.Elif(copy_wait != 0):
+            m.d.sync += copy_wait.eq(copy_wait - 1)
+        with m.If(copy_wait == 1):
+            m.d.sync += [copying.eq(1), copy_ph.eq(0)]
+        with m.Elif(copying):
+            m.d.sync += [copy_ph.eq(copy_ph + 1), copying.eq(copy_ph != II - 1)]
+        copy_wr = Signal(reset_less=True)
+        copy_addr = Signal(range(2 * II), reset_less=True)
+        m.d.sync += [copy_wr.eq(copying), copy_addr.eq(Mux(sel, 0, II) + copy_ph)]
+
+        per_lane = II * S
+        w_lane, w_rest = _divmod_const(self.w_addr, per_lane)
+        w_word, w_slot = _divmod_const(w_rest, S)
+        r_lane, r_rest = _divmod_const(self.r_addr, per_lane)
+        r_word, r_slot = _divmod_const(r_rest, S)
+        r_lane_1 = Signal(range(L), name="r_lane_1")
+        r_slot_1 = Signal(range(S), name="r_slot_1")
+        m.d.sync += [r_lane_1.eq(r_lane), r_slot_1.eq(r_slot)]
+
+        weights, r_words = [], []
+        for j in range(L):
+            mem = Memory(shape=unsigned(S * wb), depth=2 * II, init=[])
+            m.submodules[f"wmem_{j}"] = mem
+            wp = mem.write_port(granularity=wb)
+            dp = mem.read_port(transparent_for=())       # datapath: the active bank
+            rp = mem.read_port(transparent_for=())       # host read-back: the shadow bank
+            cp = mem.read_port(transparent_for=())       # copy after a commit
+            m.d.comb += [
+                dp.addr.eq(Mux(bank, II, 0) + ph),
+                rp.addr.eq(Mux(sel, 0, II) + r_word),
+                cp.addr.eq(Mux(sel, II, 0) + copy_ph),
+            ]
+            with m.If(copy_wr):
+                m.d.comb += [wp.addr.eq(copy_addr), wp.data.eq(cp.data), wp.en.eq((1 << S) - 1)]
+            with m.Else():
+                m.d.comb += [
+                    wp.addr.eq(Mux(sel, 0, II) + w_word),
+                    wp.data.eq(Cat([self.w_data] * S)),
+                    wp.en.eq(Mux(self.w_en & (w_lane == j), Const(1, S) << w_slot, 0)),
+                ]
+            weights.append([dp.data[i * wb:(i + 1) * wb].as_signed() for i in range(S)])
+            r_words.append(rp.data)
+        r_word_sel = Signal(S * wb)
+        m.d.comb += r_word_sel.eq(Array(r_words)[r_lane_1])
+        m.d.comb += self.r_data.eq(Array(r_word_sel[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
+
+        # --- operand selection: lane j, slot i reads one input channel per phase
+        xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]
+        m.d.comb += [x.eq(self.i_data[c]) for c, x in enumerate(xs)]
+        accs = []
+        for j in range(L):
+            products = []
+            for i in range(S):
+                sources = []
+                for c in range(II):
+                    ck, fd = divmod(c, F)
+                    o = j * R + ck
+                    blk, rest = divmod(o, f.r * f.t)
+                    u = rest % f.t
+                    sources.append(xs[(blk * f.s + fd * S + i) * f.t + u])
+                x_sel = Signal(signed(d), name=f"xsel_{j}_{i}", reset_less=True)
+                m.d.sync += x_sel.eq(Array(sources)[ph] if len(set(map(id, sources))) > 1 else sources[0])
+                prod = Signal(signed(d + wb), name=f"prod_{j}_{i}", reset_less=True)
+                m.d.sync += prod.eq(x_sel * weights[j][i])
+                products.append(prod)
+            total = pipelined_sum(m, products, f"tree_{j}")
+            if F > 1:
+                first = delay(m, fold == 0, 2 + tree_levels(S), f"first_{j}", reset_less=True)
+                acc = Signal(signed(cfg.acc_bits(self._index)), name=f"acc_{j}", reset_less=True)
+                m.d.sync += acc.eq(Mux(first, 0, acc) + total)
+                total = acc
+            accs.append(total)
+
+        # --- requantization; the shift of a new bank is loaded just before its first sum rounds
+        pending_shift = Signal(SHIFT_BITS, reset_less=True)
+        with m.If(self.load_stb):
+            m.d.sync += pending_shift.eq(self.shadow_shift)
+        shift_load = delay(m, new_bank_arrives, self._to_acc - 1, "shift_load", reset_less=True)
+        shift_regs = ShiftRegisters(m, cfg.rounding, cfg.acc_bits(self._index), pending_shift,
+                                    shift_load, "rq")
+        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq")
+
+        # --- tags travel with the phase to the requantizer's output
+        tag_delay = self._to_acc + REQUANT_CYCLES
+        done = delay(m, active & (fold == F - 1), tag_delay, "done")
+        done_chunk = delay(m, chunk, tag_delay, "done_chunk", reset_less=True)
+        done_last = delay(m, Mux(self.i_valid, self.i_last, last_hold), tag_delay, "done_last",
+                          reset_less=True)
+
+        # --- assembly: chunks 0 .. R-2 are stored; the last one completes the pixel
+        stored = [[Signal(signed(d), name=f"asm_{ck}_{j}", reset_less=True) for j in range(L)]
+                  for ck in range(R - 1)]
+        for ck in range(R - 1):
+            with m.If(done & (done_chunk == ck)):
+                m.d.sync += [s.eq(v) for s, v in zip(stored[ck], outs)]
+        complete = done & (done_chunk == R - 1)
+        chunks = stored + [outs]
+        m.d.sync += self.o_valid.eq(complete)
+        with m.If(complete):
+            m.d.sync += self.o_last.eq(done_last)
+            m.d.sync += [self.o_data[j * R + ck].eq(chunks[ck][j]) for j in range(L) for ck in range(R)]
+
+        counted = [Signal(name=f"satv_{j}") for j in range(L)]
+        m.d.comb += [c.eq(flag & done) for c, flag in zip(counted, sat_flags)]
+        m.d.comb += self.o_sat_count.eq(pipelined_sum(m, counted, "satcount"))
+        return m
