@@ -47,6 +47,12 @@ def _add_config_args(p):
     g.add_argument("--name", default=None, help="Verilog top module name (default bfly_<id>)")
     g.add_argument("--epilogue", action="store_true", default=None,
                    help="add the block epilogue of SPEC 3 (residual, per-channel multiplier and bias, ReLU)")
+    g.add_argument("--dense", action="store_true",
+                   help="the dense n x n pointwise baseline (FINN's MVAU: --lanes PEs x --simd) instead of a butterfly")
+    g.add_argument("--lanes", type=int, default=None,
+                   help="fold: output nodes computed per clock in the widest stage (default all: 1 pixel per clock)")
+    g.add_argument("--simd", type=int, default=None,
+                   help="fold: inputs per node per clock (default all; the dense engine's SIMD)")
 
 
 def config_from_args(args):
@@ -58,8 +64,10 @@ def config_from_args(args):
         raise UserError(f"choose one of {', '.join(chosen)}")
     if args.k is not None and args.n is None:
         raise UserError("--k goes with --n")
+    if args.dense and (args.k is not None or len(chosen) > (args.n is not None)):
+        raise UserError("--dense takes --n only (the dense n x n layer), not --k, --radices, --chain or --config-from")
     kwargs = {key: getattr(args, key) for key in ("data_bits", "weight_bits", "rounding", "overflow",
-                                                  "name", "epilogue")
+                                                  "name", "epilogue", "lanes", "simd")
               if getattr(args, key) is not None}
     if args.config_from and Path(args.config_from).suffix == ".bfly":
         from sw.image import WeightImage, ImageError
@@ -87,6 +95,8 @@ def config_from_args(args):
             raise UserError(f"--radices must be integers separated by commas, not {args.radices!r}")
         return EngineConfig.mixed_radix(radices, **kwargs)
     n = 64 if args.n is None else args.n
+    if args.dense:
+        return EngineConfig.dense(n, **kwargs)
     k = 4 if args.k is None else args.k
     return EngineConfig.bft(n, k, **kwargs)
 
@@ -107,13 +117,18 @@ def _read_json(path):
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})")
 
 
+def pixels_per_clock_text(cfg):
+    return "1 pixel per clock" if cfg.interval == 1 else f"1 pixel every {cfg.interval} clocks"
+
+
 def _summary(cfg, man):
     dense = cfg.n_in * cfg.n_out + (cfg.n_out if cfg.epilogue else 0)
     epi = (", epilogue" + (" with residual" if cfg.has_residual else "")) if cfg.epilogue else ""
+    fold = f", folded: {cfg.lanes or 'all'} lanes x {cfg.simd or 'all'} simd" if cfg.interval > 1 else ""
     return (f"{cfg.name}: chain {cfg.chain_rows()}  data {cfg.data_bits} bit, weights "
-            f"{cfg.weight_bits} bit, {cfg.rounding}, {cfg.overflow}{epi}\n"
-            f"  {cfg.multipliers} multipliers (a dense {cfg.n_out}x{cfg.n_in} layer needs {dense}), "
-            f"latency {man['latency_cycles']} clocks, 1 pixel per clock")
+            f"{cfg.weight_bits} bit, {cfg.rounding}, {cfg.overflow}{epi}{fold}\n"
+            f"  {cfg.multipliers} multipliers (a fully parallel dense {cfg.n_out}x{cfg.n_in} layer "
+            f"needs {dense}), latency {man['latency_cycles']} clocks, {pixels_per_clock_text(cfg)}")
 
 
 def cmd_gen(args):
@@ -377,7 +392,7 @@ def cmd_synth(args):
                   f"  {label:<20} {u[key]:>8,}")
     verdict = "meets" if report["meets_timing"] else "MISSES"
     print(f"  Fmax {fmax:.1f} MHz ({verdict} the requested {args.freq:g} MHz); "
-          f"{cfg.multipliers} multipliers, 1 pixel per clock, latency {report['latency_cycles']} clocks")
+          f"{cfg.multipliers} multipliers, {pixels_per_clock_text(cfg)}, latency {report['latency_cycles']} clocks")
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
