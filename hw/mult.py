@@ -1,0 +1,59 @@
+"""Registered multiplication: both operands registered, then the product registered
+(``MULT_CYCLES`` clocks from the operands to the product).
+
+Generic code serves simulation and any FPGA. When the design is converted for an ECP5
+(``platform`` is a :class:`DSPTarget` for ``"ecp5"``), each product is a ``MULT18X18D`` instance
+whose own input and output registers hold the operands and the product: yosys does not pack fabric
+flip-flops into the DSP, and a purely combinational DSP with routes into and out of it limits Fmax.
+Both forms compute the same values in the same clocks (the DSP's registers have no reset and
+always load, as the generic registers here).
+"""
+
+from amaranth.hdl import Signal, Instance, ClockSignal, signed
+
+__all__ = ["MULT_CYCLES", "DSPTarget", "registered_product"]
+
+MULT_CYCLES = 2
+ECP5_DSP_WIDTH = 18
+
+
+class DSPTarget:
+    """A stand-in platform for ``verilog.convert``: asks for vendor DSP instances (``"ecp5"``)."""
+
+    def __init__(self, family):
+        self.bfly_dsp = family
+
+
+def registered_product(m, a, b, name, platform=None):
+    """``a * b`` of two signed values, registered twice; returns the product signal."""
+    width = len(a) + len(b)
+    prod = Signal(signed(width), name=name, reset_less=True)
+    if getattr(platform, "bfly_dsp", None) == "ecp5" and max(len(a), len(b)) <= ECP5_DSP_WIDTH:
+        a18 = Signal(signed(ECP5_DSP_WIDTH), name=f"{name}_a")
+        b18 = Signal(signed(ECP5_DSP_WIDTH), name=f"{name}_b")
+        p36 = Signal(2 * ECP5_DSP_WIDTH, name=f"{name}_p")
+        m.d.comb += [a18.eq(a), b18.eq(b), prod.eq(p36[:width].as_signed())]
+        ports = {}
+        for i in range(ECP5_DSP_WIDTH):
+            ports[f"i_A{i}"] = a18[i]
+            ports[f"i_B{i}"] = b18[i]
+            ports[f"i_C{i}"] = 0
+            ports[f"i_SRIA{i}"] = 0
+            ports[f"i_SRIB{i}"] = 0
+        for i in range(2 * ECP5_DSP_WIDTH):
+            ports[f"o_P{i}"] = p36[i]
+        for c in range(4):
+            ports[f"i_CLK{c}"] = ClockSignal("sync") if c == 0 else 0
+            ports[f"i_CE{c}"] = 1
+            ports[f"i_RST{c}"] = 0
+        m.submodules[name + "_dsp"] = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",
+            p_GSR="DISABLED",
+            i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+            **ports)
+    else:
+        a_r = Signal(a.shape(), name=f"{name}_a", reset_less=True)
+        b_r = Signal(b.shape(), name=f"{name}_b", reset_less=True)
+        m.d.sync += [a_r.eq(a), b_r.eq(b), prod.eq(a_r * b_r)]
+    return prod
