@@ -24,7 +24,8 @@ lane of the word). ``load_stb`` (high in the cycle before the first pixel of the
 swaps the banks; a pixel in progress keeps the bank it arrived with. When it is done the stage
 copies the new active bank into the new shadow bank in ``interval`` clocks, so the shadow bank
 again holds what was written (the register map's contract). ``commit_cycles`` is how long after ``load_stb`` the stage is busy with a commit; no
-host write may arrive then (the register bank holds writes while a commit propagates).
+host write or read may arrive then (the register bank holds both while a commit propagates: the
+copy shares the read-back port).
 """
 
 from amaranth.hdl import Module, Signal, Cat, Const, Array, Mux, signed, unsigned
@@ -183,12 +184,12 @@ class FoldedStage(wiring.Component):
             m.submodules[f"wmem_{j}"] = mem
             wp = mem.write_port(granularity=wb)
             dp = mem.read_port(transparent_for=())       # datapath: the active bank
-            rp = mem.read_port(transparent_for=())       # host read-back: the shadow bank
-            cp = mem.read_port(transparent_for=())       # copy after a commit
+            # the copy after a commit, else host read-back of the shadow bank (the register bank
+            # holds reads while a commit is busy)
+            cp = mem.read_port(transparent_for=())
             m.d.comb += [
                 dp.addr.eq(Mux(bank, II, 0) + ph),
-                rp.addr.eq(Mux(sel, 0, II) + r_word),
-                cp.addr.eq(Mux(sel, II, 0) + copy_ph),
+                cp.addr.eq(Mux(copying, Mux(sel, II, 0) + copy_ph, Mux(sel, 0, II) + r_word)),
             ]
             with m.If(copy_wr):
                 m.d.comb += [wp.addr.eq(copy_addr), wp.data.eq(cp.data), wp.en.eq((1 << S) - 1)]
@@ -199,7 +200,7 @@ class FoldedStage(wiring.Component):
                     wp.en.eq(Mux(self.w_en & (w_lane == j), Const(1, S) << w_slot, 0)),
                 ]
             weights.append([dp.data[i * wb:(i + 1) * wb].as_signed() for i in range(S)])
-            r_words.append(rp.data)
+            r_words.append(cp.data)
         r_word_sel = Signal(S * wb)
         m.d.comb += r_word_sel.eq(Array(r_words)[r_lane_1])
         m.d.comb += self.r_data.eq(Array(r_word_sel[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])

@@ -23,7 +23,7 @@ class RegisterBank(wiring.Component):
     """Registers of the engine built from ``cfg`` whose latency is ``latency`` clocks.
 
     ``bus`` is the target side of a :class:`RegisterBus` (reads answer two cycles after
-    ``r_stb``); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
+    ``r_stb``, or two cycles after a commit in progress ends); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
     the stream, not the loaded parameters.
     """
 
@@ -108,7 +108,7 @@ class RegisterBank(wiring.Component):
             with m.Else():
                 m.d.sync += sat_counts[l].eq(total[:SAT_COUNT_BITS])
 
-        # --- reads: registers decoded here at the first edge, weights come from the engine
+        # --- reads: registers decoded here at the first edge after the read may go, weights come from the engine
         # (registered in their stage); the answer is selected and registered at the second edge
         r_value = Signal(32)
         r_err = Signal()
@@ -139,8 +139,12 @@ class RegisterBank(wiring.Component):
         err_1 = Signal()
         param_1 = Signal()
         ack_1 = Signal()
+        # a read waits while a commit propagates (a folded stage's copy uses the read-back port)
+        r_held = Signal()
+        r_go = (bus.r_stb | r_held) & ~self.commit_busy
+        m.d.sync += r_held.eq((bus.r_stb | r_held) & self.commit_busy)
         m.d.sync += [value_1.eq(r_value), err_1.eq(r_err), param_1.eq(r_in_window),
-                     ack_1.eq(bus.r_stb)]
+                     ack_1.eq(r_go)]
         m.d.sync += [bus.r_data.eq(Mux(param_1, self.p_rdata, value_1)), bus.r_err.eq(err_1),
                      bus.r_ack.eq(ack_1)]
         return m
