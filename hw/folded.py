@@ -12,8 +12,8 @@ node. Per phase:
 
 1. the inputs of every lane are selected from ``i_data`` (a multiplexer over the phases) and the
    weights are read from the lane's memory (registered);
-2. products ``x * w`` (registered: both operands come from registers, so the multipliers can use
-   a DSP's input and output registers);
+2. products ``x * w``: operands registered again, then the product (``hw/mult.py``: on an ECP5
+   the registers inside a ``MULT18X18D``);
 3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
 4. requantization (three registers), then the chunk is stored; with the last chunk the whole
    output pixel is loaded into ``o_data`` (held until the next pixel) and ``o_valid`` pulses.
@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS
 from .arith import pipelined_sum, tree_levels, delay
+from .mult import MULT_CYCLES, registered_product
 from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
 
 __all__ = ["FoldedStage"]
@@ -93,7 +94,7 @@ class FoldedStage(wiring.Component):
     @property
     def _to_acc(self):
         """Clocks from a phase to its accumulated sum at the rounding step."""
-        return 2 + tree_levels(self._simd) + (1 if self._folds > 1 else 0)
+        return 1 + MULT_CYCLES + tree_levels(self._simd) + (1 if self._folds > 1 else 0)
 
     @property
     def latency(self):
@@ -221,12 +222,10 @@ class FoldedStage(wiring.Component):
                     sources.append(xs[(blk * f.s + fd * S + i) * f.t + u])
                 x_sel = Signal(signed(d), name=f"xsel_{j}_{i}", reset_less=True)
                 m.d.sync += x_sel.eq(Array(sources)[ph] if len(set(map(id, sources))) > 1 else sources[0])
-                prod = Signal(signed(d + wb), name=f"prod_{j}_{i}", reset_less=True)
-                m.d.sync += prod.eq(x_sel * weights[j][i])
-                products.append(prod)
+                products.append(registered_product(m, x_sel, weights[j][i], f"prod_{j}_{i}", platform))
             total = pipelined_sum(m, products, f"tree_{j}")
             if F > 1:
-                first = delay(m, fold == 0, 2 + tree_levels(S), f"first_{j}", reset_less=True)
+                first = delay(m, fold == 0, 1 + MULT_CYCLES + tree_levels(S), f"first_{j}", reset_less=True)
                 acc = Signal(signed(cfg.acc_bits(self._index)), name=f"acc_{j}", reset_less=True)
                 m.d.sync += acc.eq(Mux(first, 0, acc) + total)
                 total = acc
