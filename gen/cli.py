@@ -429,7 +429,7 @@ def _int_list(flag, text, lo, allow_all=False):
 
 
 def cmd_dse(args):
-    from .dse import sweep_configs, run_sweep, pareto_front, write_outputs
+    from .dse import sweep_configs, run_sweep, pareto_fronts, write_outputs
     from .synth import TARGETS
     from tqdm import tqdm
     if args.target not in TARGETS:
@@ -464,7 +464,7 @@ def cmd_dse(args):
     finally:
         bar.close()
     names = write_outputs(rows, out, args.target, skipped)
-    front = {r["id"] for key in ("dsps", "luts") for r in pareto_front(rows, key)}
+    front = {r["id"] for key in ("dsps", "luts") for f in pareto_fronts(rows, key).values() for r in f}
 
     def num(v, fmt="{:,}", scale=1):
         return "-" if v is None else fmt.format(v if scale == 1 else v / scale)
@@ -476,7 +476,7 @@ def cmd_dse(args):
         print(f"{mark} {r['id']:<26} {r['multipliers']:>6,} {r['interval']:>6} {num(r['luts']):>7} "
               f"{num(r['ffs']):>7} {num(r['dsps']):>5} {num(r['brams']):>5} {num(r['fmax_mhz'], '{:.1f}'):>6} "
               f"{num(r['pixels_per_s'], '{:.2f}', 1e6):>7}{tail}")
-    print("  (* on the Pareto front of pixels/s against DSPs or LUTs)")
+    print("  (* on the Pareto front of its n: pixels/s against DSPs or LUTs)")
     for name in names:
         print(f"  wrote {out / name}")
     ok = sum(r["status"] == "ok" for r in rows)
