@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.bfly-installed
 JOBS ?= 2
 
-.PHONY: setup demo test test-long bench-core bench-sw clean
+.PHONY: setup demo test test-long bench bench-core bench-sw clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ test: setup
 
 test-long: setup
 	$(BIN)/pytest -n $(JOBS) -m long
+
+# the FPGA table (synthesis, place and route of six engines: about an hour on 2 cores)
+bench: setup
+	$(BIN)/python -m gen.fpga_bench --jobs $(JOBS)
 
 bench-core: setup
 	$(BIN)/python -m sim.bench

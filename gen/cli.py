@@ -127,8 +127,8 @@ def _summary(cfg, man):
     fold = f", folded: {cfg.lanes or 'all'} lanes x {cfg.simd or 'all'} simd" if cfg.interval > 1 else ""
     return (f"{cfg.name}: chain {cfg.chain_rows()}  data {cfg.data_bits} bit, weights "
             f"{cfg.weight_bits} bit, {cfg.rounding}, {cfg.overflow}{epi}{fold}\n"
-            f"  {cfg.multipliers} multipliers (a fully parallel dense {cfg.n_out}x{cfg.n_in} layer "
-            f"needs {dense}), latency {man['latency_cycles']} clocks, {pixels_per_clock_text(cfg)}")
+            f"  {cfg.multipliers} multipliers (a dense {cfg.n_out}x{cfg.n_in} layer needs {dense} "
+            f"fully parallel), latency {man['latency_cycles']} clocks, {pixels_per_clock_text(cfg)}")
 
 
 def cmd_gen(args):

@@ -44,7 +44,9 @@ class ButterflyEngine(wiring.Component):
     ``p_data``, ``p_en``; ``p_raddr`` with ``p_rdata`` one cycle later, sign-extended), indexed as
     the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
     epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
-    and ``shadow_out_shift``; ``commit_stb``. ``commit_busy`` is high while a commit propagates
+    and ``shadow_out_shift``; ``commit_stb``. The shadow shifts (and epilogue control) must hold
+    still for two clocks before ``commit_stb``: their derived constants are computed ahead (the
+    register bank guarantees it, its writes being at least three clocks apart). ``commit_busy`` is high while a commit propagates
     (the shadow bank must not change then); ``sat_counts`` gives, per stage (and the epilogue),
     the saturations of the pixel leaving it this cycle.
     """
@@ -146,7 +148,9 @@ class ButterflyEngine(wiring.Component):
         # reset-less, so a commit that started always completes and the banks never end up mixed.
         commit_line = Signal(self._commit_span, reset_less=True)
         m.d.sync += commit_line.eq(Cat(self.commit_stb, commit_line[:-1]))
-        m.d.comb += self.commit_busy.eq(commit_line.any())
+        # registered: equal to commit_line.any() in every cycle, without the wide OR on the
+        # register bank's write path
+        m.d.sync += self.commit_busy.eq(self.commit_stb | commit_line[:-1].any())
 
         # --- parameter window: route writes and reads to the block that holds the parameter
         blocks = self._stages + ([self._epilogue] if self._epilogue else [])

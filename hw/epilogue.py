@@ -86,19 +86,19 @@ class Epilogue(wiring.Component):
         load = [self.load_stb] + [delay(m, self.load_stb, k, f"load{k}", reset_less=True)
                                   for k in range(1, _PRE_CYCLES + 1)]
         ctrl = Signal(EPI_CTRL_BITS, reset_less=True)        # residual fields used at step 1
-        pending = Signal(EPI_CTRL_BITS + SHIFT_BITS, reset_less=True)
+        pending_relu = Signal(reset_less=True)
         mult = [Signal(signed(w), name=f"mult_{c}", reset_less=True) for c in range(n)]
         bias = [Signal(signed(BIAS_BITS), name=f"bias_{c}", reset_less=True) for c in range(n)]
         relu = Signal(reset_less=True)
         with m.If(load[0]):
-            m.d.sync += [ctrl.eq(self.shadow_ctrl), pending.eq(Cat(self.shadow_ctrl, self.shadow_shift))]
+            m.d.sync += [ctrl.eq(self.shadow_ctrl), pending_relu.eq(self.shadow_ctrl[0])]
         with m.If(load[1]):
             m.d.sync += [a.eq(b) for a, b in zip(mult, shadow_mult)]
         with m.If(load[2]):
             m.d.sync += [a.eq(b) for a, b in zip(bias, shadow_bias)]
         with m.If(load[3]):
-            m.d.sync += relu.eq(pending[0])
-        shift_regs = ShiftRegisters(m, cfg.rounding, self.acc_bits, pending[EPI_CTRL_BITS:], load[3], "epi")
+            m.d.sync += relu.eq(pending_relu)
+        shift_regs = ShiftRegisters(m, cfg.rounding, self.acc_bits, self.shadow_shift, load[0], load[3], "epi")
 
         # --- step 1: e = y + G x
         es = []

@@ -232,12 +232,9 @@ class FoldedStage(wiring.Component):
             accs.append(total)
 
         # --- requantization; the shift of a new bank is loaded just before its first sum rounds
-        pending_shift = Signal(SHIFT_BITS, reset_less=True)
-        with m.If(self.load_stb):
-            m.d.sync += pending_shift.eq(self.shadow_shift)
         shift_load = delay(m, new_bank_arrives, self._to_acc - 1, "shift_load", reset_less=True)
-        shift_regs = ShiftRegisters(m, cfg.rounding, cfg.acc_bits(self._index), pending_shift,
-                                    shift_load, "rq")
+        shift_regs = ShiftRegisters(m, cfg.rounding, cfg.acc_bits(self._index), self.shadow_shift,
+                                    self.load_stb, shift_load, "rq")
         outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq")
 
         # --- tags travel with the phase to the requantizer's output

@@ -33,19 +33,17 @@ def registered_product(m, a, b, name, platform=None):
         b18 = Signal(signed(ECP5_DSP_WIDTH), name=f"{name}_b")
         p36 = Signal(2 * ECP5_DSP_WIDTH, name=f"{name}_p")
         m.d.comb += [a18.eq(a), b18.eq(b), prod.eq(p36[:width].as_signed())]
+        # unused pins stay unconnected (as in yosys's own mapping): nextpnr cannot route a
+        # constant to some of them
         ports = {}
         for i in range(ECP5_DSP_WIDTH):
             ports[f"i_A{i}"] = a18[i]
             ports[f"i_B{i}"] = b18[i]
             ports[f"i_C{i}"] = 0
-            ports[f"i_SRIA{i}"] = 0
-            ports[f"i_SRIB{i}"] = 0
         for i in range(2 * ECP5_DSP_WIDTH):
             ports[f"o_P{i}"] = p36[i]
-        for c in range(4):
-            ports[f"i_CLK{c}"] = ClockSignal("sync") if c == 0 else 0
-            ports[f"i_CE{c}"] = 1
-            ports[f"i_RST{c}"] = 0
+        ports["i_CLK0"] = ClockSignal("sync")
+        ports["i_CE0"] = 1
         m.submodules[name + "_dsp"] = Instance(
             "MULT18X18D",
             p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",

@@ -15,32 +15,44 @@ REQUANT_CYCLES = 3
 class ShiftRegisters:
     """The active shift of one requantization point and the constants derived from it.
 
-    ``load`` (one cycle) copies ``source`` (a ``SHIFT_BITS`` value) in; it must be high in the
-    cycle before the first pixel of the new bank reaches the rounding step. Shifts at or past the
-    accumulator width all give the result of a shift of ``acc_bits`` (0 or the sign), so the
-    shifter only needs ``range(acc_bits + 1)``.
+    ``shadow`` is the shadow bank's shift (a ``SHIFT_BITS`` register that only register writes
+    change, so it is still for at least two clocks before a commit reaches this block). The
+    derived constants are computed from it ahead of time, in two register steps (off the
+    critical path); ``commit`` (one cycle) takes them as the pending bank, and ``load`` (one cycle,
+    in the cycle before the first pixel of the new bank reaches the rounding step) makes the
+    pending bank active. Shifts at or past the accumulator width all give the result of a shift
+    of ``acc_bits`` (0 or the sign), so the shifter only needs ``range(acc_bits + 1)``.
     """
 
-    def __init__(self, m, rounding, acc_bits, source, load, name):
+    def __init__(self, m, rounding, acc_bits, shadow, commit, load, name):
         self.acc_bits = acc_bits
         self.shape = range(acc_bits + 1)
-        self.shift = Signal(self.shape, name=f"{name}_shift", reset_less=True)
-        self.rnd_const = Signal(unsigned(acc_bits), name=f"{name}_rnd", reset_less=True)
-        self.lsb_mask = Signal(unsigned(acc_bits + 1), name=f"{name}_lsb", reset_less=True)
-        clamped = Mux(source > acc_bits, acc_bits, source)
+
+        def regs(stage):
+            return (Signal(self.shape, name=f"{name}_{stage}_shift", reset_less=True),
+                    Signal(unsigned(acc_bits), name=f"{name}_{stage}_rnd", reset_less=True),
+                    Signal(unsigned(acc_bits + 1), name=f"{name}_{stage}_lsb", reset_less=True))
+
+        # step 1: clamp; step 2: the constants (both follow the shadow shift continuously)
+        clamped = Signal(self.shape, name=f"{name}_clamped", reset_less=True)
+        m.d.sync += clamped.eq(Mux(shadow > acc_bits, acc_bits, shadow))
+        pre = regs("pre")
         one_hot = Const(1, acc_bits + 1) << clamped
         half = one_hot[1:acc_bits + 1]             # 1 << (shift - 1); 0 for shift 0
+        if rounding == "floor":
+            rnd = 0
+        elif rounding == "half_up":
+            rnd = half
+        else:                                       # half_even: half - 1, plus the tie bit later
+            rnd = Mux(clamped == 0, 0, half - 1)
+        m.d.sync += [pre[0].eq(clamped), pre[1].eq(rnd),
+                     pre[2].eq(Mux(clamped == 0, 0, one_hot[:acc_bits + 1]))]
+        pending = regs("pending")
+        with m.If(commit):
+            m.d.sync += [a.eq(b) for a, b in zip(pending, pre)]
+        self.shift, self.rnd_const, self.lsb_mask = regs("active")
         with m.If(load):
-            m.d.sync += [
-                self.shift.eq(clamped),
-                self.lsb_mask.eq(Mux(clamped == 0, 0, one_hot[:acc_bits + 1])),
-            ]
-            if rounding == "floor":
-                m.d.sync += self.rnd_const.eq(0)
-            elif rounding == "half_up":
-                m.d.sync += self.rnd_const.eq(half)
-            else:                                   # half_even: half - 1, plus the tie bit later
-                m.d.sync += self.rnd_const.eq(Mux(clamped == 0, 0, half - 1))
+            m.d.sync += [a.eq(b) for a, b in zip((self.shift, self.rnd_const, self.lsb_mask), pending)]
 
 
 def requantize(m, cfg, accs, regs, name, relu=None):

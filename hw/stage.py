@@ -90,12 +90,11 @@ class ButterflyStage(wiring.Component):
         m.d.sync += self.r_data.eq(Array(shadow)[self.r_addr])
 
         # --- active bank: weights now, shift when the first new pixel reaches the rounding step
-        pending_shift = Signal(SHIFT_BITS, reset_less=True)
         with m.If(self.load_stb):
             m.d.sync += [a.eq(sh) for a, sh in zip(active_w, shadow)]
-            m.d.sync += pending_shift.eq(self.shadow_shift)
         shift_load = delay(m, self.load_stb, MULT_CYCLES + tree, "shift_load", reset_less=True)
-        shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, pending_shift, shift_load, "rq")
+        shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, self.shadow_shift, self.load_stb,
+                                    shift_load, "rq")
 
         # --- products and adder trees (channels unpacked once, not sliced per multiplier)
         xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]

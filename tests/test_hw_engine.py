@@ -73,6 +73,9 @@ def _run(cfg, banks, pixels, stall_every=0):
             if i in switch_at and bank < len(banks) - 1 and not ctx.get(dut.commit_busy):
                 bank += 1
                 flat = param_words(cfg, banks[bank])
+                # the shadow shifts must be still for two clocks before the commit (as through
+                # the register bank, where register writes are at least three clocks apart)
+                _set_scalars(ctx, dut, cfg, banks[bank])
                 # write the shadow while pixels are in flight (held by the output), then commit
                 ctx.set(dut.i_stream.valid, 0)
                 ctx.set(dut.o_stream.ready, 0)
@@ -85,7 +88,6 @@ def _run(cfg, banks, pixels, stall_every=0):
                     await ctx.tick()
                     cycle += 1
                 ctx.set(dut.p_en, 0)
-                _set_scalars(ctx, dut, cfg, banks[bank])
                 ctx.set(dut.commit_stb, 1)
             else:
                 ctx.set(dut.commit_stb, 0)

@@ -1,0 +1,114 @@
+"""``make bench``: the FPGA benchmark table. Butterfly engines and the dense pointwise baseline at
+the same ``n`` and (at most) the same multiplier budget, synthesized, placed and routed on the
+ECP5-85F in one run (``gen/dse.py`` runs them in parallel); the table goes to
+``build/bench/fpga.json`` and into the README between the ``bench:fpga`` markers.
+
+The figure of merit is pixels per second per DSP; its butterfly/dense ratio is compared with the
+ideal ``n / (k * log_k n)`` (the ratio of multiplications per pixel).
+"""
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .config import EngineConfig
+from .dse import run_sweep
+from .files import write_files
+
+__all__ = ["PAIRS", "bench_table", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- bench:fpga:start -->", "<!-- bench:fpga:end -->"
+
+# (butterfly, dense baseline): the butterfly folded to fit the 156 DSPs; the dense engine (FINN's
+# MVAU shape, PE = lanes, SIMD) with the largest budget not above the butterfly's that divides n*n
+PAIRS = [
+    (EngineConfig.bft(16, 4), EngineConfig.dense(16, lanes=8)),                 # 128 and 128
+    (EngineConfig.bft(64, 4, lanes=8), EngineConfig.dense(64, lanes=1)),        # 96 and 64
+    (EngineConfig.bft(256, 4, lanes=8), EngineConfig.dense(256, lanes=1, simd=128)),  # 128 and 128
+]
+
+
+def _per_dsp(row):
+    return row["pixels_per_s"] / max(1, row["dsps"]) if row.get("status") == "ok" else None
+
+
+def bench_table(rows_by_id):
+    """Pair rows (from :func:`gen.dse.run_sweep`) into the table's comparisons."""
+    pairs = []
+    for bft, dense in PAIRS:
+        b, d = rows_by_id.get(bft.id), rows_by_id.get(dense.id)
+        k = bft.factors[0].r
+        ideal = bft.n_in / (k * round(math.log(bft.n_in, k)))
+        ratio = None
+        if b and d and _per_dsp(b) and _per_dsp(d):
+            ratio = _per_dsp(b) / _per_dsp(d)
+        pairs.append({"n": bft.n_in, "k": k, "butterfly": bft.id, "dense": dense.id,
+                      "ratio_per_dsp": ratio, "ideal": ideal,
+                      "fraction_of_ideal": ratio / ideal if ratio else None})
+    return pairs
+
+
+def _fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+
+
+def markdown(rows, pairs, target, freq):
+    lines = [f"Measured by `make bench` on {target} (requested clock {freq:g} MHz, YoWASP yosys + "
+             f"nextpnr, 8-bit data and weights, engine with its AXI4-Lite/AXI4-Stream shell, "
+             f"out of context):", "",
+             "| engine | multipliers | LUTs | FFs | DSPs | BRAMs | Fmax MHz | pixels/clock | "
+             "pixels/s | latency (clocks) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| `{r['id']}` | {r['multipliers']} | {r['status']} ||||||||")
+            continue
+        lines.append(
+            f"| `{r['id']}` | {r['multipliers']} | {r['luts']:,} | {r['ffs']:,} | {r['dsps']} | "
+            f"{r['brams']} | {r['fmax_mhz']:.1f} | 1/{r['interval']} | {r['pixels_per_s']:,.0f} | "
+            f"{r['latency_cycles']} |")
+    lines += ["", "| n | butterfly | dense | butterfly/dense pixels/s per DSP | ideal n/(k log_k n) | "
+              "fraction of ideal |", "|---:|---|---|---:|---:|---:|"]
+    for p in pairs:
+        lines.append(f"| {p['n']} | `{p['butterfly']}` | `{p['dense']}` | {_fmt(p['ratio_per_dsp'], '.2f')}x | "
+                     f"{p['ideal']:.2f}x | {_fmt(p['fraction_of_ideal'], '.0%')} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme, text):
+    body = readme.read_text()
+    if START not in body or END not in body:
+        raise SystemExit(f"{readme}: the {START} ... {END} markers are missing")
+    head, rest = body.split(START, 1)
+    _, tail = rest.split(END, 1)
+    write_files(readme.parent, {readme.name: f"{head}{START}\n{text}\n{END}{tail}"})
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m gen.fpga_bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="ecp5-85k")
+    ap.add_argument("--freq", type=float, default=200.0, help="requested clock in MHz (default 200)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench" / "fpga.json"))
+    ap.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    args = ap.parse_args(argv)
+    configs = [c for pair in PAIRS for c in pair]
+    rows = run_sweep(configs, args.target, args.freq, args.jobs)
+    pairs = bench_table({r["id"]: r for r in rows})
+    out = Path(args.output)
+    write_files(out.parent, {out.name: json.dumps({"target": args.target, "requested_mhz": args.freq,
+                                                   "rows": rows, "pairs": pairs}, indent=2) + "\n"})
+    text = markdown(rows, pairs, args.target, args.freq)
+    print(text)
+    print(f"\nwrote {out}")
+    if not args.no_readme:
+        update_readme(ROOT / "README.md", text)
+        print(f"updated {ROOT / 'README.md'}")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
