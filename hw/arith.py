@@ -6,7 +6,7 @@ of clock cycles it adds, so callers can account for latency exactly.
 
 from amaranth.hdl import Signal, Shape, unsigned, signed
 
-__all__ = ["tree_levels", "pipelined_sum", "delay"]
+__all__ = ["tree_levels", "pipelined_sum", "delay", "in_range"]
 
 
 def tree_levels(n):
@@ -56,3 +56,8 @@ def delay(m, value, cycles, name, reset_less=False):
         m.d.sync += r.eq(value)
         value = r
     return value
+
+
+def in_range(value, lo, hi):
+    """``lo <= value < hi`` without a constant comparison (a lint warning) when ``lo`` is 0."""
+    return (value < hi) if lo == 0 else ((value >= lo) & (value < hi))

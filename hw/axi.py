@@ -2,13 +2,14 @@
 
 The register bus (``RegisterBus``) has separate write and read sides:
 
-- write: ``w_addr`` (word address), ``w_data``, ``w_stb`` (one cycle); the bank answers
+- write: ``w_addr`` (word address), ``w_data``, held for ``WRITE_SETUP`` clocks before ``w_stb``
+  (one cycle), so the bank can decode them in registers; the bank answers
   ``w_err`` for an address it cannot write and holds ``w_wait`` high while writes must wait;
 - read: ``r_addr`` (held until the answer), ``r_stb`` (one cycle); the bank raises ``r_ack``
   for one cycle when ``r_data`` and ``r_err`` hold the answer.
 
-Both AXI address and data are registered before they reach the bank (a write is performed the
-cycle after its handshake, a read answered when the bank acknowledges), which keeps the decode of
+Both AXI address and data are registered before they reach the bank (a write is performed
+``WRITE_SETUP + 1`` cycles after its handshake, a read answered when the bank acknowledges), which keeps the decode of
 a large weight window off the AXI input pins. A write completes (``BVALID`` rises) at the clock edge at
 which the bank performs it. Byte strobes are ignored: every register is written whole.
 """
@@ -17,7 +18,9 @@ from amaranth.hdl import Module, Signal, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterBus", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR"]
+__all__ = ["RegisterBus", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "WRITE_SETUP"]
+
+WRITE_SETUP = 2      # clocks the write address and data are held before the bank's strobe
 
 RESP_OKAY = 0b00
 RESP_SLVERR = 0b10
@@ -80,7 +83,12 @@ class AXI4LiteSlave(wiring.Component):
                 bus.w_data.eq(self.wdata),
                 w_pending.eq(1),
             ]
-        do_write = w_pending & ~bus.w_wait
+        settle = Signal(range(WRITE_SETUP + 1))
+        with m.If(accept_w):
+            m.d.sync += settle.eq(0)
+        with m.Elif(w_pending & (settle != WRITE_SETUP)):
+            m.d.sync += settle.eq(settle + 1)
+        do_write = w_pending & (settle == WRITE_SETUP) & ~bus.w_wait
         m.d.comb += bus.w_stb.eq(do_write)
         with m.If(do_write):
             m.d.sync += [w_pending.eq(0), self.bvalid.eq(1),

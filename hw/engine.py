@@ -18,16 +18,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS, param_window
+from .arith import in_range
 from .epilogue import Epilogue, EPI_CTRL_BITS
 from .folded import FoldedStage
 from .stage import ButterflyStage
 
 __all__ = ["ButterflyEngine", "pixel_layout"]
-
-
-def _in_range(value, lo, hi):
-    """``lo <= value < hi`` without a constant comparison (a lint warning) when ``lo`` is 0."""
-    return (value < hi) if lo == 0 else ((value >= lo) & (value < hi))
 
 
 def pixel_layout(channels, data_bits):
@@ -128,16 +124,23 @@ class ButterflyEngine(wiring.Component):
         occupancy = Signal(range(self.fifo_depth + 1))   # accepted, not yet delivered
         in_hs = self.i_stream.valid & self.i_stream.ready
         out_hs = self.o_stream.valid & self.o_stream.ready
+        # credit, registered: next cycle's occupancy is this one's -1, 0 or +1, so the compares
+        # are made on the register and only a multiplexer follows the handshakes
+        credit = Signal(init=1)
+        depth = self.fifo_depth
+        m.d.sync += credit.eq(Mux(in_hs & ~out_hs, occupancy < depth - 1,
+                                  Mux(out_hs & ~in_hs, 1, occupancy < depth)))
         if cfg.interval > 1:
             # a folded engine takes a pixel at most every `interval` clocks
             cooldown = Signal(range(cfg.interval))
+            idle = Signal(init=1)            # cooldown == 0, registered
             with m.If(in_hs):
-                m.d.sync += cooldown.eq(cfg.interval - 1)
+                m.d.sync += [cooldown.eq(cfg.interval - 1), idle.eq(0)]
             with m.Elif(cooldown != 0):
-                m.d.sync += cooldown.eq(cooldown - 1)
-            m.d.comb += self.i_stream.ready.eq((occupancy < self.fifo_depth) & (cooldown == 0))
+                m.d.sync += [cooldown.eq(cooldown - 1), idle.eq(cooldown == 1)]
+            m.d.comb += self.i_stream.ready.eq(credit & idle)
         else:
-            m.d.comb += self.i_stream.ready.eq(occupancy < self.fifo_depth)
+            m.d.comb += self.i_stream.ready.eq(credit)
         m.d.sync += [occupancy.eq(occupancy + in_hs - out_hs), in_valid.eq(in_hs)]
         with m.If(in_hs):       # held: a folded first stage reads it for `interval` clocks
             m.d.sync += [in_data.eq(self.i_stream.payload.data), in_last.eq(self.i_stream.payload.last)]
@@ -162,14 +165,14 @@ class ButterflyEngine(wiring.Component):
             bases.append((base, 2 * cfg.n_out))
         r_block = Signal(range(len(blocks)))     # which block the registered read came from
         for i, (b, (lo, count)) in enumerate(zip(blocks, bases)):
-            with m.If(_in_range(self.p_raddr, lo, lo + count)):
+            with m.If(in_range(self.p_raddr, lo, lo + count)):
                 m.d.sync += r_block.eq(i)
             with m.If(r_block == i):
                 m.d.comb += self.p_rdata.eq(b.r_data)
             m.d.comb += [
                 b.w_addr.eq(self.p_addr - lo),
                 b.w_data.eq(self.p_data[:len(b.w_data)]),
-                b.w_en.eq(self.p_en & _in_range(self.p_addr, lo, lo + count)),
+                b.w_en.eq(self.p_en & in_range(self.p_addr, lo, lo + count)),
                 b.r_addr.eq(self.p_raddr - lo),
             ]
 

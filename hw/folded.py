@@ -15,7 +15,7 @@ node. Per phase:
 2. products ``x * w``: operands registered again, then the product (``hw/mult.py``: on an ECP5
    the registers inside a ``MULT18X18D``);
 3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
-4. requantization (three registers), then the chunk is stored; with the last chunk the whole
+4. requantization (``REQUANT_CYCLES`` registers), then the chunk is stored; with the last chunk the whole
    output pixel is loaded into ``o_data`` (held until the next pixel) and ``o_valid`` pulses.
 
 Weights. Each lane keeps its weights in one memory of two banks (active and shadow), one word per

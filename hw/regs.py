@@ -6,15 +6,23 @@ status, the saturation counters and the read-only identification words; the para
 shadow registers beside the multipliers that use them.
 """
 
-from amaranth.hdl import Module, Signal, Cat, Const, Mux
+from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from gen.regmap import register_map, config_words, address_bits, param_window, BFLY_ID, SHIFT_BITS
+from .arith import in_range, delay
 from .axi import RegisterBus
 from .epilogue import EPI_CTRL_BITS
 
 __all__ = ["RegisterBank"]
+
+
+def _or_all(values):
+    result = values[0]
+    for v in values[1:]:
+        result = result | v
+    return result
 
 SAT_COUNT_BITS = 32
 
@@ -22,8 +30,8 @@ SAT_COUNT_BITS = 32
 class RegisterBank(wiring.Component):
     """Registers of the engine built from ``cfg`` whose latency is ``latency`` clocks.
 
-    ``bus`` is the target side of a :class:`RegisterBus` (reads answer two cycles after
-    ``r_stb``, or two cycles after a commit in progress ends); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
+    ``bus`` is the target side of a :class:`RegisterBus` (reads answer four cycles after
+    ``r_stb``, or four cycles after a commit in progress ends); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
     the stream, not the loaded parameters.
     """
 
@@ -72,79 +80,97 @@ class RegisterBank(wiring.Component):
             m.d.comb += [self.shadow_epi_ctrl.eq(epi_ctrl), self.shadow_out_shift.eq(out_shift)]
             scalars = [("EPI_CTRL", epi_ctrl), ("OUT_SHIFT", out_shift)]
 
-        # --- writes (the AXI shell holds them while a commit propagates)
-        w_in_window = (bus.w_addr >= w_base) & (bus.w_addr < w_end)
+        # --- writes (the AXI shell holds them while a commit propagates). The word address is
+        # still for WRITE_SETUP clocks before the strobe, so it is decoded into registers first.
+        w_in_window = Signal()
+        p_addr = Signal.like(self.p_addr)
+        m.d.sync += [w_in_window.eq(in_range(bus.w_addr, w_base, w_end)), p_addr.eq(bus.w_addr - w_base)]
         m.d.comb += [
             bus.w_wait.eq(self.commit_busy),
-            self.p_addr.eq(bus.w_addr - w_base),
+            self.p_addr.eq(p_addr),
             self.p_data.eq(bus.w_data),
             self.p_en.eq(bus.w_stb & w_in_window),
-            bus.w_err.eq(~w_in_window),
         ]
-        with m.If(bus.w_stb):
-            with m.Switch(bus.w_addr):
-                with m.Case(word("CTRL")):
-                    m.d.comb += [bus.w_err.eq(0), self.commit_stb.eq(bus.w_data[0])]
-                for name, reg in scalars:
-                    with m.Case(word(name)):
-                        m.d.comb += bus.w_err.eq(0)
-                        m.d.sync += reg.eq(bus.w_data[:len(reg)])
-                for l in range(cfg.n_stages):
-                    with m.Case(word("SHIFT", l)):
-                        m.d.comb += bus.w_err.eq(0)
-                        m.d.sync += shadow_sh[l].eq(bus.w_data[:SHIFT_BITS])
-                for l in range(n_sat):
-                    with m.Case(word("SAT_COUNT", l)):
-                        m.d.comb += [bus.w_err.eq(0), sat_clear[l].eq(1)]
+        targets = [("CTRL", 0, None)] + [(name, 0, reg) for name, reg in scalars] \
+            + [("SHIFT", l, shadow_sh[l]) for l in range(cfg.n_stages)] \
+            + [("SAT_COUNT", l, None) for l in range(n_sat)]
+        hits = []
+        for name, i, reg in targets:
+            hit = Signal(name=f"w_hit_{name.lower()}_{i}")
+            m.d.sync += hit.eq(bus.w_addr == word(name, i))
+            hits.append(hit)
+            with m.If(bus.w_stb & hit):
+                if name == "CTRL":
+                    m.d.comb += self.commit_stb.eq(bus.w_data[0])
+                elif name == "SAT_COUNT":
+                    m.d.comb += sat_clear[i].eq(1)
+                else:
+                    m.d.sync += reg.eq(bus.w_data[:len(reg)])
+        m.d.comb += bus.w_err.eq(~(w_in_window | Cat(*hits).any()))
 
-        # --- saturation counters: add each cycle's count, saturate at all ones, clear on write
+        # --- saturation counters: add each cycle's count, saturate at all ones, clear on write.
+        # Bit 32 is a sticky overflow flag (no multiplexer after the adder); reads see all ones.
         for l in range(n_sat):
-            total = Signal(SAT_COUNT_BITS + 1, name=f"sat_sum_{l}")
-            m.d.comb += total.eq(sat_counts[l] + self.sat_counts[l])
+            count = Signal(SAT_COUNT_BITS + 1, name=f"sat_acc_{l}")
             with m.If(sat_clear[l]):
-                m.d.sync += sat_counts[l].eq(0)
-            with m.Elif(total[SAT_COUNT_BITS]):
-                m.d.sync += sat_counts[l].eq(Const(-1, SAT_COUNT_BITS))
-            with m.Else():
-                m.d.sync += sat_counts[l].eq(total[:SAT_COUNT_BITS])
+                m.d.sync += count.eq(0)
+            with m.Elif(~count[SAT_COUNT_BITS]):
+                m.d.sync += count.eq(count + self.sat_counts[l])
+            m.d.comb += sat_counts[l].eq(Mux(count[SAT_COUNT_BITS], Const(-1, SAT_COUNT_BITS),
+                                             count[:SAT_COUNT_BITS]))
 
-        # --- reads: registers decoded here at the first edge after the read may go, weights come from the engine
-        # (registered in their stage); the answer is selected and registered at the second edge
-        r_value = Signal(32)
-        r_err = Signal()
+        # --- reads, in four register steps (the word address is held for the whole read):
+        # (1) each group of registers is looked up, and the parameter window is read in its
+        # block; (2) the group that matched is kept; (3) selected; (4) registered for the shell.
         r_in_window = (bus.r_addr >= w_base) & (bus.r_addr < w_end)
-        m.d.comb += [self.p_raddr.eq(bus.r_addr - w_base), r_err.eq(~r_in_window)]
+        m.d.comb += self.p_raddr.eq(bus.r_addr - w_base)
+        scalar_value = Signal(32)
+        scalar_hit = Signal()
         with m.Switch(bus.r_addr):
             with m.Case(word("ID")):
-                m.d.comb += [r_value.eq(BFLY_ID), r_err.eq(0)]
+                m.d.comb += [scalar_value.eq(BFLY_ID), scalar_hit.eq(1)]
             for name in ("CONFIG0", "CONFIG1", "CONFIG2", "CONFIG3"):
                 with m.Case(word(name)):
-                    m.d.comb += [r_value.eq(words[name]), r_err.eq(0)]
+                    m.d.comb += [scalar_value.eq(words[name]), scalar_hit.eq(1)]
             with m.Case(word("CTRL")):
-                m.d.comb += [r_value.eq(0), r_err.eq(0)]
+                m.d.comb += [scalar_value.eq(0), scalar_hit.eq(1)]
             with m.Case(word("STATUS")):
-                m.d.comb += [r_value.eq(Cat(self.commit_busy, self.stream_busy)), r_err.eq(0)]
+                m.d.comb += [scalar_value.eq(Cat(self.commit_busy, self.stream_busy)), scalar_hit.eq(1)]
             for name, reg in scalars:
                 with m.Case(word(name)):
-                    m.d.comb += [r_value.eq(reg), r_err.eq(0)]
-            for l in range(cfg.n_stages):
-                with m.Case(word("FACTOR", l)):
-                    m.d.comb += [r_value.eq(words["FACTOR"][l]), r_err.eq(0)]
-                with m.Case(word("SHIFT", l)):
-                    m.d.comb += [r_value.eq(shadow_sh[l]), r_err.eq(0)]
-            for l in range(n_sat):
-                with m.Case(word("SAT_COUNT", l)):
-                    m.d.comb += [r_value.eq(sat_counts[l]), r_err.eq(0)]
-        value_1 = Signal(32)
-        err_1 = Signal()
+                    m.d.comb += [scalar_value.eq(reg), scalar_hit.eq(1)]
+        groups = [(scalar_value, scalar_hit)]
+        for name, values in (("FACTOR", [Const(v, 32) for v in words["FACTOR"]]),
+                             ("SHIFT", list(shadow_sh)), ("SAT_COUNT", sat_counts)):
+            lo = word(name)
+            hit = in_range(bus.r_addr, lo, lo + len(values))
+            value = Signal(32, name=f"r_{name.lower()}")
+            m.d.comb += value.eq(Array(values)[(bus.r_addr - lo)[:(len(values) - 1).bit_length()]])
+            groups.append((value, hit))
+        # step 1: each group's word and whether the address is in it
+        values_0 = [Signal(32, name=f"r_value_0_{i}") for i in range(len(groups))]
+        hits_0 = [Signal(name=f"r_hit_0_{i}") for i in range(len(groups))]
+        param_0 = Signal()
+        m.d.sync += [v.eq(g) for v, (g, _) in zip(values_0, groups)]
+        m.d.sync += [h0.eq(h) for h0, (_, h) in zip(hits_0, groups)]
+        m.d.sync += param_0.eq(r_in_window)
+        # step 2: the matching group's word (others zero); the parameter window's word
+        values_1 = [Signal(32, name=f"r_value_1_{i}") for i in range(len(groups))]
         param_1 = Signal()
-        ack_1 = Signal()
+        p_data_1 = Signal(32)
+        err_1 = Signal()
+        m.d.sync += [v1.eq(Mux(h0, v0, 0)) for v1, v0, h0 in zip(values_1, values_0, hits_0)]
+        m.d.sync += [param_1.eq(param_0), p_data_1.eq(self.p_rdata),
+                     err_1.eq(~(param_0 | Cat(*hits_0).any()))]
+        # step 3
+        value_2 = Signal(32)
+        err_2 = Signal()
+        m.d.sync += [value_2.eq(Mux(param_1, p_data_1, _or_all(values_1))), err_2.eq(err_1)]
         # a read waits while a commit propagates (a folded stage's copy uses the read-back port)
         r_held = Signal()
         r_go = (bus.r_stb | r_held) & ~self.commit_busy
         m.d.sync += r_held.eq((bus.r_stb | r_held) & self.commit_busy)
-        m.d.sync += [value_1.eq(r_value), err_1.eq(r_err), param_1.eq(r_in_window),
-                     ack_1.eq(r_go)]
-        m.d.sync += [bus.r_data.eq(Mux(param_1, self.p_rdata, value_1)), bus.r_err.eq(err_1),
-                     bus.r_ack.eq(ack_1)]
+        ack_3 = delay(m, r_go, 3, "r_ack")
+        # step 4
+        m.d.sync += [bus.r_data.eq(value_2), bus.r_err.eq(err_2), bus.r_ack.eq(ack_3)]
         return m

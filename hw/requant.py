@@ -1,15 +1,19 @@
 """Requantization in hardware (``shared/SPEC.md`` §2), shared by the stages and the epilogue:
 round, arithmetic shift right by a run-time shift, then saturate or wrap to ``data_bits``.
 
-Three register steps (``REQUANT_CYCLES``): ``acc + c`` (the rounding constant), ``>> shift``,
-then saturate/wrap with the out-of-range flag (and an optional ReLU).
+Five register steps (``REQUANT_CYCLES``): the tie bit of ``half_even``, ``acc + c`` (the rounding
+constant, plus the tie bit), ``>> shift`` in two steps (the multiple of 4, then the rest), then
+saturate/wrap with the out-of-range flag (and an
+optional ReLU). One operation per step keeps each step to one carry chain or one multiplexer tree.
 """
 
-from amaranth.hdl import Signal, Mux, Const, signed, unsigned
+from amaranth.hdl import Signal, Mux, Const, Cat, Array, signed, unsigned
+
+from .arith import delay
 
 __all__ = ["REQUANT_CYCLES", "ShiftRegisters", "requantize"]
 
-REQUANT_CYCLES = 3
+REQUANT_CYCLES = 5
 
 
 class ShiftRegisters:
@@ -37,16 +41,17 @@ class ShiftRegisters:
         clamped = Signal(self.shape, name=f"{name}_clamped", reset_less=True)
         m.d.sync += clamped.eq(Mux(shadow > acc_bits, acc_bits, shadow))
         pre = regs("pre")
-        one_hot = Const(1, acc_bits + 1) << clamped
-        half = one_hot[1:acc_bits + 1]             # 1 << (shift - 1); 0 for shift 0
+        # a table indexed by the clamped shift (a few LUT levels, no shifter or carry chain)
+        def table(f, width):
+            return Array(Const(f(v), width) for v in range(acc_bits + 1))[clamped]
+        lsb = table(lambda v: (1 << v) if v else 0, acc_bits + 1)
         if rounding == "floor":
             rnd = 0
         elif rounding == "half_up":
-            rnd = half
+            rnd = table(lambda v: (1 << (v - 1)) if v else 0, acc_bits)
         else:                                       # half_even: half - 1, plus the tie bit later
-            rnd = Mux(clamped == 0, 0, half - 1)
-        m.d.sync += [pre[0].eq(clamped), pre[1].eq(rnd),
-                     pre[2].eq(Mux(clamped == 0, 0, one_hot[:acc_bits + 1]))]
+            rnd = table(lambda v: ((1 << (v - 1)) - 1) if v else 0, acc_bits)
+        m.d.sync += [pre[0].eq(clamped), pre[1].eq(rnd), pre[2].eq(lsb)]
         pending = regs("pending")
         with m.If(commit):
             m.d.sync += [a.eq(b) for a, b in zip(pending, pre)]
@@ -64,35 +69,47 @@ def requantize(m, cfg, accs, regs, name, relu=None):
     acc_bits = regs.acc_bits
     d = cfg.data_bits
     lo, hi = cfg.data_min, cfg.data_max
-    # the shift (and ReLU) used by each step travels with the pixel
-    shift_r = Signal(regs.shape, name=f"{name}_shift_r", reset_less=True)
-    m.d.sync += shift_r.eq(regs.shift)
+    # the shift, the rounding constant (and ReLU) used by each step travel with the pixel
+    shift_1 = Signal(regs.shape, name=f"{name}_shift_1", reset_less=True)
+    shift_2 = Signal(regs.shape, name=f"{name}_shift_2", reset_less=True)
+    shift_3 = Signal(regs.shape, name=f"{name}_shift_3", reset_less=True)
+    rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_1")
+    m.d.sync += [shift_1.eq(regs.shift), shift_2.eq(shift_1), shift_3.eq(shift_2),
+                 rnd_1.eq(regs.rnd_const)]
     if relu is not None:
-        relu_1 = Signal(name=f"{name}_relu_1", reset_less=True)
-        relu_2 = Signal(name=f"{name}_relu_2", reset_less=True)
-        m.d.sync += [relu_1.eq(relu), relu_2.eq(relu_1)]
+        relu_d = delay(m, relu, REQUANT_CYCLES - 1, f"{name}_relu", reset_less=True)
     outs, flags = [], []
     for o, acc in enumerate(accs):
-        rounded = Signal(signed(acc_bits + 1), name=f"{name}_rnd_{o}", reset_less=True)
+        # step 1: the tie bit of half_even (the result's LSB, bit `shift` of acc) is found
+        acc_1 = Signal(signed(acc_bits), name=f"{name}_acc_{o}", reset_less=True)
+        m.d.sync += acc_1.eq(acc)
+        tie_1 = 0
         if cfg.rounding == "half_even":
-            # the result's LSB (bit `shift` of acc) breaks ties toward even
-            tie = (acc.as_unsigned()[:acc_bits] & regs.lsb_mask[:acc_bits]).any() \
-                | (regs.lsb_mask[acc_bits] & acc[-1])
-            m.d.sync += rounded.eq(acc + regs.rnd_const + tie)
-        else:
-            m.d.sync += rounded.eq(acc + regs.rnd_const)
+            tie_1 = Signal(name=f"{name}_tie_{o}", reset_less=True)
+            m.d.sync += tie_1.eq((acc.as_unsigned()[:acc_bits] & regs.lsb_mask[:acc_bits]).any()
+                                 | (regs.lsb_mask[acc_bits] & acc[-1]))
+        # step 2: round
+        rounded = Signal(signed(acc_bits + 1), name=f"{name}_rnd_{o}", reset_less=True)
+        m.d.sync += rounded.eq(acc_1 + rnd_1 + tie_1)
+        # steps 3 and 4: shift by the multiple of 4, then by the rest
+        coarse = Signal(signed(acc_bits + 1), name=f"{name}_shc_{o}", reset_less=True)
+        m.d.sync += coarse.eq(rounded >> Cat(Const(0, 2), shift_2[2:]))
         shifted = Signal(signed(acc_bits + 1), name=f"{name}_shr_{o}", reset_less=True)
-        m.d.sync += shifted.eq(rounded >> shift_r)
+        m.d.sync += shifted.eq(coarse >> shift_3[:2])
+        # step 5: saturate or wrap (and ReLU)
+        # out of range: the bits from d-1 up are not all equal (a reduction, not two compares)
+        top = shifted[d - 1:]
+        out_of_range = ~(top.all() | ~top.any())
         flag = Signal(name=f"{name}_sat_{o}", reset_less=True)
-        m.d.sync += flag.eq((shifted < lo) | (shifted > hi))
+        m.d.sync += flag.eq(out_of_range)
         value = Signal(signed(d), name=f"{name}_val_{o}")
         if cfg.overflow == "saturate":
-            m.d.comb += value.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
+            m.d.comb += value.eq(Mux(out_of_range, Mux(shifted[-1], lo, hi), shifted[:d]))
         else:
             m.d.comb += value.eq(shifted[:d])
         out = Signal(signed(d), name=f"{name}_out_{o}", reset_less=True)
         if relu is not None:
-            m.d.sync += out.eq(Mux(relu_2 & value[-1], 0, value))
+            m.d.sync += out.eq(Mux(relu_d & value[-1], 0, value))
         else:
             m.d.sync += out.eq(value)
         outs.append(out)

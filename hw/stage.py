@@ -89,7 +89,7 @@ class ButterflyStage(wiring.Component):
                 m.d.sync += reg.eq(self.w_data)
         m.d.sync += self.r_data.eq(Array(shadow)[self.r_addr])
 
-        # --- active bank: weights now, shift when the first new pixel reaches the rounding step
+        # --- active bank: weights now, shift when the first new pixel reaches the requantizer
         with m.If(self.load_stb):
             m.d.sync += [a.eq(sh) for a, sh in zip(active_w, shadow)]
         shift_load = delay(m, self.load_stb, MULT_CYCLES + tree, "shift_load", reset_less=True)

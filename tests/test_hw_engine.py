@@ -70,7 +70,7 @@ def _run(cfg, banks, pixels, stall_every=0):
         ctx.set(dut.commit_stb, 0)
         bank, i, cycle = 0, 0, 0
         while len(out) < len(pixels):
-            if i in switch_at and bank < len(banks) - 1 and not ctx.get(dut.commit_busy):
+            if bank < len(banks) - 1 and i >= switch_at[bank] and not ctx.get(dut.commit_busy):
                 bank += 1
                 flat = param_words(cfg, banks[bank])
                 # the shadow shifts must be still for two clocks before the commit (as through
