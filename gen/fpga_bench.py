@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .config import EngineConfig
-from .dse import run_sweep
+from .dse import run_sweep, dense_match
 from .files import write_files
 
 __all__ = ["PAIRS", "bench_table", "main"]
@@ -22,13 +22,17 @@ __all__ = ["PAIRS", "bench_table", "main"]
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- bench:fpga:start -->", "<!-- bench:fpga:end -->"
 
-# (butterfly, dense baseline): the butterfly folded to fit the 156 DSPs; the dense engine (FINN's
-# MVAU shape, PE = lanes, SIMD) with the largest budget not above the butterfly's that divides n*n
-PAIRS = [
-    (EngineConfig.bft(16, 4), EngineConfig.dense(16, lanes=8)),                 # 128 and 128
-    (EngineConfig.bft(64, 4, lanes=8), EngineConfig.dense(64, lanes=1)),        # 96 and 64
-    (EngineConfig.bft(256, 4, lanes=8), EngineConfig.dense(256, lanes=1, simd=128)),  # 128 and 128
-]
+# the butterflies, folded to fit the 156 DSPs; each is paired with the dense engine of about the
+# same multiplier budget that `bfly dse` would choose (gen.dse.dense_match)
+BUTTERFLIES = [EngineConfig.bft(16, 4), EngineConfig.bft(64, 4, lanes=8), EngineConfig.bft(256, 4, lanes=8)]
+
+
+def _pair(bft):
+    pe, simd = dense_match(bft.n_in, bft.multipliers, bft.lanes)
+    return bft, EngineConfig.dense(bft.n_in, lanes=pe, simd=simd)
+
+
+PAIRS = [_pair(b) for b in BUTTERFLIES]
 
 
 def _per_dsp(row):

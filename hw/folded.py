@@ -28,7 +28,7 @@ host write or read may arrive then (the register bank holds both while a commit 
 copy shares the read-back port).
 """
 
-from amaranth.hdl import Module, Signal, Cat, Const, Array, Mux, signed, unsigned
+from amaranth.hdl import Module, Signal, Value, Cat, Const, Array, Mux, signed, unsigned
 from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -137,6 +137,13 @@ class FoldedStage(wiring.Component):
         with m.If(self.i_valid):
             m.d.sync += last_hold.eq(self.i_last)
 
+        def word_addr(bank, index):
+            """Word ``index`` of bank ``bank`` (bank 1 is the upper half): a concatenation when
+            ``interval`` is a power of two."""
+            if II & (II - 1) == 0:
+                return Cat(Value.cast(index)[:(II - 1).bit_length()], bank)
+            return Mux(bank, II, 0) + index
+
         # --- banks: a commit swaps them at once, but each pixel keeps the bank it arrived with
         # (a pixel arriving in the cycle of load_stb is an old one); the swap state survives a reset
         sel = Signal(reset_less=True)             # the active bank
@@ -168,7 +175,7 @@ class FoldedStage(wiring.Component):
             m.d.sync += [copy_ph.eq(copy_ph + 1), copying.eq(copy_ph != II - 1)]
         copy_wr = Signal(reset_less=True)
         copy_addr = Signal(range(2 * II), reset_less=True)
-        m.d.sync += [copy_wr.eq(copying), copy_addr.eq(Mux(sel, 0, II) + copy_ph)]
+        m.d.sync += [copy_wr.eq(copying), copy_addr.eq(word_addr(~sel, copy_ph))]
 
         per_lane = II * S
         w_lane, w_rest = _divmod_const(self.w_addr, per_lane)
@@ -189,14 +196,14 @@ class FoldedStage(wiring.Component):
             # holds reads while a commit is busy)
             cp = mem.read_port(transparent_for=())
             m.d.comb += [
-                dp.addr.eq(Mux(bank, II, 0) + ph),
-                cp.addr.eq(Mux(copying, Mux(sel, II, 0) + copy_ph, Mux(sel, 0, II) + r_word)),
+                dp.addr.eq(word_addr(bank, ph)),
+                cp.addr.eq(Mux(copying, word_addr(sel, copy_ph), word_addr(~sel, r_word))),
             ]
             with m.If(copy_wr):
                 m.d.comb += [wp.addr.eq(copy_addr), wp.data.eq(cp.data), wp.en.eq((1 << S) - 1)]
             with m.Else():
                 m.d.comb += [
-                    wp.addr.eq(Mux(sel, 0, II) + w_word),
+                    wp.addr.eq(word_addr(~sel, w_word)),
                     wp.data.eq(Cat([self.w_data] * S)),
                     wp.en.eq(Mux(self.w_en & (w_lane == j), Const(1, S) << w_slot, 0)),
                 ]

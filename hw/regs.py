@@ -109,36 +109,44 @@ class RegisterBank(wiring.Component):
         m.d.comb += bus.w_err.eq(~(w_in_window | Cat(*hits).any()))
 
         # --- saturation counters: add each cycle's count, saturate at all ones, clear on write.
-        # Bit 32 is a sticky overflow flag (no multiplexer after the adder); reads see all ones.
+        # Two 16-bit halves with the carry between them registered (short carry chains); a
+        # sticky overflow flag stops the count; what reads see is rebuilt one clock later.
         for l in range(n_sat):
-            count = Signal(SAT_COUNT_BITS + 1, name=f"sat_acc_{l}")
+            lo = Signal(16, name=f"sat_lo_{l}")
+            carry = Signal(name=f"sat_carry_{l}")
+            hi = Signal(16, name=f"sat_hi_{l}")
+            full = Signal(name=f"sat_full_{l}")
+            lo_sum = Signal(17, name=f"sat_lo_sum_{l}")
+            hi_sum = Signal(17, name=f"sat_hi_sum_{l}")
+            m.d.comb += [lo_sum.eq(lo + self.sat_counts[l]), hi_sum.eq(hi + carry)]
             with m.If(sat_clear[l]):
-                m.d.sync += count.eq(0)
-            with m.Elif(~count[SAT_COUNT_BITS]):
-                m.d.sync += count.eq(count + self.sat_counts[l])
-            m.d.comb += sat_counts[l].eq(Mux(count[SAT_COUNT_BITS], Const(-1, SAT_COUNT_BITS),
-                                             count[:SAT_COUNT_BITS]))
+                m.d.sync += [lo.eq(0), carry.eq(0), hi.eq(0), full.eq(0)]
+            with m.Elif(~full):
+                m.d.sync += [lo.eq(lo_sum[:16]), carry.eq(lo_sum[16]), hi.eq(hi_sum[:16]),
+                             full.eq(hi_sum[16])]
+            m.d.sync += sat_counts[l].eq(Mux(full | hi_sum[16], Const(-1, SAT_COUNT_BITS),
+                                             Cat(lo, hi_sum[:16])))
 
         # --- reads, in four register steps (the word address is held for the whole read):
         # (1) each group of registers is looked up, and the parameter window is read in its
         # block; (2) the group that matched is kept; (3) selected; (4) registered for the shell.
         r_in_window = (bus.r_addr >= w_base) & (bus.r_addr < w_end)
         m.d.comb += self.p_raddr.eq(bus.r_addr - w_base)
+        # the scalar registers are words 0..15: the low four address bits pick the value (one
+        # LUT per bit), the rest of the address only decides whether it is a hit
+        scalar_words = {word("ID"): Const(BFLY_ID, 32), word("CTRL"): Const(0, 32),
+                        word("STATUS"): Cat(self.commit_busy, self.stream_busy)}
+        scalar_words.update({word(name): Const(words[name], 32)
+                             for name in ("CONFIG0", "CONFIG1", "CONFIG2", "CONFIG3")})
+        scalar_words.update({word(name): reg for name, reg in scalars})
+        assert max(scalar_words) < 16
         scalar_value = Signal(32)
-        scalar_hit = Signal()
-        with m.Switch(bus.r_addr):
-            with m.Case(word("ID")):
-                m.d.comb += [scalar_value.eq(BFLY_ID), scalar_hit.eq(1)]
-            for name in ("CONFIG0", "CONFIG1", "CONFIG2", "CONFIG3"):
-                with m.Case(word(name)):
-                    m.d.comb += [scalar_value.eq(words[name]), scalar_hit.eq(1)]
-            with m.Case(word("CTRL")):
-                m.d.comb += [scalar_value.eq(0), scalar_hit.eq(1)]
-            with m.Case(word("STATUS")):
-                m.d.comb += [scalar_value.eq(Cat(self.commit_busy, self.stream_busy)), scalar_hit.eq(1)]
-            for name, reg in scalars:
-                with m.Case(word(name)):
-                    m.d.comb += [scalar_value.eq(reg), scalar_hit.eq(1)]
+        known = Signal()
+        with m.Switch(bus.r_addr[:4]):
+            for w, value in scalar_words.items():
+                with m.Case(w):
+                    m.d.comb += [scalar_value.eq(value), known.eq(1)]
+        scalar_hit = known & (bus.r_addr[4:] == 0)
         groups = [(scalar_value, scalar_hit)]
         for name, values in (("FACTOR", [Const(v, 32) for v in words["FACTOR"]]),
                              ("SHIFT", list(shadow_sh)), ("SAT_COUNT", sat_counts)):
