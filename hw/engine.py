@@ -37,7 +37,8 @@ class ButterflyEngine(wiring.Component):
     """The chain of ``cfg`` between ``i_stream`` and ``o_stream`` (payload: ``data``, ``last``).
 
     Parameter ports (driven by the register bank): the shadow parameter window (``p_addr``,
-    ``p_data``, ``p_en``; ``p_raddr`` with ``p_rdata`` one cycle later, sign-extended), indexed as
+    ``p_data``, ``p_en``: the address still for a clock before ``p_en``; ``p_raddr`` with
+    ``p_rdata`` two cycles later, sign-extended), indexed as
     the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
     epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
     and ``shadow_out_shift``; ``commit_stb``. The shadow shifts (and epilogue control) must hold
@@ -163,17 +164,25 @@ class ButterflyEngine(wiring.Component):
             base += st.factor.n_weights
         if self._epilogue:
             bases.append((base, 2 * cfg.n_out))
-        r_block = Signal(range(len(blocks)))     # which block the registered read came from
+        # addresses are decoded into registers first: p_addr must be still for a clock before
+        # p_en (the register bank holds it for WRITE_SETUP clocks), and a read answers two
+        # clocks after p_raddr (one to decode, one in the block)
+        r_block = Signal(range(len(blocks)))     # which block the read came from
         for i, (b, (lo, count)) in enumerate(zip(blocks, bases)):
+            w_hit = Signal(name=f"w_hit_{i}")
+            w_addr = Signal.like(b.w_addr, name=f"w_addr_{i}")
+            r_addr = Signal.like(b.r_addr, name=f"r_addr_{i}")
+            m.d.sync += [w_hit.eq(in_range(self.p_addr, lo, lo + count)), w_addr.eq(self.p_addr - lo),
+                         r_addr.eq(self.p_raddr - lo)]
             with m.If(in_range(self.p_raddr, lo, lo + count)):
                 m.d.sync += r_block.eq(i)
             with m.If(r_block == i):
                 m.d.comb += self.p_rdata.eq(b.r_data)
             m.d.comb += [
-                b.w_addr.eq(self.p_addr - lo),
+                b.w_addr.eq(w_addr),
                 b.w_data.eq(self.p_data[:len(b.w_data)]),
-                b.w_en.eq(self.p_en & in_range(self.p_addr, lo, lo + count)),
-                b.r_addr.eq(self.p_raddr - lo),
+                b.w_en.eq(self.p_en & w_hit),
+                b.r_addr.eq(r_addr),
             ]
 
         # --- the chain, then the epilogue

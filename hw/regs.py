@@ -128,8 +128,9 @@ class RegisterBank(wiring.Component):
                                              Cat(lo, hi_sum[:16])))
 
         # --- reads, in four register steps (the word address is held for the whole read):
-        # (1) each group of registers is looked up, and the parameter window is read in its
-        # block; (2) the group that matched is kept; (3) selected; (4) registered for the shell.
+        # (1) each group of registers is looked up, the engine decodes a parameter address;
+        # (2) the group that matched is kept, the parameter is read in its block; (3) selected;
+        # (4) registered for the shell.
         r_in_window = (bus.r_addr >= w_base) & (bus.r_addr < w_end)
         m.d.comb += self.p_raddr.eq(bus.r_addr - w_base)
         # the scalar registers are words 0..15: the low four address bits pick the value (one
@@ -165,15 +166,13 @@ class RegisterBank(wiring.Component):
         # step 2: the matching group's word (others zero); the parameter window's word
         values_1 = [Signal(32, name=f"r_value_1_{i}") for i in range(len(groups))]
         param_1 = Signal()
-        p_data_1 = Signal(32)
         err_1 = Signal()
         m.d.sync += [v1.eq(Mux(h0, v0, 0)) for v1, v0, h0 in zip(values_1, values_0, hits_0)]
-        m.d.sync += [param_1.eq(param_0), p_data_1.eq(self.p_rdata),
-                     err_1.eq(~(param_0 | Cat(*hits_0).any()))]
-        # step 3
+        m.d.sync += [param_1.eq(param_0), err_1.eq(~(param_0 | Cat(*hits_0).any()))]
+        # step 3: the engine answers the parameter window two clocks after the address
         value_2 = Signal(32)
         err_2 = Signal()
-        m.d.sync += [value_2.eq(Mux(param_1, p_data_1, _or_all(values_1))), err_2.eq(err_1)]
+        m.d.sync += [value_2.eq(Mux(param_1, self.p_rdata, _or_all(values_1))), err_2.eq(err_1)]
         # a read waits while a commit propagates (a folded stage's copy uses the read-back port)
         r_held = Signal()
         r_go = (bus.r_stb | r_held) & ~self.commit_busy

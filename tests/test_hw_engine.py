@@ -36,22 +36,33 @@ def _set_scalars(ctx, dut, cfg, bank):
         ctx.set(dut.shadow_out_shift, regs["OUT_SHIFT"][0])
 
 
+async def _write(ctx, dut, addr, value):
+    """One parameter write: the address a clock ahead of the strobe (as the register bank does)."""
+    ctx.set(dut.p_addr, addr)
+    ctx.set(dut.p_data, value)
+    await ctx.tick()
+    ctx.set(dut.p_en, 1)
+    await ctx.tick()
+    ctx.set(dut.p_en, 0)
+
+
+async def _read(ctx, dut, addr):
+    """One parameter read: the answer two clocks after the address."""
+    ctx.set(dut.p_raddr, addr)
+    await ctx.tick()
+    await ctx.tick()
+    return ctx.get(dut.p_rdata) & 0xFFFFFFFF
+
+
 async def _load(ctx, dut, cfg, bank, flat=None):
     flat = param_words(cfg, bank) if flat is None else flat
-    ctx.set(dut.p_en, 1)
     for i, v in enumerate(flat):
-        ctx.set(dut.p_addr, i)
-        ctx.set(dut.p_data, v)
-        await ctx.tick()
-    ctx.set(dut.p_en, 0)
+        await _write(ctx, dut, i, v)
     if bank is not None:
         _set_scalars(ctx, dut, cfg, bank)
     # read back one weight per stage through the registered read port
     for i in range(0, len(flat), max(1, len(flat) // 7)):
-        ctx.set(dut.p_raddr, i)
-        await ctx.tick()
-        await ctx.tick()
-        assert ctx.get(dut.p_rdata) & 0xFFFFFFFF == flat[i]
+        assert await _read(ctx, dut, i) == flat[i]
 
 
 def _run(cfg, banks, pixels, stall_every=0):
@@ -80,13 +91,14 @@ def _run(cfg, banks, pixels, stall_every=0):
                 ctx.set(dut.i_stream.valid, 0)
                 ctx.set(dut.o_stream.ready, 0)
                 for a, v in enumerate(flat):
-                    ctx.set(dut.p_en, 1)
                     ctx.set(dut.p_addr, a)
                     ctx.set(dut.p_data, v)
-                    for l in range(n_counts):
-                        sat_total[l] += ctx.get(dut.sat_counts[l])
-                    await ctx.tick()
-                    cycle += 1
+                    for en in (0, 1):
+                        ctx.set(dut.p_en, en)
+                        for l in range(n_counts):
+                            sat_total[l] += ctx.get(dut.sat_counts[l])
+                        await ctx.tick()
+                        cycle += 1
                 ctx.set(dut.p_en, 0)
                 ctx.set(dut.commit_stb, 1)
             else:
@@ -176,22 +188,13 @@ def test_folded_shadow_survives_commits(cfg):
             await ctx.tick()
 
     async def read_all(ctx):
-        words = []
-        for i in range(len(flat)):
-            ctx.set(dut.p_raddr, i)
-            await ctx.tick()
-            words.append(ctx.get(dut.p_rdata) & 0xFFFFFFFF)
-        return words
+        return [await _read(ctx, dut, i) for i in range(len(flat))]
 
     async def tb(ctx):
         await _load(ctx, dut, cfg, None, flat)
         await commit(ctx)
         got["after_commit"] = await read_all(ctx)
-        ctx.set(dut.p_en, 1)
-        ctx.set(dut.p_addr, 5)
-        ctx.set(dut.p_data, flat[5] ^ 1)
-        await ctx.tick()
-        ctx.set(dut.p_en, 0)
+        await _write(ctx, dut, 5, flat[5] ^ 1)
         await commit(ctx)
         await commit(ctx)
         got["after_update"] = await read_all(ctx)
