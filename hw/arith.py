@@ -4,9 +4,9 @@ Each helper adds statements to a module ``m`` and returns the registered result 
 of clock cycles it adds, so callers can account for latency exactly.
 """
 
-from amaranth.hdl import Signal, Shape, unsigned, signed
+from amaranth.hdl import Signal, Shape, Value, Array, unsigned, signed
 
-__all__ = ["tree_levels", "pipelined_sum", "delay", "in_range"]
+__all__ = ["tree_levels", "pipelined_sum", "delay", "in_range", "READ_CYCLES", "registered_select"]
 
 
 def tree_levels(n):
@@ -61,3 +61,28 @@ def delay(m, value, cycles, name, reset_less=False):
 def in_range(value, lo, hi):
     """``lo <= value < hi`` without a constant comparison (a lint warning) when ``lo`` is 0."""
     return (value < hi) if lo == 0 else ((value >= lo) & (value < hi))
+
+
+READ_CYCLES = 2
+
+
+def registered_select(m, values, index, name, group=8):
+    """``values[index]`` after ``READ_CYCLES`` registers: first within groups of ``group`` values
+    (a small multiplexer next to the values it reads), then between the groups. ``index`` must
+    hold still for the first cycle."""
+    values = [Value.cast(v) for v in values]
+    width = max(len(v) for v in values)
+    shape = signed(width) if any(v.shape().signed for v in values) else unsigned(width)
+    bits = (group - 1).bit_length()
+    index = Value.cast(index)
+    firsts = []
+    for g in range(0, len(values), group):
+        r = Signal(shape, name=f"{name}_g{g // group}", reset_less=True)
+        part = values[g:g + group]
+        m.d.sync += r.eq(Array(part)[index[:bits]] if len(part) > 1 else part[0])
+        firsts.append(r)
+    high = Signal(max(1, len(index) - bits), name=f"{name}_hi", reset_less=True)
+    m.d.sync += high.eq(index[bits:])
+    out = Signal(shape, name=name, reset_less=True)
+    m.d.sync += out.eq(Array(firsts)[high] if len(firsts) > 1 else firsts[0])
+    return out

@@ -18,12 +18,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS, param_window
-from .arith import in_range
+from .arith import in_range, delay, READ_CYCLES
 from .epilogue import Epilogue, EPI_CTRL_BITS
 from .folded import FoldedStage
 from .stage import ButterflyStage
 
-__all__ = ["ButterflyEngine", "pixel_layout"]
+__all__ = ["ButterflyEngine", "pixel_layout", "PARAM_READ_CYCLES"]
+
+PARAM_READ_CYCLES = 1 + READ_CYCLES
 
 
 def pixel_layout(channels, data_bits):
@@ -38,7 +40,7 @@ class ButterflyEngine(wiring.Component):
 
     Parameter ports (driven by the register bank): the shadow parameter window (``p_addr``,
     ``p_data``, ``p_en``: the address still for a clock before ``p_en``; ``p_raddr`` with
-    ``p_rdata`` two cycles later, sign-extended), indexed as
+    ``p_rdata`` ``PARAM_READ_CYCLES`` clocks later, sign-extended), indexed as
     the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
     epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
     and ``shadow_out_shift``; ``commit_stb``. The shadow shifts (and epilogue control) must hold
@@ -165,9 +167,10 @@ class ButterflyEngine(wiring.Component):
         if self._epilogue:
             bases.append((base, 2 * cfg.n_out))
         # addresses are decoded into registers first: p_addr must be still for a clock before
-        # p_en (the register bank holds it for WRITE_SETUP clocks), and a read answers two
-        # clocks after p_raddr (one to decode, one in the block)
+        # p_en (the register bank holds it for WRITE_SETUP clocks), and a read answers
+        # PARAM_READ_CYCLES clocks after p_raddr (one to decode, READ_CYCLES in the block)
         r_block = Signal(range(len(blocks)))     # which block the read came from
+        r_block_late = delay(m, r_block, READ_CYCLES - 1, "r_block")
         for i, (b, (lo, count)) in enumerate(zip(blocks, bases)):
             w_hit = Signal(name=f"w_hit_{i}")
             w_addr = Signal.like(b.w_addr, name=f"w_addr_{i}")
@@ -176,7 +179,7 @@ class ButterflyEngine(wiring.Component):
                          r_addr.eq(self.p_raddr - lo)]
             with m.If(in_range(self.p_raddr, lo, lo + count)):
                 m.d.sync += r_block.eq(i)
-            with m.If(r_block == i):
+            with m.If(r_block_late == i):
                 m.d.comb += self.p_rdata.eq(b.r_data)
             m.d.comb += [
                 b.w_addr.eq(w_addr),

@@ -17,7 +17,7 @@ from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS
-from .arith import pipelined_sum, delay
+from .arith import pipelined_sum, delay, registered_select
 from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
 
 __all__ = ["Epilogue", "EPI_CTRL_BITS"]
@@ -80,7 +80,7 @@ class Epilogue(wiring.Component):
         for i, reg in enumerate(shadow_mult + shadow_bias):
             with m.If(self.w_en & (self.w_addr == i)):
                 m.d.sync += reg.eq(self.w_data[:len(reg)])
-        m.d.sync += self.r_data.eq(Array(shadow_mult + shadow_bias)[self.r_addr])
+        m.d.comb += self.r_data.eq(registered_select(m, shadow_mult + shadow_bias, self.r_addr, "rd"))
 
         # --- active parameters, each switched when the new bank's first pixel reaches its step
         load = [self.load_stb] + [delay(m, self.load_stb, k, f"load{k}", reset_less=True)

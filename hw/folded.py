@@ -211,7 +211,8 @@ class FoldedStage(wiring.Component):
             r_words.append(cp.data)
         r_word_sel = Signal(S * wb)
         m.d.comb += r_word_sel.eq(Array(r_words)[r_lane_1])
-        m.d.comb += self.r_data.eq(Array(r_word_sel[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
+        # (READ_CYCLES: the memory's read register, then this one)
+        m.d.sync += self.r_data.eq(Array(r_word_sel[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
 
         # --- operand selection: lane j, slot i reads one input channel per phase
         xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]

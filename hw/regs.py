@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from gen.regmap import register_map, config_words, address_bits, param_window, BFLY_ID, SHIFT_BITS
 from .arith import in_range, delay
 from .axi import RegisterBus
+from .engine import PARAM_READ_CYCLES
 from .epilogue import EPI_CTRL_BITS
 
 __all__ = ["RegisterBank"]
@@ -30,8 +31,8 @@ SAT_COUNT_BITS = 32
 class RegisterBank(wiring.Component):
     """Registers of the engine built from ``cfg`` whose latency is ``latency`` clocks.
 
-    ``bus`` is the target side of a :class:`RegisterBus` (reads answer four cycles after
-    ``r_stb``, or four cycles after a commit in progress ends); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
+    ``bus`` is the target side of a :class:`RegisterBus` (reads answer five cycles after
+    ``r_stb``, or five cycles after a commit in progress ends); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
     the stream, not the loaded parameters.
     """
 
@@ -127,10 +128,10 @@ class RegisterBank(wiring.Component):
             m.d.sync += sat_counts[l].eq(Mux(full | hi_sum[16], Const(-1, SAT_COUNT_BITS),
                                              Cat(lo, hi_sum[:16])))
 
-        # --- reads, in four register steps (the word address is held for the whole read):
+        # --- reads, in five register steps (the word address is held for the whole read):
         # (1) each group of registers is looked up, the engine decodes a parameter address;
-        # (2) the group that matched is kept, the parameter is read in its block; (3) selected;
-        # (4) registered for the shell.
+        # (2) the group that matched is kept, (3) combined, while the parameter is read in its
+        # block; (4) the parameter or the register is selected; (5) registered for the shell.
         r_in_window = (bus.r_addr >= w_base) & (bus.r_addr < w_end)
         m.d.comb += self.p_raddr.eq(bus.r_addr - w_base)
         # the scalar registers are words 0..15: the low four address bits pick the value (one
@@ -169,15 +170,21 @@ class RegisterBank(wiring.Component):
         err_1 = Signal()
         m.d.sync += [v1.eq(Mux(h0, v0, 0)) for v1, v0, h0 in zip(values_1, values_0, hits_0)]
         m.d.sync += [param_1.eq(param_0), err_1.eq(~(param_0 | Cat(*hits_0).any()))]
-        # step 3: the engine answers the parameter window two clocks after the address
+        # step 3
         value_2 = Signal(32)
+        param_2 = Signal()
         err_2 = Signal()
-        m.d.sync += [value_2.eq(Mux(param_1, self.p_rdata, _or_all(values_1))), err_2.eq(err_1)]
+        m.d.sync += [value_2.eq(_or_all(values_1)), param_2.eq(param_1), err_2.eq(err_1)]
+        # step 4: the engine answers the parameter window PARAM_READ_CYCLES clocks after the address
+        assert PARAM_READ_CYCLES == 3
+        value_3 = Signal(32)
+        err_3 = Signal()
+        m.d.sync += [value_3.eq(Mux(param_2, self.p_rdata, value_2)), err_3.eq(err_2)]
         # a read waits while a commit propagates (a folded stage's copy uses the read-back port)
         r_held = Signal()
         r_go = (bus.r_stb | r_held) & ~self.commit_busy
         m.d.sync += r_held.eq((bus.r_stb | r_held) & self.commit_busy)
-        ack_3 = delay(m, r_go, 3, "r_ack")
-        # step 4
-        m.d.sync += [bus.r_data.eq(value_2), bus.r_err.eq(err_2), bus.r_ack.eq(ack_3)]
+        ack_4 = delay(m, r_go, 4, "r_ack")
+        # step 5
+        m.d.sync += [bus.r_data.eq(value_3), bus.r_err.eq(err_3), bus.r_ack.eq(ack_4)]
         return m

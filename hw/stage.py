@@ -22,7 +22,7 @@ from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS
-from .arith import pipelined_sum, tree_levels, delay
+from .arith import pipelined_sum, tree_levels, delay, registered_select
 from .mult import MULT_CYCLES, registered_product
 from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
 
@@ -33,7 +33,7 @@ class ButterflyStage(wiring.Component):
     """Stage ``index`` of the chain of ``cfg``.
 
     Ports: ``i_data`` (``q`` signed channels), ``i_valid``, ``i_last``; the shadow weight port
-    (``w_*``, ``r_*``: index ``o*s + j``, read data registered), ``shadow_shift``, ``load_stb``;
+    (``w_*``, ``r_*``: index ``o*s + j``, read data ``READ_CYCLES`` clocks after the address), ``shadow_shift``, ``load_stb``;
     ``o_data`` (``p`` channels),
     ``o_valid``, ``o_last`` after ``latency`` cycles; ``o_sat_count``, the number of outputs of a
     valid pixel that saturated (``ceil(log2 p)`` cycles after ``o_valid``).
@@ -87,7 +87,7 @@ class ButterflyStage(wiring.Component):
             # one comparator per register: a Switch here would elaborate to n cases per register
             with m.If(self.w_en & (self.w_addr == i)):
                 m.d.sync += reg.eq(self.w_data)
-        m.d.sync += self.r_data.eq(Array(shadow)[self.r_addr])
+        m.d.comb += self.r_data.eq(registered_select(m, shadow, self.r_addr, "rd"))
 
         # --- active bank: weights now, shift when the first new pixel reaches the requantizer
         with m.If(self.load_stb):

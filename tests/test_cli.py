@@ -24,6 +24,9 @@ def run(capsys, *argv):
     (["gen", "--n", "16", "--radices", "4,4"], "choose one of --n, --radices"),
     (["sim", "--n", "16", "--k", "4", "--stall-prob", "1.5"], "--stall-prob must be in [0, 1)"),
     (["sim", "--n", "16", "--k", "4", "--pixels", "0"], "--pixels must be at least 1"),
+    (["gen", "--n", "16", "--k", "4", "--lanes", "3"], "--lanes 3 must divide the widest stage's 16 outputs"),
+    (["gen", "--dense", "--n", "16", "--k", "4"], "--dense takes --n only"),
+    (["gen", "--dense", "--radices", "4,4"], "--dense takes --n only"),
 ])
 def test_user_errors_are_one_line(capsys, tmp_path, argv, message):
     if argv[0] == "gen":
@@ -55,7 +58,7 @@ def test_gen_chain_radices_and_config_from(capsys, tmp_path):
     assert (tmp_path / "b" / top.name).read_bytes() == top.read_bytes()
     code, out, _ = run(capsys, "gen", "--radices", "4,4,3", "--name", "pw48", "-o", str(tmp_path / "c"))
     assert code == 0 and (tmp_path / "c" / "pw48.v").exists()
-    assert "528 multipliers (a dense 48x48 layer needs 2304)" in out
+    assert "528 multipliers (a dense 48x48 layer needs 2304 fully parallel)" in out
 
 
 def test_console_script_errors_without_traceback(tmp_path):
@@ -123,3 +126,14 @@ def test_sw_command_errors_are_one_line(capsys, tmp_path):
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
     assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
+
+
+def test_gen_dense_folded(capsys, tmp_path):
+    code, out, _ = run(capsys, "gen", "--dense", "--n", "16", "--lanes", "4", "--simd", "8",
+                       "-o", str(tmp_path / "d"))
+    assert code == 0
+    assert "32 multipliers (a dense 16x16 layer needs 256 fully parallel)" in out
+    assert "1 pixel every 8 clocks" in out
+    man = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert man["config"]["chain"] == [[16, 16, 16, 16, 1]]
+    assert (man["config"]["lanes"], man["config"]["simd"], man["config"]["interval"]) == (4, 8, 8)

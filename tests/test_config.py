@@ -57,6 +57,12 @@ def test_chain_file_formats(text):
     (lambda: EngineConfig.from_chain_text("1 2 3\n"), "factor 0: expected five integers"),
     (lambda: EngineConfig.from_chain_text("a b c d e\n", source="x.txt"), "x.txt:1: expected five integers"),
     (lambda: EngineConfig.bft(64, 4, name="my top"), "--name must be a Verilog identifier"),
+    (lambda: EngineConfig.bft(64, 4, lanes=6), "--lanes 6 must divide the widest stage's 64 outputs"),
+    (lambda: EngineConfig.from_chain([[8, 16, 1, 2, 4], [12, 8, 3, 2, 2]], lanes=4),
+     "--lanes 4: stage 0 has 8 outputs, not a multiple of the 3 clocks per pixel"),
+    (lambda: EngineConfig.dense(12, simd=5), "--simd 5 must divide stage 0's 12 inputs per node"),
+    (lambda: EngineConfig.bft(16, 4, lanes=4, epilogue=True), "the epilogue is not folded yet"),
+    (lambda: EngineConfig.dense(300), "--n must be an integer from 1 to 256, not 300"),
 ])
 def test_errors_say_what_to_change(make, message):
     with pytest.raises(ConfigError) as e:
@@ -69,3 +75,22 @@ def test_round_trip_through_dict():
     cfg = EngineConfig.mixed_radix([2, 3], data_bits=6, weight_bits=9, rounding="floor", overflow="wrap")
     again = EngineConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg and again.id == cfg.id
+
+
+def test_folding_interval_and_multipliers():
+    full = EngineConfig.bft(256, 4)
+    folded = EngineConfig.bft(256, 4, lanes=8)
+    assert (full.interval, full.multipliers) == (1, 4 * 256 * 4)
+    assert (folded.interval, folded.multipliers) == (32, 4 * 8 * 4)
+    assert folded.id == "n256_k4_d8w8_l8" and folded.stage_fold(0) == (8, 4, 32)
+    # as many lanes as nodes is the fully parallel engine, with its id
+    assert EngineConfig.bft(16, 4, lanes=16) == EngineConfig.bft(16, 4)
+    # stages of different widths get lanes in proportion; simd splits the dot products
+    chain = EngineConfig.from_chain([[8, 16, 1, 2, 4], [12, 8, 3, 2, 2]], lanes=6)
+    assert [chain.stage_fold(l) for l in range(2)] == [(4, 2, 2), (6, 2, 2)] and chain.interval == 2
+    dense = EngineConfig.dense(64, lanes=8, simd=16)
+    assert dense.is_dense and dense.id == "dense64_d8w8_l8_s16"
+    assert (dense.interval, dense.multipliers) == (8 * 4, 128)
+    assert dense.chain_rows() == [[64, 64, 64, 64, 1]]
+    again = EngineConfig.from_dict(json.loads(json.dumps(dense.to_dict())))
+    assert again == dense

@@ -5,7 +5,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from gen.config import EngineConfig
-from hw.engine import ButterflyEngine
+from hw.engine import ButterflyEngine, PARAM_READ_CYCLES
 from sim.model import engine_forward, random_params
 from sim.words import param_words, scalar_registers
 
@@ -47,10 +47,10 @@ async def _write(ctx, dut, addr, value):
 
 
 async def _read(ctx, dut, addr):
-    """One parameter read: the answer two clocks after the address."""
+    """One parameter read: the answer PARAM_READ_CYCLES clocks after the address."""
     ctx.set(dut.p_raddr, addr)
-    await ctx.tick()
-    await ctx.tick()
+    for _ in range(PARAM_READ_CYCLES):
+        await ctx.tick()
     return ctx.get(dut.p_rdata) & 0xFFFFFFFF
 
 

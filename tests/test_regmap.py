@@ -10,6 +10,8 @@ CONFIGS = [
     EngineConfig.bft(256, 2, data_bits=18, weight_bits=2, rounding="floor"),
     EngineConfig.mixed_radix([4, 4, 3], overflow="wrap"),
     EngineConfig.from_chain([[128, 400, 8, 25, 1], [128, 128, 4, 4, 8]], rounding="half_up"),  # 400 -> 128
+    EngineConfig.bft(256, 4, lanes=8),
+    EngineConfig.dense(256, lanes=8, simd=16),       # r = s = 256: FACTOR holds r - 1 and s - 1
 ]
 
 
@@ -17,7 +19,7 @@ CONFIGS = [
 def test_config_words_round_trip(cfg):
     w = config_words(cfg, latency=37)
     rebuilt, latency = config_from_words(w["CONFIG0"], w["CONFIG1"], w["CONFIG2"], w["FACTOR"],
-                                         name=cfg.name)
+                                         name=cfg.name, config3=w["CONFIG3"])
     assert rebuilt == cfg and latency == 37
 
 

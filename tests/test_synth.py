@@ -22,3 +22,35 @@ def test_synthesis_report_and_cache(tmp_path):
     assert report["used"]["ffs"] > 0 and report["fmax_mhz"] > 50 and report["meets_timing"]
     again = synthesize(cfg, "ecp5-85k", 50.0, root=tmp_path)
     assert again["cached"] and again["fmax_mhz"] == report["fmax_mhz"]
+
+
+def test_scan_shell_keeps_four_pins():
+    from amaranth.back import verilog
+    from hw.scanshell import ScanShell
+    from hw.top import BflyTop
+    shell = ScanShell(BflyTop(EngineConfig.bft(4, 2)))
+    text = verilog.convert(shell, name="shell", emit_src=False)
+    header = text[text.index("module shell("):text.index(");", text.index("module shell("))]
+    assert sorted(p.strip() for p in header[len("module shell("):].split(",")) == \
+        ["clk", "rst", "scan_in", "scan_out"]
+    assert shell.input_bits > 32 and shell.output_bits > 32
+
+
+def test_ecp5_multipliers_are_dsp_instances():
+    from gen.emit import elaborate
+    from hw.mult import DSPTarget
+    cfg = EngineConfig.bft(4, 2)
+    generic, _ = elaborate(cfg)
+    ecp5, _ = elaborate(cfg, DSPTarget("ecp5"))
+    assert "MULT18X18D" not in generic
+    assert ecp5.count("MULT18X18D ") == cfg.multipliers
+    assert ecp5.count('.REG_OUTPUT_CLK("CLK0")') == cfg.multipliers
+
+
+@pytest.mark.long
+def test_ice40_report_counts_the_shell(tmp_path):
+    cfg = EngineConfig.bft(4, 2, lanes=1)
+    report = synthesize(cfg, "ice40-up5k", 12.0, root=tmp_path)
+    assert report["shell"]["input_flip_flops"] > 0
+    assert 0 < report["used"]["luts"] <= report["available"]["luts"]
+    assert report["fmax_mhz"] > 12
