@@ -12,7 +12,7 @@ multipliers and biases sit here (port ``w_*``/``r_*``: index ``c`` is ``A_c``, `
 the step that uses it.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, Array, signed
+from amaranth.hdl import Module, Signal, Mux, Cat, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 

@@ -29,14 +29,13 @@ copy shares the read-back port).
 """
 
 from amaranth.hdl import Module, Signal, Value, Cat, Const, Array, Mux, signed, unsigned
-from amaranth.lib import wiring, data
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
-from gen.regmap import SHIFT_BITS
 from .arith import pipelined_sum, tree_levels, delay
 from .mult import MULT_CYCLES, registered_product
 from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
+from .stage import stage_signature
 
 __all__ = ["FoldedStage"]
 
@@ -57,31 +56,13 @@ class FoldedStage(wiring.Component):
     """
 
     def __init__(self, cfg, index):
-        if not 0 <= index < cfg.n_stages:
-            raise ValueError(f"stage index must be in [0, {cfg.n_stages}), not {index!r}")
         self._cfg = cfg
         self._index = index
         f = self._factor = cfg.factors[index]
         self._lanes, self._simd, self._interval = cfg.stage_fold(index)
         self._folds = f.s // self._simd
         self._chunks = f.p // self._lanes
-        d, w = cfg.data_bits, cfg.weight_bits
-        super().__init__({
-            "i_data": In(data.ArrayLayout(signed(d), f.q)),
-            "i_valid": In(1),
-            "i_last": In(1),
-            "w_addr": In(range(f.n_weights)),
-            "w_data": In(signed(w)),
-            "w_en": In(1),
-            "r_addr": In(range(f.n_weights)),
-            "r_data": Out(signed(w)),
-            "shadow_shift": In(SHIFT_BITS),
-            "load_stb": In(1),
-            "o_data": Out(data.ArrayLayout(signed(d), f.p)),
-            "o_valid": Out(1),
-            "o_last": Out(1),
-            "o_sat_count": Out(range(self._lanes + 1)),
-        })
+        super().__init__(stage_signature(cfg, index))
 
     @property
     def factor(self):

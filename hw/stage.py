@@ -17,7 +17,7 @@ the new bank lands on ``i_data``) copies shadow into active, so every pixel sees
 to end.
 """
 
-from amaranth.hdl import Module, Signal, Cat, Array, signed
+from amaranth.hdl import Module, Signal, Cat, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
@@ -26,7 +26,33 @@ from .arith import pipelined_sum, tree_levels, delay, registered_select
 from .mult import MULT_CYCLES, registered_product
 from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
 
-__all__ = ["ButterflyStage"]
+__all__ = ["ButterflyStage", "stage_signature"]
+
+
+def stage_signature(cfg, index):
+    """The ports of stage ``index`` of ``cfg``, fully parallel or folded (``o_sat_count`` counts
+    the outputs of one clock: ``p`` or the stage's lanes)."""
+    if not 0 <= index < cfg.n_stages:
+        raise ValueError(f"stage index must be in [0, {cfg.n_stages}), not {index!r}")
+    f = cfg.factors[index]
+    d, w = cfg.data_bits, cfg.weight_bits
+    lanes = cfg.stage_fold(index)[0]
+    return wiring.Signature({
+        "i_data": In(data.ArrayLayout(signed(d), f.q)),
+        "i_valid": In(1),
+        "i_last": In(1),
+        "w_addr": In(range(f.n_weights)),
+        "w_data": In(signed(w)),
+        "w_en": In(1),
+        "r_addr": In(range(f.n_weights)),
+        "r_data": Out(signed(w)),
+        "shadow_shift": In(SHIFT_BITS),
+        "load_stb": In(1),
+        "o_data": Out(data.ArrayLayout(signed(d), f.p)),
+        "o_valid": Out(1),
+        "o_last": Out(1),
+        "o_sat_count": Out(range(lanes + 1)),
+    })
 
 
 class ButterflyStage(wiring.Component):
@@ -40,28 +66,10 @@ class ButterflyStage(wiring.Component):
     """
 
     def __init__(self, cfg, index):
-        if not 0 <= index < cfg.n_stages:
-            raise ValueError(f"stage index must be in [0, {cfg.n_stages}), not {index!r}")
         self._cfg = cfg
         self._index = index
-        f = self._factor = cfg.factors[index]
-        d, w = cfg.data_bits, cfg.weight_bits
-        super().__init__({
-            "i_data": In(data.ArrayLayout(signed(d), f.q)),
-            "i_valid": In(1),
-            "i_last": In(1),
-            "w_addr": In(range(f.n_weights)),
-            "w_data": In(signed(w)),
-            "w_en": In(1),
-            "r_addr": In(range(f.n_weights)),
-            "r_data": Out(signed(w)),
-            "shadow_shift": In(SHIFT_BITS),
-            "load_stb": In(1),
-            "o_data": Out(data.ArrayLayout(signed(d), f.p)),
-            "o_valid": Out(1),
-            "o_last": Out(1),
-            "o_sat_count": Out(range(f.p + 1)),
-        })
+        self._factor = cfg.factors[index]
+        super().__init__(stage_signature(cfg, index))
 
     @property
     def factor(self):
