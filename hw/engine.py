@@ -39,7 +39,8 @@ class ButterflyEngine(wiring.Component):
     """The chain of ``cfg`` between ``i_stream`` and ``o_stream`` (payload: ``data``, ``last``).
 
     Parameter ports (driven by the register bank): the shadow parameter window (``p_addr``,
-    ``p_data``, ``p_en``: the address still for a clock before ``p_en``; ``p_raddr`` with
+    ``p_data``, ``p_en``: address and data still from a clock before ``p_en`` to a clock after
+    it, the write lands a clock after ``p_en``; ``p_raddr`` with
     ``p_rdata`` ``PARAM_READ_CYCLES`` clocks later, sign-extended), indexed as
     the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
     epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
@@ -167,16 +168,18 @@ class ButterflyEngine(wiring.Component):
         if self._epilogue:
             bases.append((base, 2 * cfg.n_out))
         # addresses are decoded into registers first: p_addr must be still for a clock before
-        # p_en (the register bank holds it for WRITE_SETUP clocks), and a read answers
+        # p_en and p_addr/p_data for a clock after it (the register bank holds them): the write
+        # lands a clock after p_en, the strobe registered next to the block; a read answers
         # PARAM_READ_CYCLES clocks after p_raddr (one to decode, READ_CYCLES in the block)
         r_block = Signal(range(len(blocks)))     # which block the read came from
         r_block_late = delay(m, r_block, READ_CYCLES - 1, "r_block")
         for i, (b, (lo, count)) in enumerate(zip(blocks, bases)):
             w_hit = Signal(name=f"w_hit_{i}")
+            w_en = Signal(name=f"w_en_{i}")
             w_addr = Signal.like(b.w_addr, name=f"w_addr_{i}")
             r_addr = Signal.like(b.r_addr, name=f"r_addr_{i}")
             m.d.sync += [w_hit.eq(in_range(self.p_addr, lo, lo + count)), w_addr.eq(self.p_addr - lo),
-                         r_addr.eq(self.p_raddr - lo)]
+                         r_addr.eq(self.p_raddr - lo), w_en.eq(self.p_en & w_hit)]
             with m.If(in_range(self.p_raddr, lo, lo + count)):
                 m.d.sync += r_block.eq(i)
             with m.If(r_block_late == i):
@@ -184,7 +187,7 @@ class ButterflyEngine(wiring.Component):
             m.d.comb += [
                 b.w_addr.eq(w_addr),
                 b.w_data.eq(self.p_data[:len(b.w_data)]),
-                b.w_en.eq(self.p_en & w_hit),
+                b.w_en.eq(w_en),
                 b.r_addr.eq(r_addr),
             ]
 

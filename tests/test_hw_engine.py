@@ -37,13 +37,15 @@ def _set_scalars(ctx, dut, cfg, bank):
 
 
 async def _write(ctx, dut, addr, value):
-    """One parameter write: the address a clock ahead of the strobe (as the register bank does)."""
+    """One parameter write: address and data a clock before and after the strobe (as the
+    register bank holds them)."""
     ctx.set(dut.p_addr, addr)
     ctx.set(dut.p_data, value)
     await ctx.tick()
     ctx.set(dut.p_en, 1)
     await ctx.tick()
     ctx.set(dut.p_en, 0)
+    await ctx.tick()
 
 
 async def _read(ctx, dut, addr):
@@ -93,7 +95,7 @@ def _run(cfg, banks, pixels, stall_every=0):
                 for a, v in enumerate(flat):
                     ctx.set(dut.p_addr, a)
                     ctx.set(dut.p_data, v)
-                    for en in (0, 1):
+                    for en in (0, 1, 0):
                         ctx.set(dut.p_en, en)
                         for l in range(n_counts):
                             sat_total[l] += ctx.get(dut.sat_counts[l])
