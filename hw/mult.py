@@ -1,5 +1,6 @@
-"""Registered multiplication: both operands registered, then the product registered
-(``MULT_CYCLES`` clocks from the operands to the product).
+"""Registered multiplication: both operands registered, then the product registered, then once
+more in the fabric (``MULT_CYCLES`` clocks from the operands to the product). The last register
+lets the placer split the long route from a DSP column to the adder tree that uses its product.
 
 Generic code serves simulation and any FPGA. When the design is converted for an ECP5
 (``platform`` is a :class:`DSPTarget` for ``"ecp5"``), each product is a ``MULT18X18D`` instance
@@ -13,7 +14,7 @@ from amaranth.hdl import Signal, Instance, ClockSignal, signed
 
 __all__ = ["MULT_CYCLES", "DSPTarget", "registered_product"]
 
-MULT_CYCLES = 2
+MULT_CYCLES = 3
 ECP5_DSP_WIDTH = 18
 
 
@@ -25,13 +26,15 @@ class DSPTarget:
 
 
 def registered_product(m, a, b, name, platform=None):
-    """``a * b`` of two signed values, registered twice; returns the product signal."""
+    """``a * b`` of two signed values, ``MULT_CYCLES`` clocks later; returns the product signal."""
     width = len(a) + len(b)
-    prod = Signal(signed(width), name=name, reset_less=True)
+    prod = Signal(signed(width), name=f"{name}_p", reset_less=True)
+    landed = Signal(signed(width), name=name, reset_less=True)
+    m.d.sync += landed.eq(prod)
     if getattr(platform, "bfly_dsp", None) == "ecp5" and max(len(a), len(b)) <= ECP5_DSP_WIDTH:
         a18 = Signal(signed(ECP5_DSP_WIDTH), name=f"{name}_a")
         b18 = Signal(signed(ECP5_DSP_WIDTH), name=f"{name}_b")
-        p36 = Signal(2 * ECP5_DSP_WIDTH, name=f"{name}_p")
+        p36 = Signal(2 * ECP5_DSP_WIDTH, name=f"{name}_p36")
         m.d.comb += [a18.eq(a), b18.eq(b), prod.eq(p36[:width].as_signed())]
         # unused pins stay unconnected (as in yosys's own mapping): nextpnr cannot route a
         # constant to some of them
@@ -54,4 +57,4 @@ def registered_product(m, a, b, name, platform=None):
         a_r = Signal(a.shape(), name=f"{name}_a", reset_less=True)
         b_r = Signal(b.shape(), name=f"{name}_b", reset_less=True)
         m.d.sync += [a_r.eq(a), b_r.eq(b), prod.eq(a_r * b_r)]
-    return prod
+    return landed
