@@ -6,7 +6,8 @@ of clock cycles it adds, so callers can account for latency exactly.
 
 from amaranth.hdl import Signal, Shape, Value, Array, unsigned, signed
 
-__all__ = ["tree_levels", "pipelined_sum", "delay", "in_range", "READ_CYCLES", "registered_select"]
+__all__ = ["tree_levels", "pipelined_sum", "delay", "in_range", "READ_CYCLES", "registered_select",
+           "divmod_const"]
 
 
 def tree_levels(n):
@@ -56,6 +57,14 @@ def delay(m, value, cycles, name, reset_less=False):
         m.d.sync += r.eq(value)
         value = r
     return value
+
+
+def divmod_const(value, divisor):
+    """``(value // divisor, value % divisor)`` for an unsigned value: slices for powers of two."""
+    if divisor & (divisor - 1) == 0:
+        bits = divisor.bit_length() - 1
+        return value[bits:], value[:bits]
+    return value // divisor, value % divisor
 
 
 def in_range(value, lo, hi):

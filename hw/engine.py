@@ -146,7 +146,10 @@ class ButterflyEngine(wiring.Component):
         else:
             m.d.comb += self.i_stream.ready.eq(credit)
         m.d.sync += [occupancy.eq(occupancy + in_hs - out_hs), in_valid.eq(in_hs)]
-        with m.If(in_hs):       # held: a folded first stage reads it for `interval` clocks
+        if cfg.interval > 1:    # held: a folded first stage reads it for `interval` clocks
+            with m.If(in_hs):
+                m.d.sync += [in_data.eq(self.i_stream.payload.data), in_last.eq(self.i_stream.payload.last)]
+        else:                   # taken every clock (in_valid says which): no enable to fan out
             m.d.sync += [in_data.eq(self.i_stream.payload.data), in_last.eq(self.i_stream.payload.last)]
         m.d.comb += self.busy.eq(occupancy != 0)
 
@@ -178,20 +181,28 @@ class ButterflyEngine(wiring.Component):
             w_en = Signal(name=f"w_en_{i}")
             w_addr = Signal.like(b.w_addr, name=f"w_addr_{i}")
             r_addr = Signal.like(b.r_addr, name=f"r_addr_{i}")
-            m.d.sync += [w_hit.eq(in_range(self.p_addr, lo, lo + count)), w_addr.eq(self.p_addr - lo),
-                         r_addr.eq(self.p_raddr - lo), w_en.eq(self.p_en & w_hit)]
+            w_data = Signal.like(b.w_data, name=f"w_data_{i}", reset_less=True)
+            m.d.sync += [w_hit.eq(in_range(self.p_addr, lo, lo + count)), r_addr.eq(self.p_raddr - lo),
+                         w_en.eq(self.p_en & w_hit)]
+            with m.If(in_range(self.p_addr, lo, lo + count)):    # (a copy of its own, as the data)
+                m.d.sync += w_addr.eq(self.p_addr - lo)
+            # each block's own copy of the data, loaded only by its writes (so no two copies are
+            # the same register and synthesis keeps them apart): a shorter route to each block
+            with m.If(self.p_en & w_hit):
+                m.d.sync += w_data.eq(self.p_data[:len(w_data)])
             with m.If(in_range(self.p_raddr, lo, lo + count)):
                 m.d.sync += r_block.eq(i)
             with m.If(r_block_late == i):
                 m.d.comb += self.p_rdata.eq(b.r_data)
             m.d.comb += [
                 b.w_addr.eq(w_addr),
-                b.w_data.eq(self.p_data[:len(b.w_data)]),
+                b.w_data.eq(w_data),
                 b.w_en.eq(w_en),
                 b.r_addr.eq(r_addr),
             ]
 
         # --- the chain, then the epilogue
+        line = Cat(self.commit_stb, commit_line)       # line[i]: the commit seen i cycles ago
         prev_data, prev_valid, prev_last = in_data, in_valid, in_last
         for l, (b, off) in enumerate(zip(blocks, self._offsets)):
             m.submodules[f"stage{l}" if l < cfg.n_stages else "epilogue"] = b
@@ -199,7 +210,7 @@ class ButterflyEngine(wiring.Component):
                 b.i_valid.eq(prev_valid),
                 b.i_last.eq(prev_last),
                 # block l's input register holds the pixel accepted `off` cycles ago
-                b.load_stb.eq(commit_line[off]),
+                b.load_stb.eq(line[off + 1 - getattr(b, "LOAD_LEAD", 0)]),
                 self.sat_counts[l].eq(b.o_sat_count),
             ]
             if l < cfg.n_stages:

@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS
 from .arith import pipelined_sum, delay, registered_select
-from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
+from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 
 __all__ = ["Epilogue", "EPI_CTRL_BITS"]
 
@@ -98,7 +98,8 @@ class Epilogue(wiring.Component):
             m.d.sync += [a.eq(b) for a, b in zip(bias, shadow_bias)]
         with m.If(load[3]):
             m.d.sync += relu.eq(pending_relu)
-        shift_regs = ShiftRegisters(m, cfg.rounding, self.acc_bits, self.shadow_shift, load[0], load[3], "epi")
+        shift_regs = ShiftRegisters(m, cfg.rounding, self.acc_bits, self.shadow_shift, load[0],
+                                    load[3 - REGS_LEAD], "epi")
 
         # --- step 1: e = y + G x
         es = []
@@ -121,7 +122,7 @@ class Epilogue(wiring.Component):
             m.d.sync += acc.eq(prod + bias[c])
             accs.append(acc)
         # --- steps 4-6: requantize with ReLU
-        outs, flags = requantize(m, cfg, accs, shift_regs, "epi", relu=relu)
+        outs, flags = requantize(m, cfg, accs, shift_regs, "epi", relu=relu, platform=platform)
         m.d.comb += self.o_data.eq(Cat(outs))
 
         m.d.sync += [

@@ -15,8 +15,9 @@ node. Per phase:
 2. products ``x * w``: operands registered again, then the product (``hw/mult.py``: on an ECP5
    the registers inside a ``MULT18X18D``);
 3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
-4. requantization (``REQUANT_CYCLES`` registers), then the chunk is stored; with the last chunk the whole
-   output pixel is loaded into ``o_data`` (held until the next pixel) and ``o_valid`` pulses.
+4. requantization (``REQUANT_CYCLES`` registers), then the chunk is shifted into its lane's chain of
+   registers; with the last chunk the whole output pixel is loaded into ``o_data`` (held until the
+   next pixel) and ``o_valid`` pulses.
 
 Weights. Each lane keeps its weights in one memory of two banks (active and shadow), one word per
 phase holding ``simd`` weights. Host writes go to the shadow bank (one weight at a time, a byte
@@ -32,20 +33,38 @@ from amaranth.hdl import Module, Signal, Value, Cat, Const, Array, Mux, signed, 
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from .arith import pipelined_sum, tree_levels, delay
+from .arith import pipelined_sum, tree_levels, delay, divmod_const
 from .mult import MULT_CYCLES, registered_product
-from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
+from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 from .stage import stage_signature
 
 __all__ = ["FoldedStage"]
 
 
-def _divmod_const(value, divisor):
-    """``(value // divisor, value % divisor)`` for an unsigned value: slices for powers of two."""
-    if divisor & (divisor - 1) == 0:
-        bits = divisor.bit_length() - 1
-        return value[bits:], value[:bits]
-    return value // divisor, value % divisor
+def _phase_select(sources, phase):
+    """``sources[phase]`` as a multiplexer over only the bits of ``phase`` that change the choice
+    (a lane often reads the same channel in several phases, or a dense engine's slot the same
+    few channels in every chunk): fewer inputs, fewer wires from the pixel register."""
+    count = len(sources)
+    bits = list(range((count - 1).bit_length()))
+
+    def consistent(kept):
+        chosen = {}
+        for c, src in enumerate(sources):
+            key = tuple((c >> b) & 1 for b in kept)
+            if chosen.setdefault(key, src) is not src:
+                return False
+        return True
+
+    for b in list(bits):
+        if consistent([k for k in bits if k != b]):
+            bits.remove(b)
+    if not bits:
+        return sources[0]
+    table = [sources[0]] * (1 << len(bits))
+    for c, src in enumerate(sources):
+        table[sum(((c >> b) & 1) << i for i, b in enumerate(bits))] = src
+    return Array(table)[Cat(Value.cast(phase)[b] for b in bits)]
 
 
 class FoldedStage(wiring.Component):
@@ -159,10 +178,10 @@ class FoldedStage(wiring.Component):
         m.d.sync += [copy_wr.eq(copying), copy_addr.eq(word_addr(~sel, copy_ph))]
 
         per_lane = II * S
-        w_lane, w_rest = _divmod_const(self.w_addr, per_lane)
-        w_word, w_slot = _divmod_const(w_rest, S)
-        r_lane, r_rest = _divmod_const(self.r_addr, per_lane)
-        r_word, r_slot = _divmod_const(r_rest, S)
+        w_lane, w_rest = divmod_const(self.w_addr, per_lane)
+        w_word, w_slot = divmod_const(w_rest, S)
+        r_lane, r_rest = divmod_const(self.r_addr, per_lane)
+        r_word, r_slot = divmod_const(r_rest, S)
         r_lane_1 = Signal(range(L), name="r_lane_1")
         r_slot_1 = Signal(range(S), name="r_slot_1")
         m.d.sync += [r_lane_1.eq(r_lane), r_slot_1.eq(r_slot)]
@@ -210,7 +229,7 @@ class FoldedStage(wiring.Component):
                     u = rest % f.t
                     sources.append(xs[(blk * f.s + fd * S + i) * f.t + u])
                 x_sel = Signal(signed(d), name=f"xsel_{j}_{i}", reset_less=True)
-                m.d.sync += x_sel.eq(Array(sources)[ph] if len(set(map(id, sources))) > 1 else sources[0])
+                m.d.sync += x_sel.eq(_phase_select(sources, ph))
                 products.append(registered_product(m, x_sel, weights[j][i], f"prod_{j}_{i}", platform))
             total = pipelined_sum(m, products, f"tree_{j}")
             if F > 1:
@@ -221,10 +240,10 @@ class FoldedStage(wiring.Component):
             accs.append(total)
 
         # --- requantization; the shift of a new bank is loaded just before its first sum rounds
-        shift_load = delay(m, new_bank_arrives, self._to_acc - 1, "shift_load", reset_less=True)
+        shift_load = delay(m, new_bank_arrives, self._to_acc - 1 - REGS_LEAD, "shift_load", reset_less=True)
         shift_regs = ShiftRegisters(m, cfg.rounding, cfg.acc_bits(self._index), self.shadow_shift,
                                     self.load_stb, shift_load, "rq")
-        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq")
+        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", platform=platform)
 
         # --- tags travel with the phase to the requantizer's output
         tag_delay = self._to_acc + REQUANT_CYCLES
@@ -233,14 +252,16 @@ class FoldedStage(wiring.Component):
         done_last = delay(m, Mux(self.i_valid, self.i_last, last_hold), tag_delay, "done_last",
                           reset_less=True)
 
-        # --- assembly: chunks 0 .. R-2 are stored; the last one completes the pixel
-        stored = [[Signal(signed(d), name=f"asm_{ck}_{j}", reset_less=True) for j in range(L)]
-                  for ck in range(R - 1)]
-        for ck in range(R - 1):
-            with m.If(done & (done_chunk == ck)):
-                m.d.sync += [s.eq(v) for s, v in zip(stored[ck], outs)]
+        # --- assembly: each lane shifts its chunks 0 .. R-2 into a register chain of its own
+        # (short local routes, no fan-out of a result to every chunk register); the last chunk
+        # completes the pixel, when chunk ck is at position R-2-ck of the chain
+        chains = [[Signal(signed(d), name=f"asm_{j}_{k}", reset_less=True) for k in range(R - 1)]
+                  for j in range(L)]
+        with m.If(done):
+            for chain, out in zip(chains, outs):
+                m.d.sync += [a.eq(b) for a, b in zip(chain, [out] + chain[:-1])]
         complete = done & (done_chunk == R - 1)
-        chunks = stored + [outs]
+        chunks = [[chains[j][R - 2 - ck] for j in range(L)] for ck in range(R - 1)] + [outs]
         m.d.sync += self.o_valid.eq(complete)
         with m.If(complete):
             m.d.sync += self.o_last.eq(done_last)

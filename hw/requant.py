@@ -10,10 +10,13 @@ optional ReLU). One operation per step keeps each step to one carry chain or one
 from amaranth.hdl import Signal, Mux, Const, Cat, Array, signed, unsigned
 
 from .arith import delay
+from .fanout import local_copy
 
-__all__ = ["REQUANT_CYCLES", "ShiftRegisters", "requantize"]
+__all__ = ["REQUANT_CYCLES", "REGS_LEAD", "ShiftRegisters", "requantize"]
 
 REQUANT_CYCLES = 5
+# the active shift registers are copied next to each output before use (hw/fanout.py)
+REGS_LEAD = 1
 
 
 class ShiftRegisters:
@@ -23,8 +26,8 @@ class ShiftRegisters:
     change, so it is still for at least two clocks before a commit reaches this block). The
     derived constants are computed from it ahead of time, in two register steps (off the
     critical path); ``commit`` (one cycle) takes them as the pending bank, and ``load`` (one cycle,
-    in the cycle before the first pixel of the new bank reaches the rounding step) makes the
-    pending bank active. Shifts at or past the accumulator width all give the result of a shift
+    ``REGS_LEAD`` cycles before the cycle before the first accumulator of the new bank reaches
+    :func:`requantize`) makes the pending bank active. Shifts at or past the accumulator width all give the result of a shift
     of ``acc_bits`` (0 or the sign), so the shifter only needs ``range(acc_bits + 1)``.
     """
 
@@ -60,34 +63,37 @@ class ShiftRegisters:
             m.d.sync += [a.eq(b) for a, b in zip((self.shift, self.rnd_const, self.lsb_mask), pending)]
 
 
-def requantize(m, cfg, accs, regs, name, relu=None):
+def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
     """Requantize each signed accumulator of ``accs`` (at most ``regs.acc_bits`` wide) with the
-    active :class:`ShiftRegisters` ``regs``; ``relu`` (optional) is an active 1-bit register loaded
-    together with ``regs``. Returns ``(outputs, out_of_range_flags)``, registered, after
-    ``REQUANT_CYCLES`` cycles.
+    active :class:`ShiftRegisters` ``regs``, which must be loaded ``REGS_LEAD`` clocks before the
+    cycle in which the first accumulator of the new bank is on ``accs``; ``relu`` (optional) is
+    an active 1-bit register loaded in that cycle. Returns ``(outputs, out_of_range_flags)``,
+    registered, after ``REQUANT_CYCLES`` cycles.
     """
     acc_bits = regs.acc_bits
     d = cfg.data_bits
     lo, hi = cfg.data_min, cfg.data_max
-    # the shift, the rounding constant (and ReLU) used by each step travel with the pixel
-    shift_1 = Signal(regs.shape, name=f"{name}_shift_1", reset_less=True)
-    shift_2 = Signal(regs.shape, name=f"{name}_shift_2", reset_less=True)
-    shift_3 = Signal(regs.shape, name=f"{name}_shift_3", reset_less=True)
-    rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_1")
-    m.d.sync += [shift_1.eq(regs.shift), shift_2.eq(shift_1), shift_3.eq(shift_2),
-                 rnd_1.eq(regs.rnd_const)]
     if relu is not None:
         relu_d = delay(m, relu, REQUANT_CYCLES - 1, f"{name}_relu", reset_less=True)
     outs, flags = [], []
     for o, acc in enumerate(accs):
+        # each output's own copies of the active shift, rounding constant and mask (a clock
+        # later: ``regs`` is loaded REGS_LEAD clocks early), which then travel with its pixel
+        mask_0 = local_copy(m, regs.lsb_mask, f"{name}_lsb_{o}", platform)
+        shift_0 = local_copy(m, regs.shift, f"{name}_shift_{o}", platform)
+        rnd_0 = local_copy(m, regs.rnd_const, f"{name}_rndc_{o}", platform)
+        shift_1, shift_2, shift_3 = (Signal(regs.shape, name=f"{name}_shift_{o}_{i}", reset_less=True)
+                                     for i in (1, 2, 3))
+        rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_{o}_1")
+        m.d.sync += [shift_1.eq(shift_0), shift_2.eq(shift_1), shift_3.eq(shift_2), rnd_1.eq(rnd_0)]
         # step 1: the tie bit of half_even (the result's LSB, bit `shift` of acc) is found
         acc_1 = Signal(signed(acc_bits), name=f"{name}_acc_{o}", reset_less=True)
         m.d.sync += acc_1.eq(acc)
         tie_1 = 0
         if cfg.rounding == "half_even":
             tie_1 = Signal(name=f"{name}_tie_{o}", reset_less=True)
-            m.d.sync += tie_1.eq((acc.as_unsigned()[:acc_bits] & regs.lsb_mask[:acc_bits]).any()
-                                 | (regs.lsb_mask[acc_bits] & acc[-1]))
+            m.d.sync += tie_1.eq((acc.as_unsigned()[:acc_bits] & mask_0[:acc_bits]).any()
+                                 | (mask_0[acc_bits] & acc[-1]))
         # step 2: round
         rounded = Signal(signed(acc_bits + 1), name=f"{name}_rnd_{o}", reset_less=True)
         m.d.sync += rounded.eq(acc_1 + rnd_1 + tie_1)

@@ -12,8 +12,8 @@ Pipeline of a stage (one register per step; ``latency`` counts them):
 
 Weights and the shift are double-buffered: the stage keeps its own shadow weights (written one at
 a time through ``w_addr``/``w_data``/``w_en``, read back through ``r_addr``/``r_data``) next to the
-active weights that feed its multipliers. ``load_stb`` (high in the cycle before the first pixel of
-the new bank lands on ``i_data``) copies shadow into active, so every pixel sees one bank from start
+active weights that feed its multipliers. ``load_stb`` (high ``LOAD_LEAD`` clocks before the cycle
+before the first pixel of the new bank lands on ``i_data``) copies shadow into active, so every pixel sees one bank from start
 to end.
 """
 
@@ -22,9 +22,12 @@ from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS
-from .arith import pipelined_sum, tree_levels, delay, registered_select
+from amaranth.lib.memory import Memory
+
+from .arith import pipelined_sum, tree_levels, delay, READ_CYCLES
 from .mult import MULT_CYCLES, registered_product
-from .requant import REQUANT_CYCLES, ShiftRegisters, requantize
+from .fanout import local_copy, write_tree
+from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 
 __all__ = ["ButterflyStage", "stage_signature"]
 
@@ -56,6 +59,10 @@ def stage_signature(cfg, index):
 
 
 class ButterflyStage(wiring.Component):
+    #: ``load_stb`` is high this many clocks before the cycle before the first pixel of the new
+    #: bank lands on ``i_data`` (the engine reads it from the block; 0 where absent)
+    LOAD_LEAD = 1
+
     """Stage ``index`` of the chain of ``cfg``.
 
     Ports: ``i_data`` (``q`` signed channels), ``i_valid``, ``i_last``; the shadow weight port
@@ -91,16 +98,34 @@ class ButterflyStage(wiring.Component):
         wshape = signed(cfg.weight_bits)
         shadow = [Signal(wshape, name=f"shadow_{i}", reset_less=True) for i in range(f.n_weights)]
         active_w = [Signal(wshape, name=f"weight_{i}", reset_less=True) for i in range(f.n_weights)]
-        for i, reg in enumerate(shadow):
-            # one comparator per register: a Switch here would elaborate to n cases per register
-            with m.If(self.w_en & (self.w_addr == i)):
-                m.d.sync += reg.eq(self.w_data)
-        m.d.comb += self.r_data.eq(registered_select(m, shadow, self.r_addr, "rd"))
+        # writes fan out through a tree of registered copies (hw/fanout.py): the shadow registers
+        # sit beside their multipliers all over the device
+        enables, datas, levels = write_tree(m, self.w_addr, self.w_data, self.w_en, f.n_weights, "wt")
+        # a write lands levels + 1 clocks after w_en; a commit's load reads the shadow bank at
+        # least five clocks after it (register writes are five clocks apart on the register bus)
+        assert levels <= 4, f"{f.n_weights} weights need {levels} levels of write fan-out"
+        for reg, en, value in zip(shadow, enables, datas):
+            with m.If(en):
+                m.d.sync += reg.eq(value)
+        # read-back from a copy of the shadow bank in a small memory, written with it: the
+        # registers are spread over the device beside their multipliers, the memory is one block
+        mirror = Memory(shape=wshape, depth=f.n_weights, init=[])
+        m.submodules.shadow_mirror = mirror
+        mw = mirror.write_port()
+        mr = mirror.read_port(transparent_for=())
+        m.d.comb += [mw.addr.eq(self.w_addr), mw.data.eq(self.w_data), mw.en.eq(self.w_en),
+                     mr.addr.eq(self.r_addr)]
+        assert READ_CYCLES == 2     # the memory's read register, then this one
+        m.d.sync += self.r_data.eq(mr.data)
 
         # --- active bank: weights now, shift when the first new pixel reaches the requantizer
-        with m.If(self.load_stb):
-            m.d.sync += [a.eq(sh) for a, sh in zip(active_w, shadow)]
-        shift_load = delay(m, self.load_stb, MULT_CYCLES + tree, "shift_load", reset_less=True)
+        # ``load_stb`` comes LOAD_LEAD clocks early: each node takes its own copy of it
+        for o in range(f.p):
+            node_load = local_copy(m, self.load_stb, f"load_{o}", platform)
+            with m.If(node_load):
+                m.d.sync += [active_w[o * f.s + j].eq(shadow[o * f.s + j]) for j in range(f.s)]
+        shift_load = delay(m, self.load_stb, self.LOAD_LEAD + MULT_CYCLES + tree - REGS_LEAD, "shift_load",
+                           reset_less=True)
         shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, self.shadow_shift, self.load_stb,
                                     shift_load, "rq")
 
@@ -119,7 +144,7 @@ class ButterflyStage(wiring.Component):
             accs.append(pipelined_sum(m, products, f"tree_{o}"))
 
         # --- requantization: round, shift, saturate (SPEC §2)
-        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq")
+        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", platform=platform)
         m.d.comb += self.o_data.eq(Cat(outs))
 
         # --- control: valid and last travel with the data; saturations are counted per pixel

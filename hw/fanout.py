@@ -1,0 +1,67 @@
+"""Copies of a control value next to the logic that uses it.
+
+A value that many blocks use (a load strobe, a shift amount) is one net from one register to
+every user, and across a large device that route alone can take most of a clock. Each group of
+users gets its own registered copy instead, which the placer puts near them. Synthesis merges
+registers that load the same value (yosys ``opt_merge``), so on an ECP5 (``platform`` is a
+:class:`hw.mult.DSPTarget` for ``"ecp5"``) each copy is a ``TRELLIS_FF`` instance marked
+``keep``; elsewhere (simulation) it is an ordinary register, the same value in the same clock.
+"""
+
+from amaranth.hdl import Signal, Instance, ClockSignal, Value
+
+from .arith import in_range
+
+__all__ = ["local_copy", "write_tree"]
+
+
+def local_copy(m, value, name, platform=None):
+    """``value`` registered once (one clock later), as a register of its own; returns it."""
+    value = Value.cast(value)
+    copy = Signal(value.shape(), name=name, reset_less=True)
+    if getattr(platform, "bfly_dsp", None) != "ecp5":
+        m.d.sync += copy.eq(value)
+        return copy
+    bits = Signal(len(value), name=f"{name}_q")
+    for i in range(len(value)):
+        m.submodules[f"{name}_ff{i}"] = Instance(
+            "TRELLIS_FF", a_keep=1,
+            p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
+            i_CLK=ClockSignal("sync"), i_LSR=0, i_DI=value[i], o_Q=bits[i])
+    m.d.comb += copy.eq(bits)
+    return copy
+
+
+def write_tree(m, addr, data, en, count, name, branching=8):
+    """Route a register write (``addr``, ``data``, ``en``) to ``count`` registers through a tree
+    of registered copies, each serving at most ``branching`` children and loaded only by writes
+    below it (so no two copies hold the same value and synthesis keeps them apart).
+
+    Returns ``(enables, datas, levels)``: for register ``i``, a 1-bit enable and the data to
+    load when it is high, both ``levels`` clocks after ``en`` (``addr`` and ``data`` as in the
+    cycle of ``en``).
+    """
+    nodes = [(0, count, addr, data, en)]
+    levels = 0
+    while max(hi - lo for lo, hi, *_ in nodes) > branching:
+        nxt = []
+        for lo, hi, a, d, e in nodes:
+            step = -(-(hi - lo) // branching)
+            for c in range(lo, hi, step):
+                size = min(hi, c + step) - c
+                sub = Signal(range(size), name=f"{name}_l{levels}_{c}_addr", reset_less=True)
+                sub_d = Signal.like(d, name=f"{name}_l{levels}_{c}_data", reset_less=True)
+                sub_e = Signal(name=f"{name}_l{levels}_{c}_en")
+                hit = in_range(a, c - lo, c - lo + size)
+                m.d.sync += sub_e.eq(e & hit)
+                with m.If(e & hit):
+                    m.d.sync += [sub.eq(a - (c - lo)), sub_d.eq(d)]
+                nxt.append((c, c + size, sub, sub_d, sub_e))
+        nodes = nxt
+        levels += 1
+    enables, datas = [], []
+    for lo, hi, a, d, e in nodes:
+        for i in range(lo, hi):
+            enables.append(e & (a == i - lo) if hi - lo > 1 else e)
+            datas.append(d)
+    return enables, datas, levels
