@@ -13,7 +13,7 @@ that stage, so every pixel is computed with the bank that was active when it ent
 """
 
 from amaranth.hdl import Module, Signal, Cat, Mux, signed
-from amaranth.lib import wiring, data, stream, fifo
+from amaranth.lib import wiring, data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -21,6 +21,7 @@ from gen.regmap import SHIFT_BITS, param_window
 from .arith import in_range, delay, READ_CYCLES
 from .epilogue import Epilogue, EPI_CTRL_BITS
 from .folded import FoldedStage
+from .outfifo import OutputFIFO
 from .stage import ButterflyStage
 
 __all__ = ["ButterflyEngine", "pixel_layout", "PARAM_READ_CYCLES"]
@@ -104,10 +105,10 @@ class ButterflyEngine(wiring.Component):
         """Clocks from a pixel's input handshake to its output handshake with no stall.
 
         The input register is loaded at the handshake; then every stage and the epilogue
-        (``pipeline_depth``); then the FIFO: one edge to write, two to reach the output register
-        of ``SyncFIFOBuffered`` (its memory read is synchronous).
+        (``pipeline_depth``); then the output FIFO (``OutputFIFO.LATENCY``: written, then
+        loaded into its output register).
         """
-        return self._pipeline_depth + 3
+        return 1 + self._pipeline_depth + OutputFIFO.LATENCY
 
     @property
     def stages(self):
@@ -202,7 +203,6 @@ class ButterflyEngine(wiring.Component):
             ]
 
         # --- the chain, then the epilogue
-        line = Cat(self.commit_stb, commit_line)       # line[i]: the commit seen i cycles ago
         prev_data, prev_valid, prev_last = in_data, in_valid, in_last
         for l, (b, off) in enumerate(zip(blocks, self._offsets)):
             m.submodules[f"stage{l}" if l < cfg.n_stages else "epilogue"] = b
@@ -210,7 +210,7 @@ class ButterflyEngine(wiring.Component):
                 b.i_valid.eq(prev_valid),
                 b.i_last.eq(prev_last),
                 # block l's input register holds the pixel accepted `off` cycles ago
-                b.load_stb.eq(line[off + 1 - getattr(b, "LOAD_LEAD", 0)]),
+                b.load_stb.eq(commit_line[off]),
                 self.sat_counts[l].eq(b.o_sat_count),
             ]
             if l < cfg.n_stages:
@@ -223,8 +223,7 @@ class ButterflyEngine(wiring.Component):
             prev_data, prev_valid, prev_last = b.o_data, b.o_valid, b.o_last
 
         # --- output FIFO (never full: the credit check bounds what is in flight)
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
-            width=cfg.n_out * cfg.data_bits + 1, depth=self.fifo_depth)
+        m.submodules.out_fifo = out_fifo = OutputFIFO(cfg.n_out * cfg.data_bits + 1, self.fifo_depth)
         m.d.comb += [
             out_fifo.w_en.eq(prev_valid),
             out_fifo.w_data.eq(Cat(prev_data.as_value(), prev_last)),

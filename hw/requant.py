@@ -1,10 +1,9 @@
 """Requantization in hardware (``shared/SPEC.md`` §2), shared by the stages and the epilogue:
 round, arithmetic shift right by a run-time shift, then saturate or wrap to ``data_bits``.
 
-Five register steps (``REQUANT_CYCLES``): the tie bit of ``half_even``, ``acc + c`` (the rounding
-constant, plus the tie bit), ``>> shift`` in two steps (the multiple of 4, then the rest), then
-saturate/wrap with the out-of-range flag (and an
-optional ReLU). One operation per step keeps each step to one carry chain or one multiplexer tree.
+Six register steps (``REQUANT_CYCLES``): the tie bit of ``half_even``, ``acc + c`` (the rounding
+constant, plus the tie bit), ``>> shift`` in two steps (the multiple of 4, then the rest), the
+out-of-range flag, then saturate/wrap (and an optional ReLU). One operation per step keeps each step to one carry chain or one multiplexer tree.
 """
 
 from amaranth.hdl import Signal, Mux, Const, Cat, Array, signed, unsigned
@@ -14,7 +13,7 @@ from .fanout import local_copy
 
 __all__ = ["REQUANT_CYCLES", "REGS_LEAD", "ShiftRegisters", "requantize"]
 
-REQUANT_CYCLES = 5
+REQUANT_CYCLES = 6
 # the active shift registers are copied next to each output before use (hw/fanout.py)
 REGS_LEAD = 1
 
@@ -102,17 +101,22 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
         m.d.sync += coarse.eq(rounded >> Cat(Const(0, 2), shift_2[2:]))
         shifted = Signal(signed(acc_bits + 1), name=f"{name}_shr_{o}", reset_less=True)
         m.d.sync += shifted.eq(coarse >> shift_3[:2])
-        # step 5: saturate or wrap (and ReLU)
-        # out of range: the bits from d-1 up are not all equal (a reduction, not two compares)
+        # step 5: out of range? The bits from d-1 up are not all equal (a reduction, not two
+        # compares); the low bits and the sign travel beside the flag
         top = shifted[d - 1:]
-        out_of_range = ~(top.all() | ~top.any())
+        out_of_range = Signal(name=f"{name}_oor_{o}", reset_less=True)
+        low = Signal(signed(d), name=f"{name}_low_{o}", reset_less=True)
+        neg = Signal(name=f"{name}_neg_{o}", reset_less=True)
+        m.d.sync += [out_of_range.eq(~(top.all() | ~top.any())), low.eq(shifted[:d]),
+                     neg.eq(shifted[-1])]
+        # step 6: saturate or wrap (and ReLU); the flag stays in step with the value
         flag = Signal(name=f"{name}_sat_{o}", reset_less=True)
         m.d.sync += flag.eq(out_of_range)
         value = Signal(signed(d), name=f"{name}_val_{o}")
         if cfg.overflow == "saturate":
-            m.d.comb += value.eq(Mux(out_of_range, Mux(shifted[-1], lo, hi), shifted[:d]))
+            m.d.comb += value.eq(Mux(out_of_range, Mux(neg, lo, hi), low))
         else:
-            m.d.comb += value.eq(shifted[:d])
+            m.d.comb += value.eq(low)
         out = Signal(signed(d), name=f"{name}_out_{o}", reset_less=True)
         if relu is not None:
             m.d.sync += out.eq(Mux(relu_d & value[-1], 0, value))

@@ -3,17 +3,17 @@ requantization of ``shared/SPEC.md`` §2, fully pipelined and free-running.
 
 Pipeline of a stage (one register per step; ``latency`` counts them):
 
-1. products ``x * w``: operands registered, then the product registered (``hw/mult.py``: on an
-   ECP5 these are the registers inside a ``MULT18X18D``);
-2. adder tree, one register per level (``ceil(log2 s)`` levels);
-3. rounding: ``acc + c`` where ``c`` depends on the mode and the shift;
-4. arithmetic shift right;
-5. saturate (or wrap) to ``data_bits``, with the out-of-range flag.
+1. each multiplier's own copy of its input (``INPUT_CYCLES``; placed near it);
+2. products ``x * w``: operands registered, then the product registered, then once more in the
+   fabric (``hw/mult.py``: on an ECP5 the first two are the registers inside a ``MULT18X18D``);
+3. adder tree, one register per level (``ceil(log2 s)`` levels);
+4. requantization (``hw/requant.py``): tie bit, rounding, shift in two steps, out-of-range
+   flag, saturate (or wrap) to ``data_bits``.
 
 Weights and the shift are double-buffered: the stage keeps its own shadow weights (written one at
 a time through ``w_addr``/``w_data``/``w_en``, read back through ``r_addr``/``r_data``) next to the
-active weights that feed its multipliers. ``load_stb`` (high ``LOAD_LEAD`` clocks before the cycle
-before the first pixel of the new bank lands on ``i_data``) copies shadow into active, so every pixel sees one bank from start
+active weights that feed its multipliers. ``load_stb`` (high in the cycle before the first pixel of
+the new bank lands on ``i_data``) copies shadow into active, so every pixel sees one bank from start
 to end.
 """
 
@@ -59,9 +59,8 @@ def stage_signature(cfg, index):
 
 
 class ButterflyStage(wiring.Component):
-    #: ``load_stb`` is high this many clocks before the cycle before the first pixel of the new
-    #: bank lands on ``i_data`` (the engine reads it from the block; 0 where absent)
-    LOAD_LEAD = 1
+    #: clocks from ``i_data`` to the multipliers' operand registers (a copy per multiplier)
+    INPUT_CYCLES = 1
 
     """Stage ``index`` of the chain of ``cfg``.
 
@@ -85,7 +84,7 @@ class ButterflyStage(wiring.Component):
     @property
     def latency(self):
         """Cycles from a pixel on ``i_data`` to its result on ``o_data``."""
-        return MULT_CYCLES + tree_levels(self._factor.s) + REQUANT_CYCLES
+        return self.INPUT_CYCLES + MULT_CYCLES + tree_levels(self._factor.s) + REQUANT_CYCLES
 
     def elaborate(self, platform):
         m = Module()
@@ -119,12 +118,13 @@ class ButterflyStage(wiring.Component):
         m.d.sync += self.r_data.eq(mr.data)
 
         # --- active bank: weights now, shift when the first new pixel reaches the requantizer
-        # ``load_stb`` comes LOAD_LEAD clocks early: each node takes its own copy of it
+        # each node takes its own copy of ``load_stb`` (a clock later, as its multipliers take
+        # their inputs a clock after ``i_data``)
         for o in range(f.p):
             node_load = local_copy(m, self.load_stb, f"load_{o}", platform)
             with m.If(node_load):
                 m.d.sync += [active_w[o * f.s + j].eq(shadow[o * f.s + j]) for j in range(f.s)]
-        shift_load = delay(m, self.load_stb, self.LOAD_LEAD + MULT_CYCLES + tree - REGS_LEAD, "shift_load",
+        shift_load = delay(m, self.load_stb, self.INPUT_CYCLES + MULT_CYCLES + tree - REGS_LEAD, "shift_load",
                            reset_less=True)
         shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, self.shadow_shift, self.load_stb,
                                     shift_load, "rq")
@@ -138,7 +138,9 @@ class ButterflyStage(wiring.Component):
             u = rest % f.t
             products = []
             for j in range(f.s):
-                x = xs[(blk * f.s + j) * f.t + u]
+                # each multiplier's own copy of its input, next to it: the previous stage's
+                # outputs are across the device
+                x = local_copy(m, xs[(blk * f.s + j) * f.t + u], f"xin_{o}_{j}", platform)
                 products.append(registered_product(m, x, active_w[o * f.s + j], f"prod_{o}_{j}",
                                                    platform))
             accs.append(pipelined_sum(m, products, f"tree_{o}"))
