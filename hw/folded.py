@@ -6,9 +6,12 @@ requantization (``shared/SPEC.md`` §2); with ``simd < s`` (the dense MVAU shape
 
 Schedule. ``i_valid`` is one pulse per pixel; ``i_data`` then stays still for ``interval`` clocks
 (the previous stage holds its output), and the next pulse comes ``interval`` or more clocks later.
-Clock ``c`` of a pixel is phase ``c = chunk * folds + fold``: lane ``j`` works on output node
-``o = j * chunks + chunk`` (lane-major) with inputs ``fold*simd ... fold*simd + simd - 1`` of that
-node. Per phase:
+Clock ``c`` of a pixel is phase ``c = chunk * folds + fold``: lane ``j`` works on one output node
+per chunk with inputs ``fold*simd ... fold*simd + simd - 1`` of that node. The ``r`` nodes of a
+factor that read the same inputs (same block and ``u``) go to one lane in consecutive chunks when
+every size is a power of two, so each lane reads each of its input channels in one multiplexer
+input only (``n`` channel wires into a stage rather than ``n * k``); otherwise lane ``j`` takes
+nodes ``j * chunks ... (j + 1) * chunks - 1``. Per phase:
 
 1. the inputs of every lane are selected from ``i_data`` (a multiplexer over the phases) and the
    weights are read from the lane's memory (registered);
@@ -90,6 +93,44 @@ class FoldedStage(wiring.Component):
     @property
     def interval(self):
         return self._interval
+
+    @property
+    def _grouped(self):
+        """Whether each lane takes whole groups of the ``r`` nodes that read the same inputs,
+        one after another (needs every size a power of two); otherwise nodes go lane-major."""
+        f, L, R = self._factor, self._lanes, self._chunks
+        sizes = (f.r, f.s, f.t, f.b, L, R, self._simd)
+        return (all(v & (v - 1) == 0 for v in sizes) and R % f.r == 0 and (f.b * f.t) % L == 0
+                and f.b * f.t > 1)
+
+    def _node(self, lane, chunk):
+        """The output node that ``lane`` computes in ``chunk`` (a Python int)."""
+        f = self._factor
+        if not self._grouped:
+            return lane * self._chunks + chunk
+        group_in_lane, i = divmod(chunk, f.r)
+        blk, u = divmod(lane * (f.b * f.t // self._lanes) + group_in_lane, f.t)
+        return (blk * f.r + i) * f.t + u
+
+    def _decode(self, addr):
+        """``(lane, word, slot)`` in the weight memories of weight ``addr`` (index ``o*s + j``):
+        the inverse of :meth:`_node`, then word ``chunk * folds + j // simd``, slot ``j % simd``."""
+        f = self._factor
+        o, j = divmod_const(addr, f.s)
+        if self._grouped:
+            lt, lr = (f.t - 1).bit_length(), (f.r - 1).bit_length()
+            u, i, blk = o[:lt], o[lt:lt + lr], o[lt + lr:]
+            group = Cat(u, blk)
+            split = (f.b * f.t // self._lanes - 1).bit_length()
+            lane, chunk = group[split:], Cat(i, group[:split])
+        else:
+            lane, chunk = divmod_const(o, self._chunks)
+        fold, slot = divmod_const(j, self._simd)
+        if self._folds & (self._folds - 1) == 0:
+            word = Cat(fold[:(self._folds - 1).bit_length()], chunk)
+        else:
+            word = chunk * self._folds + fold
+        return lane, word, slot
 
     @property
     def _to_acc(self):
@@ -177,11 +218,8 @@ class FoldedStage(wiring.Component):
         copy_addr = Signal(range(2 * II), reset_less=True)
         m.d.sync += [copy_wr.eq(copying), copy_addr.eq(word_addr(~sel, copy_ph))]
 
-        per_lane = II * S
-        w_lane, w_rest = divmod_const(self.w_addr, per_lane)
-        w_word, w_slot = divmod_const(w_rest, S)
-        r_lane, r_rest = divmod_const(self.r_addr, per_lane)
-        r_word, r_slot = divmod_const(r_rest, S)
+        w_lane, w_word, w_slot = self._decode(self.w_addr)
+        r_lane, r_word, r_slot = self._decode(self.r_addr)
         r_lane_1 = Signal(range(L), name="r_lane_1")
         r_slot_1 = Signal(range(S), name="r_slot_1")
         m.d.sync += [r_lane_1.eq(r_lane), r_slot_1.eq(r_slot)]
@@ -224,7 +262,7 @@ class FoldedStage(wiring.Component):
                 sources = []
                 for c in range(II):
                     ck, fd = divmod(c, F)
-                    o = j * R + ck
+                    o = self._node(j, ck)
                     blk, rest = divmod(o, f.r * f.t)
                     u = rest % f.t
                     sources.append(xs[(blk * f.s + fd * S + i) * f.t + u])
@@ -265,7 +303,7 @@ class FoldedStage(wiring.Component):
         m.d.sync += self.o_valid.eq(complete)
         with m.If(complete):
             m.d.sync += self.o_last.eq(done_last)
-            m.d.sync += [self.o_data[j * R + ck].eq(chunks[ck][j]) for j in range(L) for ck in range(R)]
+            m.d.sync += [self.o_data[self._node(j, ck)].eq(chunks[ck][j]) for j in range(L) for ck in range(R)]
 
         counted = [Signal(name=f"satv_{j}") for j in range(L)]
         m.d.comb += [c.eq(flag & done) for c, flag in zip(counted, sat_flags)]

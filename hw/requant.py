@@ -6,7 +6,7 @@ constant, plus the tie bit), ``>> shift`` in two steps (the multiple of 4, then 
 out-of-range flag, then saturate/wrap (and an optional ReLU). One operation per step keeps each step to one carry chain or one multiplexer tree.
 """
 
-from amaranth.hdl import Signal, Mux, Const, Cat, Array, signed, unsigned
+from amaranth.hdl import Signal, Mux, Const, Cat, signed, unsigned
 
 from .arith import delay
 from .fanout import local_copy
@@ -39,20 +39,23 @@ class ShiftRegisters:
                     Signal(unsigned(acc_bits), name=f"{name}_{stage}_rnd", reset_less=True),
                     Signal(unsigned(acc_bits + 1), name=f"{name}_{stage}_lsb", reset_less=True))
 
-        # step 1: clamp; step 2: the constants (both follow the shadow shift continuously)
+        # step 1: the clamped shift, and which values it takes as a one-hot and a thermometer
+        # code (each bit a small function of the shadow shift); step 2: the constants are
+        # wires from those codes (no table or shifter between registers)
         clamped = Signal(self.shape, name=f"{name}_clamped", reset_less=True)
-        m.d.sync += clamped.eq(Mux(shadow > acc_bits, acc_bits, shadow))
+        onehot = Signal(acc_bits + 1, name=f"{name}_onehot", reset_less=True)    # [v] clamped == v
+        above = Signal(acc_bits + 1, name=f"{name}_above", reset_less=True)      # [i] clamped > i
+        m.d.sync += [clamped.eq(Mux(shadow > acc_bits, acc_bits, shadow)),
+                     onehot.eq(Cat([shadow == v for v in range(acc_bits)] + [shadow >= acc_bits])),
+                     above.eq(Cat(shadow > i for i in range(acc_bits)))]       # [acc_bits]: 0
         pre = regs("pre")
-        # a table indexed by the clamped shift (a few LUT levels, no shifter or carry chain)
-        def table(f, width):
-            return Array(Const(f(v), width) for v in range(acc_bits + 1))[clamped]
-        lsb = table(lambda v: (1 << v) if v else 0, acc_bits + 1)
+        lsb = Cat(Const(0, 1), onehot[1:])                     # 1 << v, 0 for v == 0
         if rounding == "floor":
             rnd = 0
         elif rounding == "half_up":
-            rnd = table(lambda v: (1 << (v - 1)) if v else 0, acc_bits)
-        else:                                       # half_even: half - 1, plus the tie bit later
-            rnd = table(lambda v: ((1 << (v - 1)) - 1) if v else 0, acc_bits)
+            rnd = onehot[1:]                                   # 1 << (v - 1)
+        else:                                                  # half_even: half - 1 (tie bit later)
+            rnd = above[1:]                                    # bits i < v - 1
         m.d.sync += [pre[0].eq(clamped), pre[1].eq(rnd), pre[2].eq(lsb)]
         pending = regs("pending")
         with m.If(commit):
