@@ -364,6 +364,15 @@ def cmd_inspect(args):
     return 0
 
 
+def _time_limit(args):
+    """``--time-limit`` (minutes) in seconds, or None."""
+    if args.time_limit is None:
+        return None
+    if args.time_limit <= 0:
+        raise UserError(f"--time-limit must be positive, not {args.time_limit:g}")
+    return args.time_limit * 60
+
+
 def cmd_synth(args):
     from .synth import synthesize, SynthError
     from tqdm import tqdm
@@ -377,7 +386,8 @@ def cmd_synth(args):
         bar.n = done
         bar.set_postfix_str(step)
     try:
-        report = synthesize(cfg, args.target, args.freq, args.seed, progress=progress)
+        report = synthesize(cfg, args.target, args.freq, args.seed, progress=progress,
+                            time_limit_s=_time_limit(args))
     except SynthError as e:
         raise RuntimeError(str(e))
     finally:
@@ -442,6 +452,7 @@ def cmd_dse(args):
     jobs = (os.cpu_count() or 1) if args.jobs is None else args.jobs
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {jobs}")
+    time_limit_s = _time_limit(args)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: exists and is not a directory")
@@ -460,7 +471,8 @@ def cmd_dse(args):
         bar.update(1)
         bar.set_postfix_str(row["id"])
     try:
-        rows = run_sweep(configs, args.target, args.freq, jobs, progress=progress)
+        rows = run_sweep(configs, args.target, args.freq, jobs, progress=progress,
+                         time_limit_s=time_limit_s)
     finally:
         bar.close()
     names = write_outputs(rows, out, args.target, skipped)
@@ -615,6 +627,8 @@ def build_parser():
                    help="device (default ecp5-85k; ice40-up5k measures the engine inside a scan shell)")
     p.add_argument("--freq", type=float, default=100.0, help="requested clock in MHz (default 100)")
     p.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop a tool that runs longer than this (default: no limit)")
     p.add_argument("-o", "--output", metavar="JSON", help="also write the report here")
     p.set_defaults(func=cmd_synth)
 
@@ -629,6 +643,9 @@ def build_parser():
     p.add_argument("--weight-bits", type=int, default=8, help="weight width (default 8)")
     p.add_argument("--freq", type=float, default=100.0, help="requested clock in MHz (default 100)")
     p.add_argument("--jobs", type=int, default=None, help="syntheses at a time (default: one per CPU)")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="MINUTES",
+                   help="a configuration whose synthesis or place and route runs longer is a row "
+                        "with that reason (default 60)")
     p.add_argument("--no-dense", dest="dense_off", action="store_true",
                    help="butterflies only, no dense baselines")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")

@@ -120,19 +120,20 @@ def _row(cfg, report=None, status="ok"):
     }
 
 
-def _one(cfg, target, freq_mhz, root):
+def _one(cfg, target, freq_mhz, root, time_limit_s):
     try:
-        return _row(cfg, synthesize(cfg, target, freq_mhz, root=root))
+        return _row(cfg, synthesize(cfg, target, freq_mhz, root=root, time_limit_s=time_limit_s))
     except SynthError as e:
         return _row(cfg, status=" ".join(str(e).split()))
     except Exception as e:            # one broken configuration must not end an hour-long sweep
         return _row(cfg, status=" ".join(f"{type(e).__name__}: {e}".split()))
 
 
-def run_sweep(configs, target, freq_mhz=100.0, jobs=None, root=None, progress=None):
+def run_sweep(configs, target, freq_mhz=100.0, jobs=None, root=None, progress=None, time_limit_s=None):
     """Synthesize ``configs`` for ``target``, ``jobs`` at a time (default: one per CPU); return
-    their rows (:data:`FIELDS`) in the order of ``configs``. A configuration that fails has its
-    one-line error as ``status`` and None for its results; the others go on.
+    their rows (:data:`FIELDS`) in the order of ``configs``. A configuration that fails (or whose
+    tools run past ``time_limit_s`` seconds) has its one-line error as ``status`` and None for
+    its results; the others go on.
 
     ``progress(done, total, row)`` is called (in the calling thread) as each one finishes.
     """
@@ -140,7 +141,7 @@ def run_sweep(configs, target, freq_mhz=100.0, jobs=None, root=None, progress=No
     rows = [None] * len(configs)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {pool.submit(_one, cfg, target, freq_mhz, root): i for i, cfg in enumerate(configs)}
+        futures = {pool.submit(_one, cfg, target, freq_mhz, root, time_limit_s): i for i, cfg in enumerate(configs)}
         for done, fut in enumerate(concurrent.futures.as_completed(futures), 1):
             rows[futures[fut]] = fut.result()
             if progress:

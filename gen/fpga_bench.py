@@ -96,11 +96,15 @@ def main(argv=None):
     ap.add_argument("--target", default="ecp5-85k")
     ap.add_argument("--freq", type=float, default=200.0, help="requested clock in MHz (default 200)")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--time-limit", type=float, default=60.0, metavar="MINUTES",
+                    help="stop a tool after this long; its engine is a row with that reason (default 60)")
     ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench" / "fpga.json"))
     ap.add_argument("--no-readme", action="store_true", help="do not update README.md")
     args = ap.parse_args(argv)
     configs = [c for pair in reversed(PAIRS) for c in pair]       # the longest runs first
-    rows = run_sweep(configs, args.target, args.freq, args.jobs)
+    if args.time_limit <= 0 or args.jobs < 1:
+        ap.error("--time-limit and --jobs must be positive")
+    rows = run_sweep(configs, args.target, args.freq, args.jobs, time_limit_s=args.time_limit * 60)
     pairs = bench_table({r["id"]: r for r in rows})
     out = Path(args.output)
     write_files(out.parent, {out.name: json.dumps({"target": args.target, "requested_mhz": args.freq,

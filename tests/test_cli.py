@@ -27,6 +27,9 @@ def run(capsys, *argv):
     (["gen", "--n", "16", "--k", "4", "--lanes", "3"], "--lanes 3 must divide the widest stage's 16 outputs"),
     (["gen", "--dense", "--n", "16", "--k", "4"], "--dense takes --n only"),
     (["gen", "--dense", "--radices", "4,4"], "--dense takes --n only"),
+    (["synth", "--n", "4", "--k", "2", "--time-limit", "0"], "--time-limit must be positive, not 0"),
+    (["dse", "--n", "4", "--k", "2", "--time-limit", "-1", "-o", "/nonexistent/dse"],
+     "--time-limit must be positive, not -1"),
 ])
 def test_user_errors_are_one_line(capsys, tmp_path, argv, message):
     if argv[0] == "gen":

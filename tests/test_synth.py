@@ -24,6 +24,12 @@ def test_synthesis_report_and_cache(tmp_path):
     assert again["cached"] and again["fmax_mhz"] == report["fmax_mhz"]
 
 
+def test_time_limit_stops_the_tools(tmp_path):
+    with pytest.raises(SynthError, match=r"synthesis \(yosys\) did not finish within 0.001 minutes"):
+        synthesize(EngineConfig.bft(4, 2), root=tmp_path, time_limit_s=0.06)
+    assert not (tmp_path / "ecp5-85k" / "n4_k2_d8w8" / "synth.json").exists()
+
+
 def test_scan_shell_keeps_four_pins():
     from amaranth.back import verilog
     from hw.scanshell import ScanShell
