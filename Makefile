@@ -24,9 +24,11 @@ test: setup
 test-long: setup
 	$(BIN)/pytest -n $(JOBS) -m long
 
-# the FPGA table (synthesis, place and route of six engines: about an hour on 2 cores)
+# the FPGA table (synthesis, place and route of six engines, each stopped after BENCH_LIMIT
+# minutes: about an hour on 2 cores)
+BENCH_LIMIT ?= 60
 bench: setup
-	$(BIN)/python -m gen.fpga_bench --jobs $(JOBS)
+	$(BIN)/python -m gen.fpga_bench --jobs $(JOBS) --time-limit $(BENCH_LIMIT)
 
 bench-core: setup
 	$(BIN)/python -m sim.bench
