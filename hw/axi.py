@@ -18,9 +18,12 @@ from amaranth.hdl import Module, Signal, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterBus", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "WRITE_SETUP"]
+__all__ = ["RegisterBus", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "WRITE_SETUP", "WRITE_SPACING"]
 
 WRITE_SETUP = 2      # clocks the write address and data are held before the bank's strobe
+# clocks from one write strobe to the next at the least: the strobe, BVALID, its handshake, then
+# the next write's acceptance and WRITE_SETUP. Blocks may take as long as this to apply a write.
+WRITE_SPACING = WRITE_SETUP + 3
 
 RESP_OKAY = 0b00
 RESP_SLVERR = 0b10

@@ -41,13 +41,16 @@ class ButterflyEngine(wiring.Component):
 
     Parameter ports (driven by the register bank): the shadow parameter window (``p_addr``,
     ``p_data``, ``p_en``: address and data still from a clock before ``p_en`` to a clock after
-    it, the write lands a clock after ``p_en``; ``p_raddr`` with
+    it; ``p_en`` pulses ``WRITE_SPACING`` or more clocks apart, and ``commit_stb`` comes
+    ``WRITE_SPACING`` or more clocks after the last of them, as on the register bus: a weight
+    reaches a parallel stage's shadow register through a tree of registered copies, up to
+    ``WRITE_SPACING + 2`` clocks after ``p_en``; ``p_raddr`` with
     ``p_rdata`` ``PARAM_READ_CYCLES`` clocks later, sign-extended), indexed as
     the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
     epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
     and ``shadow_out_shift``; ``commit_stb``. The shadow shifts (and epilogue control) must hold
     still for two clocks before ``commit_stb``: their derived constants are computed ahead (the
-    register bank guarantees it, its writes being at least three clocks apart). ``commit_busy`` is high while a commit propagates
+    register bank guarantees it, its writes being ``WRITE_SPACING`` clocks apart). ``commit_busy`` is high while a commit propagates
     (the shadow bank must not change then); ``sat_counts`` gives, per stage (and the epilogue),
     the saturations of the pixel leaving it this cycle.
     """

@@ -81,9 +81,11 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
     for o, acc in enumerate(accs):
         # each output's own copies of the active shift, rounding constant and mask (a clock
         # later: ``regs`` is loaded REGS_LEAD clocks early), which then travel with its pixel
-        mask_0 = local_copy(m, regs.lsb_mask, f"{name}_lsb_{o}", platform)
+        # (only the copies the rounding mode uses: kept registers are never removed)
+        if cfg.rounding == "half_even":
+            mask_0 = local_copy(m, regs.lsb_mask, f"{name}_lsb_{o}", platform)
         shift_0 = local_copy(m, regs.shift, f"{name}_shift_{o}", platform)
-        rnd_0 = local_copy(m, regs.rnd_const, f"{name}_rndc_{o}", platform)
+        rnd_0 = 0 if cfg.rounding == "floor" else local_copy(m, regs.rnd_const, f"{name}_rndc_{o}", platform)
         shift_1, shift_2, shift_3 = (Signal(regs.shape, name=f"{name}_shift_{o}_{i}", reset_less=True)
                                      for i in (1, 2, 3))
         rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_{o}_1")

@@ -25,6 +25,7 @@ from gen.regmap import SHIFT_BITS
 from amaranth.lib.memory import Memory
 
 from .arith import pipelined_sum, tree_levels, delay, READ_CYCLES
+from .axi import WRITE_SPACING
 from .mult import MULT_CYCLES, registered_product
 from .fanout import local_copy, write_tree
 from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
@@ -59,9 +60,6 @@ def stage_signature(cfg, index):
 
 
 class ButterflyStage(wiring.Component):
-    #: clocks from ``i_data`` to the multipliers' operand registers (a copy per multiplier)
-    INPUT_CYCLES = 1
-
     """Stage ``index`` of the chain of ``cfg``.
 
     Ports: ``i_data`` (``q`` signed channels), ``i_valid``, ``i_last``; the shadow weight port
@@ -70,6 +68,9 @@ class ButterflyStage(wiring.Component):
     ``o_valid``, ``o_last`` after ``latency`` cycles; ``o_sat_count``, the number of outputs of a
     valid pixel that saturated (``ceil(log2 p)`` cycles after ``o_valid``).
     """
+
+    #: clocks from ``i_data`` to the multipliers' operand registers (a copy per multiplier)
+    INPUT_CYCLES = 1
 
     def __init__(self, cfg, index):
         self._cfg = cfg
@@ -99,10 +100,15 @@ class ButterflyStage(wiring.Component):
         active_w = [Signal(wshape, name=f"weight_{i}", reset_less=True) for i in range(f.n_weights)]
         # writes fan out through a tree of registered copies (hw/fanout.py): the shadow registers
         # sit beside their multipliers all over the device
-        enables, datas, levels = write_tree(m, self.w_addr, self.w_data, self.w_en, f.n_weights, "wt")
-        # a write lands levels + 1 clocks after w_en; a commit's load reads the shadow bank at
-        # least five clocks after it (register writes are five clocks apart on the register bus)
-        assert levels <= 4, f"{f.n_weights} weights need {levels} levels of write fan-out"
+        # A write lands levels + 1 clocks after w_en (w_en is a clock after the engine's p_en); a
+        # commit, WRITE_SPACING or more clocks after p_en, loads the shadow bank 2 clocks after
+        # commit_stb at the earliest: so at most WRITE_SPACING levels (8-way unless that is more)
+        branching = 8
+        while branching ** (WRITE_SPACING + 1) < f.n_weights:
+            branching *= 2
+        enables, datas, levels = write_tree(m, self.w_addr, self.w_data, self.w_en, f.n_weights, "wt",
+                                            branching)
+        assert levels <= WRITE_SPACING
         for reg, en, value in zip(shadow, enables, datas):
             with m.If(en):
                 m.d.sync += reg.eq(value)

@@ -5,6 +5,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from gen.config import EngineConfig
+from hw.axi import WRITE_SPACING
 from hw.engine import ButterflyEngine, PARAM_READ_CYCLES
 from sim.model import engine_forward, random_params
 from sim.words import param_words, scalar_registers
@@ -18,6 +19,9 @@ CONFIGS = [
     EngineConfig.bft(16, 4, epilogue=True),
     EngineConfig.bft(8, 2, epilogue=True, rounding="floor", overflow="wrap", data_bits=6, weight_bits=9),
     EngineConfig.from_chain([[8, 16, 1, 2, 4]], epilogue=True, rounding="half_up"),  # no residual
+    # 640 weights in one stage: writes reach them through three levels of registered copies, and
+    # the commit comes as soon after the last write as the register bus allows
+    EngineConfig.from_chain([[40, 16, 40, 16, 1]], rounding="half_up"),
     # folded: lanes output nodes per clock; simd < s adds partial sums over several clocks
     EngineConfig.bft(16, 4, lanes=4, rounding="floor"),
     EngineConfig.mixed_radix([2, 3, 2], lanes=4, data_bits=6, weight_bits=4, overflow="wrap"),
@@ -36,16 +40,19 @@ def _set_scalars(ctx, dut, cfg, bank):
         ctx.set(dut.shadow_out_shift, regs["OUT_SHIFT"][0])
 
 
+# p_en of each write: address and data a clock before and after the strobe (as the register bank
+# holds them), and the next write or the commit WRITE_SPACING clocks after it at the soonest (as on
+# the register bus, whose writes are that far apart)
+WRITE_EN = (0, 1) + (0,) * (WRITE_SPACING - 1)
+
+
 async def _write(ctx, dut, addr, value):
-    """One parameter write: address and data a clock before and after the strobe (as the
-    register bank holds them)."""
+    """One parameter write, as the register bank makes it (``WRITE_EN``)."""
     ctx.set(dut.p_addr, addr)
     ctx.set(dut.p_data, value)
-    await ctx.tick()
-    ctx.set(dut.p_en, 1)
-    await ctx.tick()
-    ctx.set(dut.p_en, 0)
-    await ctx.tick()
+    for en in WRITE_EN:
+        ctx.set(dut.p_en, en)
+        await ctx.tick()
 
 
 async def _read(ctx, dut, addr):
@@ -87,7 +94,7 @@ def _run(cfg, banks, pixels, stall_every=0):
                 bank += 1
                 flat = param_words(cfg, banks[bank])
                 # the shadow shifts must be still for two clocks before the commit (as through
-                # the register bank, where register writes are at least three clocks apart)
+                # the register bank, where register writes are WRITE_SPACING clocks apart)
                 _set_scalars(ctx, dut, cfg, banks[bank])
                 # write the shadow while pixels are in flight (held by the output), then commit
                 ctx.set(dut.i_stream.valid, 0)
@@ -95,7 +102,7 @@ def _run(cfg, banks, pixels, stall_every=0):
                 for a, v in enumerate(flat):
                     ctx.set(dut.p_addr, a)
                     ctx.set(dut.p_data, v)
-                    for en in (0, 1, 0):
+                    for en in WRITE_EN:
                         ctx.set(dut.p_en, en)
                         for l in range(n_counts):
                             sat_total[l] += ctx.get(dut.sat_counts[l])
