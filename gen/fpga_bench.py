@@ -55,8 +55,8 @@ def bench_table(rows_by_id):
     return pairs
 
 
-def _fmt(v, spec):
-    return "n/a" if v is None else format(v, spec)
+def _fmt(v, spec, suffix=""):
+    return "n/a" if v is None else format(v, spec) + suffix
 
 
 def markdown(rows, pairs, target, freq):
@@ -68,7 +68,8 @@ def markdown(rows, pairs, target, freq):
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| `{r['id']}` | {r['multipliers']} | {r['status']} ||||||||")
+            reason = r["status"].split("; see ")[0]       # the log's path stays in the JSON
+            lines.append(f"| `{r['id']}` | {r['multipliers']} | {reason} ||||||||")
             continue
         lines.append(
             f"| `{r['id']}` | {r['multipliers']} | {r['luts']:,} | {r['ffs']:,} | {r['dsps']} | "
@@ -77,7 +78,7 @@ def markdown(rows, pairs, target, freq):
     lines += ["", "| n | butterfly | dense | butterfly/dense pixels/s per DSP | ideal n/(k log_k n) | "
               "fraction of ideal |", "|---:|---|---|---:|---:|---:|"]
     for p in pairs:
-        lines.append(f"| {p['n']} | `{p['butterfly']}` | `{p['dense']}` | {_fmt(p['ratio_per_dsp'], '.2f')}x | "
+        lines.append(f"| {p['n']} | `{p['butterfly']}` | `{p['dense']}` | {_fmt(p['ratio_per_dsp'], '.2f', 'x')} | "
                      f"{p['ideal']:.2f}x | {_fmt(p['fraction_of_ideal'], '.0%')} |")
     return "\n".join(lines)
 
@@ -100,7 +101,20 @@ def main(argv=None):
                     help="stop a tool after this long; its engine is a row with that reason (default 60)")
     ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench" / "fpga.json"))
     ap.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    ap.add_argument("--from-json", metavar="JSON",
+                    help="write the table of a saved run (its fpga.json) again, without synthesis")
     args = ap.parse_args(argv)
+    if args.from_json:
+        try:
+            saved = json.loads(Path(args.from_json).read_text())
+            rows, target, freq = saved["rows"], saved["target"], saved["requested_mhz"]
+        except (OSError, ValueError, KeyError) as e:
+            ap.error(f"cannot read a saved run from {args.from_json}: {e}")
+        text = markdown(rows, bench_table({r["id"]: r for r in rows}), target, freq)
+        print(text)
+        if not args.no_readme:
+            update_readme(ROOT / "README.md", text)
+        return 0
     configs = [c for pair in reversed(PAIRS) for c in pair]       # the longest runs first
     if args.time_limit <= 0 or args.jobs < 1:
         ap.error("--time-limit and --jobs must be positive")

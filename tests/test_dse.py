@@ -249,3 +249,20 @@ def test_dse_real_synthesis(capsys, tmp_path, monkeypatch):
     assert r["dsps"] == r["multipliers"] == 16 and r["luts"] > 0 and r["fmax_mhz"] > 50
     assert r["pixels_per_s"] == pytest.approx(r["fmax_mhz"] * 1e6)
     assert (out / "pareto.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# --- make bench's table -----------------------------------------------------------------------
+
+def test_bench_table_from_a_saved_run(tmp_path, capsys):
+    from gen import fpga_bench
+    bft, dense = fpga_bench.PAIRS[0]
+    rows = [dse._row(bft, fake_report(bft)),
+            dse._row(dense, status="place and route (nextpnr) did not finish within 40 minutes; "
+                                   "see /somewhere/tools.log")]
+    saved = tmp_path / "fpga.json"
+    saved.write_text(json.dumps({"target": "ecp5-85k", "requested_mhz": 200.0, "rows": rows}))
+    assert fpga_bench.main(["--from-json", str(saved), "--no-readme"]) == 0
+    out = capsys.readouterr().out
+    assert f"| `{dense.id}` | 128 | place and route (nextpnr) did not finish within 40 minutes |" in out
+    assert "/somewhere" not in out                       # the log's path stays in the JSON
+    assert f"| 16 | `{bft.id}` | `{dense.id}` | n/a | 2.00x | n/a |" in out
