@@ -92,6 +92,15 @@ def update_readme(readme, text):
     write_files(readme.parent, {readme.name: f"{head}{START}\n{text}\n{END}{tail}"})
 
 
+def _publish(rows, pairs, target, freq, readme):
+    """Print the table and, with ``readme``, put it into README.md."""
+    text = markdown(rows, pairs, target, freq)
+    print(text)
+    if readme:
+        update_readme(ROOT / "README.md", text)
+        print(f"\nupdated {ROOT / 'README.md'}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m gen.fpga_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="ecp5-85k")
@@ -110,10 +119,7 @@ def main(argv=None):
             rows, target, freq = saved["rows"], saved["target"], saved["requested_mhz"]
         except (OSError, ValueError, KeyError) as e:
             ap.error(f"cannot read a saved run from {args.from_json}: {e}")
-        text = markdown(rows, bench_table({r["id"]: r for r in rows}), target, freq)
-        print(text)
-        if not args.no_readme:
-            update_readme(ROOT / "README.md", text)
+        _publish(rows, bench_table({r["id"]: r for r in rows}), target, freq, not args.no_readme)
         return 0
     configs = [c for pair in reversed(PAIRS) for c in pair]       # the longest runs first
     if args.time_limit <= 0 or args.jobs < 1:
@@ -123,12 +129,8 @@ def main(argv=None):
     out = Path(args.output)
     write_files(out.parent, {out.name: json.dumps({"target": args.target, "requested_mhz": args.freq,
                                                    "rows": rows, "pairs": pairs}, indent=2) + "\n"})
-    text = markdown(rows, pairs, args.target, args.freq)
-    print(text)
-    print(f"\nwrote {out}")
-    if not args.no_readme:
-        update_readme(ROOT / "README.md", text)
-        print(f"updated {ROOT / 'README.md'}")
+    print(f"wrote {out}\n")
+    _publish(rows, pairs, args.target, args.freq, not args.no_readme)
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 

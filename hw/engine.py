@@ -150,11 +150,12 @@ class ButterflyEngine(wiring.Component):
         else:
             m.d.comb += self.i_stream.ready.eq(credit)
         m.d.sync += [occupancy.eq(occupancy + in_hs - out_hs), in_valid.eq(in_hs)]
+        take = [in_data.eq(self.i_stream.payload.data), in_last.eq(self.i_stream.payload.last)]
         if cfg.interval > 1:    # held: a folded first stage reads it for `interval` clocks
             with m.If(in_hs):
-                m.d.sync += [in_data.eq(self.i_stream.payload.data), in_last.eq(self.i_stream.payload.last)]
+                m.d.sync += take
         else:                   # taken every clock (in_valid says which): no enable to fan out
-            m.d.sync += [in_data.eq(self.i_stream.payload.data), in_last.eq(self.i_stream.payload.last)]
+            m.d.sync += take
         m.d.comb += self.busy.eq(occupancy != 0)
 
         # --- commit wavefront: bit i is the commit seen i+1 cycles ago. It spans the whole
@@ -186,9 +187,9 @@ class ButterflyEngine(wiring.Component):
             w_addr = Signal.like(b.w_addr, name=f"w_addr_{i}")
             r_addr = Signal.like(b.r_addr, name=f"r_addr_{i}")
             w_data = Signal.like(b.w_data, name=f"w_data_{i}", reset_less=True)
-            m.d.sync += [w_hit.eq(in_range(self.p_addr, lo, lo + count)), r_addr.eq(self.p_raddr - lo),
-                         w_en.eq(self.p_en & w_hit)]
-            with m.If(in_range(self.p_addr, lo, lo + count)):    # (a copy of its own, as the data)
+            w_in_block = in_range(self.p_addr, lo, lo + count)
+            m.d.sync += [w_hit.eq(w_in_block), r_addr.eq(self.p_raddr - lo), w_en.eq(self.p_en & w_hit)]
+            with m.If(w_in_block):                 # (a copy of its own, as the data)
                 m.d.sync += w_addr.eq(self.p_addr - lo)
             # each block's own copy of the data, loaded only by its writes (so no two copies are
             # the same register and synthesis keeps them apart): a shorter route to each block

@@ -11,6 +11,7 @@ registers that load the same value (yosys ``opt_merge``), so on an ECP5 (``platf
 from amaranth.hdl import Signal, Instance, ClockSignal, Value
 
 from .arith import in_range
+from .mult import is_ecp5
 
 __all__ = ["local_copy", "write_tree"]
 
@@ -19,7 +20,7 @@ def local_copy(m, value, name, platform=None):
     """``value`` registered once (one clock later), as a register of its own; returns it."""
     value = Value.cast(value)
     copy = Signal(value.shape(), name=name, reset_less=True)
-    if getattr(platform, "bfly_dsp", None) != "ecp5":
+    if not is_ecp5(platform):
         m.d.sync += copy.eq(value)
         return copy
     bits = Signal(len(value), name=f"{name}_q")
@@ -32,15 +33,18 @@ def local_copy(m, value, name, platform=None):
     return copy
 
 
-def write_tree(m, addr, data, en, count, name, branching=8):
+def write_tree(m, addr, data, en, count, name, max_levels, branching=8):
     """Route a register write (``addr``, ``data``, ``en``) to ``count`` registers through a tree
-    of registered copies, each serving at most ``branching`` children and loaded only by writes
-    below it (so no two copies hold the same value and synthesis keeps them apart).
+    of registered copies, each serving at most ``branching`` children (doubled until the tree
+    needs no more than ``max_levels`` levels) and loaded only by writes below it (so no two
+    copies hold the same value and synthesis keeps them apart).
 
     Returns ``(enables, datas, levels)``: for register ``i``, a 1-bit enable and the data to
     load when it is high, both ``levels`` clocks after ``en`` (``addr`` and ``data`` as in the
     cycle of ``en``).
     """
+    while branching ** (max_levels + 1) < count:
+        branching *= 2
     nodes = [(0, count, addr, data, en)]
     levels = 0
     while max(hi - lo for lo, hi, *_ in nodes) > branching:
@@ -64,4 +68,5 @@ def write_tree(m, addr, data, en, count, name, branching=8):
         for i in range(lo, hi):
             enables.append(e & (a == i - lo) if hi - lo > 1 else e)
             datas.append(d)
+    assert levels <= max_levels
     return enables, datas, levels

@@ -84,6 +84,11 @@ class FoldedStage(wiring.Component):
         self._lanes, self._simd, self._interval = cfg.stage_fold(index)
         self._folds = f.s // self._simd
         self._chunks = f.p // self._lanes
+        # each lane takes whole groups of the ``r`` nodes that read the same inputs, one after
+        # another (every size a power of two); otherwise nodes go lane-major
+        sizes = (f.r, f.s, f.t, f.b, self._lanes, self._chunks, self._simd)
+        self._grouped = (all(v & (v - 1) == 0 for v in sizes) and self._chunks % f.r == 0
+                         and (f.b * f.t) % self._lanes == 0 and f.b * f.t > 1)
         super().__init__(stage_signature(cfg, index))
 
     @property
@@ -93,15 +98,6 @@ class FoldedStage(wiring.Component):
     @property
     def interval(self):
         return self._interval
-
-    @property
-    def _grouped(self):
-        """Whether each lane takes whole groups of the ``r`` nodes that read the same inputs,
-        one after another (needs every size a power of two); otherwise nodes go lane-major."""
-        f, L, R = self._factor, self._lanes, self._chunks
-        sizes = (f.r, f.s, f.t, f.b, L, R, self._simd)
-        return (all(v & (v - 1) == 0 for v in sizes) and R % f.r == 0 and (f.b * f.t) % L == 0
-                and f.b * f.t > 1)
 
     def _node(self, lane, chunk):
         """The output node that ``lane`` computes in ``chunk`` (a Python int)."""

@@ -12,7 +12,7 @@ always load, as the generic registers here).
 
 from amaranth.hdl import Signal, Instance, ClockSignal, signed
 
-__all__ = ["MULT_CYCLES", "DSPTarget", "registered_product"]
+__all__ = ["MULT_CYCLES", "DSPTarget", "is_ecp5", "registered_product"]
 
 MULT_CYCLES = 3
 ECP5_DSP_WIDTH = 18
@@ -25,13 +25,18 @@ class DSPTarget:
         self.bfly_dsp = family
 
 
+def is_ecp5(platform):
+    """Whether ``platform`` asks for ECP5 primitives (a :class:`DSPTarget` for ``"ecp5"``)."""
+    return getattr(platform, "bfly_dsp", None) == "ecp5"
+
+
 def registered_product(m, a, b, name, platform=None):
     """``a * b`` of two signed values, ``MULT_CYCLES`` clocks later; returns the product signal."""
     width = len(a) + len(b)
     prod = Signal(signed(width), name=f"{name}_p", reset_less=True)
     landed = Signal(signed(width), name=name, reset_less=True)
     m.d.sync += landed.eq(prod)
-    if getattr(platform, "bfly_dsp", None) == "ecp5" and max(len(a), len(b)) <= ECP5_DSP_WIDTH:
+    if is_ecp5(platform) and max(len(a), len(b)) <= ECP5_DSP_WIDTH:
         a18 = Signal(signed(ECP5_DSP_WIDTH), name=f"{name}_a")
         b18 = Signal(signed(ECP5_DSP_WIDTH), name=f"{name}_b")
         p36 = Signal(2 * ECP5_DSP_WIDTH, name=f"{name}_p36")

@@ -3,7 +3,8 @@ round, arithmetic shift right by a run-time shift, then saturate or wrap to ``da
 
 Six register steps (``REQUANT_CYCLES``): the tie bit of ``half_even``, ``acc + c`` (the rounding
 constant, plus the tie bit), ``>> shift`` in two steps (the multiple of 4, then the rest), the
-out-of-range flag, then saturate/wrap (and an optional ReLU). One operation per step keeps each step to one carry chain or one multiplexer tree.
+out-of-range flag, then saturate/wrap (and an optional ReLU). One operation per step keeps each
+step to one carry chain or one multiplexer tree.
 """
 
 from amaranth.hdl import Signal, Mux, Const, Cat, signed, unsigned
@@ -26,8 +27,9 @@ class ShiftRegisters:
     derived constants are computed from it ahead of time, in two register steps (off the
     critical path); ``commit`` (one cycle) takes them as the pending bank, and ``load`` (one cycle,
     ``REGS_LEAD`` cycles before the cycle before the first accumulator of the new bank reaches
-    :func:`requantize`) makes the pending bank active. Shifts at or past the accumulator width all give the result of a shift
-    of ``acc_bits`` (0 or the sign), so the shifter only needs ``range(acc_bits + 1)``.
+    :func:`requantize`) makes the pending bank active. Shifts at or past the accumulator width
+    all give the result of a shift of ``acc_bits`` (0 or the sign), so the shifter only needs
+    ``range(acc_bits + 1)``.
     """
 
     def __init__(self, m, rounding, acc_bits, shadow, commit, load, name):

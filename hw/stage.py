@@ -21,9 +21,9 @@ from amaranth.hdl import Module, Signal, Cat, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
-from gen.regmap import SHIFT_BITS
 from amaranth.lib.memory import Memory
 
+from gen.regmap import SHIFT_BITS
 from .arith import pipelined_sum, tree_levels, delay, READ_CYCLES
 from .axi import WRITE_SPACING
 from .mult import MULT_CYCLES, registered_product
@@ -99,16 +99,12 @@ class ButterflyStage(wiring.Component):
         shadow = [Signal(wshape, name=f"shadow_{i}", reset_less=True) for i in range(f.n_weights)]
         active_w = [Signal(wshape, name=f"weight_{i}", reset_less=True) for i in range(f.n_weights)]
         # writes fan out through a tree of registered copies (hw/fanout.py): the shadow registers
-        # sit beside their multipliers all over the device
-        # A write lands levels + 1 clocks after w_en (w_en is a clock after the engine's p_en); a
-        # commit, WRITE_SPACING or more clocks after p_en, loads the shadow bank 2 clocks after
-        # commit_stb at the earliest: so at most WRITE_SPACING levels (8-way unless that is more)
-        branching = 8
-        while branching ** (WRITE_SPACING + 1) < f.n_weights:
-            branching *= 2
-        enables, datas, levels = write_tree(m, self.w_addr, self.w_data, self.w_en, f.n_weights, "wt",
-                                            branching)
-        assert levels <= WRITE_SPACING
+        # sit beside their multipliers all over the device. A write lands levels + 1 clocks after
+        # w_en (w_en is a clock after the engine's p_en); a commit, WRITE_SPACING or more clocks
+        # after p_en, loads the shadow bank 2 clocks after commit_stb at the earliest: so at most
+        # WRITE_SPACING levels
+        enables, datas, _ = write_tree(m, self.w_addr, self.w_data, self.w_en, f.n_weights, "wt",
+                                       max_levels=WRITE_SPACING)
         for reg, en, value in zip(shadow, enables, datas):
             with m.If(en):
                 m.d.sync += reg.eq(value)
