@@ -404,7 +404,8 @@ def cmd_synth(args):
     if "shell" in report:
         sh = report["shell"]
         print(f"  (includes the measurement shell: {sh['input_flip_flops']} input flip-flops and an "
-              f"XOR tree over {sh['xor_tree_inputs']} output bits)")
+              f"XOR tree over {sh['xor_tree_inputs']} output bits, "
+              f"{sh.get('xor_tree_flip_flops', 0)} flip-flops)")
     verdict = "meets" if report["meets_timing"] else "MISSES"
     print(f"  Fmax {fmax:.1f} MHz ({verdict} the requested {args.freq:g} MHz); "
           f"{cfg.multipliers} multipliers, {pixels_per_clock_text(cfg)}, latency {report['latency_cycles']} clocks")
@@ -624,7 +625,7 @@ def build_parser():
     p = sub.add_parser("synth", help="synthesize, place and route an engine; report LUT/FF/DSP/BRAM and Fmax")
     _add_config_args(p)
     p.add_argument("--target", default="ecp5-85k", choices=["ecp5-85k", "ice40-up5k"],
-                   help="device (default ecp5-85k; ice40-up5k measures the engine inside a scan shell)")
+                   help="device (default ecp5-85k; both measure the engine inside a scan shell)")
     p.add_argument("--freq", type=float, default=100.0, help="requested clock in MHz (default 100)")
     p.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",

@@ -62,7 +62,7 @@ def _fmt(v, spec, suffix=""):
 def markdown(rows, pairs, target, freq):
     lines = [f"Measured by `make bench` on {target} (requested clock {freq:g} MHz, YoWASP yosys + "
              f"nextpnr, 8-bit data and weights, engine with its AXI4-Lite/AXI4-Stream shell, "
-             f"out of context):", "",
+             f"inside the measurement shell of `hw/scanshell.py`, which the figures include):", "",
              "| engine | multipliers | LUTs | FFs | DSPs | BRAMs | Fmax MHz | pixels/clock | "
              "pixels/s | latency (clocks) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

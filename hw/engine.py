@@ -19,14 +19,18 @@ from amaranth.lib.wiring import In, Out
 
 from gen.regmap import SHIFT_BITS, param_window
 from .arith import in_range, delay, READ_CYCLES
+from .axi import WRITE_SPACING
 from .epilogue import Epilogue, EPI_CTRL_BITS
 from .folded import FoldedStage
 from .outfifo import OutputFIFO
+from .requant import PREP_CYCLES
 from .stage import ButterflyStage
 
 __all__ = ["ButterflyEngine", "pixel_layout", "PARAM_READ_CYCLES"]
 
 PARAM_READ_CYCLES = 1 + READ_CYCLES
+# a shift written on the register bus is still long enough before the commit that follows it
+assert PREP_CYCLES <= WRITE_SPACING
 
 
 def pixel_layout(channels, data_bits):
@@ -49,9 +53,9 @@ class ButterflyEngine(wiring.Component):
     the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
     epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
     and ``shadow_out_shift``; ``commit_stb``. The shadow shifts (and epilogue control) must hold
-    still for two clocks before ``commit_stb``: their derived constants are computed ahead (the
-    register bank guarantees it, its writes being ``WRITE_SPACING`` clocks apart). ``commit_busy`` is high while a commit propagates
-    (the shadow bank must not change then); ``sat_counts`` gives, per stage (and the epilogue),
+    still for ``PREP_CYCLES`` clocks before ``commit_stb``: their derived constants are computed
+    ahead (the register bank guarantees it, its writes being ``WRITE_SPACING`` clocks apart).
+    ``commit_busy`` is high while a commit propagates (the shadow bank must not change then); ``sat_counts`` gives, per stage (and the epilogue),
     the saturations of the pixel leaving it this cycle.
     """
 

@@ -13,8 +13,10 @@ every size is a power of two, so each lane reads each of its input channels in o
 input only (``n`` channel wires into a stage rather than ``n * k``); otherwise lane ``j`` takes
 nodes ``j * chunks ... (j + 1) * chunks - 1``. Per phase:
 
-1. the inputs of every lane are selected from ``i_data`` (a multiplexer over the phases) and the
-   weights are read from the lane's memory (registered);
+1. the inputs of every lane are selected from ``i_data`` (a multiplexer over the phases) and
+   each lane's own copy of the weight address is registered (``OPERAND_CYCLES``: the phase
+   counter does not fan out to every memory); then the weights are read from the lane's memory
+   (registered) while the inputs wait a clock;
 2. products ``x * w``: operands registered again, then the product (``hw/mult.py``: on an ECP5
    the registers inside a ``MULT18X18D``);
 3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
@@ -38,10 +40,15 @@ from amaranth.lib.memory import Memory
 
 from .arith import pipelined_sum, tree_levels, delay, divmod_const
 from .mult import MULT_CYCLES, registered_product
+from .fanout import local_copy
 from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 from .stage import stage_signature
 
-__all__ = ["FoldedStage"]
+__all__ = ["FoldedStage", "OPERAND_CYCLES"]
+
+# clocks from a phase to the multipliers' operands: the inputs selected and the weight address
+# registered (a copy per lane), then the weight read from memory while the inputs wait
+OPERAND_CYCLES = 2
 
 
 def _phase_select(sources, phase):
@@ -131,7 +138,7 @@ class FoldedStage(wiring.Component):
     @property
     def _to_acc(self):
         """Clocks from a phase to its accumulated sum at the rounding step."""
-        return 1 + MULT_CYCLES + tree_levels(self._simd) + (1 if self._folds > 1 else 0)
+        return OPERAND_CYCLES + MULT_CYCLES + tree_levels(self._simd) + (1 if self._folds > 1 else 0)
 
     @property
     def latency(self):
@@ -150,26 +157,27 @@ class FoldedStage(wiring.Component):
         d, wb = cfg.data_bits, cfg.weight_bits
         L, S, II, F, R = self._lanes, self._simd, self._interval, self._folds, self._chunks
 
-        # --- phase counters: phase (memory word), fold and chunk of the current clock
-        ph_r = Signal(range(II), name="phase_r")
-        fold_r = Signal(range(F), name="fold_r")
-        chunk_r = Signal(range(R), name="chunk_r")
+        # --- phase counters: phase (memory word), fold and chunk of the current clock. Each rests
+        # at 0 between pixels (it wraps after the last phase, and the next pixel comes `interval`
+        # or more clocks later), so the phase is a register, not a function of i_valid; each lane
+        # has its own copy of the phase register (no fan-out of one counter across the device)
+        ph = Signal(range(II), name="phase")
+        fold = Signal(range(F), name="fold")
+        chunk = Signal(range(R), name="chunk")
         running = Signal()
-        ph, fold, chunk = Signal.like(ph_r), Signal.like(fold_r), Signal.like(chunk_r)
         active = Signal()
-        m.d.comb += [
-            active.eq(self.i_valid | running),
-            ph.eq(Mux(self.i_valid, 0, ph_r)),
-            fold.eq(Mux(self.i_valid, 0, fold_r)),
-            chunk.eq(Mux(self.i_valid, 0, chunk_r)),
-        ]
+        ph_next = Signal.like(ph, name="phase_next")
+        last_phase = ph == II - 1
+        m.d.comb += [active.eq(self.i_valid | running),
+                     ph_next.eq(Mux(active, Mux(last_phase, 0, ph + 1), ph))]
+        m.d.sync += ph.eq(ph_next)
+        lane_ph = [local_copy(m, ph_next, f"phase_{j}", platform) for j in range(L)]
         with m.If(active):
-            last_phase = ph == II - 1
-            m.d.sync += [running.eq(~last_phase), ph_r.eq(Mux(last_phase, 0, ph + 1))]
+            m.d.sync += running.eq(~last_phase)
             with m.If(fold == F - 1):
-                m.d.sync += [fold_r.eq(0), chunk_r.eq(Mux(chunk == R - 1, 0, chunk + 1))]
+                m.d.sync += [fold.eq(0), chunk.eq(Mux(chunk == R - 1, 0, chunk + 1))]
             with m.Else():
-                m.d.sync += [fold_r.eq(fold + 1), chunk_r.eq(chunk)]
+                m.d.sync += fold.eq(fold + 1)
         last_hold = Signal()
         with m.If(self.i_valid):
             m.d.sync += last_hold.eq(self.i_last)
@@ -230,7 +238,7 @@ class FoldedStage(wiring.Component):
             # holds reads while a commit is busy)
             cp = mem.read_port(transparent_for=())
             m.d.comb += [
-                dp.addr.eq(word_addr(bank, ph)),
+                dp.addr.eq(local_copy(m, word_addr(bank, lane_ph[j]), f"waddr_{j}", platform)),
                 cp.addr.eq(Mux(copying, word_addr(sel, copy_ph), word_addr(~sel, r_word))),
             ]
             with m.If(copy_wr):
@@ -263,11 +271,13 @@ class FoldedStage(wiring.Component):
                     u = rest % f.t
                     sources.append(xs[(blk * f.s + fd * S + i) * f.t + u])
                 x_sel = Signal(signed(d), name=f"xsel_{j}_{i}", reset_less=True)
-                m.d.sync += x_sel.eq(_phase_select(sources, ph))
-                products.append(registered_product(m, x_sel, weights[j][i], f"prod_{j}_{i}", platform))
+                m.d.sync += x_sel.eq(_phase_select(sources, lane_ph[j]))
+                x_op = delay(m, x_sel, OPERAND_CYCLES - 1, f"xop_{j}_{i}", reset_less=True)
+                products.append(registered_product(m, x_op, weights[j][i], f"prod_{j}_{i}", platform))
             total = pipelined_sum(m, products, f"tree_{j}")
             if F > 1:
-                first = delay(m, fold == 0, 1 + MULT_CYCLES + tree_levels(S), f"first_{j}", reset_less=True)
+                first = delay(m, fold == 0, OPERAND_CYCLES + MULT_CYCLES + tree_levels(S), f"first_{j}",
+                              reset_less=True)
                 acc = Signal(signed(cfg.acc_bits(self._index)), name=f"acc_{j}", reset_less=True)
                 m.d.sync += acc.eq(Mux(first, 0, acc) + total)
                 total = acc

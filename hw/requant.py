@@ -12,9 +12,11 @@ from amaranth.hdl import Signal, Mux, Const, Cat, signed, unsigned
 from .arith import delay
 from .fanout import local_copy
 
-__all__ = ["REQUANT_CYCLES", "REGS_LEAD", "ShiftRegisters", "requantize"]
+__all__ = ["REQUANT_CYCLES", "REGS_LEAD", "PREP_CYCLES", "ShiftRegisters", "requantize"]
 
 REQUANT_CYCLES = 6
+# register steps from the shadow shift to the constants a commit takes
+PREP_CYCLES = 3
 # the active shift registers are copied next to each output before use (hw/fanout.py)
 REGS_LEAD = 1
 
@@ -23,9 +25,10 @@ class ShiftRegisters:
     """The active shift of one requantization point and the constants derived from it.
 
     ``shadow`` is the shadow bank's shift (a ``SHIFT_BITS`` register that only register writes
-    change, so it is still for at least two clocks before a commit reaches this block). The
-    derived constants are computed from it ahead of time, in two register steps (off the
-    critical path); ``commit`` (one cycle) takes them as the pending bank, and ``load`` (one cycle,
+    change, so it is still for at least ``PREP_CYCLES`` clocks before a commit reaches this
+    block). The derived constants are computed from it ahead of time, in ``PREP_CYCLES`` register
+    steps (off the critical path); ``commit`` (one cycle) takes them as the pending bank, and
+    ``load`` (one cycle,
     ``REGS_LEAD`` cycles before the cycle before the first accumulator of the new bank reaches
     :func:`requantize`) makes the pending bank active. Shifts at or past the accumulator width
     all give the result of a shift of ``acc_bits`` (0 or the sign), so the shifter only needs
@@ -41,15 +44,25 @@ class ShiftRegisters:
                     Signal(unsigned(acc_bits), name=f"{name}_{stage}_rnd", reset_less=True),
                     Signal(unsigned(acc_bits + 1), name=f"{name}_{stage}_lsb", reset_less=True))
 
-        # step 1: the clamped shift, and which values it takes as a one-hot and a thermometer
-        # code (each bit a small function of the shadow shift); step 2: the constants are
-        # wires from those codes (no table or shifter between registers)
+        # step 1: a copy of the shadow shift beside this block; step 2: the clamped shift, and
+        # which values it takes as a one-hot and a thermometer code, each bit a truth table of
+        # the copy (one LUT level: compares would become carry chains); step 3: the constants
+        # are wires from those codes (no table or shifter between registers)
+        width = len(shadow)
+        near = Signal(width, name=f"{name}_shadow", reset_less=True)
+        m.d.sync += near.eq(shadow)
+
+        def table(fn):
+            return Const(sum(1 << v for v in range(1 << width) if fn(v)), 1 << width).bit_select(near, 1)
+
         clamped = Signal(self.shape, name=f"{name}_clamped", reset_less=True)
         onehot = Signal(acc_bits + 1, name=f"{name}_onehot", reset_less=True)    # [v] clamped == v
         above = Signal(acc_bits + 1, name=f"{name}_above", reset_less=True)      # [i] clamped > i
-        m.d.sync += [clamped.eq(Mux(shadow > acc_bits, acc_bits, shadow)),
-                     onehot.eq(Cat([shadow == v for v in range(acc_bits)] + [shadow >= acc_bits])),
-                     above.eq(Cat(shadow > i for i in range(acc_bits)))]       # [acc_bits]: 0
+        m.d.sync += [clamped.eq(Cat(table(lambda v, b=b: (min(v, acc_bits) >> b) & 1)
+                                    for b in range(len(clamped)))),
+                     onehot.eq(Cat(table(lambda v, c=c: min(v, acc_bits) == c)
+                                   for c in range(acc_bits + 1))),
+                     above.eq(Cat(table(lambda v, i=i: v > i) for i in range(acc_bits)))]  # [acc_bits]: 0
         pre = regs("pre")
         lsb = Cat(Const(0, 1), onehot[1:])                     # 1 << v, 0 for v == 0
         if rounding == "floor":

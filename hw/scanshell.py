@@ -1,10 +1,13 @@
-"""A measurement shell for place and route without an out-of-context mode (nextpnr-ice40): the
-top's input ports are driven from a shift register fed by one pin, and its output ports are
-XOR-reduced into one registered pin, so no logic is optimized away and only four pins are used
-(``clk``, ``rst``, ``scan_in``, ``scan_out``).
+"""A measurement shell for place and route: the top's input ports are driven from a shift
+register fed by one pin, and its output ports are XOR-reduced into one pin, so no logic is
+optimized away and only four pins are used (``clk``, ``rst``, ``scan_in``, ``scan_out``).
 
-Its cost is one flip-flop per input bit plus an XOR tree over the output bits; reports that use
-it say so. It is for measuring the core only: the engine cannot be driven through it.
+It replaces an out-of-context mode (nextpnr-ice40 has none, and nextpnr-ecp5's leaves the clock
+off the global network, on general routing to every flip-flop). The XOR tree is registered after
+every four-input level (a LUT4 and its flip-flop), so the shell's own paths are one LUT long and
+never the critical path. Its cost is one flip-flop per input bit plus the tree (about a third of
+a LUT and a flip-flop per output bit); reports that use it say so. It is for measuring the core
+only: the engine cannot be driven through it.
 """
 
 from amaranth.hdl import Module, Signal, Cat
@@ -35,6 +38,15 @@ class ScanShell(wiring.Component):
     def output_bits(self):
         return sum(len(p) for p in self._ports(Flow.Out))
 
+    @property
+    def tree_registers(self):
+        """Flip-flops of the registered XOR tree (one per LUT of each level)."""
+        count, width = 0, self.output_bits
+        while width > 1:
+            width = -(-width // 4)
+            count += width
+        return count
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = self._core
@@ -45,6 +57,11 @@ class ScanShell(wiring.Component):
         for port in ins:
             m.d.comb += port.eq(chain[pos:pos + len(port)])
             pos += len(port)
-        outs = Cat(*self._ports(Flow.Out))
-        m.d.sync += self.scan_out.eq(outs.xor())
+        level = Cat(*self._ports(Flow.Out))
+        depth = 0
+        while len(level) > 1:
+            regs = Signal(-(-len(level) // 4), name=f"xor_{depth}", reset_less=True)
+            m.d.sync += [regs[i].eq(level[4 * i:4 * i + 4].xor()) for i in range(len(regs))]
+            level, depth = regs, depth + 1
+        m.d.comb += self.scan_out.eq(level)
         return m

@@ -1,9 +1,16 @@
 """bfly synth: the YoWASP flow and its report (slow: marked long, run by make test-long)."""
 
+import random
+
 import pytest
+from amaranth.hdl import Module, Cat
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
 
 from gen.config import EngineConfig
 from gen.synth import synthesize, SynthError
+from hw.scanshell import ScanShell
 
 
 def test_unknown_target_is_refused(tmp_path):
@@ -32,7 +39,6 @@ def test_time_limit_stops_the_tools(tmp_path):
 
 def test_scan_shell_keeps_four_pins():
     from amaranth.back import verilog
-    from hw.scanshell import ScanShell
     from hw.top import BflyTop
     shell = ScanShell(BflyTop(EngineConfig.bft(4, 2)))
     text = verilog.convert(shell, name="shell", emit_src=False)
@@ -40,6 +46,43 @@ def test_scan_shell_keeps_four_pins():
     assert sorted(p.strip() for p in header[len("module shell("):].split(",")) == \
         ["clk", "rst", "scan_in", "scan_out"]
     assert shell.input_bits > 32 and shell.output_bits > 32
+
+
+class _Echo(wiring.Component):
+    """A stand-in core for the shell: 11 input bits, 70 output bits, a function of the inputs."""
+    a: In(7)
+    b: In(4)
+    y: Out(70)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(Cat(self.a, self.b) * 0x2F3D_41A7_9B05_C3E1 + self.a)
+        return m
+
+
+def test_scan_shell_xor_tree_is_registered_and_exact():
+    # the shell's output pin is the parity of the core's outputs, one clock per tree level later
+    # (70 -> 18 -> 5 -> 2 -> 1: four levels, 26 flip-flops)
+    shell = ScanShell(_Echo())
+    assert shell.tree_registers == 18 + 5 + 2 + 1
+    rng = random.Random(5)
+    bits = [rng.randrange(2) for _ in range(200)]
+    seen = []
+
+    async def bench(ctx):
+        for bit in bits:
+            ctx.set(shell.scan_in, bit)
+            await ctx.tick()
+            seen.append((ctx.get(shell._core.y), ctx.get(shell.scan_out)))
+
+    sim = Simulator(shell)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    parities = [bin(y).count("1") & 1 for y, _ in seen]
+    outs = [o for _, o in seen]
+    assert outs[4:] == parities[:-4]
+    assert len(set(parities)) == 2
 
 
 def test_ecp5_multipliers_are_dsp_instances():
