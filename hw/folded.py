@@ -237,8 +237,12 @@ class FoldedStage(wiring.Component):
             # the copy after a commit, else host read-back of the shadow bank (the register bank
             # holds reads while a commit is busy)
             cp = mem.read_port(transparent_for=())
+            # the lane's weight address, registered (from the lane's own phase register, so no
+            # two lanes' address registers are alike and synthesis keeps them apart)
+            waddr = Signal(range(2 * II), name=f"waddr_{j}", reset_less=True)
+            m.d.sync += waddr.eq(word_addr(bank, lane_ph[j]))
             m.d.comb += [
-                dp.addr.eq(local_copy(m, word_addr(bank, lane_ph[j]), f"waddr_{j}", platform)),
+                dp.addr.eq(waddr),
                 cp.addr.eq(Mux(copying, word_addr(sel, copy_ph), word_addr(~sel, r_word))),
             ]
             with m.If(copy_wr):
