@@ -31,6 +31,20 @@ class Target:
     resources: dict            # report key -> nextpnr cell type(s)
     shell: bool = False        # wrap the engine in the scan shell (hw/scanshell.py)
     dsp: str = None            # vendor DSP instances with their registers (hw/mult.py)
+    dsp_sites: tuple = ()      # DSP sites in the order multipliers take them (hw/mult.DSPTarget)
+
+
+def _ecp5_85k_dsp_sites():
+    """The 156 ``MULT18X18D`` sites of the LFE5U-85F (nextpnr names): three rows of thirteen
+    DSP blocks, four multipliers each, taken as a snake (the first row left to right, the next
+    right to left, ...) so that consecutive multipliers, and so the nodes of a stage, are
+    neighbours."""
+    blocks = (4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114)
+    sites = []
+    for row, y in enumerate((10, 34, 58)):
+        line = [f"X{x + d}/Y{y}/MULT18_{d}" for x in blocks for d in (0, 1, 4, 5)]
+        sites += line if row % 2 == 0 else line[::-1]
+    return tuple(sites)
 
 
 TARGETS = {
@@ -44,7 +58,7 @@ TARGETS = {
          "--lpf-allow-unconstrained", "--router", "router2"],
         {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"],
          "brams": ["DP16KD"], "lutram": ["TRELLIS_RAMW"]},
-        shell=True, dsp="ecp5",
+        shell=True, dsp="ecp5", dsp_sites=_ecp5_85k_dsp_sites(),
     ),
     # iCE40 logic cells hold a LUT4 and a flip-flop each: "luts" counts logic cells
     "ice40-up5k": Target(
@@ -69,16 +83,17 @@ def _tool_versions(target):
 
 def _verilog(cfg, target):
     """``(verilog, top module name, engine top, shell or None)`` for ``target``."""
+    from amaranth.back import verilog
     from .emit import elaborate
     from hw.mult import DSPTarget
-    platform = DSPTarget(target.dsp) if target.dsp else None
-    text, top = elaborate(cfg, platform)
-    if not target.shell:
-        return text, cfg.name, top, None
-    from amaranth.back import verilog
     from hw.scanshell import ScanShell
     from hw.top import BflyTop
-    shell = ScanShell(BflyTop(cfg))
+    platform = DSPTarget(target.dsp, target.dsp_sites) if target.dsp else None
+    if not target.shell:
+        text, top = elaborate(cfg, platform)
+        return text, cfg.name, top, None
+    top = BflyTop(cfg)
+    shell = ScanShell(top)
     name = cfg.name + "_shell"
     return verilog.convert(shell, name=name, emit_src=False, platform=platform), name, top, shell
 

@@ -19,10 +19,21 @@ ECP5_DSP_WIDTH = 18
 
 
 class DSPTarget:
-    """A stand-in platform for ``verilog.convert``: asks for vendor DSP instances (``"ecp5"``)."""
+    """A stand-in platform for ``verilog.convert``: asks for vendor DSP instances (``"ecp5"``).
 
-    def __init__(self, family):
+    ``sites`` (optional) lists the device's DSP sites (place-and-route names) in the order the
+    multipliers should take them: each instance is pinned to the next one (a ``BEL`` attribute),
+    so the multipliers of one node sit side by side with its adder tree next to them, instead of
+    wherever the placer's legalization scatters them; multipliers past the list stay free.
+    """
+
+    def __init__(self, family, sites=()):
         self.bfly_dsp = family
+        self._sites = list(sites)
+
+    def dsp_site(self):
+        """The next DSP site, or None when the list is used up."""
+        return self._sites.pop(0) if self._sites else None
 
 
 def is_ecp5(platform):
@@ -52,6 +63,9 @@ def registered_product(m, a, b, name, platform=None):
             ports[f"o_P{i}"] = p36[i]
         ports["i_CLK0"] = ClockSignal("sync")
         ports["i_CE0"] = 1
+        site = platform.dsp_site()
+        if site is not None:
+            ports["a_BEL"] = site
         m.submodules[name + "_dsp"] = Instance(
             "MULT18X18D",
             p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",

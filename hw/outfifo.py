@@ -43,8 +43,12 @@ class OutputFIFO(wiring.Component):
         # the output register takes the next word when it is empty or being read
         pop = Signal()
         m.d.comb += pop.eq(nonempty & (~self.r_rdy | self.r_en))
-        level_next = level + self.w_en - pop
-        m.d.sync += [level.eq(level_next), nonempty.eq(level_next != 0)]
+        # the sums and compares are of the level register alone; the handshakes only choose
+        # (w_en comes from the far end of the pipeline: no carry chain after it)
+        grow, shrink = Signal(), Signal()
+        m.d.comb += [grow.eq(self.w_en & ~pop), shrink.eq(pop & ~self.w_en)]
+        m.d.sync += [level.eq(Mux(grow, level + 1, Mux(shrink, level - 1, level))),
+                     nonempty.eq(Mux(grow, 1, Mux(shrink, level != 1, nonempty)))]
         with m.If(pop):
             m.d.sync += self.r_rdy.eq(1)
         with m.Elif(self.r_en):

@@ -16,7 +16,7 @@ __all__ = ["REQUANT_CYCLES", "REGS_LEAD", "PREP_CYCLES", "ShiftRegisters", "requ
 
 REQUANT_CYCLES = 6
 # register steps from the shadow shift to the constants a commit takes
-PREP_CYCLES = 3
+PREP_CYCLES = 4
 # the active shift registers are copied next to each output before use (hw/fanout.py)
 REGS_LEAD = 1
 
@@ -44,25 +44,47 @@ class ShiftRegisters:
                     Signal(unsigned(acc_bits), name=f"{name}_{stage}_rnd", reset_less=True),
                     Signal(unsigned(acc_bits + 1), name=f"{name}_{stage}_lsb", reset_less=True))
 
-        # step 1: a copy of the shadow shift beside this block; step 2: the clamped shift, and
-        # which values it takes as a one-hot and a thermometer code, each bit a truth table of
-        # the copy (one LUT level: compares would become carry chains); step 3: the constants
-        # are wires from those codes (no table or shifter between registers)
+        # step 1: a copy of the shadow shift beside this block; step 2: its low three bits and
+        # its high bits each decoded (equal to / greater than each value: a LUT per bit); step 3:
+        # the clamped shift, and which values it takes as a one-hot and a thermometer code, each
+        # bit a three-input function of step 2 (a single LUT level, with no carry chains and no
+        # logic shared along a chain of compares); step 4: the constants are wires from those
+        # codes (no table or shifter between registers)
         width = len(shadow)
         near = Signal(width, name=f"{name}_shadow", reset_less=True)
-        m.d.sync += near.eq(shadow)
+        near_2 = Signal(width, name=f"{name}_shadow_2", reset_less=True)
+        m.d.sync += [near.eq(shadow), near_2.eq(near)]
+        lo_bits = min(3, width)
+        lo, hi = near[:lo_bits], near[lo_bits:]
 
-        def table(fn):
-            return Const(sum(1 << v for v in range(1 << width) if fn(v)), 1 << width).bit_select(near, 1)
+        def decode(part, label):
+            count = 1 << len(part)
+            eq = Signal(count, name=f"{name}_{label}_eq", reset_less=True)
+            gt = Signal(count, name=f"{name}_{label}_gt", reset_less=True)
+            m.d.sync += [eq.eq(Cat(part == v for v in range(count))),
+                         gt.eq(Cat(Const(sum(1 << u for u in range(count) if u > v), count)
+                                   .bit_select(part, 1) for v in range(count)))]
+            return eq, gt
+
+        eq_l, gt_l = decode(lo, "lo")
+        eq_h, gt_h = decode(hi, "hi") if len(hi) else (Const(1, 1), Const(0, 1))
+
+        def equals(v):      # shadow == v
+            return eq_h[v >> lo_bits] & eq_l[v & ((1 << lo_bits) - 1)] if v < 1 << width else Const(0)
+
+        def greater(v):     # shadow > v
+            if v >= (1 << width) - 1:
+                return Const(0)
+            h, l = v >> lo_bits, v & ((1 << lo_bits) - 1)
+            return gt_h[h] | (eq_h[h] & gt_l[l])
 
         clamped = Signal(self.shape, name=f"{name}_clamped", reset_less=True)
         onehot = Signal(acc_bits + 1, name=f"{name}_onehot", reset_less=True)    # [v] clamped == v
         above = Signal(acc_bits + 1, name=f"{name}_above", reset_less=True)      # [i] clamped > i
-        m.d.sync += [clamped.eq(Cat(table(lambda v, b=b: (min(v, acc_bits) >> b) & 1)
-                                    for b in range(len(clamped)))),
-                     onehot.eq(Cat(table(lambda v, c=c: min(v, acc_bits) == c)
-                                   for c in range(acc_bits + 1))),
-                     above.eq(Cat(table(lambda v, i=i: v > i) for i in range(acc_bits)))]  # [acc_bits]: 0
+        at_least = greater(acc_bits - 1)                       # shadow >= acc_bits
+        m.d.sync += [clamped.eq(Mux(at_least, acc_bits, near_2)),
+                     onehot.eq(Cat([equals(c) for c in range(acc_bits)] + [at_least])),
+                     above.eq(Cat(greater(i) for i in range(acc_bits)))]   # [acc_bits]: 0
         pre = regs("pre")
         lsb = Cat(Const(0, 1), onehot[1:])                     # 1 << v, 0 for v == 0
         if rounding == "floor":

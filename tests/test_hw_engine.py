@@ -2,11 +2,14 @@
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from gen.config import EngineConfig
 from hw.axi import WRITE_SPACING
+from gen.regmap import SHIFT_BITS
 from hw.engine import ButterflyEngine, PARAM_READ_CYCLES
+from hw.requant import PREP_CYCLES, ShiftRegisters
 from sim.model import engine_forward, random_params
 from sim.words import param_words, scalar_registers
 
@@ -214,3 +217,40 @@ def test_folded_shadow_survives_commits(cfg):
     sim.run()
     assert got["after_commit"] == flat
     assert got["after_update"] == flat[:5] + [flat[5] ^ 1] + flat[6:]
+
+
+@pytest.mark.parametrize("acc_bits", [9, 20, 63, 70])
+@pytest.mark.parametrize("rounding", ["floor", "half_up", "half_even"])
+def test_shift_constants_for_every_shift(acc_bits, rounding):
+    # every 6-bit shift: the active shift (clamped to acc_bits), rounding constant and LSB mask a
+    # commit takes PREP_CYCLES clocks after the shadow shift was written (the shadow may change
+    # again right after the commit)
+    m = Module()
+    shadow, commit, load = Signal(SHIFT_BITS), Signal(), Signal()
+    regs = ShiftRegisters(m, rounding, acc_bits, shadow, commit, load, "t")
+    got = []
+
+    async def bench(ctx):
+        for v in list(range(1 << SHIFT_BITS)) + [5, 63, 0, 17]:
+            ctx.set(shadow, v)
+            for _ in range(PREP_CYCLES):
+                await ctx.tick()
+            ctx.set(commit, 1)
+            await ctx.tick()
+            ctx.set(commit, 0)
+            ctx.set(shadow, (v * 7 + 3) % 64)
+            ctx.set(load, 1)
+            await ctx.tick()
+            ctx.set(load, 0)
+            got.append((v, ctx.get(regs.shift), ctx.get(regs.rnd_const), ctx.get(regs.lsb_mask)))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    for v, shift, rnd, lsb in got:
+        c = min(v, acc_bits)
+        half = 1 << (c - 1) if c else 0
+        assert shift == c, v
+        assert rnd == {"floor": 0, "half_up": half, "half_even": max(half - 1, 0)}[rounding], v
+        assert lsb == (1 << c if c else 0), v
