@@ -21,6 +21,7 @@ from gen.regmap import SHIFT_BITS, param_window
 from .arith import in_range, delay, READ_CYCLES
 from .axi import WRITE_SPACING
 from .epilogue import Epilogue, EPI_CTRL_BITS
+from .fanout import local_copy
 from .folded import FoldedStage
 from .outfifo import OutputFIFO
 from .requant import PREP_CYCLES
@@ -59,6 +60,9 @@ class ButterflyEngine(wiring.Component):
     the saturations of the pixel leaving it this cycle.
     """
 
+    #: channels per load enable of a folded engine's input register
+    TAKE_GROUP = 16
+
     def __init__(self, cfg):
         self._cfg = cfg
         stage = FoldedStage if cfg.interval > 1 else ButterflyStage
@@ -71,9 +75,13 @@ class ButterflyEngine(wiring.Component):
             off += b.latency
         self._offsets = offsets
         self._pipeline_depth = off
+        # a folded engine takes a pixel into a register loaded every clock, then into the input
+        # register that its first stage reads for `interval` clocks (its load enable, one per
+        # group of channels, is then a register: a handshake fans out to a few copies only)
+        self._take_cycles = 1 if cfg.interval > 1 else 0
         # a commit is busy until the last block has loaded (and a folded stage copied) its bank
-        self._commit_span = max([off + 1] + [o + 1 + getattr(b, "commit_cycles", 0)
-                                             for b, o in zip(blocks, offsets)])
+        self._commit_span = self._take_cycles + max(
+            [off + 1] + [o + 1 + getattr(b, "commit_cycles", 0) for b, o in zip(blocks, offsets)])
         _, n_params = param_window(cfg)
         counters = len(blocks)
         ports = {
@@ -111,11 +119,11 @@ class ButterflyEngine(wiring.Component):
     def latency(self):
         """Clocks from a pixel's input handshake to its output handshake with no stall.
 
-        The input register is loaded at the handshake; then every stage and the epilogue
-        (``pipeline_depth``); then the output FIFO (``OutputFIFO.LATENCY``: written, then
-        loaded into its output register).
+        The input register is loaded at the handshake (a folded engine's a clock later,
+        ``take_cycles``); then every stage and the epilogue (``pipeline_depth``); then the
+        output FIFO (``OutputFIFO.LATENCY``: written, then loaded into its output register).
         """
-        return 1 + self._pipeline_depth + OutputFIFO.LATENCY
+        return 1 + self._take_cycles + self._pipeline_depth + OutputFIFO.LATENCY
 
     @property
     def stages(self):
@@ -153,13 +161,25 @@ class ButterflyEngine(wiring.Component):
             m.d.comb += self.i_stream.ready.eq(credit & idle)
         else:
             m.d.comb += self.i_stream.ready.eq(credit)
-        m.d.sync += [occupancy.eq(occupancy + in_hs - out_hs), in_valid.eq(in_hs)]
-        take = [in_data.eq(self.i_stream.payload.data), in_last.eq(self.i_stream.payload.last)]
-        if cfg.interval > 1:    # held: a folded first stage reads it for `interval` clocks
-            with m.If(in_hs):
-                m.d.sync += take
+        m.d.sync += occupancy.eq(occupancy + in_hs - out_hs)
+        payload = self.i_stream.payload
+        if cfg.interval > 1:
+            # held: a folded first stage reads it for `interval` clocks; taken first into a
+            # register loaded every clock, then by groups of channels, each group's load enable
+            # its own registered copy of the handshake
+            raw = Signal.like(in_data, name="in_raw", reset_less=True)
+            raw_last = Signal(name="in_raw_last", reset_less=True)
+            taken = Signal(name="in_taken")
+            m.d.sync += [raw.eq(payload.data), raw_last.eq(payload.last), taken.eq(in_hs),
+                         in_valid.eq(taken)]
+            with m.If(taken):
+                m.d.sync += in_last.eq(raw_last)
+            group = self.TAKE_GROUP
+            for g, lo in enumerate(range(0, cfg.n_in, group)):
+                with m.If(local_copy(m, in_hs, f"take_{g}", platform)):
+                    m.d.sync += [in_data[c].eq(raw[c]) for c in range(lo, min(cfg.n_in, lo + group))]
         else:                   # taken every clock (in_valid says which): no enable to fan out
-            m.d.sync += take
+            m.d.sync += [in_data.eq(payload.data), in_last.eq(payload.last), in_valid.eq(in_hs)]
         m.d.comb += self.busy.eq(occupancy != 0)
 
         # --- commit wavefront: bit i is the commit seen i+1 cycles ago. It spans the whole
@@ -217,8 +237,9 @@ class ButterflyEngine(wiring.Component):
             m.d.comb += [
                 b.i_valid.eq(prev_valid),
                 b.i_last.eq(prev_last),
-                # block l's input register holds the pixel accepted `off` cycles ago
-                b.load_stb.eq(commit_line[off]),
+                # block l's input register holds the pixel taken into the input register `off`
+                # cycles ago
+                b.load_stb.eq(commit_line[off + self._take_cycles]),
                 self.sat_counts[l].eq(b.o_sat_count),
             ]
             if l < cfg.n_stages:

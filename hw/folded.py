@@ -293,27 +293,32 @@ class FoldedStage(wiring.Component):
                                     self.load_stb, shift_load, "rq")
         outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", platform=platform)
 
-        # --- tags travel with the phase to the requantizer's output
+        # --- tags travel with the phase to the requantizer's output (a clock ahead, so each
+        # lane can take its own registered copy of the enables below)
         tag_delay = self._to_acc + REQUANT_CYCLES
-        done = delay(m, active & (fold == F - 1), tag_delay, "done")
-        done_chunk = delay(m, chunk, tag_delay, "done_chunk", reset_less=True)
+        done_soon = delay(m, active & (fold == F - 1), tag_delay - 1, "done")
+        chunk_soon = delay(m, chunk, tag_delay - 1, "done_chunk", reset_less=True)
+        complete_soon = done_soon & (chunk_soon == R - 1)
+        done, complete = Signal(name="done"), Signal(name="complete")
+        m.d.sync += [done.eq(done_soon), complete.eq(complete_soon)]
         done_last = delay(m, Mux(self.i_valid, self.i_last, last_hold), tag_delay, "done_last",
                           reset_less=True)
 
         # --- assembly: each lane shifts its chunks 0 .. R-2 into a register chain of its own
         # (short local routes, no fan-out of a result to every chunk register); the last chunk
-        # completes the pixel, when chunk ck is at position R-2-ck of the chain
+        # completes the pixel, when chunk ck is at position R-2-ck of the chain. Each lane's
+        # shift and load enables are its own copies (hundreds of flip-flops per lane).
         chains = [[Signal(signed(d), name=f"asm_{j}_{k}", reset_less=True) for k in range(R - 1)]
                   for j in range(L)]
-        with m.If(done):
-            for chain, out in zip(chains, outs):
-                m.d.sync += [a.eq(b) for a, b in zip(chain, [out] + chain[:-1])]
-        complete = done & (done_chunk == R - 1)
         chunks = [[chains[j][R - 2 - ck] for j in range(L)] for ck in range(R - 1)] + [outs]
+        for j, (chain, out) in enumerate(zip(chains, outs)):
+            with m.If(local_copy(m, done_soon, f"shift_en_{j}", platform)):
+                m.d.sync += [a.eq(b) for a, b in zip(chain, [out] + chain[:-1])]
+            with m.If(local_copy(m, complete_soon, f"load_en_{j}", platform)):
+                m.d.sync += [self.o_data[self._node(j, ck)].eq(chunks[ck][j]) for ck in range(R)]
         m.d.sync += self.o_valid.eq(complete)
         with m.If(complete):
             m.d.sync += self.o_last.eq(done_last)
-            m.d.sync += [self.o_data[self._node(j, ck)].eq(chunks[ck][j]) for j in range(L) for ck in range(R)]
 
         counted = [Signal(name=f"satv_{j}") for j in range(L)]
         m.d.comb += [c.eq(flag & done) for c, flag in zip(counted, sat_flags)]

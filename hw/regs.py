@@ -111,7 +111,8 @@ class RegisterBank(wiring.Component):
 
         # --- saturation counters: add each cycle's count, saturate at all ones, clear on write.
         # Two 16-bit halves with the carry between them registered (short carry chains); a
-        # sticky overflow flag stops the count; what reads see is rebuilt one clock later.
+        # sticky overflow flag stops the count; what reads see is rebuilt two clocks later (the
+        # halves and the overflow registered beside the counter, then the all-ones choice).
         for l in range(n_sat):
             lo = Signal(16, name=f"sat_lo_{l}")
             carry = Signal(name=f"sat_carry_{l}")
@@ -125,8 +126,11 @@ class RegisterBank(wiring.Component):
             with m.Elif(~full):
                 m.d.sync += [lo.eq(lo_sum[:16]), carry.eq(lo_sum[16]), hi.eq(hi_sum[:16]),
                              full.eq(hi_sum[16])]
-            m.d.sync += sat_counts[l].eq(Mux(full | hi_sum[16], Const(-1, SAT_COUNT_BITS),
-                                             Cat(lo, hi_sum[:16])))
+            view_lo = Signal(16, name=f"sat_view_lo_{l}")
+            view_hi = Signal(16, name=f"sat_view_hi_{l}")
+            view_full = Signal(name=f"sat_view_full_{l}")
+            m.d.sync += [view_lo.eq(lo), view_hi.eq(hi_sum[:16]), view_full.eq(full | hi_sum[16])]
+            m.d.sync += sat_counts[l].eq(Mux(view_full, Const(-1, SAT_COUNT_BITS), Cat(view_lo, view_hi)))
 
         # --- reads, in five register steps (the word address is held for the whole read):
         # (1) each group of registers is looked up, the engine decodes a parameter address;
