@@ -103,3 +103,21 @@ def test_ice40_report_counts_the_shell(tmp_path):
     assert report["shell"]["input_flip_flops"] > 0
     assert 0 < report["used"]["luts"] <= report["available"]["luts"]
     assert report["fmax_mhz"] > 12
+
+
+def test_ecp5_multipliers_are_pinned_in_order():
+    # the 85k's 156 MULT18 sites, each once, the rows as a snake; a stage's multipliers take
+    # consecutive sites (node by node), and an engine past the list leaves the rest to the placer
+    import re
+    from gen.synth import TARGETS, _verilog
+    sites = TARGETS["ecp5-85k"].dsp_sites
+    assert len(set(sites)) == 156 and sites[0] == "X4/Y10/MULT18_0" and sites[52] == "X119/Y34/MULT18_5"
+    cfg = EngineConfig.bft(8, 2)
+    text, _, _, _ = _verilog(cfg, TARGETS["ecp5-85k"])
+    pins = re.findall(r'BEL = "([^"]+)" \*\)\s*MULT18X18D #\(.*?\)\s*(prod_\d+_\d+)_dsp', text, re.S)
+    assert sorted(sites.index(b) for b, _ in pins) == list(range(cfg.multipliers))
+    modules = [(m.start(), m.group(1)) for m in re.finditer(r"\nmodule (\S+)", text)]
+    for m in re.finditer(r'BEL = "([^"]+)" \*\)\s*MULT18X18D #\(.*?\)\s*prod_(\d+)_(\d+)_dsp', text, re.S):
+        stage = int([name for start, name in modules if start < m.start()][-1].rsplit("stage", 1)[1])
+        node, j = int(m.group(2)), int(m.group(3))
+        assert sites.index(m.group(1)) == stage * 16 + node * 2 + j     # 8 nodes of 2 per stage
