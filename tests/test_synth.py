@@ -34,7 +34,17 @@ def test_synthesis_report_and_cache(tmp_path):
 def test_time_limit_stops_the_tools(tmp_path):
     with pytest.raises(SynthError, match=r"synthesis \(yosys\) did not finish within 0.001 minutes"):
         synthesize(EngineConfig.bft(4, 2), root=tmp_path, time_limit_s=0.06)
-    assert not (tmp_path / "ecp5-85k" / "n4_k2_d8w8" / "synth.json").exists()
+    work = tmp_path / "ecp5-85k" / "n4_k2_d8w8"
+    assert not (work / "synth.json").exists()
+    # the same or a shorter limit is answered from the record, without running the tools
+    (work / "tools.log").unlink()
+    with pytest.raises(SynthError, match=r"0.001 minutes.*in an earlier run"):
+        synthesize(EngineConfig.bft(4, 2), root=tmp_path, time_limit_s=0.05)
+    assert not (work / "tools.log").exists()
+    # a longer limit runs them again
+    with pytest.raises(SynthError, match=r"within 0.0015 minutes \(for place and route.*\); see [^(]*$"):
+        synthesize(EngineConfig.bft(4, 2), root=tmp_path, time_limit_s=0.09)
+    assert (work / "tools.log").exists()
 
 
 def test_scan_shell_keeps_four_pins():
