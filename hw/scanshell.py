@@ -38,14 +38,18 @@ class ScanShell(wiring.Component):
     def output_bits(self):
         return sum(len(p) for p in self._ports(Flow.Out))
 
-    @property
-    def tree_registers(self):
-        """Flip-flops of the registered XOR tree (one per LUT of each level)."""
-        count, width = 0, self.output_bits
+    def _tree_widths(self):
+        """Registers in each level of the XOR tree (one per four-input LUT), first level first."""
+        widths, width = [], self.output_bits
         while width > 1:
             width = -(-width // 4)
-            count += width
-        return count
+            widths.append(width)
+        return widths
+
+    @property
+    def tree_registers(self):
+        """Flip-flops of the registered XOR tree."""
+        return sum(self._tree_widths())
 
     def elaborate(self, platform):
         m = Module()
@@ -58,10 +62,9 @@ class ScanShell(wiring.Component):
             m.d.comb += port.eq(chain[pos:pos + len(port)])
             pos += len(port)
         level = Cat(*self._ports(Flow.Out))
-        depth = 0
-        while len(level) > 1:
-            regs = Signal(-(-len(level) // 4), name=f"xor_{depth}", reset_less=True)
-            m.d.sync += [regs[i].eq(level[4 * i:4 * i + 4].xor()) for i in range(len(regs))]
-            level, depth = regs, depth + 1
+        for depth, width in enumerate(self._tree_widths()):
+            regs = Signal(width, name=f"xor_{depth}", reset_less=True)
+            m.d.sync += [regs[i].eq(level[4 * i:4 * i + 4].xor()) for i in range(width)]
+            level = regs
         m.d.comb += self.scan_out.eq(level)
         return m
