@@ -72,13 +72,15 @@ def in_range(value, lo, hi):
     return (value < hi) if lo == 0 else ((value >= lo) & (value < hi))
 
 
-READ_CYCLES = 2
+# a block memory's read: its own read register, a register beside it (a DP16KD's clock-to-out is
+# most of a clock at 100 MHz, so nothing else follows it in the same clock), then the selection
+READ_CYCLES = 3
 
 
 def registered_select(m, values, index, name, group=8):
     """``values[index]`` after ``READ_CYCLES`` registers: first within groups of ``group`` values
-    (a small multiplexer next to the values it reads), then between the groups. ``index`` must
-    hold still for the first cycle."""
+    (a small multiplexer next to the values it reads), then between the groups, then registered
+    again as a memory read would be. ``index`` must hold still for the first cycle."""
     values = [Value.cast(v) for v in values]
     width = max(len(v) for v in values)
     shape = signed(width) if any(v.shape().signed for v in values) else unsigned(width)
@@ -92,6 +94,6 @@ def registered_select(m, values, index, name, group=8):
         firsts.append(r)
     high = Signal(max(1, len(index) - bits), name=f"{name}_hi", reset_less=True)
     m.d.sync += high.eq(index[bits:])
-    out = Signal(shape, name=name, reset_less=True)
+    out = Signal(shape, name=f"{name}_sel", reset_less=True)
     m.d.sync += out.eq(Array(firsts)[high] if len(firsts) > 1 else firsts[0])
-    return out
+    return delay(m, out, READ_CYCLES - 2, name, reset_less=True)

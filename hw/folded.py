@@ -16,7 +16,8 @@ nodes ``j * chunks ... (j + 1) * chunks - 1``. Per phase:
 1. the inputs of every lane are selected from ``i_data`` (a multiplexer over the phases) and
    each lane's own copy of the weight address is registered (``OPERAND_CYCLES``: the phase
    counter does not fan out to every memory); then the weights are read from the lane's memory
-   (registered) while the inputs wait a clock;
+   (its read register, then one beside it: a block RAM's clock-to-out is most of a clock) while
+   the inputs wait two clocks;
 2. products ``x * w``: operands registered again, then the product (``hw/mult.py``: on an ECP5
    the registers inside a ``MULT18X18D``);
 3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
@@ -38,7 +39,7 @@ from amaranth.hdl import Module, Signal, Value, Cat, Const, Array, Mux, signed, 
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from .arith import pipelined_sum, tree_levels, delay, divmod_const
+from .arith import pipelined_sum, tree_levels, delay, divmod_const, READ_CYCLES
 from .mult import MULT_CYCLES, registered_product
 from .fanout import local_copy
 from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
@@ -47,8 +48,9 @@ from .stage import stage_signature
 __all__ = ["FoldedStage", "OPERAND_CYCLES"]
 
 # clocks from a phase to the multipliers' operands: the inputs selected and the weight address
-# registered (a copy per lane), then the weight read from memory while the inputs wait
-OPERAND_CYCLES = 2
+# registered (a copy per lane), then the weight read from memory and registered again while the
+# inputs wait
+OPERAND_CYCLES = 3
 
 
 def _phase_select(sources, phase):
@@ -148,8 +150,9 @@ class FoldedStage(wiring.Component):
     @property
     def commit_cycles(self):
         """Clocks after ``load_stb`` until the shadow bank is whole again: the last old pixel
-        reads its bank for up to ``interval`` clocks, then the copy takes ``interval``."""
-        return 2 * self._interval + 2
+        reads its bank for up to ``interval`` clocks, then the copy takes ``interval`` (and the
+        read's two registers)."""
+        return 2 * self._interval + 3
 
     def elaborate(self, platform):
         m = Module()
@@ -218,15 +221,18 @@ class FoldedStage(wiring.Component):
             m.d.sync += [copying.eq(1), copy_ph.eq(0)]
         with m.Elif(copying):
             m.d.sync += [copy_ph.eq(copy_ph + 1), copying.eq(copy_ph != II - 1)]
-        copy_wr = Signal(reset_less=True)
-        copy_addr = Signal(range(2 * II), reset_less=True)
-        m.d.sync += [copy_wr.eq(copying), copy_addr.eq(word_addr(~sel, copy_ph))]
+        # the copied word is written READ_CYCLES - 1 clocks after its read (the memory's read
+        # register, then the lane's register beside it)
+        copy_wr_0 = Signal(reset_less=True)
+        copy_addr_0 = Signal(range(2 * II), reset_less=True)
+        m.d.sync += [copy_wr_0.eq(copying), copy_addr_0.eq(word_addr(~sel, copy_ph))]
+        copy_wr = delay(m, copy_wr_0, READ_CYCLES - 2, "copy_wr", reset_less=True)
+        copy_addr = delay(m, copy_addr_0, READ_CYCLES - 2, "copy_addr", reset_less=True)
 
         w_lane, w_word, w_slot = self._decode(self.w_addr)
         r_lane, r_word, r_slot = self._decode(self.r_addr)
-        r_lane_1 = Signal(range(L), name="r_lane_1")
-        r_slot_1 = Signal(range(S), name="r_slot_1")
-        m.d.sync += [r_lane_1.eq(r_lane), r_slot_1.eq(r_slot)]
+        r_lane_1 = delay(m, r_lane, READ_CYCLES - 1, "r_lane")
+        r_slot_1 = delay(m, r_slot, READ_CYCLES - 1, "r_slot")
 
         weights, r_words = [], []
         for j in range(L):
@@ -245,19 +251,23 @@ class FoldedStage(wiring.Component):
                 dp.addr.eq(waddr),
                 cp.addr.eq(Mux(copying, word_addr(sel, copy_ph), word_addr(~sel, r_word))),
             ]
+            # both read ports registered again beside the memory
+            w_q = Signal(S * wb, name=f"wq_{j}", reset_less=True)
+            c_q = Signal(S * wb, name=f"cq_{j}", reset_less=True)
+            m.d.sync += [w_q.eq(dp.data), c_q.eq(cp.data)]
             with m.If(copy_wr):
-                m.d.comb += [wp.addr.eq(copy_addr), wp.data.eq(cp.data), wp.en.eq((1 << S) - 1)]
+                m.d.comb += [wp.addr.eq(copy_addr), wp.data.eq(c_q), wp.en.eq((1 << S) - 1)]
             with m.Else():
                 m.d.comb += [
                     wp.addr.eq(word_addr(~sel, w_word)),
                     wp.data.eq(Cat([self.w_data] * S)),
                     wp.en.eq(Mux(self.w_en & (w_lane == j), Const(1, S) << w_slot, 0)),
                 ]
-            weights.append([dp.data[i * wb:(i + 1) * wb].as_signed() for i in range(S)])
-            r_words.append(cp.data)
+            weights.append([w_q[i * wb:(i + 1) * wb].as_signed() for i in range(S)])
+            r_words.append(c_q)
         r_word_sel = Signal(S * wb)
         m.d.comb += r_word_sel.eq(Array(r_words)[r_lane_1])
-        # (READ_CYCLES: the memory's read register, then this one)
+        # (READ_CYCLES: the memory's read register, the lane's, then this one)
         m.d.sync += self.r_data.eq(Array(r_word_sel[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
 
         # --- operand selection: lane j, slot i reads one input channel per phase

@@ -179,16 +179,20 @@ class RegisterBank(wiring.Component):
         param_2 = Signal()
         err_2 = Signal()
         m.d.sync += [value_2.eq(_or_all(values_1)), param_2.eq(param_1), err_2.eq(err_1)]
-        # step 4: the engine answers the parameter window PARAM_READ_CYCLES clocks after the address
-        assert PARAM_READ_CYCLES == 3
+        # steps 4 .. PARAM_READ_CYCLES + 1: the engine answers the parameter window
+        # PARAM_READ_CYCLES clocks after the address; the other words wait for it
+        wait = PARAM_READ_CYCLES - 3
+        value_w = delay(m, value_2, wait, "r_value_w")
+        param_w = delay(m, param_2, wait, "r_param_w")
+        err_w = delay(m, err_2, wait, "r_err_w")
         value_3 = Signal(32)
         err_3 = Signal()
-        m.d.sync += [value_3.eq(Mux(param_2, self.p_rdata, value_2)), err_3.eq(err_2)]
+        m.d.sync += [value_3.eq(Mux(param_w, self.p_rdata, value_w)), err_3.eq(err_w)]
         # a read waits while a commit propagates (a folded stage's copy uses the read-back port)
         r_held = Signal()
         r_go = (bus.r_stb | r_held) & ~self.commit_busy
         m.d.sync += r_held.eq((bus.r_stb | r_held) & self.commit_busy)
-        ack_4 = delay(m, r_go, 4, "r_ack")
-        # step 5
+        ack_4 = delay(m, r_go, PARAM_READ_CYCLES + 1, "r_ack")
+        # then the bus
         m.d.sync += [bus.r_data.eq(value_3), bus.r_err.eq(err_3), bus.r_ack.eq(ack_4)]
         return m
