@@ -252,7 +252,8 @@ class ButterflyEngine(wiring.Component):
             prev_data, prev_valid, prev_last = b.o_data, b.o_valid, b.o_last
 
         # --- output FIFO (never full: the credit check bounds what is in flight)
-        m.submodules.out_fifo = out_fifo = OutputFIFO(cfg.n_out * cfg.data_bits + 1, self.fifo_depth)
+        m.submodules.out_fifo = out_fifo = OutputFIFO(cfg.n_out * cfg.data_bits + 1, self.fifo_depth,
+                                                      every_clock=cfg.interval == 1)
         m.d.comb += [
             out_fifo.w_en.eq(prev_valid),
             out_fifo.w_data.eq(Cat(prev_data.as_value(), prev_last)),

@@ -273,20 +273,34 @@ class FoldedStage(wiring.Component):
         # --- operand selection: lane j, slot i reads one input channel per phase
         xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]
         m.d.comb += [x.eq(self.i_data[c]) for c, x in enumerate(xs)]
+        # lanes that read the same channels in every phase (all of them in a dense engine: each
+        # fold's inputs go to every PE) share one multiplexer, and each lane takes its own
+        # registered copy of its output: one wire per channel into the multiplexer, not one per lane
+        def channels(j, i):
+            chans = []
+            for c in range(II):
+                ck, fd = divmod(c, F)
+                blk, rest = divmod(self._node(j, ck), f.r * f.t)
+                chans.append((blk * f.s + fd * S + i) * f.t + rest % f.t)
+            return tuple(chans)
+
+        readers = {}
+        for j in range(L):
+            for i in range(S):
+                readers.setdefault(channels(j, i), []).append(j)
+        selected = {}
+        for chans, lanes in readers.items():
+            x_sel = Signal(signed(d), name=f"xsel_{lanes[0]}_{chans[0]}", reset_less=True)
+            m.d.sync += x_sel.eq(_phase_select([xs[c] for c in chans], lane_ph[lanes[0]]))
+            selected[chans] = (x_sel, len(lanes) > 1)
         accs = []
         for j in range(L):
             products = []
             for i in range(S):
-                sources = []
-                for c in range(II):
-                    ck, fd = divmod(c, F)
-                    o = self._node(j, ck)
-                    blk, rest = divmod(o, f.r * f.t)
-                    u = rest % f.t
-                    sources.append(xs[(blk * f.s + fd * S + i) * f.t + u])
-                x_sel = Signal(signed(d), name=f"xsel_{j}_{i}", reset_less=True)
-                m.d.sync += x_sel.eq(_phase_select(sources, lane_ph[j]))
-                x_op = delay(m, x_sel, OPERAND_CYCLES - 1, f"xop_{j}_{i}", reset_less=True)
+                x_sel, shared = selected[channels(j, i)]
+                if shared:
+                    x_sel = local_copy(m, x_sel, f"xcopy_{j}_{i}", platform)
+                x_op = delay(m, x_sel, OPERAND_CYCLES - 1 - shared, f"xop_{j}_{i}", reset_less=True)
                 products.append(registered_product(m, x_op, weights[j][i], f"prod_{j}_{i}", platform))
             total = pipelined_sum(m, products, f"tree_{j}")
             if F > 1:
