@@ -72,9 +72,10 @@ def in_range(value, lo, hi):
     return (value < hi) if lo == 0 else ((value >= lo) & (value < hi))
 
 
-# a block memory's read: its own read register, a register beside it (a DP16KD's clock-to-out is
-# most of a clock at 100 MHz, so nothing else follows it in the same clock), then the selection
-READ_CYCLES = 3
+# a block memory's read-back: its own read register, a register beside it (a DP16KD's
+# clock-to-out is most of a clock at 100 MHz, so nothing else follows it in the same clock), then
+# two levels of selection (a word among a few, then among the groups), each registered
+READ_CYCLES = 4
 
 
 def registered_select(m, values, index, name, group=8):

@@ -221,18 +221,21 @@ class FoldedStage(wiring.Component):
             m.d.sync += [copying.eq(1), copy_ph.eq(0)]
         with m.Elif(copying):
             m.d.sync += [copy_ph.eq(copy_ph + 1), copying.eq(copy_ph != II - 1)]
-        # the copied word is written READ_CYCLES - 1 clocks after its read (the memory's read
-        # register, then the lane's register beside it)
+        # the copied word is written 2 clocks after its read (the memory's read register, then
+        # the lane's register beside it)
         copy_wr_0 = Signal(reset_less=True)
         copy_addr_0 = Signal(range(2 * II), reset_less=True)
         m.d.sync += [copy_wr_0.eq(copying), copy_addr_0.eq(word_addr(~sel, copy_ph))]
-        copy_wr = delay(m, copy_wr_0, READ_CYCLES - 2, "copy_wr", reset_less=True)
-        copy_addr = delay(m, copy_addr_0, READ_CYCLES - 2, "copy_addr", reset_less=True)
+        copy_wr = delay(m, copy_wr_0, 1, "copy_wr", reset_less=True)
+        copy_addr = delay(m, copy_addr_0, 1, "copy_addr", reset_less=True)
 
         w_lane, w_word, w_slot = self._decode(self.w_addr)
         r_lane, r_word, r_slot = self._decode(self.r_addr)
-        r_lane_1 = delay(m, r_lane, READ_CYCLES - 1, "r_lane")
-        r_slot_1 = delay(m, r_slot, READ_CYCLES - 1, "r_slot")
+        # read-back (READ_CYCLES): the memory's read register, the lane's, the slot selected in
+        # each lane, then the lane
+        assert READ_CYCLES == 4
+        r_slot_1 = delay(m, r_slot, 2, "r_slot")
+        r_lane_1 = delay(m, r_lane, 3, "r_lane")
 
         weights, r_words = [], []
         for j in range(L):
@@ -265,10 +268,12 @@ class FoldedStage(wiring.Component):
                 ]
             weights.append([w_q[i * wb:(i + 1) * wb].as_signed() for i in range(S)])
             r_words.append(c_q)
-        r_word_sel = Signal(S * wb)
-        m.d.comb += r_word_sel.eq(Array(r_words)[r_lane_1])
-        # (READ_CYCLES: the memory's read register, the lane's, then this one)
-        m.d.sync += self.r_data.eq(Array(r_word_sel[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
+        r_bytes = []
+        for j, word in enumerate(r_words):
+            b = Signal(wb, name=f"r_byte_{j}", reset_less=True)
+            m.d.sync += b.eq(Array(word[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
+            r_bytes.append(b)
+        m.d.sync += self.r_data.eq(Array(r_bytes)[r_lane_1])
 
         # --- operand selection: lane j, slot i reads one input channel per phase
         xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]

@@ -116,9 +116,8 @@ class ButterflyStage(wiring.Component):
         mr = mirror.read_port(transparent_for=())
         m.d.comb += [mw.addr.eq(self.w_addr), mw.data.eq(self.w_data), mw.en.eq(self.w_en),
                      mr.addr.eq(self.r_addr)]
-        # (READ_CYCLES: the memory's read register, one beside it, then r_data)
-        assert READ_CYCLES == 3
-        m.d.sync += self.r_data.eq(delay(m, mr.data, 1, "mirror_q", reset_less=True))
+        # (READ_CYCLES: the memory's read register, then registers beside it, the last r_data)
+        m.d.sync += self.r_data.eq(delay(m, mr.data, READ_CYCLES - 2, "mirror_q", reset_less=True))
 
         # --- active bank: weights now, shift when the first new pixel reaches the requantizer
         # each node takes its own copy of ``load_stb`` (a clock later, as its multipliers take
