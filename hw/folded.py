@@ -234,11 +234,8 @@ class FoldedStage(wiring.Component):
         # read-back (READ_CYCLES): the memory's read register, the lane's, the slot selected in
         # each lane, then the lane
         assert READ_CYCLES == 4
-        # (the stage's own copies: stages decode the same address bits, and synthesis would
-        # share one register between them across the device)
-        r_slot_q = local_copy(m, r_slot, "r_slot_q", platform)
-        r_lane_1 = local_copy(m, delay(m, local_copy(m, r_lane, "r_lane_q", platform), 1, "r_lane"),
-                              "r_lane_sel", platform)
+        r_slot_1 = delay(m, r_slot, 2, "r_slot")
+        r_lane_1 = delay(m, r_lane, 3, "r_lane")
 
         weights, r_words = [], []
         for j in range(L):
@@ -274,8 +271,7 @@ class FoldedStage(wiring.Component):
         r_bytes = []
         for j, word in enumerate(r_words):
             b = Signal(wb, name=f"r_byte_{j}", reset_less=True)
-            slot = local_copy(m, r_slot_q, f"r_slot_sel_{j}", platform)      # the lane's own
-            m.d.sync += b.eq(Array(word[i * wb:(i + 1) * wb] for i in range(S))[slot])
+            m.d.sync += b.eq(Array(word[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
             r_bytes.append(b)
         m.d.sync += self.r_data.eq(Array(r_bytes)[r_lane_1])
 
@@ -299,11 +295,8 @@ class FoldedStage(wiring.Component):
                 readers.setdefault(channels(j, i), []).append(j)
         selected = {}
         for chans, lanes in readers.items():
-            # each multiplexer has its own copy of the phase register beside it (a lane's copy
-            # also drives its weight address, by the memory)
-            x_ph = local_copy(m, ph_next, f"phase_{lanes[0]}_{chans[0]}", platform)
             x_sel = Signal(signed(d), name=f"xsel_{lanes[0]}_{chans[0]}", reset_less=True)
-            m.d.sync += x_sel.eq(_phase_select([xs[c] for c in chans], x_ph))
+            m.d.sync += x_sel.eq(_phase_select([xs[c] for c in chans], lane_ph[lanes[0]]))
             selected[chans] = (x_sel, len(lanes) > 1)
         accs = []
         for j in range(L):
