@@ -234,11 +234,8 @@ class FoldedStage(wiring.Component):
         # read-back (READ_CYCLES): the memory's read register, the lane's, the slot selected in
         # each lane, then the lane
         assert READ_CYCLES == 4
-        # (the stage's own copies: stages decode the same address bits, and synthesis would
-        # share one register between them across the device)
-        r_slot_q = local_copy(m, r_slot, "r_slot_q", platform)
-        r_lane_1 = local_copy(m, delay(m, local_copy(m, r_lane, "r_lane_q", platform), 1, "r_lane"),
-                              "r_lane_sel", platform)
+        r_slot_1 = delay(m, r_slot, 2, "r_slot")
+        r_lane_1 = delay(m, r_lane, 3, "r_lane")
 
         weights, r_words = [], []
         for j in range(L):
@@ -274,8 +271,7 @@ class FoldedStage(wiring.Component):
         r_bytes = []
         for j, word in enumerate(r_words):
             b = Signal(wb, name=f"r_byte_{j}", reset_less=True)
-            slot = local_copy(m, r_slot_q, f"r_slot_sel_{j}", platform)      # the lane's own
-            m.d.sync += b.eq(Array(word[i * wb:(i + 1) * wb] for i in range(S))[slot])
+            m.d.sync += b.eq(Array(word[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
             r_bytes.append(b)
         m.d.sync += self.r_data.eq(Array(r_bytes)[r_lane_1])
 
