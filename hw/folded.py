@@ -289,10 +289,10 @@ class FoldedStage(wiring.Component):
                 chans.append((blk * f.s + fd * S + i) * f.t + rest % f.t)
             return tuple(chans)
 
+        chans_of = {(j, i): channels(j, i) for j in range(L) for i in range(S)}
         readers = {}
-        for j in range(L):
-            for i in range(S):
-                readers.setdefault(channels(j, i), []).append(j)
+        for (j, i), chans in chans_of.items():
+            readers.setdefault(chans, []).append(j)
         selected = {}
         for chans, lanes in readers.items():
             x_sel = Signal(signed(d), name=f"xsel_{lanes[0]}_{chans[0]}", reset_less=True)
@@ -302,7 +302,7 @@ class FoldedStage(wiring.Component):
         for j in range(L):
             products = []
             for i in range(S):
-                x_sel, shared = selected[channels(j, i)]
+                x_sel, shared = selected[chans_of[j, i]]
                 if shared:
                     x_sel = local_copy(m, x_sel, f"xcopy_{j}_{i}", platform)
                 x_op = delay(m, x_sel, OPERAND_CYCLES - 1 - shared, f"xop_{j}_{i}", reset_less=True)

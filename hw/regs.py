@@ -31,8 +31,9 @@ SAT_COUNT_BITS = 32
 class RegisterBank(wiring.Component):
     """Registers of the engine built from ``cfg`` whose latency is ``latency`` clocks.
 
-    ``bus`` is the target side of a :class:`RegisterBus` (reads answer five cycles after
-    ``r_stb``, or five cycles after a commit in progress ends); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
+    ``bus`` is the target side of a :class:`RegisterBus` (reads answer
+    ``PARAM_READ_CYCLES + 2`` cycles after ``r_stb``, or that long after a commit in progress
+    ends); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
     the stream, not the loaded parameters.
     """
 
@@ -132,10 +133,11 @@ class RegisterBank(wiring.Component):
             m.d.sync += [view_lo.eq(lo), view_hi.eq(hi_sum[:16]), view_full.eq(full | hi_sum[16])]
             m.d.sync += sat_counts[l].eq(Mux(view_full, Const(-1, SAT_COUNT_BITS), Cat(view_lo, view_hi)))
 
-        # --- reads, in five register steps (the word address is held for the whole read):
-        # (1) each group of registers is looked up, the engine decodes a parameter address;
-        # (2) the group that matched is kept, (3) combined, while the parameter is read in its
-        # block; (4) the parameter or the register is selected; (5) registered for the shell.
+        # --- reads, in PARAM_READ_CYCLES + 2 register steps (the word address is held for the
+        # whole read): (1) each group of registers is looked up, the engine decodes a parameter
+        # address; (2) the group that matched is kept, (3) combined, while the parameter is read
+        # in its block, the word waiting for it; (4) the parameter or the register is selected;
+        # (5) registered for the shell.
         r_in_window = (bus.r_addr >= w_base) & (bus.r_addr < w_end)
         m.d.comb += self.p_raddr.eq(bus.r_addr - w_base)
         # the scalar registers are words 0..15: the low four address bits pick the value (one
@@ -192,7 +194,7 @@ class RegisterBank(wiring.Component):
         r_held = Signal()
         r_go = (bus.r_stb | r_held) & ~self.commit_busy
         m.d.sync += r_held.eq((bus.r_stb | r_held) & self.commit_busy)
-        ack_4 = delay(m, r_go, PARAM_READ_CYCLES + 1, "r_ack")
+        ack = delay(m, r_go, PARAM_READ_CYCLES + 1, "r_ack")
         # then the bus
-        m.d.sync += [bus.r_data.eq(value_3), bus.r_err.eq(err_3), bus.r_ack.eq(ack_4)]
+        m.d.sync += [bus.r_data.eq(value_3), bus.r_err.eq(err_3), bus.r_ack.eq(ack)]
         return m

@@ -24,7 +24,7 @@ def _run(every_clock, ready_p, write_p, clocks=600, reset_at=None, seed=0):
     log = {"read": [], "written": [], "read_at": []}
 
     async def bench(ctx):
-        held, counter, pending = 0, 0, []       # pending: writes not yet in r_data
+        held = 0
         for clock in range(clocks):
             if clock == reset_at:
                 # the neighbours go on handshaking in the clock of the reset
