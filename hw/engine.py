@@ -212,15 +212,17 @@ class ButterflyEngine(wiring.Component):
             r_addr = Signal.like(b.r_addr, name=f"r_addr_{i}")
             w_data = Signal.like(b.w_data, name=f"w_data_{i}", reset_less=True)
             w_in_block = in_range(self.p_addr, lo, lo + count)
-            m.d.sync += [w_hit.eq(w_in_block), r_addr.eq(self.p_raddr - lo), w_en.eq(self.p_en & w_hit)]
+            m.d.sync += [w_hit.eq(w_in_block), w_en.eq(self.p_en & w_hit)]
             with m.If(w_in_block):                 # (a copy of its own, as the data)
                 m.d.sync += w_addr.eq(self.p_addr - lo)
             # each block's own copy of the data, loaded only by its writes (so no two copies are
             # the same register and synthesis keeps them apart): a shorter route to each block
             with m.If(self.p_en & w_hit):
                 m.d.sync += w_data.eq(self.p_data[:len(w_data)])
+            # each block's read address is loaded only by reads of its own parameters (so the
+            # blocks' address registers, and what they decode, are not one register)
             with m.If(in_range(self.p_raddr, lo, lo + count)):
-                m.d.sync += r_block.eq(i)
+                m.d.sync += [r_block.eq(i), r_addr.eq(self.p_raddr - lo)]
             with m.If(r_block_late == i):
                 m.d.comb += self.p_rdata.eq(b.r_data)
             m.d.comb += [

@@ -1,16 +1,24 @@
 """The engine's output FIFO. The engine's credit check never lets more pixels be in flight than
-it holds, so the write side has no full flag: a valid result is written in the clock it arrives,
-its write enable straight from a register (no level compare in front of the memory, whose write
-enable reaches every cell of a wide word). The read side is first-word-fall-through through an
-output register, with the stream rules of ``amaranth.lib.stream``.
+it holds, so the write side has no full flag. The read side is first-word-fall-through with the
+stream rules of ``amaranth.lib.stream``.
 
-An engine that takes a pixel every clock needs a word on the output every clock: the output
-register is loaded in the clock of the reader's handshake, so ``r_en`` reaches the load enable of
-every bit through logic. A folded engine delivers a pixel every ``interval`` (2 or more) clocks,
-and its output is a wide word (``n`` channels): with ``every_clock=False`` the output register
-takes a word only when it is empty, so the decision to load it is made a clock ahead, into a
-register (no logic between a handshake and thousands of load enables); a word is then read every
-second clock at most. In both modes every group of slices has its own copy of the control.
+The word is wide (``n`` channels) and the FIFO sits at the far end of the pipeline, so no
+handshake reaches thousands of bits through logic:
+
+- the word is cut into slices, each with its own memory and pointers, and the slices into groups,
+  each with its own copy of the control. A copy's state registers read only each other and the
+  handshakes, so no two copies are alike and synthesis keeps them apart (a register that copies
+  another is merged with its twins);
+- the writer's ``w_en`` reaches each group's own toggle register, and the group writes a clock
+  later (the data registered beside it) when its toggle register has changed: the last stage's
+  valid fans out to one register per group, not to every slice's write enable;
+- every load enable of a wide register is itself a register, decided a clock ahead from the
+  state the clock will end in. With ``every_clock=True`` (an engine that takes a pixel every
+  clock) each group has two output registers used in turn, and ``r_data`` selects the one at the
+  head (the select is a register): one holds the word being offered while the other is loaded,
+  so a word leaves every clock. With ``every_clock=False`` (a folded engine, a pixel every
+  ``interval`` clocks) there is one output register, loaded only when it will be empty, so a
+  word is read every second clock at most.
 """
 
 from amaranth.hdl import Module, Signal, Mux
@@ -27,7 +35,7 @@ class OutputFIFO(wiring.Component):
     ``r_rdy`` from clock ``c + LATENCY`` if the words before it have been read. With
     ``every_clock=False`` a word is read every second clock at most."""
 
-    LATENCY = 2
+    LATENCY = 3
     SLICE_BITS = 16
     GROUP_SLICES = 8
 
@@ -47,15 +55,16 @@ class OutputFIFO(wiring.Component):
         def bump(ptr):
             return Mux(ptr == depth - 1, 0, ptr + 1)
 
-        # the word is cut into slices of SLICE_BITS, each with its own memory and pointers (its
-        # address lines reach only its own memory cells), and the slices into groups of
-        # GROUP_SLICES, each with its own copy of the control below: its state registers read
-        # only each other and the handshakes, so no two groups' registers are alike and synthesis
-        # keeps them apart; a handshake reaches a few registers per group, not every bit's enable
         slices = [(lo, min(self._width, lo + self.SLICE_BITS))
                   for lo in range(0, self._width, self.SLICE_BITS)]
         for g in range(0, len(slices), self.GROUP_SLICES):
-            r_rdy, pop = self._control(m, f"g{g}")
+            tag = f"g{g}"
+            # the group's write enable, a clock after w_en: its toggle register has changed
+            toggle, toggled = Signal(name=f"w_toggle_{tag}"), Signal(name=f"w_toggled_{tag}")
+            m.d.sync += [toggle.eq(toggle ^ self.w_en), toggled.eq(toggle)]
+            w_en = Signal(name=f"w_en_{tag}")
+            m.d.comb += w_en.eq(toggle ^ toggled)
+            r_rdy, loads, head = self._control(m, w_en, tag)
             if g == 0:
                 m.d.comb += self.r_rdy.eq(r_rdy)
             for lo, hi in slices[g:g + self.GROUP_SLICES]:
@@ -63,39 +72,60 @@ class OutputFIFO(wiring.Component):
                 m.submodules[f"storage_{lo}"] = mem
                 wp = mem.write_port()
                 rp = mem.read_port(domain="comb")
+                w_data = Signal(hi - lo, name=f"w_data_{lo}", reset_less=True)
                 w_ptr = Signal(range(depth), name=f"w_ptr_{lo}")
                 r_ptr = Signal(range(depth), name=f"r_ptr_{lo}")
-                m.d.comb += [wp.addr.eq(w_ptr), wp.data.eq(self.w_data[lo:hi]), wp.en.eq(self.w_en),
+                m.d.sync += w_data.eq(self.w_data[lo:hi])
+                m.d.comb += [wp.addr.eq(w_ptr), wp.data.eq(w_data), wp.en.eq(w_en),
                              rp.addr.eq(r_ptr)]
-                with m.If(self.w_en):
+                with m.If(w_en):
                     m.d.sync += w_ptr.eq(bump(w_ptr))
-                with m.If(pop):
-                    m.d.sync += [self.r_data[lo:hi].eq(rp.data), r_ptr.eq(bump(r_ptr))]
+                outs = [Signal(hi - lo, name=f"r_data_{lo}_{i}", reset_less=True)
+                        for i in range(len(loads))]
+                for out, load in zip(outs, loads):
+                    with m.If(load):
+                        m.d.sync += out.eq(rp.data)
+                with m.If(loads[0] if len(loads) == 1 else loads[0] | loads[1]):
+                    m.d.sync += r_ptr.eq(bump(r_ptr))
+                m.d.comb += self.r_data[lo:hi].eq(outs[0] if len(outs) == 1 else
+                                                  Mux(head, outs[1], outs[0]))
         return m
 
-    def _control(self, m, tag):
-        """One copy of the control: ``(r_rdy, pop)``, ``pop`` high in the clocks the output
-        register takes the next word from the memory."""
-        # words in the memory (not yet in the output register), registered "not empty"
+    def _control(self, m, w_en, tag):
+        """One copy of the control: ``(r_rdy, loads, head)``; ``loads`` has a load enable (a
+        register) per output register, ``head`` (a register) says which of two holds the word
+        offered."""
+        # words in the memory (not in an output register), and "not empty", registered
         level = Signal(range(self._depth + 1), name=f"level_{tag}")
         nonempty = Signal(name=f"nonempty_{tag}")
-        r_rdy = Signal(name=f"r_rdy_{tag}")
-        pop = Signal(name=f"pop_{tag}")
+        pop = Signal(name=f"pop_{tag}")       # a word goes from the memory to an output register
         grow, shrink = Signal(name=f"grow_{tag}"), Signal(name=f"shrink_{tag}")
         # the sums and compares are of the level register alone; the handshakes only choose
-        # (w_en comes from the far end of the pipeline: no carry chain after it)
-        nonempty_next = Mux(grow, 1, Mux(shrink, level != 1, nonempty))
-        m.d.comb += [grow.eq(self.w_en & ~pop), shrink.eq(pop & ~self.w_en)]
+        nonempty_next = Signal(name=f"nonempty_next_{tag}")
+        m.d.comb += [grow.eq(w_en & ~pop), shrink.eq(pop & ~w_en),
+                     nonempty_next.eq(Mux(grow, 1, Mux(shrink, level != 1, nonempty)))]
         m.d.sync += [level.eq(Mux(grow, level + 1, Mux(shrink, level - 1, level))),
                      nonempty.eq(nonempty_next)]
-        if self._every_clock:
-            # the output register takes the next word when it is empty or being read
-            m.d.comb += pop.eq(nonempty & (~r_rdy | self.r_en))
-        else:
-            # ... when it will be empty and the memory will hold a word: decided a clock ahead
-            m.d.sync += pop.eq(~((r_rdy & ~self.r_en) | pop) & nonempty_next)
-        with m.If(pop):
-            m.d.sync += r_rdy.eq(1)
-        with m.Elif(self.r_en):
-            m.d.sync += r_rdy.eq(0)
-        return r_rdy, pop
+        r_rdy = Signal(name=f"r_rdy_{tag}")
+        if not self._every_clock:
+            # the output register takes a word when it will be empty and the memory will hold
+            # one: decided a clock ahead
+            full = Signal(name=f"full_{tag}")
+            full_next = Mux(pop, 1, full & ~self.r_en)
+            m.d.sync += [full.eq(full_next), pop.eq(~full_next & nonempty_next)]
+            m.d.comb += r_rdy.eq(full)
+            return r_rdy, [pop], None
+        # two output registers in turn: `head` offers its word, `tail` is the next to fill
+        full = [Signal(name=f"full{i}_{tag}") for i in range(2)]
+        loads = [Signal(name=f"load{i}_{tag}") for i in range(2)]
+        head, tail = Signal(name=f"head_{tag}"), Signal(name=f"tail_{tag}")
+        taken = Signal(name=f"taken_{tag}")
+        m.d.comb += [r_rdy.eq(Mux(head, full[1], full[0])), taken.eq(r_rdy & self.r_en),
+                     pop.eq(loads[0] | loads[1])]
+        full_next = [Mux(loads[i], 1, full[i] & ~(taken & (head == i))) for i in range(2)]
+        tail_next = tail ^ pop
+        m.d.sync += [head.eq(head ^ taken), tail.eq(tail_next)]
+        for i in range(2):
+            m.d.sync += [full[i].eq(full_next[i]),
+                         loads[i].eq(nonempty_next & ~full_next[i] & (tail_next == i))]
+        return r_rdy, loads, head
