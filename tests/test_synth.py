@@ -47,6 +47,32 @@ def test_time_limit_stops_the_tools(tmp_path):
     assert (work / "tools.log").exists()
 
 
+def _target_with_fallback(monkeypatch, script, marker):
+    """The ecp5-85k target with ``script`` first, its own script as the fallback for ``marker``."""
+    import dataclasses
+    from gen import synth
+    t = synth.TARGETS["ecp5-85k"]
+    monkeypatch.setitem(synth.TARGETS, "ecp5-85k", dataclasses.replace(
+        t, yosys_script=script, fallback=(marker, t.yosys_script)))
+
+
+def test_other_yosys_failures_are_not_retried(tmp_path, monkeypatch):
+    _target_with_fallback(monkeypatch, "read_verilog no_such_file.v", "A_FAULT_NOT_IN_THE_LOG")
+    with pytest.raises(SynthError, match=r"synthesis \(yosys\) failed"):
+        synthesize(EngineConfig.bft(4, 2), root=tmp_path)
+    assert "fallback" not in (tmp_path / "ecp5-85k" / "n4_k2_d8w8" / "tools.log").read_text()
+
+
+@pytest.mark.long
+def test_known_yosys_fault_uses_the_fallback(tmp_path, monkeypatch):
+    _target_with_fallback(monkeypatch, "log KNOWN_FAULT_MARK; read_verilog no_such_file.v",
+                          "KNOWN_FAULT_MARK")
+    report = synthesize(EngineConfig.bft(4, 2), "ecp5-85k", 50.0, root=tmp_path)
+    assert report["fallback_script"] and "KNOWN_FAULT_MARK" not in report["yosys_script"]
+    assert report["used"]["dsps"] == 16 and report["meets_timing"]
+    assert "the fallback script" in (tmp_path / "ecp5-85k" / "n4_k2_d8w8" / "tools.log").read_text()
+
+
 def test_scan_shell_keeps_four_pins():
     from amaranth.back import verilog
     from hw.top import BflyTop
