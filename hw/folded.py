@@ -294,9 +294,11 @@ class FoldedStage(wiring.Component):
         for (j, i), chans in chans_of.items():
             readers.setdefault(chans, []).append(j)
         selected = {}
-        for chans, lanes in readers.items():
+        for k, (chans, lanes) in enumerate(readers.items()):
             x_sel = Signal(signed(d), name=f"xsel_{lanes[0]}_{chans[0]}", reset_less=True)
-            m.d.sync += x_sel.eq(_phase_select([xs[c] for c in chans], lane_ph[lanes[0]]))
+            # each multiplexer's own copy of the phase (its select bits reach every bit of it)
+            mux_ph = local_copy(m, ph_next, f"phase_mux_{k}", platform)
+            m.d.sync += x_sel.eq(_phase_select([xs[c] for c in chans], mux_ph))
             selected[chans] = (x_sel, len(lanes) > 1)
         accs = []
         for j in range(L):

@@ -64,7 +64,7 @@ class OutputFIFO(wiring.Component):
             m.d.sync += [toggle.eq(toggle ^ self.w_en), toggled.eq(toggle)]
             w_en = Signal(name=f"w_en_{tag}")
             m.d.comb += w_en.eq(toggle ^ toggled)
-            r_rdy, loads, head = self._control(m, w_en, tag)
+            r_rdy, loads, taken = self._control(m, w_en, tag)
             if g == 0:
                 m.d.comb += self.r_rdy.eq(r_rdy)
             for lo, hi in slices[g:g + self.GROUP_SLICES]:
@@ -87,14 +87,20 @@ class OutputFIFO(wiring.Component):
                         m.d.sync += out.eq(rp.data)
                 with m.If(loads[0] if len(loads) == 1 else loads[0] | loads[1]):
                     m.d.sync += r_ptr.eq(bump(r_ptr))
-                m.d.comb += self.r_data[lo:hi].eq(outs[0] if len(outs) == 1 else
-                                                  Mux(head, outs[1], outs[0]))
+                if len(outs) == 1:
+                    m.d.comb += self.r_data[lo:hi].eq(outs[0])
+                else:
+                    # the slice's own copy of the group's head (a toggle register of its own,
+                    # so synthesis keeps it apart): it selects 16 bits, not the group's 128
+                    head = Signal(name=f"head_{lo}")
+                    m.d.sync += head.eq(head ^ taken)
+                    m.d.comb += self.r_data[lo:hi].eq(Mux(head, outs[1], outs[0]))
         return m
 
     def _control(self, m, w_en, tag):
-        """One copy of the control: ``(r_rdy, loads, head)``; ``loads`` has a load enable (a
-        register) per output register, ``head`` (a register) says which of two holds the word
-        offered."""
+        """One copy of the control: ``(r_rdy, loads, taken)``; ``loads`` has a load enable (a
+        register) per output register; with two output registers, ``taken`` is high in the clocks
+        the word offered is read (the head register changes then)."""
         # words in the memory (not in an output register), and "not empty", registered
         level = Signal(range(self._depth + 1), name=f"level_{tag}")
         nonempty = Signal(name=f"nonempty_{tag}")
@@ -128,4 +134,4 @@ class OutputFIFO(wiring.Component):
         for i in range(2):
             m.d.sync += [full[i].eq(full_next[i]),
                          loads[i].eq(nonempty_next & ~full_next[i] & (tail_next == i))]
-        return r_rdy, loads, head
+        return r_rdy, loads, taken

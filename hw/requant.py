@@ -17,8 +17,11 @@ __all__ = ["REQUANT_CYCLES", "REGS_LEAD", "PREP_CYCLES", "ShiftRegisters", "requ
 REQUANT_CYCLES = 6
 # register steps from the shadow shift to the constants a commit takes
 PREP_CYCLES = 4
-# the active shift registers are copied next to each output before use (hw/fanout.py)
-REGS_LEAD = 1
+# the active shift registers are copied next to each group of outputs, then next to each
+# output, before use (hw/fanout.py)
+REGS_LEAD = 2
+#: outputs served by one group copy of the shift registers
+COPY_GROUP = 4
 
 
 class ShiftRegisters:
@@ -115,14 +118,24 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
     if relu is not None:
         relu_d = delay(m, relu, REQUANT_CYCLES - 1, f"{name}_relu", reset_less=True)
     outs, flags = [], []
+    # the active shift, rounding constant and mask reach each output through two registered
+    # copies (``regs`` is loaded REGS_LEAD clocks early): one per group of COPY_GROUP outputs,
+    # then the output's own, which then travel with its pixel (only the copies the rounding mode
+    # uses: kept registers are never removed)
+    used = {"shift": regs.shift}
+    if cfg.rounding != "floor":
+        used["rndc"] = regs.rnd_const
+    if cfg.rounding == "half_even":
+        used["lsb"] = regs.lsb_mask
+    group_copies = {}
     for o, acc in enumerate(accs):
-        # each output's own copies of the active shift, rounding constant and mask (a clock
-        # later: ``regs`` is loaded REGS_LEAD clocks early), which then travel with its pixel
-        # (only the copies the rounding mode uses: kept registers are never removed)
+        g = o // COPY_GROUP
+        if o % COPY_GROUP == 0:
+            group_copies = {k: local_copy(m, v, f"{name}_{k}_g{g}", platform) for k, v in used.items()}
         if cfg.rounding == "half_even":
-            mask_0 = local_copy(m, regs.lsb_mask, f"{name}_lsb_{o}", platform)
-        shift_0 = local_copy(m, regs.shift, f"{name}_shift_{o}", platform)
-        rnd_0 = 0 if cfg.rounding == "floor" else local_copy(m, regs.rnd_const, f"{name}_rndc_{o}", platform)
+            mask_0 = local_copy(m, group_copies["lsb"], f"{name}_lsb_{o}", platform)
+        shift_0 = local_copy(m, group_copies["shift"], f"{name}_shift_{o}", platform)
+        rnd_0 = 0 if cfg.rounding == "floor" else local_copy(m, group_copies["rndc"], f"{name}_rndc_{o}", platform)
         shift_1, shift_2, shift_3 = (Signal(regs.shape, name=f"{name}_shift_{o}_{i}", reset_less=True)
                                      for i in (1, 2, 3))
         rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_{o}_1")

@@ -103,8 +103,9 @@ class ButterflyStage(wiring.Component):
         # w_en (w_en is a clock after the engine's p_en); a commit, WRITE_SPACING or more clocks
         # after p_en, loads the shadow bank 2 clocks after commit_stb at the earliest: so at most
         # WRITE_SPACING levels
+        # (four children per copy: each hop of the tree spans a fraction of a DSP row)
         enables, datas, _ = write_tree(m, self.w_addr, self.w_data, self.w_en, f.n_weights, "wt",
-                                       max_levels=WRITE_SPACING)
+                                       max_levels=WRITE_SPACING, branching=4)
         for reg, en, value in zip(shadow, enables, datas):
             with m.If(en):
                 m.d.sync += reg.eq(value)
