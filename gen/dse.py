@@ -31,7 +31,8 @@ __all__ = ["FIELDS", "sweep_configs", "dense_match", "run_sweep", "pareto_front"
 
 # the columns of a result row (dse.csv), in order
 FIELDS = ["kind", "id", "n", "k", "lanes", "simd", "multipliers", "interval", "luts", "ffs", "dsps",
-          "brams", "fmax_mhz", "pixels_per_clock", "pixels_per_s", "latency_cycles", "status"]
+          "brams", "fmax_mhz", "pixels_per_clock", "pixels_per_s", "latency_cycles", "yosys_fallback",
+          "status"]
 
 
 def _divisors(n):
@@ -116,6 +117,8 @@ def _row(cfg, report=None, status="ok"):
         "pixels_per_clock": 1 / cfg.interval,
         "pixels_per_s": None if fmax is None else fmax * 1e6 / cfg.interval,
         "latency_cycles": report.get("latency_cycles") if report else None,
+        # synthesized with the target's fallback script (gen/synth.py: a known yosys fault)
+        "yosys_fallback": report.get("fallback_script", False) if report else None,
         "status": status,
     }
 

@@ -75,6 +75,11 @@ def markdown(rows, pairs, target, freq):
             f"| `{r['id']}` | {r['multipliers']} | {r['luts']:,} | {r['ffs']:,} | {r['dsps']} | "
             f"{r['brams']} | {r['fmax_mhz']:.1f} | 1/{r['interval']} | {r['pixels_per_s']:,.0f} | "
             f"{r['latency_cycles']} |")
+    fallback = [f"`{r['id']}`" for r in rows if r.get("yosys_fallback")]
+    if fallback:
+        lines += ["", f"Synthesized with the fallback script (LUTs mapped by yosys's `abc`; its "
+                      f"`abc9` fails an assertion on this netlist, see `gen/synth.py`): "
+                      f"{', '.join(fallback)}."]
     lines += ["", "| n | butterfly | dense | butterfly/dense pixels/s per DSP | ideal n/(k log_k n) | "
               "fraction of ideal |", "|---:|---|---|---:|---:|---:|"]
     for p in pairs:

@@ -266,3 +266,18 @@ def test_bench_table_from_a_saved_run(tmp_path, capsys):
     assert f"| `{dense.id}` | 128 | place and route (nextpnr) did not finish within 40 minutes |" in out
     assert "/somewhere" not in out                       # the log's path stays in the JSON
     assert f"| 16 | `{bft.id}` | `{dense.id}` | n/a | 2.00x | n/a |" in out
+    assert "fallback script" not in out
+
+
+def test_bench_table_names_the_fallback_script(tmp_path, capsys):
+    from gen import fpga_bench
+    bft, dense = fpga_bench.PAIRS[0]
+    rows = [dse._row(bft, dict(fake_report(bft), fallback_script=True)),
+            dse._row(dense, fake_report(dense))]
+    assert rows[0]["yosys_fallback"] and rows[1]["yosys_fallback"] is False
+    saved = tmp_path / "fpga.json"
+    saved.write_text(json.dumps({"target": "ecp5-85k", "requested_mhz": 200.0, "rows": rows}))
+    assert fpga_bench.main(["--from-json", str(saved), "--no-readme"]) == 0
+    out = capsys.readouterr().out
+    assert "Synthesized with the fallback script" in out
+    assert out.split("fallback script")[1].split("\n")[0].endswith(f"`{bft.id}`.")
