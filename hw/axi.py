@@ -86,12 +86,15 @@ class AXI4LiteSlave(wiring.Component):
                 bus.w_data.eq(self.wdata),
                 w_pending.eq(1),
             ]
+        # clocks since the write was taken, and whether WRITE_SETUP have passed (a register: the
+        # strobe is one gate after registers)
         settle = Signal(range(WRITE_SETUP + 1))
+        settled = Signal()
         with m.If(accept_w):
-            m.d.sync += settle.eq(0)
-        with m.Elif(w_pending & (settle != WRITE_SETUP)):
-            m.d.sync += settle.eq(settle + 1)
-        do_write = w_pending & (settle == WRITE_SETUP) & ~bus.w_wait
+            m.d.sync += [settle.eq(0), settled.eq(0)]
+        with m.Elif(w_pending & ~settled):
+            m.d.sync += [settle.eq(settle + 1), settled.eq(settle == WRITE_SETUP - 1)]
+        do_write = w_pending & settled & ~bus.w_wait
         m.d.comb += bus.w_stb.eq(do_write)
         with m.If(do_write):
             m.d.sync += [w_pending.eq(0), self.bvalid.eq(1),

@@ -101,12 +101,17 @@ class RegisterBank(wiring.Component):
             hit = Signal(name=f"w_hit_{name.lower()}_{i}")
             m.d.sync += hit.eq(bus.w_addr == word(name, i))
             hits.append(hit)
-            with m.If(bus.w_stb & hit):
-                if name == "CTRL":
-                    m.d.comb += self.commit_stb.eq(bus.w_data[0])
-                elif name == "SAT_COUNT":
+            if name == "CTRL":
+                # a write of CTRL with bit 0 set, decoded ahead (the data is held too): the
+                # commit strobe is one gate after the write strobe
+                commit_req = Signal(name="commit_req")
+                m.d.sync += commit_req.eq((bus.w_addr == word(name, i)) & bus.w_data[0])
+                m.d.comb += self.commit_stb.eq(bus.w_stb & commit_req)
+            elif name == "SAT_COUNT":
+                with m.If(bus.w_stb & hit):
                     m.d.comb += sat_clear[i].eq(1)
-                else:
+            else:
+                with m.If(bus.w_stb & hit):
                     m.d.sync += reg.eq(bus.w_data[:len(reg)])
         m.d.comb += bus.w_err.eq(~(w_in_window | Cat(*hits).any()))
 

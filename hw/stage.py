@@ -115,10 +115,13 @@ class ButterflyStage(wiring.Component):
         m.submodules.shadow_mirror = mirror
         mw = mirror.write_port()
         mr = mirror.read_port(transparent_for=())
+        # (READ_CYCLES: the address registered beside the memory, the memory's read register,
+        # then registers beside it, the last r_data)
+        mr_addr = Signal.like(self.r_addr, name="mirror_raddr", reset_less=True)
+        m.d.sync += mr_addr.eq(self.r_addr)
         m.d.comb += [mw.addr.eq(self.w_addr), mw.data.eq(self.w_data), mw.en.eq(self.w_en),
-                     mr.addr.eq(self.r_addr)]
-        # (READ_CYCLES: the memory's read register, then registers beside it, the last r_data)
-        m.d.sync += self.r_data.eq(delay(m, mr.data, READ_CYCLES - 2, "mirror_q", reset_less=True))
+                     mr.addr.eq(mr_addr)]
+        m.d.sync += self.r_data.eq(delay(m, mr.data, READ_CYCLES - 3, "mirror_q", reset_less=True))
 
         # --- active bank: weights now, shift when the first new pixel reaches the requantizer
         # each node takes its own copy of ``load_stb`` (a clock later, as its multipliers take
