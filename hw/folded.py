@@ -13,11 +13,11 @@ every size is a power of two, so each lane reads each of its input channels in o
 input only (``n`` channel wires into a stage rather than ``n * k``); otherwise lane ``j`` takes
 nodes ``j * chunks ... (j + 1) * chunks - 1``. Per phase:
 
-1. the inputs of every lane are selected from ``i_data`` (a multiplexer over the phases) and
+1. the inputs of every lane are selected from ``i_data`` (a multiplexer over the phases, in two
+   registered levels) and
    each lane's own copy of the weight address is registered (``OPERAND_CYCLES``: the phase
    counter does not fan out to every memory); then the weights are read from the lane's memory
-   (its read register, then one beside it: a block RAM's clock-to-out is most of a clock) while
-   the inputs wait two clocks;
+   (its read register, then one beside it: a block RAM's clock-to-out is most of a clock);
 2. products ``x * w``: operands registered again, then the product (``hw/mult.py``: on an ECP5
    the registers inside a ``MULT18X18D``);
 3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
@@ -47,16 +47,23 @@ from .stage import stage_signature
 
 __all__ = ["FoldedStage", "OPERAND_CYCLES"]
 
-# clocks from a phase to the multipliers' operands: the inputs selected and the weight address
-# registered (a copy per lane), then the weight read from memory and registered again while the
-# inputs wait
+# clocks from a phase to the multipliers' operands: the weight address registered (a copy per
+# lane), then the weight read from memory and registered again; meanwhile the inputs are selected
+# in two registered levels (and copied once more per lane where lanes share a multiplexer)
 OPERAND_CYCLES = 3
 
 
-def _phase_select(sources, phase):
-    """``sources[phase]`` as a multiplexer over only the bits of ``phase`` that change the choice
-    (a lane often reads the same channel in several phases, or a dense engine's slot the same
-    few channels in every chunk): fewer inputs, fewer wires from the pixel register."""
+#: phase bits that the first register level of an operand multiplexer decodes (a 4:1 choice is
+#: one LUT level on an ECP5); the rest choose among its registers a clock later
+FIRST_SELECT_BITS = 2
+
+
+def _phase_select(m, sources, phase, name):
+    """``sources[phase]`` two clocks later, as a multiplexer over only the bits of ``phase`` that
+    change the choice (a lane often reads the same channel in several phases, or a dense engine's
+    slot the same few channels in every chunk: fewer inputs, fewer wires from the pixel
+    register), in two registered levels: the low ``FIRST_SELECT_BITS`` of those bits choose
+    within groups, the rest (registered alongside) among the groups."""
     count = len(sources)
     bits = list(range((count - 1).bit_length()))
 
@@ -71,12 +78,24 @@ def _phase_select(sources, phase):
     for b in list(bits):
         if consistent([k for k in bits if k != b]):
             bits.remove(b)
-    if not bits:
-        return sources[0]
     table = [sources[0]] * (1 << len(bits))
     for c, src in enumerate(sources):
         table[sum(((c >> b) & 1) << i for i, b in enumerate(bits))] = src
-    return Array(table)[Cat(Value.cast(phase)[b] for b in bits)]
+    low, high = bits[:FIRST_SELECT_BITS], bits[FIRST_SELECT_BITS:]
+    step = 1 << len(low)
+    firsts = []
+    for g in range(0, len(table), step):
+        r = Signal.like(sources[0], name=f"{name}_g{g // step}", reset_less=True)
+        part = table[g:g + step]
+        m.d.sync += r.eq(Array(part)[Cat(Value.cast(phase)[b] for b in low)] if low else part[0])
+        firsts.append(r)
+    out = Signal.like(sources[0], name=name, reset_less=True)
+    if high:
+        high_q = Signal(len(high), name=f"{name}_hi", reset_less=True)
+        m.d.sync += [high_q.eq(Cat(Value.cast(phase)[b] for b in high)), out.eq(Array(firsts)[high_q])]
+    else:
+        m.d.sync += out.eq(firsts[0])
+    return out
 
 
 class FoldedStage(wiring.Component):
@@ -295,10 +314,9 @@ class FoldedStage(wiring.Component):
             readers.setdefault(chans, []).append(j)
         selected = {}
         for k, (chans, lanes) in enumerate(readers.items()):
-            x_sel = Signal(signed(d), name=f"xsel_{lanes[0]}_{chans[0]}", reset_less=True)
             # each multiplexer's own copy of the phase (its select bits reach every bit of it)
             mux_ph = local_copy(m, ph_next, f"phase_mux_{k}", platform)
-            m.d.sync += x_sel.eq(_phase_select([xs[c] for c in chans], mux_ph))
+            x_sel = _phase_select(m, [xs[c] for c in chans], mux_ph, f"xsel_{lanes[0]}_{chans[0]}")
             selected[chans] = (x_sel, len(lanes) > 1)
         accs = []
         for j in range(L):
@@ -307,7 +325,7 @@ class FoldedStage(wiring.Component):
                 x_sel, shared = selected[chans_of[j, i]]
                 if shared:
                     x_sel = local_copy(m, x_sel, f"xcopy_{j}_{i}", platform)
-                x_op = delay(m, x_sel, OPERAND_CYCLES - 1 - shared, f"xop_{j}_{i}", reset_less=True)
+                x_op = delay(m, x_sel, OPERAND_CYCLES - 2 - shared, f"xop_{j}_{i}", reset_less=True)
                 products.append(registered_product(m, x_op, weights[j][i], f"prod_{j}_{i}", platform))
             total = pipelined_sum(m, products, f"tree_{j}")
             if F > 1:
