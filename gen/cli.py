@@ -387,7 +387,7 @@ def cmd_synth(args):
         bar.set_postfix_str(step)
     try:
         report = synthesize(cfg, args.target, args.freq, args.seed, progress=progress,
-                            time_limit_s=_time_limit(args))
+                            time_limit_s=_time_limit(args), timing_ripup=args.tmg_ripup)
     except SynthError as e:
         raise RuntimeError(str(e))
     finally:
@@ -628,6 +628,9 @@ def build_parser():
                    help="device (default ecp5-85k; both measure the engine inside a scan shell)")
     p.add_argument("--freq", type=float, default=100.0, help="requested clock in MHz (default 100)")
     p.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
+    p.add_argument("--tmg-ripup", action="store_true",
+                   help="nextpnr reroutes nets on failing paths (slower; often a higher Fmax when "
+                        "the requested clock is near reach, very slow when it is far)")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="stop a tool that runs longer than this (default: no limit)")
     p.add_argument("-o", "--output", metavar="JSON", help="also write the report here")

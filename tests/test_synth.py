@@ -47,6 +47,17 @@ def test_time_limit_stops_the_tools(tmp_path):
     assert (work / "tools.log").exists()
 
 
+@pytest.mark.long
+def test_timing_ripup_reaches_nextpnr_and_the_cache_key(tmp_path):
+    cfg = EngineConfig.bft(4, 2)
+    plain = synthesize(cfg, "ecp5-85k", 50.0, root=tmp_path)
+    ripup = synthesize(cfg, "ecp5-85k", 50.0, root=tmp_path, timing_ripup=True)
+    assert not ripup["cached"] and ripup["timing_ripup"] and not plain["timing_ripup"]
+    assert ripup["meets_timing"] and ripup["used"]["dsps"] == 16
+    log = (tmp_path / "ecp5-85k" / cfg.id / "tools.log").read_text()
+    assert "--tmg-ripup" in log
+
+
 def _target_with_fallback(monkeypatch, script, marker):
     """The ecp5-85k target with ``script`` first, its own script as the fallback for ``marker``."""
     import dataclasses
