@@ -107,8 +107,9 @@ class ButterflyEngine(wiring.Component):
     def fifo_depth(self):
         """A pixel counts against the credit for ``latency`` cycles, so with one pixel entering and
         one leaving every ``interval`` clocks ``ceil(latency / interval)`` are outstanding: one more
-        entry keeps ``ready`` high."""
-        return -(-self.latency // self._cfg.interval) + 1
+        entry keeps ``ready`` high, and one more covers the clock by which the credit learns of a
+        delivery late (the output handshake is registered before it is counted)."""
+        return -(-self.latency // self._cfg.interval) + 2
 
     @property
     def interval(self):
@@ -143,7 +144,10 @@ class ButterflyEngine(wiring.Component):
         in_last = Signal()
         occupancy = Signal(range(self.fifo_depth + 1))   # accepted, not yet delivered
         in_hs = self.i_stream.valid & self.i_stream.ready
-        out_hs = self.o_stream.valid & self.o_stream.ready
+        # a delivery counts a clock late (a register beside the FIFO's output), so the credit
+        # is conservative for that clock
+        out_hs = Signal(name="out_hs")
+        m.d.sync += out_hs.eq(self.o_stream.valid & self.o_stream.ready)
         # credit, registered: next cycle's occupancy is this one's -1, 0 or +1, so the compares
         # are made on the register and only a multiplexer follows the handshakes
         credit = Signal(init=1)
@@ -187,9 +191,12 @@ class ButterflyEngine(wiring.Component):
         # reset-less, so a commit that started always completes and the banks never end up mixed.
         commit_line = Signal(self._commit_span, reset_less=True)
         m.d.sync += commit_line.eq(Cat(self.commit_stb, commit_line[:-1]))
-        # registered: equal to commit_line.any() in every cycle, without the wide OR on the
-        # register bank's write path
-        m.d.sync += self.commit_busy.eq(self.commit_stb | commit_line[:-1].any())
+        # registered: equal to commit_line.any() in every cycle (a commit never starts while one
+        # is busy: the register bank holds it), set by a commit and cleared as the wavefront
+        # leaves the line, without a wide OR; reset-less as the line is
+        busy = Signal(name="commit_busy_r", reset_less=True)
+        m.d.sync += busy.eq(self.commit_stb | (busy & ~commit_line[-1]))
+        m.d.comb += self.commit_busy.eq(busy)
 
         # --- parameter window: route writes and reads to the block that holds the parameter
         blocks = self._stages + ([self._epilogue] if self._epilogue else [])
@@ -215,9 +222,11 @@ class ButterflyEngine(wiring.Component):
             m.d.sync += [w_hit.eq(w_in_block), w_en.eq(self.p_en & w_hit)]
             with m.If(w_in_block):                 # (a copy of its own, as the data)
                 m.d.sync += w_addr.eq(self.p_addr - lo)
-            # each block's own copy of the data, loaded only by its writes (so no two copies are
-            # the same register and synthesis keeps them apart): a shorter route to each block
-            with m.If(self.p_en & w_hit):
+            # each block's own copy of the data, loaded only while the address is in its block
+            # (so no two copies are the same register and synthesis keeps them apart): a
+            # shorter route to each block. p_data is held from a clock before p_en to a clock
+            # after it, so the copy holds it when w_en rises; the strobe is not in its enable
+            with m.If(w_hit):
                 m.d.sync += w_data.eq(self.p_data[:len(w_data)])
             # each block's read address is loaded only by reads of its own parameters (so the
             # blocks' address registers, and what they decode, are not one register)

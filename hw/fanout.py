@@ -8,7 +8,7 @@ registers that load the same value (yosys ``opt_merge``), so on an ECP5 (``platf
 ``keep``; elsewhere (simulation) it is an ordinary register, the same value in the same clock.
 """
 
-from amaranth.hdl import Signal, Instance, ClockSignal, Value
+from amaranth.hdl import Signal, Instance, ClockSignal, ResetSignal, Value
 
 from .arith import in_range
 from .mult import is_ecp5
@@ -16,10 +16,11 @@ from .mult import is_ecp5
 __all__ = ["local_copy", "write_tree"]
 
 
-def local_copy(m, value, name, platform=None):
-    """``value`` registered once (one clock later), as a register of its own; returns it."""
+def local_copy(m, value, name, platform=None, reset=False):
+    """``value`` registered once (one clock later), as a register of its own; returns it. With
+    ``reset``, the domain's reset clears it (as a handshake copy must be)."""
     value = Value.cast(value)
-    copy = Signal(value.shape(), name=name, reset_less=True)
+    copy = Signal(value.shape(), name=name, reset_less=not reset)
     if not is_ecp5(platform):
         m.d.sync += copy.eq(value)
         return copy
@@ -28,7 +29,9 @@ def local_copy(m, value, name, platform=None):
         m.submodules[f"{name}_ff{i}"] = Instance(
             "TRELLIS_FF", a_keep=1,
             p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
-            i_CLK=ClockSignal("sync"), i_LSR=0, i_DI=value[i], o_Q=bits[i])
+            p_SRMODE="LSR_OVER_CE",
+            i_CLK=ClockSignal("sync"), i_LSR=ResetSignal("sync") if reset else 0, i_DI=value[i],
+            o_Q=bits[i])
     m.d.comb += copy.eq(bits)
     return copy
 
@@ -39,11 +42,12 @@ def write_tree(m, addr, data, en, count, name, max_levels, branching=8):
     needs no more than ``max_levels`` levels) and loaded only by writes below it (so no two
     copies hold the same value and synthesis keeps them apart).
 
-    Returns ``(enables, datas, levels)``: for register ``i``, a 1-bit enable and the data to
-    load when it is high, both ``levels`` clocks after ``en`` (``addr`` and ``data`` as in the
-    cycle of ``en``).
+    Returns ``(enables, datas, levels)``: for register ``i``, a 1-bit enable (a register of
+    its own, decoded a clock ahead beside its group) and the data to load when it is high,
+    ``levels`` clocks after ``en`` (``addr`` and ``data`` as in the cycle of ``en``; the data
+    holds until the next write to the group).
     """
-    while branching ** (max_levels + 1) < count:
+    while branching ** max_levels < count:
         branching *= 2
     nodes = [(0, count, addr, data, en)]
     levels = 0
@@ -66,7 +70,10 @@ def write_tree(m, addr, data, en, count, name, max_levels, branching=8):
     enables, datas = [], []
     for lo, hi, a, d, e in nodes:
         for i in range(lo, hi):
-            enables.append(e & (a == i - lo) if hi - lo > 1 else e)
+            leaf = Signal(name=f"{name}_en_{i}")
+            m.d.sync += leaf.eq(e & (a == i - lo) if hi - lo > 1 else e)
+            enables.append(leaf)
             datas.append(d)
+    levels += 1
     assert levels <= max_levels
     return enables, datas, levels

@@ -6,12 +6,13 @@ The word is wide (``n`` channels) and the FIFO sits at the far end of the pipeli
 handshake reaches thousands of bits through logic:
 
 - the word is cut into slices, each with its own memory and pointers, and the slices into groups,
-  each with its own copy of the control. A copy's state registers read only each other and the
-  handshakes, so no two copies are alike and synthesis keeps them apart (a register that copies
-  another is merged with its twins);
-- the writer's ``w_en`` reaches each group's own toggle register, and the group writes a clock
-  later (the data registered beside it) when its toggle register has changed: the last stage's
-  valid fans out to one register per group, not to every slice's write enable;
+  each with its own copy of the control (with ``every_clock=True`` a group is one slice). A
+  copy's state registers read only each other and the handshakes, so no two copies are alike and
+  synthesis keeps them apart (a register that copies another is merged with its twins);
+- the writer's ``w_en`` reaches a first copy per ``FIRST_COPY_SLICES`` slices, then each group's
+  own toggle register, and the group writes a clock later (the data registered twice on its
+  way) when its toggle register has changed: the last stage's valid fans out to a few
+  registers, not to every slice's write enable;
 - every load enable of a wide register is itself a register, decided a clock ahead from the
   state the clock will end in. With ``every_clock=True`` (an engine that takes a pixel every
   clock) each group has two output registers used in turn, and ``r_data`` selects the one at the
@@ -26,6 +27,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .arith import delay
+from .fanout import local_copy
+
 __all__ = ["OutputFIFO"]
 
 
@@ -35,14 +39,18 @@ class OutputFIFO(wiring.Component):
     ``r_rdy`` from clock ``c + LATENCY`` if the words before it have been read. With
     ``every_clock=False`` a word is read every second clock at most."""
 
-    LATENCY = 3
+    LATENCY = 4
     SLICE_BITS = 16
     GROUP_SLICES = 8
+    #: slices served by one first copy of ``w_en``
+    FIRST_COPY_SLICES = 4
 
     def __init__(self, width, depth, every_clock=True):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth!r}")
         self._width, self._depth, self._every_clock = width, depth, every_clock
+        # an engine that writes every clock has a copy of the control per slice
+        self._group = 1 if every_clock else self.GROUP_SLICES
         super().__init__({
             "w_data": In(width), "w_en": In(1),
             "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
@@ -57,17 +65,20 @@ class OutputFIFO(wiring.Component):
 
         slices = [(lo, min(self._width, lo + self.SLICE_BITS))
                   for lo in range(0, self._width, self.SLICE_BITS)]
-        for g in range(0, len(slices), self.GROUP_SLICES):
+        for g in range(0, len(slices), self._group):
             tag = f"g{g}"
-            # the group's write enable, a clock after w_en: its toggle register has changed
+            if g % self.FIRST_COPY_SLICES == 0:
+                # a copy of w_en per FIRST_COPY_SLICES slices, between the writer and them
+                w_en_first = local_copy(m, self.w_en, f"w_en_first_{g}", platform, reset=True)
+            # the group's write enable, a clock after that copy: its toggle register has changed
             toggle, toggled = Signal(name=f"w_toggle_{tag}"), Signal(name=f"w_toggled_{tag}")
-            m.d.sync += [toggle.eq(toggle ^ self.w_en), toggled.eq(toggle)]
+            m.d.sync += [toggle.eq(toggle ^ w_en_first), toggled.eq(toggle)]
             w_en = Signal(name=f"w_en_{tag}")
             m.d.comb += w_en.eq(toggle ^ toggled)
             r_rdy, loads, taken = self._control(m, w_en, tag)
             if g == 0:
                 m.d.comb += self.r_rdy.eq(r_rdy)
-            for lo, hi in slices[g:g + self.GROUP_SLICES]:
+            for lo, hi in slices[g:g + self._group]:
                 mem = Memory(shape=hi - lo, depth=depth, init=[])
                 m.submodules[f"storage_{lo}"] = mem
                 wp = mem.write_port()
@@ -75,7 +86,7 @@ class OutputFIFO(wiring.Component):
                 w_data = Signal(hi - lo, name=f"w_data_{lo}", reset_less=True)
                 w_ptr = Signal(range(depth), name=f"w_ptr_{lo}")
                 r_ptr = Signal(range(depth), name=f"r_ptr_{lo}")
-                m.d.sync += w_data.eq(self.w_data[lo:hi])
+                m.d.sync += w_data.eq(delay(m, self.w_data[lo:hi], 1, f"w_data_first_{lo}", reset_less=True))
                 m.d.comb += [wp.addr.eq(w_ptr), wp.data.eq(w_data), wp.en.eq(w_en),
                              rp.addr.eq(r_ptr)]
                 with m.If(w_en):

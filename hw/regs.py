@@ -108,8 +108,8 @@ class RegisterBank(wiring.Component):
                 m.d.sync += commit_req.eq((bus.w_addr == word(name, i)) & bus.w_data[0])
                 m.d.comb += self.commit_stb.eq(bus.w_stb & commit_req)
             elif name == "SAT_COUNT":
-                with m.If(bus.w_stb & hit):
-                    m.d.comb += sat_clear[i].eq(1)
+                # a clock after the write (registered: the counter's clear is a wide enable)
+                m.d.sync += sat_clear[i].eq(bus.w_stb & hit)
             else:
                 with m.If(bus.w_stb & hit):
                     m.d.sync += reg.eq(bus.w_data[:len(reg)])
@@ -126,7 +126,10 @@ class RegisterBank(wiring.Component):
             full = Signal(name=f"sat_full_{l}")
             lo_sum = Signal(17, name=f"sat_lo_sum_{l}")
             hi_sum = Signal(17, name=f"sat_hi_sum_{l}")
-            m.d.comb += [lo_sum.eq(lo + self.sat_counts[l]), hi_sum.eq(hi + carry)]
+            # the stage's count, registered here first: the stages are across the device
+            count = Signal.like(self.sat_counts[l], name=f"sat_in_{l}")
+            m.d.sync += count.eq(self.sat_counts[l])
+            m.d.comb += [lo_sum.eq(lo + count), hi_sum.eq(hi + carry)]
             with m.If(sat_clear[l]):
                 m.d.sync += [lo.eq(0), carry.eq(0), hi.eq(0), full.eq(0)]
             with m.Elif(~full):

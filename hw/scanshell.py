@@ -3,16 +3,25 @@ register fed by one pin, and its output ports are XOR-reduced into one pin, so n
 optimized away and only four pins are used (``clk``, ``rst``, ``scan_in``, ``scan_out``).
 
 It replaces an out-of-context mode (nextpnr-ice40 has none, and nextpnr-ecp5's leaves the clock
-off the global network, on general routing to every flip-flop). The XOR tree is registered after
-every four-input level (a LUT4 and its flip-flop), so the shell's own paths are one LUT long and
-never the critical path. Its cost is one flip-flop per input bit plus the tree (about a third of
-a LUT and a flip-flop per output bit); reports that use it say so. It is for measuring the core
-only: the engine cannot be driven through it.
+off the global network, on general routing to every flip-flop). Each output bit is registered
+first (where the placer likes, next to the logic that makes it), then the XOR tree is registered
+after every four-input level (a LUT4 and its flip-flop), so the shell's own paths are one LUT
+long. Its cost is one flip-flop per input bit, one per output bit, plus the tree (about a third
+of a LUT and a flip-flop per output bit); reports that use it say so.
+
+The core's reset is the ``rst`` pin registered (as a reset synchronizer would give it), then on
+an ECP5 driven through a global buffer (``DCCA``): a reset reaches every register of the engine,
+all over the device, and the global network carries it there as it carries the clock. The core
+sees the reset a clock after the pin.
+
+It is for measuring the core only: the engine cannot be driven through it.
 """
 
-from amaranth.hdl import Module, Signal, Cat
+from amaranth.hdl import Module, Signal, Cat, ClockDomain, ClockSignal, ResetSignal, DomainRenamer, Instance
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, Flow
+
+from .mult import is_ecp5
 
 __all__ = ["ScanShell"]
 
@@ -48,12 +57,22 @@ class ScanShell(wiring.Component):
 
     @property
     def tree_registers(self):
-        """Flip-flops of the registered XOR tree."""
-        return sum(self._tree_widths())
+        """Flip-flops of the registered XOR tree, with the output register before it."""
+        return self.output_bits + sum(self._tree_widths())
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = self._core
+        # the core's reset: the pin registered, then (on an ECP5) on a global buffer, which
+        # reaches every flip-flop's reset input across the device as the clock does
+        m.domains.core = core = ClockDomain("core", local=True)
+        rst_q = Signal(name="rst_q", reset_less=True)
+        m.d.sync += rst_q.eq(ResetSignal("sync"))
+        m.d.comb += core.clk.eq(ClockSignal("sync"))
+        if is_ecp5(platform):
+            m.submodules.rst_buffer = Instance("DCCA", i_CLKI=rst_q, i_CE=1, o_CLKO=core.rst)
+        else:
+            m.d.comb += core.rst.eq(rst_q)
+        m.submodules.core = DomainRenamer("core")(self._core)
         ins = self._ports(Flow.In)
         chain = Signal(max(1, self.input_bits), reset_less=True)
         m.d.sync += chain.eq(Cat(self.scan_in, chain[:-1]))
@@ -61,7 +80,9 @@ class ScanShell(wiring.Component):
         for port in ins:
             m.d.comb += port.eq(chain[pos:pos + len(port)])
             pos += len(port)
-        level = Cat(*self._ports(Flow.Out))
+        # each output bit registered first, next to where it is made
+        level = Signal(self.output_bits, name="outs", reset_less=True)
+        m.d.sync += level.eq(Cat(*self._ports(Flow.Out)))
         for depth, width in enumerate(self._tree_widths()):
             regs = Signal(width, name=f"xor_{depth}", reset_less=True)
             m.d.sync += [regs[i].eq(level[4 * i:4 * i + 4].xor()) for i in range(width)]

@@ -17,7 +17,7 @@ the new bank lands on ``i_data``) copies shadow into active, so every pixel sees
 to end.
 """
 
-from amaranth.hdl import Module, Signal, Cat, signed
+from amaranth.hdl import Module, Signal, Cat, Array, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
@@ -28,7 +28,7 @@ from .arith import pipelined_sum, tree_levels, delay, READ_CYCLES
 from .axi import WRITE_SPACING
 from .mult import MULT_CYCLES, registered_product
 from .fanout import local_copy, write_tree
-from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
+from .requant import REQUANT_CYCLES, REGS_LEAD, COPY_GROUP, ShiftRegisters, requantize
 
 __all__ = ["ButterflyStage", "stage_signature"]
 
@@ -66,11 +66,15 @@ class ButterflyStage(wiring.Component):
     (``w_*``, ``r_*``: index ``o*s + j``, read data ``READ_CYCLES`` clocks after the address), ``shadow_shift``, ``load_stb``;
     ``o_data`` (``p`` channels),
     ``o_valid``, ``o_last`` after ``latency`` cycles; ``o_sat_count``, the number of outputs of a
-    valid pixel that saturated (``ceil(log2 p)`` cycles after ``o_valid``).
+    valid pixel that saturated (``ceil(log2 p) - OUTPUT_CYCLES`` cycles after ``o_valid``).
     """
 
     #: clocks from ``i_data`` to the multipliers' operand registers (a copy per multiplier)
     INPUT_CYCLES = 1
+    #: registers after the requantization: the next stage's multipliers are across the device
+    OUTPUT_CYCLES = 1
+    #: weights per read-back memory
+    MIRROR_DEPTH = 16
 
     def __init__(self, cfg, index):
         self._cfg = cfg
@@ -85,7 +89,8 @@ class ButterflyStage(wiring.Component):
     @property
     def latency(self):
         """Cycles from a pixel on ``i_data`` to its result on ``o_data``."""
-        return self.INPUT_CYCLES + MULT_CYCLES + tree_levels(self._factor.s) + REQUANT_CYCLES
+        return (self.INPUT_CYCLES + MULT_CYCLES + tree_levels(self._factor.s) + REQUANT_CYCLES
+                + self.OUTPUT_CYCLES)
 
     def elaborate(self, platform):
         m = Module()
@@ -109,19 +114,34 @@ class ButterflyStage(wiring.Component):
         for reg, en, value in zip(shadow, enables, datas):
             with m.If(en):
                 m.d.sync += reg.eq(value)
-        # read-back from a copy of the shadow bank in a small memory, written with it: the
-        # registers are spread over the device beside their multipliers, the memory is one block
-        mirror = Memory(shape=wshape, depth=f.n_weights, init=[])
-        m.submodules.shadow_mirror = mirror
-        mw = mirror.write_port()
-        mr = mirror.read_port(transparent_for=())
-        # (READ_CYCLES: the address registered beside the memory, the memory's read register,
-        # then registers beside it, the last r_data)
-        mr_addr = Signal.like(self.r_addr, name="mirror_raddr", reset_less=True)
-        m.d.sync += mr_addr.eq(self.r_addr)
-        m.d.comb += [mw.addr.eq(self.w_addr), mw.data.eq(self.w_data), mw.en.eq(self.w_en),
-                     mr.addr.eq(mr_addr)]
-        m.d.sync += self.r_data.eq(delay(m, mr.data, READ_CYCLES - 3, "mirror_q", reset_less=True))
+        # read-back from a copy of the shadow bank in small memories, written with it: the
+        # registers are spread over the device beside their multipliers, the memories sit
+        # together. One memory per MIRROR_DEPTH weights (a LUT-RAM's depth: no decode between
+        # the address and the data); READ_CYCLES: each memory's own copy of the address, its read
+        # register, the memory chosen (the high address bits travel beside), then r_data
+        banks = range(0, f.n_weights, self.MIRROR_DEPTH)
+        low = (self.MIRROR_DEPTH - 1).bit_length()
+        outs = []
+        for b, lo in enumerate(banks):
+            mirror = Memory(shape=wshape, depth=min(self.MIRROR_DEPTH, f.n_weights - lo), init=[])
+            m.submodules[f"shadow_mirror_{b}"] = mirror
+            mw = mirror.write_port()
+            mr = mirror.read_port(transparent_for=())
+            # (writes through copies beside the memory too, a clock later, as the reads)
+            w_bank = self.w_addr[low:] == b if len(banks) > 1 else 1
+            m.d.comb += [
+                mw.addr.eq(local_copy(m, self.w_addr[:low], f"mirror_waddr_{b}", platform)),
+                mw.data.eq(local_copy(m, self.w_data, f"mirror_wdata_{b}", platform)),
+                mw.en.eq(local_copy(m, self.w_en & w_bank, f"mirror_wen_{b}", platform, reset=True)),
+                mr.addr.eq(local_copy(m, self.r_addr[:low], f"mirror_raddr_{b}", platform))]
+            outs.append(mr.data)
+        chosen = Signal(wshape, name="mirror_q", reset_less=True)
+        if len(outs) > 1:
+            bank = delay(m, self.r_addr[low:], 2, "mirror_bank", reset_less=True)
+            m.d.sync += chosen.eq(Array(outs)[bank])
+        else:
+            m.d.sync += chosen.eq(outs[0])
+        m.d.sync += self.r_data.eq(delay(m, chosen, READ_CYCLES - 4, "mirror_q", reset_less=True))
 
         # --- active bank: weights now, shift when the first new pixel reaches the requantizer
         # each node takes its own copy of ``load_stb`` (a clock later, as its multipliers take
@@ -132,8 +152,10 @@ class ButterflyStage(wiring.Component):
                 m.d.sync += [active_w[o * f.s + j].eq(shadow[o * f.s + j]) for j in range(f.s)]
         shift_load = delay(m, self.load_stb, self.INPUT_CYCLES + MULT_CYCLES + tree - REGS_LEAD, "shift_load",
                            reset_less=True)
-        shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, self.shadow_shift, self.load_stb,
-                                    shift_load, "rq")
+        # (the pending shift is taken from a copy of load_stb beside it, a clock later: still
+        # well before shift_load)
+        shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, self.shadow_shift,
+                                    local_copy(m, self.load_stb, "rq_commit", platform), shift_load, "rq")
 
         # --- products and adder trees (channels unpacked once, not sliced per multiplier)
         xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]
@@ -153,16 +175,21 @@ class ButterflyStage(wiring.Component):
 
         # --- requantization: round, shift, saturate (SPEC §2)
         outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", platform=platform)
-        m.d.comb += self.o_data.eq(Cat(outs))
+        m.d.comb += self.o_data.eq(delay(m, Cat(outs), self.OUTPUT_CYCLES, "hop", reset_less=True))
 
         # --- control: valid and last travel with the data; saturations are counted per pixel
+        # (valid: in step with the requantized outputs and their flags, a clock ahead)
+        valid = delay(m, self.i_valid, self.latency - 1 - self.OUTPUT_CYCLES, "valid")
         m.d.sync += [
-            self.o_valid.eq(delay(m, self.i_valid, self.latency - 1, "valid")),
+            self.o_valid.eq(delay(m, valid, self.OUTPUT_CYCLES, "valid_out")),
             self.o_last.eq(delay(m, self.i_last, self.latency - 1, "last")),
         ]
+        # each group of outputs has its own copy of o_valid for its saturation flags
         counted = [Signal(name=f"satv_{o}") for o in range(f.p)]
-        for c, flag in zip(counted, sat_flags):
-            m.d.comb += c.eq(flag & self.o_valid)
+        for o, (c, flag) in enumerate(zip(counted, sat_flags)):
+            if o % COPY_GROUP == 0:
+                valid_copy = local_copy(m, valid, f"satvalid_{o // COPY_GROUP}", platform, reset=True)
+            m.d.comb += c.eq(flag & valid_copy)
         total = pipelined_sum(m, counted, "satcount")
         m.d.comb += self.o_sat_count.eq(total)
         return m

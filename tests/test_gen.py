@@ -47,9 +47,9 @@ def test_manifest(outputs):
                  "s_axil_awaddr", "s_axil_wdata", "s_axil_bresp", "s_axil_rdata"):
         assert name in ports
     assert man["multipliers"] == CFG.multipliers == 32 * 4 + 16 * 2
-    # the input register, the stages, then the output FIFO (its write register, the memory,
-    # an output register)
-    assert man["latency_cycles"] == 1 + sum(s["latency_cycles"] for s in man["stages"]) + 3
+    # the input register, the stages, then the output FIFO (its write enable's two copies, the
+    # memory, an output register)
+    assert man["latency_cycles"] == 1 + sum(s["latency_cycles"] for s in man["stages"]) + 4
     assert man["tools"]["amaranth"]
     assert EngineConfig.from_dict(c) == CFG
 

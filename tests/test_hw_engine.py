@@ -154,7 +154,9 @@ def _run(cfg, banks, pixels, stall_every=0):
 def test_engine_matches_model(cfg):
     rng = np.random.default_rng(7)
     banks = [random_params(cfg, rng) for _ in range(3)]
-    pixels = rng.integers(cfg.data_min, cfg.data_max + 1, size=(90, cfg.n_in))
+    # enough pixels that some enter after the last commit's writes and meet no hold
+    count = max(90, 2 * ButterflyEngine(cfg).latency)
+    pixels = rng.integers(cfg.data_min, cfg.data_max + 1, size=(count, cfg.n_in))
     pixels[::11] = cfg.data_max
     pixels[::13] = cfg.data_min
     out, bank_of, latencies, sat, latency = _run(cfg, banks, pixels)

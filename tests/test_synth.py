@@ -108,10 +108,10 @@ class _Echo(wiring.Component):
 
 
 def test_scan_shell_xor_tree_is_registered_and_exact():
-    # the shell's output pin is the parity of the core's outputs, one clock per tree level later
-    # (70 -> 18 -> 5 -> 2 -> 1: four levels, 26 flip-flops)
+    # the shell's output pin is the parity of the core's outputs, registered, then one clock per
+    # tree level later (70 -> 18 -> 5 -> 2 -> 1: four levels, 70 + 26 flip-flops)
     shell = ScanShell(_Echo())
-    assert shell.tree_registers == 18 + 5 + 2 + 1
+    assert shell.tree_registers == 70 + 18 + 5 + 2 + 1
     rng = random.Random(5)
     bits = [rng.randrange(2) for _ in range(200)]
     seen = []
@@ -128,7 +128,7 @@ def test_scan_shell_xor_tree_is_registered_and_exact():
     sim.run()
     parities = [bin(y).count("1") & 1 for y, _ in seen]
     outs = [o for _, o in seen]
-    assert outs[4:] == parities[:-4]
+    assert outs[5:] == parities[:-5]
     assert len(set(parities)) == 2
 
 
