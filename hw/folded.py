@@ -57,6 +57,9 @@ OPERAND_CYCLES = 3
 #: one LUT level on an ECP5); the rest choose among its registers a clock later
 FIRST_SELECT_BITS = 2
 
+#: output nodes whose registers share one copy of the load enable (32 flip-flops at 8-bit data)
+LOAD_GROUP = 4
+
 
 def _phase_select(m, sources, phase, name):
     """``sources[phase]`` two clocks later, as a multiplexer over only the bits of ``phase`` that
@@ -177,9 +180,12 @@ class FoldedStage(wiring.Component):
         active = Signal()
         ph_next = Signal.like(ph, name="phase_next")
         last_phase = ph == II - 1
+        # the phase after ph_next, registered: ph_next is then one LUT per bit (it feeds a copy
+        # beside every lane and multiplexer), not an adder with `active` on its carry chain
+        ph_inc = Signal.like(ph, name="phase_inc", init=1 % II)
         m.d.comb += [active.eq(self.i_valid | running),
-                     ph_next.eq(Mux(active, Mux(last_phase, 0, ph + 1), ph))]
-        m.d.sync += ph.eq(ph_next)
+                     ph_next.eq(Mux(active, ph_inc, ph))]
+        m.d.sync += [ph.eq(ph_next), ph_inc.eq(Mux(ph_next == II - 1, 0, ph_next + 1))]
         lane_ph = [local_copy(m, ph_next, f"phase_{j}", platform) for j in range(L)]
         with m.If(active):
             m.d.sync += running.eq(~last_phase)
@@ -238,9 +244,10 @@ class FoldedStage(wiring.Component):
         w_lane, w_word, w_slot = self._decode(self.w_addr)
         r_lane, r_word, r_slot = self._decode(self.r_addr)
         # read-back (READ_CYCLES): the memory's read register, the lane's, the slot selected in
-        # each lane, then the lane
+        # each lane, then the lane; each lane selects its slot with a copy of its own, beside its
+        # memory (one register for all lanes was an 8 ns route across the device)
         assert READ_CYCLES == 4
-        r_slot_1 = delay(m, r_slot, 2, "r_slot")
+        r_slot_0 = delay(m, r_slot, 1, "r_slot")
         r_lane_1 = delay(m, r_lane, 3, "r_lane")
 
         weights, r_words = [], []
@@ -277,6 +284,7 @@ class FoldedStage(wiring.Component):
         r_bytes = []
         for j, word in enumerate(r_words):
             b = Signal(wb, name=f"r_byte_{j}", reset_less=True)
+            r_slot_1 = local_copy(m, r_slot_0, f"r_slot_{j}", platform)
             m.d.sync += b.eq(Array(word[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
             r_bytes.append(b)
         m.d.sync += self.r_data.eq(Array(r_bytes)[r_lane_1])
@@ -332,8 +340,11 @@ class FoldedStage(wiring.Component):
         # --- tags travel with the phase to the requantizer's output (a clock ahead, so each
         # lane can take its own registered copy of the enables below)
         tag_delay = self._to_acc + REQUANT_CYCLES
-        done_soon = delay(m, active & (fold == F - 1), tag_delay - 1, "done")
-        chunk_soon = delay(m, chunk, tag_delay - 1, "done_chunk", reset_less=True)
+        assert tag_delay >= 3
+        done_early = delay(m, active & (fold == F - 1), tag_delay - 2, "done")
+        chunk_early = delay(m, chunk, tag_delay - 2, "done_chunk", reset_less=True)
+        done_soon = delay(m, done_early, 1, "done_soon")
+        chunk_soon = delay(m, chunk_early, 1, "done_chunk_soon", reset_less=True)
         complete_soon = done_soon & (chunk_soon == R - 1)
         done, complete = Signal(name="done"), Signal(name="complete")
         m.d.sync += [done.eq(done_soon), complete.eq(complete_soon)]
@@ -343,15 +354,20 @@ class FoldedStage(wiring.Component):
         # --- assembly: each lane shifts its chunks 0 .. R-2 into a register chain of its own
         # (short local routes, no fan-out of a result to every chunk register); the last chunk
         # completes the pixel, when chunk ck is at position R-2-ck of the chain. Each lane's
-        # shift and load enables are its own copies (hundreds of flip-flops per lane).
+        # shift and load enables are its own copies (hundreds of flip-flops per lane); the load
+        # enable goes to the lane's output registers through one more copy per LOAD_GROUP nodes
+        # (they feed the next stage, so they spread further than the lane)
         chains = [[Signal(signed(d), name=f"asm_{j}_{k}", reset_less=True) for k in range(R - 1)]
                   for j in range(L)]
         chunks = [[chains[j][R - 2 - ck] for j in range(L)] for ck in range(R - 1)] + [outs]
         for j, (chain, out) in enumerate(zip(chains, outs)):
             with m.If(local_copy(m, done_soon, f"shift_en_{j}", platform)):
                 m.d.sync += [a.eq(b) for a, b in zip(chain, [out] + chain[:-1])]
-            with m.If(local_copy(m, complete_soon, f"load_en_{j}", platform)):
-                m.d.sync += [self.o_data[self._node(j, ck)].eq(chunks[ck][j]) for ck in range(R)]
+            load_lane = local_copy(m, done_early & (chunk_early == R - 1), f"load_lane_{j}", platform)
+            for g in range(0, R, LOAD_GROUP):
+                with m.If(local_copy(m, load_lane, f"load_en_{j}_{g}", platform)):
+                    m.d.sync += [self.o_data[self._node(j, ck)].eq(chunks[ck][j])
+                                 for ck in range(g, min(R, g + LOAD_GROUP))]
         m.d.sync += self.o_valid.eq(complete)
         with m.If(complete):
             m.d.sync += self.o_last.eq(done_last)

@@ -75,7 +75,7 @@ class OutputFIFO(wiring.Component):
             m.d.sync += [toggle.eq(toggle ^ w_en_first), toggled.eq(toggle)]
             w_en = Signal(name=f"w_en_{tag}")
             m.d.comb += w_en.eq(toggle ^ toggled)
-            r_rdy, loads, taken = self._control(m, w_en, tag)
+            r_rdy, loads, pop, taken = self._control(m, w_en, tag)
             if g == 0:
                 m.d.comb += self.r_rdy.eq(r_rdy)
             for lo, hi in slices[g:g + self._group]:
@@ -83,10 +83,9 @@ class OutputFIFO(wiring.Component):
                 m.submodules[f"storage_{lo}"] = mem
                 wp = mem.write_port()
                 rp = mem.read_port(domain="comb")
-                w_data = Signal(hi - lo, name=f"w_data_{lo}", reset_less=True)
                 w_ptr = Signal(range(depth), name=f"w_ptr_{lo}")
                 r_ptr = Signal(range(depth), name=f"r_ptr_{lo}")
-                m.d.sync += w_data.eq(delay(m, self.w_data[lo:hi], 1, f"w_data_first_{lo}", reset_less=True))
+                w_data = delay(m, self.w_data[lo:hi], 2, f"w_data_{lo}", reset_less=True)
                 m.d.comb += [wp.addr.eq(w_ptr), wp.data.eq(w_data), wp.en.eq(w_en),
                              rp.addr.eq(r_ptr)]
                 with m.If(w_en):
@@ -96,7 +95,7 @@ class OutputFIFO(wiring.Component):
                 for out, load in zip(outs, loads):
                     with m.If(load):
                         m.d.sync += out.eq(rp.data)
-                with m.If(loads[0] if len(loads) == 1 else loads[0] | loads[1]):
+                with m.If(pop):
                     m.d.sync += r_ptr.eq(bump(r_ptr))
                 if len(outs) == 1:
                     m.d.comb += self.r_data[lo:hi].eq(outs[0])
@@ -109,9 +108,10 @@ class OutputFIFO(wiring.Component):
         return m
 
     def _control(self, m, w_en, tag):
-        """One copy of the control: ``(r_rdy, loads, taken)``; ``loads`` has a load enable (a
-        register) per output register; with two output registers, ``taken`` is high in the clocks
-        the word offered is read (the head register changes then)."""
+        """One copy of the control: ``(r_rdy, loads, pop, taken)``; ``loads`` has a load enable (a
+        register) per output register and ``pop`` is high when any of them is (the memory's read
+        pointer moves on); with two output registers, ``taken`` is high in the clocks the word
+        offered is read (the head register changes then)."""
         # words in the memory (not in an output register), and "not empty", registered
         level = Signal(range(self._depth + 1), name=f"level_{tag}")
         nonempty = Signal(name=f"nonempty_{tag}")
@@ -131,7 +131,7 @@ class OutputFIFO(wiring.Component):
             full_next = Mux(pop, 1, full & ~self.r_en)
             m.d.sync += [full.eq(full_next), pop.eq(~full_next & nonempty_next)]
             m.d.comb += r_rdy.eq(full)
-            return r_rdy, [pop], None
+            return r_rdy, [pop], pop, None
         # two output registers in turn: `head` offers its word, `tail` is the next to fill
         full = [Signal(name=f"full{i}_{tag}") for i in range(2)]
         loads = [Signal(name=f"load{i}_{tag}") for i in range(2)]
@@ -145,4 +145,4 @@ class OutputFIFO(wiring.Component):
         for i in range(2):
             m.d.sync += [full[i].eq(full_next[i]),
                          loads[i].eq(nonempty_next & ~full_next[i] & (tail_next == i))]
-        return r_rdy, loads, taken
+        return r_rdy, loads, pop, taken
