@@ -58,7 +58,10 @@ class OutputFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        depth = self._depth
+        # with two output registers, one of them holds a word whenever the memory holds one (a
+        # word is loaded into the register emptied by a read a clock after it): the memory
+        # needs one word less (32 rather than 33 for BFT(16,4): two 16-word LUT RAMs, not three)
+        depth = self._depth - 1 if self._every_clock and self._depth > 1 else self._depth
 
         def bump(ptr):
             return Mux(ptr == depth - 1, 0, ptr + 1)
