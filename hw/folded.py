@@ -181,7 +181,8 @@ class FoldedStage(wiring.Component):
         ph_next = Signal.like(ph, name="phase_next")
         last_phase = ph == II - 1
         # the phase after ph_next, registered: ph_next is then one LUT per bit (it feeds a copy
-        # beside every lane and multiplexer), not an adder with `active` on its carry chain
+        # beside every lane and multiplexer), not an adder with `active` on its carry chain (the
+        # increment is of ph_next, into this one register)
         ph_inc = Signal.like(ph, name="phase_inc", init=1 % II)
         m.d.comb += [active.eq(self.i_valid | running),
                      ph_next.eq(Mux(active, ph_inc, ph))]
@@ -340,7 +341,7 @@ class FoldedStage(wiring.Component):
         # --- tags travel with the phase to the requantizer's output (a clock ahead, so each
         # lane can take its own registered copy of the enables below)
         tag_delay = self._to_acc + REQUANT_CYCLES
-        assert tag_delay >= 3
+        assert tag_delay >= 2
         done_early = delay(m, active & (fold == F - 1), tag_delay - 2, "done")
         chunk_early = delay(m, chunk, tag_delay - 2, "done_chunk", reset_less=True)
         done_soon = delay(m, done_early, 1, "done_soon")
@@ -356,7 +357,8 @@ class FoldedStage(wiring.Component):
         # completes the pixel, when chunk ck is at position R-2-ck of the chain. Each lane's
         # shift and load enables are its own copies (hundreds of flip-flops per lane); the load
         # enable goes to the lane's output registers through one more copy per LOAD_GROUP nodes
-        # (they feed the next stage, so they spread further than the lane)
+        # (they feed the next stage, so they spread further than the lane; each copy is named by
+        # its first chunk)
         chains = [[Signal(signed(d), name=f"asm_{j}_{k}", reset_less=True) for k in range(R - 1)]
                   for j in range(L)]
         chunks = [[chains[j][R - 2 - ck] for j in range(L)] for ck in range(R - 1)] + [outs]

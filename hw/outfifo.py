@@ -58,9 +58,10 @@ class OutputFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # with two output registers, one of them holds a word whenever the memory holds one (a
-        # word is loaded into the register emptied by a read a clock after it): the memory
-        # needs one word less (32 rather than 33 for BFT(16,4): two 16-word LUT RAMs, not three)
+        # with two output registers, the memory never holds all `depth` words: while it holds
+        # a word, one register is full (an emptied register is loaded a clock after the read),
+        # except in the clock after a word enters an empty FIFO, when one word is held. So it
+        # is a word smaller (32 rather than 33 for BFT(16,4): two 16-word LUT RAMs, not three)
         depth = self._depth - 1 if self._every_clock and self._depth > 1 else self._depth
 
         def bump(ptr):
