@@ -344,6 +344,7 @@ class FoldedStage(wiring.Component):
         assert tag_delay >= 2
         done_early = delay(m, active & (fold == F - 1), tag_delay - 2, "done")
         chunk_early = delay(m, chunk, tag_delay - 2, "done_chunk", reset_less=True)
+        complete_early = done_early & (chunk_early == R - 1)
         done_soon = delay(m, done_early, 1, "done_soon")
         chunk_soon = delay(m, chunk_early, 1, "done_chunk_soon", reset_less=True)
         complete_soon = done_soon & (chunk_soon == R - 1)
@@ -365,7 +366,7 @@ class FoldedStage(wiring.Component):
         for j, (chain, out) in enumerate(zip(chains, outs)):
             with m.If(local_copy(m, done_soon, f"shift_en_{j}", platform)):
                 m.d.sync += [a.eq(b) for a, b in zip(chain, [out] + chain[:-1])]
-            load_lane = local_copy(m, done_early & (chunk_early == R - 1), f"load_lane_{j}", platform)
+            load_lane = local_copy(m, complete_early, f"load_lane_{j}", platform)
             for g in range(0, R, LOAD_GROUP):
                 with m.If(local_copy(m, load_lane, f"load_en_{j}_{g}", platform)):
                     m.d.sync += [self.o_data[self._node(j, ck)].eq(chunks[ck][j])
