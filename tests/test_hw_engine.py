@@ -2,15 +2,16 @@
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from gen.config import EngineConfig
 from hw.axi import WRITE_SPACING
 from gen.regmap import SHIFT_BITS
 from hw.engine import ButterflyEngine, PARAM_READ_CYCLES
-from hw.requant import PREP_CYCLES, ShiftRegisters
-from sim.model import engine_forward, random_params
+from hw.requant import (PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, MASK_LAG, ShiftRegisters,
+                        requantize)
+from sim.model import engine_forward, random_params, requantize as requantize_model
 from sim.words import param_words, scalar_registers
 
 CONFIGS = [
@@ -224,9 +225,9 @@ def test_folded_shadow_survives_commits(cfg):
 @pytest.mark.parametrize("acc_bits", [9, 20, 63, 70])
 @pytest.mark.parametrize("rounding", ["floor", "half_up", "half_even"])
 def test_shift_constants_for_every_shift(acc_bits, rounding):
-    # every 6-bit shift: the active shift (clamped to acc_bits), rounding constant and LSB mask a
-    # commit takes PREP_CYCLES clocks after the shadow shift was written (the shadow may change
-    # again right after the commit)
+    # every 6-bit shift: the active shift (clamped to acc_bits), rounding constant and low-bit
+    # mask a commit takes PREP_CYCLES clocks after the shadow shift was written (the shadow may
+    # change again right after the commit); the mask lands MASK_LAG clocks after the others
     m = Module()
     shadow, commit, load = Signal(SHIFT_BITS), Signal(), Signal()
     regs = ShiftRegisters(m, rounding, acc_bits, shadow, commit, load, "t")
@@ -244,15 +245,76 @@ def test_shift_constants_for_every_shift(acc_bits, rounding):
             ctx.set(load, 1)
             await ctx.tick()
             ctx.set(load, 0)
-            got.append((v, ctx.get(regs.shift), ctx.get(regs.rnd_const), ctx.get(regs.lsb_mask)))
+            early_mask = ctx.get(regs.low_mask)
+            shift, rnd = ctx.get(regs.shift), ctx.get(regs.rnd_const)
+            for _ in range(MASK_LAG):
+                await ctx.tick()
+            got.append((v, shift, rnd, early_mask, ctx.get(regs.low_mask)))
 
     sim = Simulator(m)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    for v, shift, rnd, lsb in got:
+    for i, (v, shift, rnd, early_mask, mask) in enumerate(got):
         c = min(v, acc_bits)
         half = 1 << (c - 1) if c else 0
         assert shift == c, v
-        assert rnd == {"floor": 0, "half_up": half, "half_even": max(half - 1, 0)}[rounding], v
-        assert lsb == (1 << c if c else 0), v
+        assert rnd == (0 if rounding == "floor" else half), v
+        assert mask == (1 << c) - 1, v
+        if i:       # still the previous bank's mask a clock after the load
+            assert early_mask == got[i - 1][4], v
+
+
+@pytest.mark.parametrize("rounding", ["floor", "half_up", "half_even"])
+@pytest.mark.parametrize("overflow", ["saturate", "wrap"])
+def test_requantize_every_accumulator(rounding, overflow):
+    # every 9-bit accumulator under every shift (past the accumulator width too), the shift
+    # changing bank every 40 pixels as a commit changes it: each pixel is requantized with its
+    # own bank's shift, ties (the remainder exactly half) and the pixels next to a bank change
+    # included, against the golden model
+    acc_bits, shifts, run = 9, list(range(0, 13)) + [5, 0, 1], 40
+    cfg = EngineConfig.bft(4, 2, data_bits=4, rounding=rounding, overflow=overflow)
+    rng = np.random.default_rng(7)
+    accs = [rng.permutation(np.arange(-(1 << (acc_bits - 1)), 1 << (acc_bits - 1)))[:run]
+            for _ in shifts]
+    for block, shift in zip(accs, shifts):      # the pixels next to each bank change: ties
+        if 0 < shift < acc_bits:
+            k = rng.integers(-(1 << (acc_bits - 1 - shift)), 1 << (acc_bits - 1 - shift), 4)
+            block[[0, 1, -2, -1]] = k * (1 << shift) + (1 << (shift - 1))
+    m = Module()
+    shadow, commit, load = Signal(SHIFT_BITS), Signal(), Signal()
+    acc = Signal(signed(acc_bits))
+    regs = ShiftRegisters(m, rounding, acc_bits, shadow, commit, load, "t")
+    outs, flags = requantize(m, cfg, [acc], regs, "t")
+    got = []
+
+    async def bench(ctx):
+        # pixel i of bank b is on `acc` at clock b * run + i (after a lead-in); its bank's load
+        # is REGS_LEAD + 1 clocks before its first pixel, its commit PREP_CYCLES + more before
+        lead = PREP_CYCLES + REGS_LEAD + 4
+        seq = [None] * lead + [(b, int(a)) for b, block in enumerate(accs) for a in block]
+        seq += [None] * (REQUANT_CYCLES + 1)
+        loads = {lead + b * run - REGS_LEAD - 1: b for b in range(len(shifts))}
+        for t, item in enumerate(seq):
+            b = loads.get(t)
+            if b is not None:
+                ctx.set(load, 1)
+            ctx.set(commit, (t + 1) in loads)
+            nxt = loads.get(t + 1 + PREP_CYCLES + 1)
+            if nxt is not None:
+                ctx.set(shadow, shifts[nxt])
+            ctx.set(acc, item[1] if item else 0)
+            await ctx.tick()
+            ctx.set(load, 0)
+            if t >= lead + REQUANT_CYCLES - 1:      # (the value of the next clock)
+                got.append((ctx.get(outs[0]), ctx.get(flags[0])))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    for b, (shift, block) in enumerate(zip(shifts, accs)):
+        want, oor = requantize_model(block, shift, cfg.data_bits, rounding, overflow)
+        part = got[b * run:(b + 1) * run]
+        assert [g[0] for g in part] == want.tolist(), (shift, rounding, overflow)
+        assert [bool(g[1]) for g in part] == oor.tolist(), (shift, rounding, overflow)
