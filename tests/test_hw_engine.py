@@ -9,8 +9,7 @@ from gen.config import EngineConfig
 from hw.axi import WRITE_SPACING
 from gen.regmap import SHIFT_BITS
 from hw.engine import ButterflyEngine, PARAM_READ_CYCLES
-from hw.requant import (PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, MASK_LAG, ShiftRegisters,
-                        requantize)
+from hw.requant import PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, ShiftRegisters, requantize
 from sim.model import engine_forward, random_params, requantize as requantize_model
 from sim.words import param_words, scalar_registers
 
@@ -225,9 +224,9 @@ def test_folded_shadow_survives_commits(cfg):
 @pytest.mark.parametrize("acc_bits", [9, 20, 63, 70])
 @pytest.mark.parametrize("rounding", ["floor", "half_up", "half_even"])
 def test_shift_constants_for_every_shift(acc_bits, rounding):
-    # every 6-bit shift: the active shift (clamped to acc_bits), rounding constant and low-bit
-    # mask a commit takes PREP_CYCLES clocks after the shadow shift was written (the shadow may
-    # change again right after the commit); the mask lands MASK_LAG clocks after the others
+    # every 6-bit shift: the active shift (clamped to acc_bits), rounding constant and LSB mask a
+    # commit takes PREP_CYCLES clocks after the shadow shift was written (the shadow may change
+    # again right after the commit)
     m = Module()
     shadow, commit, load = Signal(SHIFT_BITS), Signal(), Signal()
     regs = ShiftRegisters(m, rounding, acc_bits, shadow, commit, load, "t")
@@ -245,40 +244,36 @@ def test_shift_constants_for_every_shift(acc_bits, rounding):
             ctx.set(load, 1)
             await ctx.tick()
             ctx.set(load, 0)
-            early_mask = ctx.get(regs.low_mask)
-            shift, rnd = ctx.get(regs.shift), ctx.get(regs.rnd_const)
-            for _ in range(MASK_LAG):
-                await ctx.tick()
-            got.append((v, shift, rnd, early_mask, ctx.get(regs.low_mask)))
+            got.append((v, ctx.get(regs.shift), ctx.get(regs.rnd_const), ctx.get(regs.lsb_mask)))
 
     sim = Simulator(m)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    for i, (v, shift, rnd, early_mask, mask) in enumerate(got):
+    for v, shift, rnd, lsb in got:
         c = min(v, acc_bits)
         half = 1 << (c - 1) if c else 0
         assert shift == c, v
-        assert rnd == (0 if rounding == "floor" else half), v
-        assert mask == (1 << c) - 1, v
-        if i:       # still the previous bank's mask a clock after the load
-            assert early_mask == got[i - 1][4], v
+        assert rnd == {"floor": 0, "half_up": half, "half_even": max(half - 1, 0)}[rounding], v
+        assert lsb == (1 << c if c else 0), v
 
 
+@pytest.mark.parametrize("data_bits", [2, 5])
 @pytest.mark.parametrize("rounding", ["floor", "half_up", "half_even"])
 @pytest.mark.parametrize("overflow", ["saturate", "wrap"])
-def test_requantize_every_accumulator(rounding, overflow):
-    # every 9-bit accumulator under every shift (past the accumulator width too), the shift
-    # changing bank every 40 pixels as a commit changes it: each pixel is requantized with its
-    # own bank's shift, ties (the remainder exactly half) and the pixels next to a bank change
-    # included, against the golden model
-    acc_bits, shifts, run = 9, list(range(0, 13)) + [5, 0, 1], 40
-    cfg = EngineConfig.bft(4, 2, data_bits=4, rounding=rounding, overflow=overflow)
+def test_requantize_across_bank_changes(data_bits, rounding, overflow):
+    # 9-bit accumulators (a random 96 of the 512 per bank, ties and the extremes next to each
+    # bank change) under every shift (past the accumulator width too), the shift changing bank
+    # as a commit changes it: each pixel is requantized with its own bank's shift, against the
+    # golden model
+    acc_bits, shifts, run = 9, list(range(0, 13)) + [5, 0, 1], 96
+    cfg = EngineConfig.bft(4, 2, data_bits=data_bits, rounding=rounding, overflow=overflow)
     rng = np.random.default_rng(7)
     accs = [rng.permutation(np.arange(-(1 << (acc_bits - 1)), 1 << (acc_bits - 1)))[:run]
             for _ in shifts]
-    for block, shift in zip(accs, shifts):      # the pixels next to each bank change: ties
-        if 0 < shift < acc_bits:
+    for block, shift in zip(accs, shifts):      # the pixels next to each bank change
+        block[[2, -3]] = [-(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1]
+        if 0 < shift < acc_bits:                # ties: the remainder exactly half
             k = rng.integers(-(1 << (acc_bits - 1 - shift)), 1 << (acc_bits - 1 - shift), 4)
             block[[0, 1, -2, -1]] = k * (1 << shift) + (1 << (shift - 1))
     m = Module()
