@@ -287,20 +287,16 @@ def test_requantize_across_bank_changes(data_bits, rounding, overflow):
         # pixel i of bank b is on `acc` at clock b * run + i (after a lead-in); its bank's load
         # is REGS_LEAD + 1 clocks before its first pixel, its commit PREP_CYCLES + more before
         lead = PREP_CYCLES + REGS_LEAD + 4
-        seq = [None] * lead + [(b, int(a)) for b, block in enumerate(accs) for a in block]
-        seq += [None] * (REQUANT_CYCLES + 1)
+        seq = [0] * lead + [int(a) for block in accs for a in block] + [0] * (REQUANT_CYCLES + 1)
         loads = {lead + b * run - REGS_LEAD - 1: b for b in range(len(shifts))}
-        for t, item in enumerate(seq):
-            b = loads.get(t)
-            if b is not None:
-                ctx.set(load, 1)
+        for t, value in enumerate(seq):
+            ctx.set(load, t in loads)
             ctx.set(commit, (t + 1) in loads)
             nxt = loads.get(t + 1 + PREP_CYCLES + 1)
             if nxt is not None:
                 ctx.set(shadow, shifts[nxt])
-            ctx.set(acc, item[1] if item else 0)
+            ctx.set(acc, value)
             await ctx.tick()
-            ctx.set(load, 0)
             if t >= lead + REQUANT_CYCLES - 1:      # (the value of the next clock)
                 got.append((ctx.get(outs[0]), ctx.get(flags[0])))
 
@@ -311,5 +307,5 @@ def test_requantize_across_bank_changes(data_bits, rounding, overflow):
     for b, (shift, block) in enumerate(zip(shifts, accs)):
         want, oor = requantize_model(block, shift, cfg.data_bits, rounding, overflow)
         part = got[b * run:(b + 1) * run]
-        assert [g[0] for g in part] == want.tolist(), (shift, rounding, overflow)
-        assert [bool(g[1]) for g in part] == oor.tolist(), (shift, rounding, overflow)
+        assert [g[0] for g in part] == want.tolist(), shift
+        assert [bool(g[1]) for g in part] == oor.tolist(), shift
