@@ -109,8 +109,13 @@ class ShiftRegisters:
         self.shift, self.rnd_const, self.low_mask = regs("active")
         with m.If(load):
             m.d.sync += [self.shift.eq(pending[0]), self.rnd_const.eq(pending[1])]
+        # the mask is taken from the pending bank at `load` too (a folded stage's next commit
+        # may change the pending bank within MASK_LAG clocks of it), then made active
+        staged = Signal.like(pending[2], name=f"{name}_staged_mask")
+        with m.If(load):
+            m.d.sync += staged.eq(pending[2])
         with m.If(delay(m, load, MASK_LAG, f"{name}_mask_load", reset_less=True)):
-            m.d.sync += self.low_mask.eq(pending[2])
+            m.d.sync += self.low_mask.eq(staged)
 
 
 def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
