@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["RegisterBus", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "WRITE_SETUP", "WRITE_SPACING"]
 
-WRITE_SETUP = 2      # clocks the write address and data are held before the bank's strobe
+WRITE_SETUP = 3      # clocks the write address and data are held before the bank's strobe
 # clocks from one write strobe to the next at the least: the strobe, BVALID, its handshake, then
 # the next write's acceptance and WRITE_SETUP. Blocks may take as long as this to apply a write.
 WRITE_SPACING = WRITE_SETUP + 3
@@ -86,15 +86,18 @@ class AXI4LiteSlave(wiring.Component):
                 bus.w_data.eq(self.wdata),
                 w_pending.eq(1),
             ]
-        # clocks since the write was taken, and whether WRITE_SETUP have passed (a register: the
-        # strobe is one gate after registers)
+        # clocks since the write was taken, and whether WRITE_SETUP - 1 have passed (a register)
         settle = Signal(range(WRITE_SETUP + 1))
         settled = Signal()
         with m.If(accept_w):
             m.d.sync += [settle.eq(0), settled.eq(0)]
         with m.Elif(w_pending & ~settled):
-            m.d.sync += [settle.eq(settle + 1), settled.eq(settle == WRITE_SETUP - 1)]
-        do_write = w_pending & settled & ~bus.w_wait
+            m.d.sync += [settle.eq(settle + 1), settled.eq(settle == WRITE_SETUP - 2)]
+        # the strobe is a register of its own, decided a clock ahead (it reaches the whole bank
+        # and the engine's commit logic): w_wait cannot rise in between, as only a write (the
+        # commit) raises it, and writes are never in adjacent clocks
+        do_write = Signal()
+        m.d.sync += do_write.eq(w_pending & settled & ~bus.w_wait & ~do_write)
         m.d.comb += bus.w_stb.eq(do_write)
         with m.If(do_write):
             m.d.sync += [w_pending.eq(0), self.bvalid.eq(1),

@@ -29,7 +29,7 @@ from .stage import ButterflyStage
 
 __all__ = ["ButterflyEngine", "pixel_layout", "PARAM_READ_CYCLES"]
 
-PARAM_READ_CYCLES = 1 + READ_CYCLES
+PARAM_READ_CYCLES = 2 + READ_CYCLES
 # a shift written on the register bus is still long enough before the commit that follows it
 assert PREP_CYCLES <= WRITE_SPACING
 
@@ -209,7 +209,8 @@ class ButterflyEngine(wiring.Component):
         # addresses are decoded into registers first: p_addr must be still for a clock before
         # p_en and p_addr/p_data for a clock after it (the register bank holds them): the write
         # lands a clock after p_en, the strobe registered next to the block; a read answers
-        # PARAM_READ_CYCLES clocks after p_raddr (one to decode, READ_CYCLES in the block)
+        # PARAM_READ_CYCLES clocks after p_raddr (one to decode, READ_CYCLES in the block, then
+        # the block's word is chosen into a register: the blocks are spread over the device)
         r_block = Signal(range(len(blocks)))     # which block the read came from
         r_block_late = delay(m, r_block, READ_CYCLES - 1, "r_block")
         for i, (b, (lo, count)) in enumerate(zip(blocks, bases)):
@@ -233,7 +234,7 @@ class ButterflyEngine(wiring.Component):
             with m.If(in_range(self.p_raddr, lo, lo + count)):
                 m.d.sync += [r_block.eq(i), r_addr.eq(self.p_raddr - lo)]
             with m.If(r_block_late == i):
-                m.d.comb += self.p_rdata.eq(b.r_data)
+                m.d.sync += self.p_rdata.eq(b.r_data)
             m.d.comb += [
                 b.w_addr.eq(w_addr),
                 b.w_data.eq(w_data),

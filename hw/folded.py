@@ -332,10 +332,15 @@ class FoldedStage(wiring.Component):
                 total = acc
             accs.append(total)
 
-        # --- requantization; the shift of a new bank is loaded just before its first sum rounds
-        shift_load = delay(m, new_bank_arrives, self._to_acc - 1 - REGS_LEAD, "shift_load", reset_less=True)
+        # --- requantization; the shift of a new bank is loaded just before its first sum rounds.
+        # The next commit may come in between (the pixel entered just before it), so a commit
+        # keeps the shift of the bank it makes active apart from the other's, and the load takes
+        # the one of the pixel's bank
+        lead = self._to_acc - 1 - REGS_LEAD
+        shift_load = delay(m, new_bank_arrives, lead, "shift_load", reset_less=True)
+        shift_bank = delay(m, sel, lead, "shift_bank", reset_less=True)
         shift_regs = ShiftRegisters(m, cfg.rounding, cfg.acc_bits(self._index), self.shadow_shift,
-                                    self.load_stb, shift_load, "rq")
+                                    self.load_stb, shift_load, "rq", slots=(~sel, shift_bank))
         outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", platform=platform)
 
         # --- tags travel with the phase to the requantizer's output (a clock ahead, so each

@@ -1,10 +1,16 @@
 """Requantization in hardware (``shared/SPEC.md`` §2), shared by the stages and the epilogue:
 round, arithmetic shift right by a run-time shift, then saturate or wrap to ``data_bits``.
 
-Six register steps (``REQUANT_CYCLES``): the tie bit of ``half_even``, ``acc + c`` (the rounding
-constant, plus the tie bit), ``>> shift`` in two steps (the multiple of 4, then the rest), the
-out-of-range flag, then saturate/wrap (and an optional ReLU). One operation per step keeps each
-step to one carry chain or one multiplexer tree.
+Six register steps (``REQUANT_CYCLES``): the accumulator beside the requantizer, ``acc + c`` (the
+rounding constant), ``>> shift`` in two steps (the multiple of 4, then the rest), the out-of-range
+flag, then saturate/wrap (and an optional ReLU). One operation per step keeps each step to one
+carry chain or one multiplexer tree.
+
+``half_even`` adds half, as ``half_up`` does, and then clears the result's LSB when the remainder
+was exactly half: then the bits of ``acc + half`` below the shift are all zero, and of the two
+nearest results ``(acc + half) >> shift`` and the one below it, the even one is that value with
+its LSB cleared. The zero test runs beside the two shift steps (in pairs of bits, then all of
+them), so no step waits for a bit of the sum before it can add.
 """
 
 from amaranth.hdl import Signal, Mux, Const, Cat, signed, unsigned
@@ -12,7 +18,7 @@ from amaranth.hdl import Signal, Mux, Const, Cat, signed, unsigned
 from .arith import delay
 from .fanout import local_copy
 
-__all__ = ["REQUANT_CYCLES", "REGS_LEAD", "PREP_CYCLES", "ShiftRegisters", "requantize"]
+__all__ = ["REQUANT_CYCLES", "REGS_LEAD", "PREP_CYCLES", "MASK_LAG", "ShiftRegisters", "requantize"]
 
 REQUANT_CYCLES = 6
 # register steps from the shadow shift to the constants a commit takes
@@ -22,6 +28,9 @@ PREP_CYCLES = 4
 REGS_LEAD = 2
 #: outputs served by one group copy of the shift registers
 COPY_GROUP = 4
+#: the low-bit mask of ``half_even`` is loaded this many clocks after the other active registers:
+#: it is used on the rounded sum, that many steps after the accumulator
+MASK_LAG = 2
 
 
 class ShiftRegisters:
@@ -36,16 +45,24 @@ class ShiftRegisters:
     :func:`requantize`) makes the pending bank active. Shifts at or past the accumulator width
     all give the result of a shift of ``acc_bits`` (0 or the sign), so the shifter only needs
     ``range(acc_bits + 1)``.
+
+    ``low_mask`` (bits below the shift, for ``half_even``) is loaded ``MASK_LAG`` clocks after the
+    others, so it changes bank in step with the rounded sums it is used on.
+
+    ``slots`` (a folded stage, where the next commit can come before the first pixel of the
+    pending bank has loaded it): a pair ``(commit_slot, load_slot)`` of 1-bit values, one pending
+    bank per weight bank; ``commit`` fills the one ``commit_slot`` names and ``load`` takes the
+    one ``load_slot`` names.
     """
 
-    def __init__(self, m, rounding, acc_bits, shadow, commit, load, name):
+    def __init__(self, m, rounding, acc_bits, shadow, commit, load, name, slots=None):
         self.acc_bits = acc_bits
         self.shape = range(acc_bits + 1)
 
         def regs(stage):
             return (Signal(self.shape, name=f"{name}_{stage}_shift", reset_less=True),
                     Signal(unsigned(acc_bits), name=f"{name}_{stage}_rnd", reset_less=True),
-                    Signal(unsigned(acc_bits + 1), name=f"{name}_{stage}_lsb", reset_less=True))
+                    Signal(unsigned(acc_bits), name=f"{name}_{stage}_mask", reset_less=True))
 
         # step 1: a copy of the shadow shift beside this block; step 2: its low three bits and
         # its high bits each decoded (equal to / greater than each value: a LUT per bit); step 3:
@@ -89,20 +106,29 @@ class ShiftRegisters:
                      onehot.eq(Cat([equals(c) for c in range(acc_bits)] + [at_least])),
                      above.eq(Cat(greater(i) for i in range(acc_bits)))]   # [acc_bits]: 0
         pre = regs("pre")
-        lsb = Cat(Const(0, 1), onehot[1:])                     # 1 << v, 0 for v == 0
-        if rounding == "floor":
-            rnd = 0
-        elif rounding == "half_up":
-            rnd = onehot[1:]                                   # 1 << (v - 1)
-        else:                                                  # half_even: half - 1 (tie bit later)
-            rnd = above[1:]                                    # bits i < v - 1
-        m.d.sync += [pre[0].eq(clamped), pre[1].eq(rnd), pre[2].eq(lsb)]
-        pending = regs("pending")
-        with m.If(commit):
-            m.d.sync += [a.eq(b) for a, b in zip(pending, pre)]
-        self.shift, self.rnd_const, self.lsb_mask = regs("active")
+        rnd = 0 if rounding == "floor" else onehot[1:]         # 1 << (v - 1): half
+        m.d.sync += [pre[0].eq(clamped), pre[1].eq(rnd), pre[2].eq(above[:acc_bits])]  # bits i < v
+        if slots is None:
+            pending = regs("pending")
+            with m.If(commit):
+                m.d.sync += [a.eq(b) for a, b in zip(pending, pre)]
+        else:
+            commit_slot, load_slot = slots
+            banks = [regs(f"pending{b}") for b in (0, 1)]
+            for b, bank in enumerate(banks):
+                with m.If(commit & (commit_slot == b)):
+                    m.d.sync += [a.eq(v) for a, v in zip(bank, pre)]
+            pending = [Mux(load_slot, b1, b0) for b0, b1 in zip(*banks)]
+        self.shift, self.rnd_const, self.low_mask = regs("active")
         with m.If(load):
-            m.d.sync += [a.eq(b) for a, b in zip((self.shift, self.rnd_const, self.lsb_mask), pending)]
+            m.d.sync += [self.shift.eq(pending[0]), self.rnd_const.eq(pending[1])]
+        # the mask is taken from the pending bank at `load` too (a folded stage's next commit
+        # may change the pending bank within MASK_LAG clocks of it), then made active
+        staged = Signal.like(pending[2], name=f"{name}_staged_mask")
+        with m.If(load):
+            m.d.sync += staged.eq(pending[2])
+        with m.If(delay(m, load, MASK_LAG, f"{name}_mask_load", reset_less=True)):
+            m.d.sync += self.low_mask.eq(staged)
 
 
 def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
@@ -119,51 +145,59 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
         relu_d = delay(m, relu, REQUANT_CYCLES - 1, f"{name}_relu", reset_less=True)
     outs, flags = [], []
     # the active shift, rounding constant and mask reach each output through two registered
-    # copies (``regs`` is loaded REGS_LEAD clocks early): one per group of COPY_GROUP outputs,
-    # then the output's own, which then travel with its pixel (only the copies the rounding mode
-    # uses: kept registers are never removed)
+    # copies (``regs`` is loaded REGS_LEAD clocks early, the mask MASK_LAG clocks later): one per
+    # group of COPY_GROUP outputs, then the output's own; the shift and constant then travel
+    # with the pixel (only the copies the rounding mode uses: kept registers are never removed)
     used = {"shift": regs.shift}
     if cfg.rounding != "floor":
         used["rndc"] = regs.rnd_const
     if cfg.rounding == "half_even":
-        used["lsb"] = regs.lsb_mask
+        used["mask"] = regs.low_mask
     group_copies = {}
     for o, acc in enumerate(accs):
         g = o // COPY_GROUP
         if o % COPY_GROUP == 0:
             group_copies = {k: local_copy(m, v, f"{name}_{k}_g{g}", platform) for k, v in used.items()}
         if cfg.rounding == "half_even":
-            mask_0 = local_copy(m, group_copies["lsb"], f"{name}_lsb_{o}", platform)
+            mask = local_copy(m, group_copies["mask"], f"{name}_mask_{o}", platform)
         shift_0 = local_copy(m, group_copies["shift"], f"{name}_shift_{o}", platform)
         rnd_0 = 0 if cfg.rounding == "floor" else local_copy(m, group_copies["rndc"], f"{name}_rndc_{o}", platform)
         shift_1, shift_2, shift_3 = (Signal(regs.shape, name=f"{name}_shift_{o}_{i}", reset_less=True)
                                      for i in (1, 2, 3))
         rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_{o}_1")
         m.d.sync += [shift_1.eq(shift_0), shift_2.eq(shift_1), shift_3.eq(shift_2), rnd_1.eq(rnd_0)]
-        # step 1: the tie bit of half_even (the result's LSB, bit `shift` of acc) is found
+        # step 1: the accumulator, beside the requantizer (the adder tree is across the device)
         acc_1 = Signal(signed(acc_bits), name=f"{name}_acc_{o}", reset_less=True)
         m.d.sync += acc_1.eq(acc)
-        tie_1 = 0
-        if cfg.rounding == "half_even":
-            tie_1 = Signal(name=f"{name}_tie_{o}", reset_less=True)
-            m.d.sync += tie_1.eq((acc.as_unsigned()[:acc_bits] & mask_0[:acc_bits]).any()
-                                 | (mask_0[acc_bits] & acc[-1]))
         # step 2: round
         rounded = Signal(signed(acc_bits + 1), name=f"{name}_rnd_{o}", reset_less=True)
-        m.d.sync += rounded.eq(acc_1 + rnd_1 + tie_1)
+        m.d.sync += rounded.eq(acc_1 + rnd_1)
         # steps 3 and 4: shift by the multiple of 4, then by the rest
         coarse = Signal(signed(acc_bits + 1), name=f"{name}_shc_{o}", reset_less=True)
         m.d.sync += coarse.eq(rounded >> Cat(Const(0, 2), shift_2[2:]))
         shifted = Signal(signed(acc_bits + 1), name=f"{name}_shr_{o}", reset_less=True)
         m.d.sync += shifted.eq(coarse >> shift_3[:2])
+        # beside them (half_even): was the remainder exactly half, the rounded sum's bits below
+        # the shift all zero (and the shift not 0)? Each pair of bits, then all of them
+        exact = Const(0, 1)
+        if cfg.rounding == "half_even":
+            zero = Signal(-(-acc_bits // 2), name=f"{name}_zero_{o}", reset_less=True)
+            nonzero_shift = Signal(name=f"{name}_sh0_{o}", reset_less=True)
+            m.d.sync += [zero.eq(Cat(~(rounded[i:i + 2] & mask[i:i + 2]).any()
+                                     for i in range(0, acc_bits, 2))),
+                         nonzero_shift.eq(mask[0])]
+            exact = Signal(name=f"{name}_exact_{o}", reset_less=True)
+            m.d.sync += exact.eq(nonzero_shift & zero.all())
         # step 5: out of range? The bits from d-1 up are not all equal (a reduction, not two
         # compares); the low bits and the sign travel beside the flag
         top = shifted[d - 1:]
         out_of_range = Signal(name=f"{name}_oor_{o}", reset_less=True)
         low = Signal(signed(d), name=f"{name}_low_{o}", reset_less=True)
         neg = Signal(name=f"{name}_neg_{o}", reset_less=True)
-        m.d.sync += [out_of_range.eq(~(top.all() | ~top.any())), low.eq(shifted[:d]),
-                     neg.eq(shifted[-1])]
+        # (half_even: an exact half takes the even result, the LSB cleared; no data_bits >= 2
+        # result leaves the range by that)
+        m.d.sync += [out_of_range.eq(~(top.all() | ~top.any())),
+                     low.eq(Cat(shifted[0] & ~exact, shifted[1:d])), neg.eq(shifted[-1])]
         # step 6: saturate or wrap (and ReLU); the flag stays in step with the value
         flag = Signal(name=f"{name}_sat_{o}", reset_less=True)
         m.d.sync += flag.eq(out_of_range)

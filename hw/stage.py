@@ -7,8 +7,8 @@ Pipeline of a stage (one register per step; ``latency`` counts them):
 2. products ``x * w``: operands registered, then the product registered, then once more in the
    fabric (``hw/mult.py``: on an ECP5 the first two are the registers inside a ``MULT18X18D``);
 3. adder tree, one register per level (``ceil(log2 s)`` levels);
-4. requantization (``hw/requant.py``): tie bit, rounding, shift in two steps, out-of-range
-   flag, saturate (or wrap) to ``data_bits``.
+4. requantization (``hw/requant.py``): the accumulator's copy, rounding, shift in two steps,
+   out-of-range flag, saturate (or wrap) to ``data_bits``.
 
 Weights and the shift are double-buffered: the stage keeps its own shadow weights (written one at
 a time through ``w_addr``/``w_data``/``w_en``, read back through ``r_addr``/``r_data``) next to the

@@ -9,7 +9,8 @@ from gen.config import EngineConfig
 from hw.axi import WRITE_SPACING
 from gen.regmap import SHIFT_BITS
 from hw.engine import ButterflyEngine, PARAM_READ_CYCLES
-from hw.requant import PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, ShiftRegisters, requantize
+from hw.requant import (PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, MASK_LAG, ShiftRegisters,
+                        requantize)
 from sim.model import engine_forward, random_params, requantize as requantize_model
 from sim.words import param_words, scalar_registers
 
@@ -221,12 +222,81 @@ def test_folded_shadow_survives_commits(cfg):
     assert got["after_update"] == flat[:5] + [flat[5] ^ 1] + flat[6:]
 
 
+@pytest.mark.parametrize("cfg", [EngineConfig.bft(16, 4, lanes=4, rounding="half_even"),
+                                 EngineConfig.dense(8, lanes=2, simd=4, rounding="half_up")],
+                         ids=lambda c: c.id)
+def test_folded_commit_right_after_a_pixel(cfg):
+    """A commit that reaches a folded stage while the first pixel after the previous commit is
+    still on its way to the rounding step (0 to 12 clocks after it entered) leaves that pixel its
+    own bank's weights and shifts; the next pixel takes the new bank's. Every bank has shifts
+    unlike the one before it."""
+    rng = np.random.default_rng(11)
+    gaps = list(range(13))
+    banks = [random_params(cfg, rng)]
+    while len(banks) < len(gaps) + 1:
+        bank = random_params(cfg, rng)
+        if all(a != b for a, b in zip(bank.shifts, banks[-1].shifts)):
+            banks.append(bank)
+    pixels = rng.integers(cfg.data_min, cfg.data_max + 1, size=(len(gaps) + 1, cfg.n_in))
+    dut = ButterflyEngine(cfg)
+    out = []
+
+    async def tick(ctx):
+        # outputs are taken here only (the FIFO holds them while _load reads back)
+        ctx.set(dut.o_stream.ready, 1)
+        if ctx.get(dut.o_stream.valid):
+            out.append([ctx.get(dut.o_stream.payload.data[c]) for c in range(cfg.n_out)])
+        await ctx.tick()
+        ctx.set(dut.o_stream.ready, 0)
+
+    async def commit(ctx):
+        ctx.set(dut.commit_stb, 1)
+        await tick(ctx)
+        ctx.set(dut.commit_stb, 0)
+
+    async def tb(ctx):
+        await _load(ctx, dut, cfg, banks[0])
+        await commit(ctx)
+        for i, gap in enumerate(gaps + [None]):
+            while ctx.get(dut.commit_busy):
+                await tick(ctx)
+            if gap is not None:         # the next bank into the shadow, no pixel in between
+                await _load(ctx, dut, cfg, banks[i + 1])
+            # pixel i: the first since bank i's commit; bank i + 1's commit `gap` clocks after it
+            ctx.set(dut.i_stream.valid, 1)
+            for c in range(cfg.n_in):
+                ctx.set(dut.i_stream.payload.data[c], int(pixels[i, c]))
+            while not ctx.get(dut.i_stream.ready):
+                await tick(ctx)
+            if gap == 0:
+                ctx.set(dut.commit_stb, 1)
+            await tick(ctx)
+            ctx.set(dut.i_stream.valid, 0)
+            ctx.set(dut.commit_stb, 0)
+            if gap:
+                for _ in range(gap - 1):
+                    await tick(ctx)
+                await commit(ctx)
+        for _ in range(dut.latency + 2):
+            await tick(ctx)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    want = [engine_forward(cfg, bank, pixels[i:i + 1]).y[0] for i, bank in enumerate(banks)]
+    assert len(out) == len(pixels)
+    for i, gap in enumerate(gaps):
+        assert out[i] == want[i].tolist(), f"commit {gap} clocks after pixel {i}"
+    assert out[-1] == want[-1].tolist()
+
+
 @pytest.mark.parametrize("acc_bits", [9, 20, 63, 70])
 @pytest.mark.parametrize("rounding", ["floor", "half_up", "half_even"])
 def test_shift_constants_for_every_shift(acc_bits, rounding):
-    # every 6-bit shift: the active shift (clamped to acc_bits), rounding constant and LSB mask a
-    # commit takes PREP_CYCLES clocks after the shadow shift was written (the shadow may change
-    # again right after the commit)
+    # every 6-bit shift: the active shift (clamped to acc_bits), rounding constant and low-bit
+    # mask a commit takes PREP_CYCLES clocks after the shadow shift was written (the shadow may
+    # change again right after the commit); the mask lands MASK_LAG clocks after the others
     m = Module()
     shadow, commit, load = Signal(SHIFT_BITS), Signal(), Signal()
     regs = ShiftRegisters(m, rounding, acc_bits, shadow, commit, load, "t")
@@ -244,18 +314,24 @@ def test_shift_constants_for_every_shift(acc_bits, rounding):
             ctx.set(load, 1)
             await ctx.tick()
             ctx.set(load, 0)
-            got.append((v, ctx.get(regs.shift), ctx.get(regs.rnd_const), ctx.get(regs.lsb_mask)))
+            early_mask = ctx.get(regs.low_mask)
+            shift, rnd = ctx.get(regs.shift), ctx.get(regs.rnd_const)
+            for _ in range(MASK_LAG):
+                await ctx.tick()
+            got.append((v, shift, rnd, early_mask, ctx.get(regs.low_mask)))
 
     sim = Simulator(m)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    for v, shift, rnd, lsb in got:
+    for i, (v, shift, rnd, early_mask, mask) in enumerate(got):
         c = min(v, acc_bits)
         half = 1 << (c - 1) if c else 0
         assert shift == c, v
-        assert rnd == {"floor": 0, "half_up": half, "half_even": max(half - 1, 0)}[rounding], v
-        assert lsb == (1 << c if c else 0), v
+        assert rnd == (0 if rounding == "floor" else half), v
+        assert mask == (1 << c) - 1, v
+        if i:       # still the previous bank's mask a clock after the load
+            assert early_mask == got[i - 1][4], v
 
 
 @pytest.mark.parametrize("data_bits", [2, 5])
