@@ -123,20 +123,22 @@ def _row(cfg, report=None, status="ok"):
     }
 
 
-def _one(cfg, target, freq_mhz, root, time_limit_s):
+def _one(cfg, target, freq_mhz, root, time_limit_s, timing_ripup):
     try:
-        return _row(cfg, synthesize(cfg, target, freq_mhz, root=root, time_limit_s=time_limit_s))
+        return _row(cfg, synthesize(cfg, target, freq_mhz, root=root, time_limit_s=time_limit_s,
+                                    timing_ripup=timing_ripup))
     except SynthError as e:
         return _row(cfg, status=" ".join(str(e).split()))
     except Exception as e:            # one broken configuration must not end an hour-long sweep
         return _row(cfg, status=" ".join(f"{type(e).__name__}: {e}".split()))
 
 
-def run_sweep(configs, target, freq_mhz=100.0, jobs=None, root=None, progress=None, time_limit_s=None):
+def run_sweep(configs, target, freq_mhz=100.0, jobs=None, root=None, progress=None, time_limit_s=None,
+              timing_ripup=False):
     """Synthesize ``configs`` for ``target``, ``jobs`` at a time (default: one per CPU); return
     their rows (:data:`FIELDS`) in the order of ``configs``. A configuration that fails (or whose
     tools run past ``time_limit_s`` seconds) has its one-line error as ``status`` and None for
-    its results; the others go on.
+    its results; the others go on. ``timing_ripup`` as in :func:`gen.synth.synthesize`.
 
     ``progress(done, total, row)`` is called (in the calling thread) as each one finishes.
     """
@@ -144,7 +146,7 @@ def run_sweep(configs, target, freq_mhz=100.0, jobs=None, root=None, progress=No
     rows = [None] * len(configs)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {pool.submit(_one, cfg, target, freq_mhz, root, time_limit_s): i for i, cfg in enumerate(configs)}
+        futures = {pool.submit(_one, cfg, target, freq_mhz, root, time_limit_s, timing_ripup): i for i, cfg in enumerate(configs)}
         for done, fut in enumerate(concurrent.futures.as_completed(futures), 1):
             rows[futures[fut]] = fut.result()
             if progress:

@@ -6,7 +6,7 @@ status, the saturation counters and the read-only identification words; the para
 shadow registers beside the multipliers that use them.
 """
 
-from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array
+from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, Shape
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
@@ -116,20 +116,25 @@ class RegisterBank(wiring.Component):
         m.d.comb += bus.w_err.eq(~(w_in_window | Cat(*hits).any()))
 
         # --- saturation counters: add each cycle's count, saturate at all ones, clear on write.
-        # Two 16-bit halves with the carry between them registered (short carry chains); a
+        # Two 16-bit halves with the carry between them registered (short carry chains); the
+        # high half takes hi + 1, kept in a register beside it (with counts below 2**15 a carry
+        # comes at most every other clock, so it is up to date: no carry chain between the
+        # carry and the count); a
         # sticky overflow flag stops the count; what reads see is rebuilt two clocks later (the
         # halves and the overflow registered beside the counter, then the all-ones choice).
+        rare_carry = Shape.cast(self.sat_counts.shape().elem_shape).width <= 15
         for l in range(n_sat):
             lo = Signal(16, name=f"sat_lo_{l}")
             carry = Signal(name=f"sat_carry_{l}")
             hi = Signal(16, name=f"sat_hi_{l}")
+            hi_inc = Signal(17, name=f"sat_hi_inc_{l}", init=1)
             full = Signal(name=f"sat_full_{l}")
             lo_sum = Signal(17, name=f"sat_lo_sum_{l}")
             hi_sum = Signal(17, name=f"sat_hi_sum_{l}")
             # the stage's count, registered here first: the stages are across the device
             count = Signal.like(self.sat_counts[l], name=f"sat_in_{l}")
-            m.d.sync += count.eq(self.sat_counts[l])
-            m.d.comb += [lo_sum.eq(lo + count), hi_sum.eq(hi + carry)]
+            m.d.sync += [count.eq(self.sat_counts[l]), hi_inc.eq(hi + 1)]
+            m.d.comb += [lo_sum.eq(lo + count), hi_sum.eq(Mux(carry, hi_inc, hi) if rare_carry else hi + carry)]
             with m.If(sat_clear[l]):
                 m.d.sync += [lo.eq(0), carry.eq(0), hi.eq(0), full.eq(0)]
             with m.Elif(~full):
@@ -142,12 +147,17 @@ class RegisterBank(wiring.Component):
             m.d.sync += sat_counts[l].eq(Mux(view_full, Const(-1, SAT_COUNT_BITS), Cat(view_lo, view_hi)))
 
         # --- reads, in PARAM_READ_CYCLES + 2 register steps (the word address is held for the
-        # whole read): (1) each group of registers is looked up, the engine decodes a parameter
-        # address; (2) the group that matched is kept, (3) combined, while the parameter is read
+        # whole read): (1) each group of registers is looked up (from the bank's copy of the
+        # address), the engine decodes a parameter address; (2) the group that matched is kept, (3) combined, while the parameter is read
         # in its block, the word waiting for it; (4) the parameter or the register is selected;
         # (5) registered for the shell.
-        r_in_window = (bus.r_addr >= w_base) & (bus.r_addr < w_end)
         m.d.comb += self.p_raddr.eq(bus.r_addr - w_base)
+        # the bank's own copy of the read address (the bus's register also feeds the engine's
+        # decode, across the device); the copy is a clock behind, which the wait for the engine's
+        # answer below takes back
+        r_addr = Signal.like(bus.r_addr, name="r_addr_here")
+        m.d.sync += r_addr.eq(bus.r_addr)
+        r_in_window = (r_addr >= w_base) & (r_addr < w_end)
         # the scalar registers are words 0..15: the low four address bits pick the value (one
         # LUT per bit), the rest of the address only decides whether it is a hit
         scalar_words = {word("ID"): Const(BFLY_ID, 32), word("CTRL"): Const(0, 32),
@@ -158,18 +168,18 @@ class RegisterBank(wiring.Component):
         assert max(scalar_words) < 16
         scalar_value = Signal(32)
         known = Signal()
-        with m.Switch(bus.r_addr[:4]):
+        with m.Switch(r_addr[:4]):
             for w, value in scalar_words.items():
                 with m.Case(w):
                     m.d.comb += [scalar_value.eq(value), known.eq(1)]
-        scalar_hit = known & (bus.r_addr[4:] == 0)
+        scalar_hit = known & (r_addr[4:] == 0)
         groups = [(scalar_value, scalar_hit)]
         for name, values in (("FACTOR", [Const(v, 32) for v in words["FACTOR"]]),
                              ("SHIFT", list(shadow_sh)), ("SAT_COUNT", sat_counts)):
             lo = word(name)
-            hit = in_range(bus.r_addr, lo, lo + len(values))
+            hit = in_range(r_addr, lo, lo + len(values))
             value = Signal(32, name=f"r_{name.lower()}")
-            m.d.comb += value.eq(Array(values)[(bus.r_addr - lo)[:(len(values) - 1).bit_length()]])
+            m.d.comb += value.eq(Array(values)[(r_addr - lo)[:(len(values) - 1).bit_length()]])
             groups.append((value, hit))
         # step 1: each group's word and whether the address is in it
         values_0 = [Signal(32, name=f"r_value_0_{i}") for i in range(len(groups))]
@@ -190,8 +200,10 @@ class RegisterBank(wiring.Component):
         err_2 = Signal()
         m.d.sync += [value_2.eq(_or_all(values_1)), param_2.eq(param_1), err_2.eq(err_1)]
         # steps 4 .. PARAM_READ_CYCLES + 1: the engine answers the parameter window
-        # PARAM_READ_CYCLES clocks after the address; the other words wait for it
-        wait = PARAM_READ_CYCLES - 3
+        # PARAM_READ_CYCLES clocks after the address; the other words (a clock behind it, from
+        # the copy of the address) wait for it
+        wait = PARAM_READ_CYCLES - 4
+        assert wait >= 0
         value_w = delay(m, value_2, wait, "r_value_w")
         param_w = delay(m, param_2, wait, "r_param_w")
         err_w = delay(m, err_2, wait, "r_err_w")

@@ -177,6 +177,15 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
         m.d.sync += coarse.eq(rounded >> Cat(Const(0, 2), shift_2[2:]))
         shifted = Signal(signed(acc_bits + 1), name=f"{name}_shr_{o}", reset_less=True)
         m.d.sync += shifted.eq(coarse >> shift_3[:2])
+        # beside the fine shift: are the coarse value's bits from d + 2 up all equal? Those hold
+        # the result's bits from d + 2 - (fine shift) up, so step 5 then only compares the
+        # result's bits d - 1 .. d + 2 (one LUT level rather than a reduction after a mux)
+        split = d + 2
+        high_equal = None
+        if split + 1 < acc_bits + 1:
+            high_equal = Signal(name=f"{name}_hieq_{o}", reset_less=True)
+            high = coarse[split:]
+            m.d.sync += high_equal.eq(high.all() | ~high.any())
         # beside them (half_even): was the remainder exactly half, the rounded sum's bits below
         # the shift all zero (and the shift not 0)? Each pair of bits, then all of them
         exact = Const(0, 1)
@@ -190,13 +199,16 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
             m.d.sync += exact.eq(nonzero_shift & zero.all())
         # step 5: out of range? The bits from d-1 up are not all equal (a reduction, not two
         # compares); the low bits and the sign travel beside the flag
-        top = shifted[d - 1:]
+        top = shifted[d - 1:] if high_equal is None else shifted[d - 1:split + 1]
+        fits = top.all() | ~top.any()
+        if high_equal is not None:
+            fits &= high_equal
         out_of_range = Signal(name=f"{name}_oor_{o}", reset_less=True)
         low = Signal(signed(d), name=f"{name}_low_{o}", reset_less=True)
         neg = Signal(name=f"{name}_neg_{o}", reset_less=True)
         # (half_even: an exact half takes the even result, the LSB cleared; no data_bits >= 2
         # result leaves the range by that)
-        m.d.sync += [out_of_range.eq(~(top.all() | ~top.any())),
+        m.d.sync += [out_of_range.eq(~fits),
                      low.eq(Cat(shifted[0] & ~exact, shifted[1:d])), neg.eq(shifted[-1])]
         # step 6: saturate or wrap (and ReLU); the flag stays in step with the value
         flag = Signal(name=f"{name}_sat_{o}", reset_less=True)
