@@ -122,8 +122,9 @@ class ShiftRegisters:
         self.shift, self.rnd_const, self.low_mask = regs("active")
         with m.If(load):
             m.d.sync += [self.shift.eq(pending[0]), self.rnd_const.eq(pending[1])]
-        # the mask is taken from the pending bank at `load` too (a folded stage's next commit
-        # may change the pending bank within MASK_LAG clocks of it), then made active
+        # the mask is taken from the pending bank at `load` too (what `load` takes may change
+        # within MASK_LAG clocks of it: a folded stage's next pixel may be of the other bank),
+        # then made active
         staged = Signal.like(pending[2], name=f"{name}_staged_mask")
         with m.If(load):
             m.d.sync += staged.eq(pending[2])
