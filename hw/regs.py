@@ -119,22 +119,27 @@ class RegisterBank(wiring.Component):
         # Two 16-bit halves with the carry between them registered (short carry chains); the
         # high half takes hi + 1, kept in a register beside it (with counts below 2**15 a carry
         # comes at most every other clock, so it is up to date: no carry chain between the
-        # carry and the count); a
-        # sticky overflow flag stops the count; what reads see is rebuilt two clocks later (the
-        # halves and the overflow registered beside the counter, then the all-ones choice).
+        # carry and the count); a sticky overflow flag stops the count; what reads see is
+        # rebuilt two clocks later (the halves and the overflow registered beside the counter,
+        # then the all-ones choice).
         rare_carry = Shape.cast(self.sat_counts.shape().elem_shape).width <= 15
         for l in range(n_sat):
             lo = Signal(16, name=f"sat_lo_{l}")
             carry = Signal(name=f"sat_carry_{l}")
             hi = Signal(16, name=f"sat_hi_{l}")
-            hi_inc = Signal(17, name=f"sat_hi_inc_{l}", init=1)
             full = Signal(name=f"sat_full_{l}")
             lo_sum = Signal(17, name=f"sat_lo_sum_{l}")
             hi_sum = Signal(17, name=f"sat_hi_sum_{l}")
             # the stage's count, registered here first: the stages are across the device
             count = Signal.like(self.sat_counts[l], name=f"sat_in_{l}")
-            m.d.sync += [count.eq(self.sat_counts[l]), hi_inc.eq(hi + 1)]
-            m.d.comb += [lo_sum.eq(lo + count), hi_sum.eq(Mux(carry, hi_inc, hi) if rare_carry else hi + carry)]
+            m.d.sync += count.eq(self.sat_counts[l])
+            m.d.comb += lo_sum.eq(lo + count)
+            if rare_carry:
+                hi_inc = Signal(17, name=f"sat_hi_inc_{l}", init=1)
+                m.d.sync += hi_inc.eq(hi + 1)
+                m.d.comb += hi_sum.eq(Mux(carry, hi_inc, hi))
+            else:
+                m.d.comb += hi_sum.eq(hi + carry)
             with m.If(sat_clear[l]):
                 m.d.sync += [lo.eq(0), carry.eq(0), hi.eq(0), full.eq(0)]
             with m.Elif(~full):

@@ -132,6 +132,11 @@ class ShiftRegisters:
             m.d.sync += self.low_mask.eq(staged)
 
 
+def _all_equal(bits):
+    """Whether every bit of ``bits`` is the same (a reduction, not two compares)."""
+    return bits.all() | ~bits.any()
+
+
 def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
     """Requantize each signed accumulator of ``accs`` (at most ``regs.acc_bits`` wide) with the
     active :class:`ShiftRegisters` ``regs``, which must be loaded ``REGS_LEAD`` clocks before the
@@ -183,10 +188,9 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
         # result's bits d - 1 .. d + 2 (one LUT level rather than a reduction after a mux)
         split = d + 2
         high_equal = None
-        if split + 1 < acc_bits + 1:
+        if split < acc_bits:
             high_equal = Signal(name=f"{name}_hieq_{o}", reset_less=True)
-            high = coarse[split:]
-            m.d.sync += high_equal.eq(high.all() | ~high.any())
+            m.d.sync += high_equal.eq(_all_equal(coarse[split:]))
         # beside them (half_even): was the remainder exactly half, the rounded sum's bits below
         # the shift all zero (and the shift not 0)? Each pair of bits, then all of them
         exact = Const(0, 1)
@@ -198,10 +202,10 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
                          nonzero_shift.eq(mask[0])]
             exact = Signal(name=f"{name}_exact_{o}", reset_less=True)
             m.d.sync += exact.eq(nonzero_shift & zero.all())
-        # step 5: out of range? The bits from d-1 up are not all equal (a reduction, not two
-        # compares); the low bits and the sign travel beside the flag
-        top = shifted[d - 1:] if high_equal is None else shifted[d - 1:split + 1]
-        fits = top.all() | ~top.any()
+        # step 5: out of range? The bits from d-1 up are not all equal (those up to d + 2 here,
+        # the rest in the flag of step 4 when there are more); the low bits and the sign travel
+        # beside the flag
+        fits = _all_equal(shifted[d - 1:split + 1])
         if high_equal is not None:
             fits &= high_equal
         out_of_range = Signal(name=f"{name}_oor_{o}", reset_less=True)
