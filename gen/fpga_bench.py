@@ -16,6 +16,7 @@ from pathlib import Path
 from .config import EngineConfig
 from .dse import run_sweep, dense_match
 from .files import write_files
+from .synth import TARGETS
 
 __all__ = ["PAIRS", "bench_table", "main"]
 
@@ -59,8 +60,14 @@ def _fmt(v, spec, suffix=""):
     return "n/a" if v is None else format(v, spec) + suffix
 
 
-def markdown(rows, pairs, target, freq, ripup=False):
-    router = " with `--tmg-ripup`" if ripup else ""
+def _router(target):
+    """The nextpnr router the target uses (its ``--router`` argument), or None."""
+    args = TARGETS[target].nextpnr if target in TARGETS else []
+    return args[args.index("--router") + 1] if "--router" in args[:-1] else None
+
+
+def markdown(rows, pairs, target, freq, ripup=False, router=None):
+    router = (f" ({router})" if router else "") + (" with `--tmg-ripup`" if ripup else "")
     lines = [f"Measured by `make bench` on {target} (requested clock {freq:g} MHz, YoWASP yosys + "
              f"nextpnr{router}, seed 1, 8-bit data and weights, engine with its AXI4-Lite/AXI4-Stream shell, "
              f"inside the measurement shell of `hw/scanshell.py`, which the figures include):", "",
@@ -98,9 +105,9 @@ def update_readme(readme, text):
     write_files(readme.parent, {readme.name: f"{head}{START}\n{text}\n{END}{tail}"})
 
 
-def _publish(rows, pairs, target, freq, ripup, readme):
+def _publish(rows, pairs, target, freq, ripup, router, readme):
     """Print the table and, with ``readme``, put it into README.md."""
-    text = markdown(rows, pairs, target, freq, ripup)
+    text = markdown(rows, pairs, target, freq, ripup, router)
     print(text)
     if readme:
         update_readme(ROOT / "README.md", text)
@@ -113,8 +120,8 @@ def main(argv=None):
     ap.add_argument("--freq", type=float, default=200.0, help="requested clock in MHz (default 200)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--tmg-ripup", action="store_true",
-                    help="nextpnr's timing-driven rip-up in the router for every engine (often a "
-                         "faster result; up to five times the place-and-route time)")
+                    help="nextpnr's timing-driven rip-up in the router for every engine (slower; "
+                         "sometimes a faster result)")
     ap.add_argument("--time-limit", type=float, default=60.0, metavar="MINUTES",
                     help="stop a tool after this long; its engine is a row with that reason (default 60)")
     ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench" / "fpga.json"))
@@ -126,10 +133,11 @@ def main(argv=None):
         try:
             saved = json.loads(Path(args.from_json).read_text())
             rows, target, freq = saved["rows"], saved["target"], saved["requested_mhz"]
-            ripup = saved.get("timing_ripup", False)
+            ripup, router = saved.get("timing_ripup", False), saved.get("router")
         except (OSError, ValueError, KeyError) as e:
             ap.error(f"cannot read a saved run from {args.from_json}: {e}")
-        _publish(rows, bench_table({r["id"]: r for r in rows}), target, freq, ripup, not args.no_readme)
+        _publish(rows, bench_table({r["id"]: r for r in rows}), target, freq, ripup, router,
+                 not args.no_readme)
         return 0
     configs = [c for pair in reversed(PAIRS) for c in pair]       # the longest runs first
     if args.time_limit <= 0 or args.jobs < 1:
@@ -140,9 +148,11 @@ def main(argv=None):
     out = Path(args.output)
     write_files(out.parent, {out.name: json.dumps({"target": args.target, "requested_mhz": args.freq,
                                                    "timing_ripup": args.tmg_ripup,
+                                                   "router": _router(args.target),
                                                    "rows": rows, "pairs": pairs}, indent=2) + "\n"})
     print(f"wrote {out}\n")
-    _publish(rows, pairs, args.target, args.freq, args.tmg_ripup, not args.no_readme)
+    _publish(rows, pairs, args.target, args.freq, args.tmg_ripup, _router(args.target),
+             not args.no_readme)
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
