@@ -281,3 +281,17 @@ def test_bench_table_names_the_fallback_script(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Synthesized with the fallback script" in out
     assert out.split("fallback script")[1].split("\n")[0].endswith(f"`{bft.id}`.")
+
+
+def test_bench_table_names_the_router(tmp_path, capsys):
+    """The table's header names the nextpnr router its run used (a saved run from before the
+    field names none)."""
+    from gen import fpga_bench
+    assert fpga_bench._router("ecp5-85k") == "router1" and fpga_bench._router("ice40-up5k") is None
+    bft, dense = fpga_bench.PAIRS[0]
+    rows = [dse._row(bft, fake_report(bft)), dse._row(dense, fake_report(dense))]
+    for extra, header in (({"router": "router1"}, "nextpnr (router1), seed 1"), ({}, "nextpnr, seed 1")):
+        saved = tmp_path / "fpga.json"
+        saved.write_text(json.dumps({"target": "ecp5-85k", "requested_mhz": 200.0, "rows": rows, **extra}))
+        assert fpga_bench.main(["--from-json", str(saved), "--no-readme"]) == 0
+        assert header in capsys.readouterr().out
