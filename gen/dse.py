@@ -146,7 +146,8 @@ def run_sweep(configs, target, freq_mhz=100.0, jobs=None, root=None, progress=No
     rows = [None] * len(configs)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {pool.submit(_one, cfg, target, freq_mhz, root, time_limit_s, timing_ripup): i for i, cfg in enumerate(configs)}
+        futures = {pool.submit(_one, cfg, target, freq_mhz, root, time_limit_s, timing_ripup): i
+                   for i, cfg in enumerate(configs)}
         for done, fut in enumerate(concurrent.futures.as_completed(futures), 1):
             rows[futures[fut]] = fut.result()
             if progress:

@@ -67,9 +67,9 @@ def _router(target):
 
 
 def markdown(rows, pairs, target, freq, ripup=False, router=None):
-    router = (f" ({router})" if router else "") + (" with `--tmg-ripup`" if ripup else "")
+    how = (f" ({router})" if router else "") + (" with `--tmg-ripup`" if ripup else "")
     lines = [f"Measured by `make bench` on {target} (requested clock {freq:g} MHz, YoWASP yosys + "
-             f"nextpnr{router}, seed 1, 8-bit data and weights, engine with its AXI4-Lite/AXI4-Stream shell, "
+             f"nextpnr{how}, seed 1, 8-bit data and weights, engine with its AXI4-Lite/AXI4-Stream shell, "
              f"inside the measurement shell of `hw/scanshell.py`, which the figures include):", "",
              "| engine | multipliers | LUTs | FFs | DSPs | BRAMs | Fmax MHz | pixels/clock | "
              "pixels/s | latency (clocks) |",

@@ -153,16 +153,16 @@ class RegisterBank(wiring.Component):
 
         # --- reads, in PARAM_READ_CYCLES + 2 register steps (the word address is held for the
         # whole read): (1) each group of registers is looked up (from the bank's copy of the
-        # address), the engine decodes a parameter address; (2) the group that matched is kept, (3) combined, while the parameter is read
-        # in its block, the word waiting for it; (4) the parameter or the register is selected;
-        # (5) registered for the shell.
+        # address), the engine decodes a parameter address; (2) the group that matched is kept,
+        # (3) combined, while the parameter is read in its block, the word waiting for it; (4) the
+        # parameter or the register is selected; (5) registered for the shell.
         m.d.comb += self.p_raddr.eq(bus.r_addr - w_base)
         # the bank's own copy of the read address (the bus's register also feeds the engine's
         # decode, across the device); the copy is a clock behind, which the wait for the engine's
         # answer below takes back
         r_addr = Signal.like(bus.r_addr, name="r_addr_here")
         m.d.sync += r_addr.eq(bus.r_addr)
-        r_in_window = (r_addr >= w_base) & (r_addr < w_end)
+        r_in_window = in_range(r_addr, w_base, w_end)
         # the scalar registers are words 0..15: the low four address bits pick the value (one
         # LUT per bit), the rest of the address only decides whether it is a hit
         scalar_words = {word("ID"): Const(BFLY_ID, 32), word("CTRL"): Const(0, 32),

@@ -290,8 +290,10 @@ def test_bench_table_names_the_router(tmp_path, capsys):
     assert fpga_bench._router("ecp5-85k") == "router1" and fpga_bench._router("ice40-up5k") is None
     bft, dense = fpga_bench.PAIRS[0]
     rows = [dse._row(bft, fake_report(bft)), dse._row(dense, fake_report(dense))]
-    for extra, header in (({"router": "router1"}, "nextpnr (router1), seed 1"), ({}, "nextpnr, seed 1")):
+    for extra, header in (({"router": "router1"}, "nextpnr (router1), seed 1"),
+                          ({}, "nextpnr, seed 1")):
         saved = tmp_path / "fpga.json"
-        saved.write_text(json.dumps({"target": "ecp5-85k", "requested_mhz": 200.0, "rows": rows, **extra}))
+        saved.write_text(json.dumps({"target": "ecp5-85k", "requested_mhz": 200.0, "rows": rows,
+                                     **extra}))
         assert fpga_bench.main(["--from-json", str(saved), "--no-readme"]) == 0
         assert header in capsys.readouterr().out
