@@ -28,13 +28,13 @@ test-long: setup
 # BENCH_LIMIT minutes; with BENCH_LIMIT=40 it took 83 minutes on 2 cores, three engines timing out)
 BENCH_LIMIT ?= 60
 bench: setup
-	$(BIN)/python -m gen.fpga_bench --jobs $(JOBS) --time-limit $(BENCH_LIMIT)
+	$(BIN)/python -m bfly.gen.fpga_bench --jobs $(JOBS) --time-limit $(BENCH_LIMIT)
 
 bench-core: setup
-	$(BIN)/python -m sim.bench
+	$(BIN)/python -m bfly.sim.bench
 
 bench-sw: setup
-	$(BIN)/python -m sw.bench
+	$(BIN)/python -m bfly.sw.bench
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

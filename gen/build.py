@@ -8,7 +8,7 @@ from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module
 
-from hw.board import BoardTop, uart_divisor
+from bfly.hw.board import BoardTop, uart_divisor
 from .synth import read_pnr_report
 
 __all__ = ["BOARDS", "BuildError", "build_board"]

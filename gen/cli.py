@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_MODES
+from bfly.hw.config import EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_MODES
 
 __all__ = ["main"]
 
@@ -70,7 +70,7 @@ def config_from_args(args):
                                                   "name", "epilogue", "lanes", "simd")
               if getattr(args, key) is not None}
     if args.config_from and Path(args.config_from).suffix == ".bfly":
-        from sw.image import WeightImage, ImageError
+        from bfly.sw.image import WeightImage, ImageError
         try:
             cfg = WeightImage.load(args.config_from).config
         except ImageError as e:
@@ -151,7 +151,7 @@ def _check_prob(name, value):
 
 def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=False, quiet=False):
     """Build (cached) and run the stream check on ``cfg``; return ``(result dict, log path)``."""
-    from sim.runner import build, run_tb, BUILD_ROOT
+    from bfly.sim.runner import build, run_tb, work_dir
     if pixels < 1:
         raise UserError(f"--pixels must be at least 1, not {pixels}")
     if frames < 1:
@@ -160,8 +160,8 @@ def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=Fal
         raise UserError(f"--commits must be >= 0, not {commits}")
     _check_prob("--stall-prob", stall_prob)
     _check_prob("--idle-prob", idle_prob)
-    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    log = BUILD_ROOT / f"{cfg.id}.log"
+    work_dir("sim").mkdir(parents=True, exist_ok=True)
+    log = work_dir("sim", f"{cfg.id}.log")
     if not quiet:
         print(f"building {cfg.id} under Verilator (cached after the first time; log: {log})", flush=True)
     t0 = time.time()
@@ -193,7 +193,7 @@ def cmd_sim(args):
     result, log = run_sim(cfg, args.pixels, args.seed, args.stall_prob, args.idle_prob,
                           args.frames, args.commits, waves=args.waves)
     if args.waves:
-        from sim.runner import build_dir_for
+        from bfly.sim.runner import build_dir_for
         print(f"  waveform: {build_dir_for(cfg, waves=True) / 'run' / 'dump.vcd'}")
     return _report(result, log)
 
@@ -238,7 +238,7 @@ def cmd_demo(args):
 def cmd_train_demo(args):
     import io
     import numpy as np
-    from sw.digits import train_demo, save_model
+    from bfly.sw.digits import train_demo, save_model
     from .files import write_files
     if args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
@@ -282,9 +282,9 @@ def _epoch_progress(epochs):
 
 def cmd_quantize(args):
     import numpy as np
-    from sw.digits import load_model, quantize_model, quantized_accuracy, evaluate, load_digits_split, \
+    from bfly.sw.digits import load_model, quantize_model, quantized_accuracy, evaluate, load_digits_split, \
         ModelFileError
-    from sw.quantize import QuantizeError
+    from bfly.sw.quantize import QuantizeError
     from .files import write_files
     try:
         model = load_model(args.model)
@@ -323,7 +323,7 @@ def cmd_quantize(args):
 
 
 def cmd_inspect(args):
-    from sw.image import WeightImage, ImageError
+    from bfly.sw.image import WeightImage, ImageError
     try:
         img = WeightImage.load(args.image)
     except ImageError as e:
@@ -520,7 +520,7 @@ def cmd_build(args):
 
 def cmd_sim_board(args):
     import subprocess
-    from sim.board_sim import build_board_sim
+    from bfly.sim.board_sim import build_board_sim
     cfg = config_from_args(args)
     host, _, port = args.listen.rpartition(":")
     if host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
@@ -537,7 +537,7 @@ def cmd_sim_board(args):
 
 
 def _connect(args):
-    from sw.driver import Accelerator, SerialTransport, DriverError, LinkError
+    from bfly.sw.driver import Accelerator, SerialTransport, DriverError, LinkError
     try:
         return Accelerator(SerialTransport(args.port, args.baud, args.timeout), progress=sys.stderr.isatty())
     except (LinkError, DriverError) as e:
@@ -545,8 +545,8 @@ def _connect(args):
 
 
 def cmd_load(args):
-    from sw.image import WeightImage, ImageError
-    from sw.driver import DriverError, LinkError
+    from bfly.sw.image import WeightImage, ImageError
+    from bfly.sw.driver import DriverError, LinkError
     try:
         image = WeightImage.load(args.image)
     except ImageError as e:
@@ -566,8 +566,8 @@ def cmd_load(args):
 
 def cmd_run(args):
     import numpy as np
-    from sw.driver import DriverError, LinkError
-    from sim.model import engine_forward
+    from bfly.sw.driver import DriverError, LinkError
+    from bfly.sim.model import engine_forward
     try:
         fmap = np.load(args.input, allow_pickle=False)
     except (OSError, ValueError) as e:

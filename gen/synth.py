@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bfly.sim.runner import work_dir
+
 from .files import write_files
 
 __all__ = ["TARGETS", "Target", "SynthError", "TimeLimitError", "synthesize", "read_pnr_report"]
@@ -101,9 +103,9 @@ def _verilog(cfg, target):
     """``(verilog, top module name, engine top, shell)`` for ``target``: the engine inside the
     measurement shell."""
     from amaranth.back import verilog
-    from hw.mult import DSPTarget
-    from hw.scanshell import ScanShell
-    from hw.top import BflyTop
+    from bfly.hw.mult import DSPTarget
+    from bfly.hw.scanshell import ScanShell
+    from bfly.hw.top import BflyTop
     platform = DSPTarget(target.dsp, target.dsp_sites) if target.dsp else None
     top = BflyTop(cfg)
     shell = ScanShell(top)
@@ -153,7 +155,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     t = TARGETS[target]
-    root = Path(root) if root else Path(__file__).resolve().parent.parent / "build" / "synth"
+    root = Path(root) if root else work_dir("synth")
     work = root / target / cfg.id
     text, top_name, top, shell = _verilog(cfg, t)
     nextpnr = t.nextpnr + (["--tmg-ripup"] if timing_ripup else [])

@@ -6,7 +6,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.regmap import address_bits
+from .regmap import address_bits
 from .bridge import HostBridge
 from .top import BflyTop
 from .uart import UARTRx, UARTTx

@@ -12,8 +12,8 @@ from amaranth.lib import wiring, stream, fifo
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from gen.config import stream_bits
-from gen.hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS,
+from .config import stream_bits
+from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS,
                           MAX_STREAM_PIXELS)
 
 __all__ = ["HostBridge", "crc16_step"]

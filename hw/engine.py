@@ -17,7 +17,7 @@ from amaranth.lib import wiring, data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from gen.regmap import SHIFT_BITS, param_window
+from .regmap import SHIFT_BITS, param_window
 from .arith import in_range, delay, READ_CYCLES
 from .axi import WRITE_SPACING
 from .epilogue import Epilogue, EPI_CTRL_BITS

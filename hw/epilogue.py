@@ -16,7 +16,7 @@ from amaranth.hdl import Module, Signal, Mux, Cat, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
-from gen.regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS
+from .regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS
 from .arith import pipelined_sum, delay, registered_select
 from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 

@@ -4,7 +4,7 @@ A value that many blocks use (a load strobe, a shift amount) is one net from one
 every user, and across a large device that route alone can take most of a clock. Each group of
 users gets its own registered copy instead, which the placer puts near them. Synthesis merges
 registers that load the same value (yosys ``opt_merge``), so on an ECP5 (``platform`` is a
-:class:`hw.mult.DSPTarget` for ``"ecp5"``) each copy is a ``TRELLIS_FF`` instance marked
+:class:`bfly.hw.mult.DSPTarget` for ``"ecp5"``) each copy is a ``TRELLIS_FF`` instance marked
 ``keep``; elsewhere (simulation) it is an ordinary register, the same value in the same clock.
 """
 

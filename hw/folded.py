@@ -91,7 +91,7 @@ def _phase_select(m, sources, phase, name):
 class FoldedStage(wiring.Component):
     """Stage ``index`` of the chain of ``cfg``, folded as ``cfg.stage_fold(index)`` says.
 
-    Ports as :class:`hw.stage.ButterflyStage`; ``i_data`` must stay still for ``interval`` clocks
+    Ports as :class:`bfly.hw.stage.ButterflyStage`; ``i_data`` must stay still for ``interval`` clocks
     after ``i_valid``, and ``o_data`` holds each result until the next ``o_valid``.
     """
 

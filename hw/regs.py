@@ -10,7 +10,7 @@ from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, Shape
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
-from gen.regmap import register_map, config_words, address_bits, param_window, BFLY_ID, SHIFT_BITS
+from .regmap import register_map, config_words, address_bits, param_window, BFLY_ID, SHIFT_BITS
 from .arith import in_range, delay
 from .axi import RegisterBus
 from .engine import PARAM_READ_CYCLES

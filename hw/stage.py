@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from amaranth.lib.memory import Memory
 
-from gen.regmap import SHIFT_BITS
+from .regmap import SHIFT_BITS
 from .arith import pipelined_sum, tree_levels, delay, READ_CYCLES
 from .axi import WRITE_SPACING
 from .mult import MULT_CYCLES, registered_product

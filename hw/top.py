@@ -3,17 +3,18 @@ ports (``s_axis_*``, ``m_axis_*``, ``s_axil_*``), so it drops into a Vivado bloc
 LiteX SoC. ``clk`` and ``rst`` (synchronous, active high) come from the ``sync`` domain.
 """
 
+from amaranth.back import verilog
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.config import stream_bits
-from gen.regmap import address_bits
+from .config import stream_bits
+from .regmap import address_bits
 from .axi import AXI4LiteSlave
 from .engine import ButterflyEngine
 from .regs import RegisterBank
 
-__all__ = ["BflyTop"]
+__all__ = ["BflyTop", "elaborate"]
 
 _AXIL_PORTS = ("awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready",
                "bresp", "bvalid", "bready", "araddr", "arprot", "arvalid", "arready",
@@ -89,3 +90,11 @@ class BflyTop(wiring.Component):
             else:
                 m.d.comb += ours.eq(theirs)
         return m
+
+
+def elaborate(cfg, platform=None):
+    """Build the top for ``cfg``; return ``(verilog_text, top)``. ``platform`` may ask for vendor
+    primitives (``bfly.hw.mult.DSPTarget("ecp5")``); by default the Verilog is generic."""
+    top = BflyTop(cfg)
+    text = verilog.convert(top, name=cfg.name, emit_src=False, platform=platform)
+    return text, top

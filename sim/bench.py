@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.config import EngineConfig
-from sim.model import chain_forward, random_weights, random_shifts
-from sim.runner import ROOT, build, run_tb
+from bfly.hw.config import EngineConfig
+from bfly.sim.model import chain_forward, random_weights, random_shifts
+from bfly.sim.runner import work_dir, build, run_tb
 
 CLOCK_NS = 10     # the testbench's clock period
 
@@ -62,7 +62,7 @@ def rtl_throughput(cfg, pixels, workdir):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pixels", type=int, default=20000, help="pixels per RTL run (default 20000)")
-    p.add_argument("-o", "--output", default=str(ROOT / "build" / "bench" / "core.json"))
+    p.add_argument("-o", "--output", default=str(work_dir("bench", "core.json")))
     args = p.parse_args(argv)
     out = Path(args.output)
     workdir = out.parent / "core"

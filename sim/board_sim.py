@@ -9,8 +9,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from hw.board import BoardTop
-from .runner import ROOT, verilator_env
+from bfly.hw.board import BoardTop
+from .runner import work_dir, verilator_env
 
 __all__ = ["SIM_CLK_HZ", "SIM_BAUD", "build_board_sim"]
 
@@ -23,7 +23,7 @@ def build_board_sim(cfg, log=None):
     """Return ``(executable, divisor)`` for ``cfg``'s simulated board, building it if needed."""
     board = BoardTop(cfg, SIM_CLK_HZ, SIM_BAUD)
     text = verilog.convert(board, name="board", emit_src=False)
-    work = ROOT / "build" / "board_sim" / cfg.id
+    work = work_dir("board_sim", cfg.id)
     work.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()
     exe = work / "obj" / "board_sim"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen.config import MAX_SHIFT, ROUNDING_MODES, OVERFLOW_MODES
-from gen.regmap import RESIDUAL_SHIFT_MAX, BIAS_BITS, epi_ctrl_word
+from bfly.hw.config import MAX_SHIFT, ROUNDING_MODES, OVERFLOW_MODES
+from bfly.hw.regmap import RESIDUAL_SHIFT_MAX, BIAS_BITS, epi_ctrl_word
 
 __all__ = [
     "round_shift", "requantize", "factor_apply", "chain_forward", "ChainResult",
@@ -229,6 +229,33 @@ class BlockParams:
     weights: list
     shifts: list
     epilogue: Epilogue = None
+
+
+def save_params(path, params):
+    """Write a bank (:class:`BlockParams`) to ``path`` as a NumPy ``.npz`` (the form in which a
+    testbench is handed parameters)."""
+    arrays = {f"w{l}": np.asarray(w, dtype=np.int64) for l, w in enumerate(params.weights)}
+    arrays["shifts"] = np.asarray(params.shifts, dtype=np.int64)
+    epi = params.epilogue
+    if epi is not None:
+        arrays.update(epi_mult=np.asarray(epi.mult, dtype=np.int64),
+                      epi_bias=np.asarray(epi.bias, dtype=np.int64),
+                      epi_scalars=np.array([epi.gain, epi.out_shift, int(epi.relu)], dtype=np.int64))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_params(path):
+    """The inverse of :func:`save_params`."""
+    with np.load(path, allow_pickle=False) as z:
+        shifts = [int(v) for v in z["shifts"]]
+        weights = [z[f"w{l}"] for l in range(len(shifts))]
+        epi = None
+        if "epi_mult" in z:
+            gain, out_shift, relu = (int(v) for v in z["epi_scalars"])
+            epi = Epilogue(mult=z["epi_mult"], bias=z["epi_bias"], gain=gain,
+                           out_shift=out_shift, relu=bool(relu))
+    return BlockParams(weights=weights, shifts=shifts, epilogue=epi)
 
 
 def engine_forward(cfg, params, x):

@@ -13,10 +13,15 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["ROOT", "verilator_env", "build_dir_for", "build", "run_tb", "results_ok"]
+__all__ = ["work_dir", "verilator_env", "build_dir_for", "build", "run_tb", "results_ok"]
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD_ROOT = ROOT / "build" / "sim"
+
+
+def work_dir(*parts):
+    """``build/<parts>`` under the current directory: where builds, runs and benchmark results
+    go (never inside the installed package)."""
+    return Path.cwd().joinpath("build", *parts)
+
 
 # Amaranth's Verilog trips Verilator's width and unused-signal lints; they are listed in README.
 BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2",
@@ -54,7 +59,7 @@ def _runner():
 def build_dir_for(cfg, waves=False):
     """``build/sim/<id>[_<name>][_waves]``: one build directory per configuration."""
     tag = cfg.id if cfg.name == "bfly_" + cfg.id else f"{cfg.id}_{cfg.name}"
-    return BUILD_ROOT / (tag + ("_waves" if waves else ""))
+    return work_dir("sim") / (tag + ("_waves" if waves else ""))
 
 
 def build(cfg, waves=False, log=None):
@@ -71,11 +76,13 @@ def build(cfg, waves=False, log=None):
 
 def _build_locked(cfg, build_dir, waves, log):
     from cocotb_tools.runner import VerilatorControlFile
-    from gen.emit import write_outputs
+    from bfly.hw.top import elaborate
 
-    gen_dir = build_dir / "gen"
-    man = write_outputs(cfg, gen_dir)
-    vfile = gen_dir / f"{cfg.name}.v"
+    text, top = elaborate(cfg)
+    man = {"latency_cycles": top.latency}
+    vfile = build_dir / f"{cfg.name}.v"
+    if not vfile.exists() or vfile.read_text() != text:
+        vfile.write_text(text)
     digest = hashlib.sha256(vfile.read_bytes() + json.dumps([BUILD_ARGS, waves, "lean-vpi"]).encode()).hexdigest()
     stamp = build_dir / "build.stamp"
     exe = build_dir / cfg.name
@@ -103,7 +110,6 @@ def run_tb(cfg, env=None, testcase=None, seed=1, waves=False, test_dir=None, log
         "BFLY_CONFIG": json.dumps(cfg.to_dict()),
         "BFLY_LATENCY": str(man["latency_cycles"]),
         "BFLY_SEED": str(seed),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
     }
     extra.update(env or {})
@@ -114,7 +120,7 @@ def run_tb(cfg, env=None, testcase=None, seed=1, waves=False, test_dir=None, log
     results = test_dir / "results.xml"
     results.unlink(missing_ok=True)
     try:
-        runner.test(test_module="sim.tb_engine", hdl_toplevel=cfg.name, build_dir=build_dir,
+        runner.test(test_module="bfly.sim.tb_engine", hdl_toplevel=cfg.name, build_dir=build_dir,
                     test_dir=test_dir, testcase=testcase, seed=seed, extra_env=extra,
                     hdl_toplevel_lang="verilog", waves=waves, log_file=log,
                     results_xml=str(results))

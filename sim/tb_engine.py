@@ -24,10 +24,10 @@ from cocotb.triggers import RisingEdge, ReadOnly, ClockCycles
 from cocotbext.axi import (AxiStreamBus, AxiStreamSource, AxiStreamSink, AxiStreamFrame,
                            AxiLiteBus, AxiLiteMaster, AxiResp)
 
-from gen.config import EngineConfig
-from gen.regmap import register_map, config_from_words, BFLY_ID
-from sim.model import engine_forward, random_params
-from sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers
+from bfly.hw.config import EngineConfig
+from bfly.hw.regmap import register_map, config_from_words, BFLY_ID
+from bfly.sim.model import engine_forward, random_params, load_params
+from bfly.sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers
 
 # cocotbext-axi 0.1.28 still calls APIs that cocotb 2 deprecates; they work, so keep logs readable
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
@@ -141,7 +141,7 @@ class TB:
         return await self.read_word(self.addr(name, index), expect)
 
     async def write_bank(self, params):
-        """Write a bank (:class:`sim.model.BlockParams`) into the shadow registers, not committed."""
+        """Write a bank (:class:`bfly.sim.model.BlockParams`) into the shadow registers, not committed."""
         for i, word in enumerate(param_words(self.cfg, params)):
             await self.write_word(self.param_addr(i), word)
         for name, values in scalar_registers(self.cfg, params).items():
@@ -363,23 +363,21 @@ async def test_reset_mid_stream(dut):
     assert lengths == [150]
 
 
-@cocotb.test(skip="BFLY_IMAGE" not in os.environ)
+@cocotb.test(skip="BFLY_PARAMS" not in os.environ)
 async def test_image(dut):
-    """A quantized block's weight image (``BFLY_IMAGE``) on given integer pixels (``BFLY_INPUT``,
+    """A quantized block's parameters (``BFLY_PARAMS``, a :func:`bfly.sim.model.save_params`
+    file) on given integer pixels (``BFLY_INPUT``,
     an ``(N, n_in)`` .npy): loaded through AXI4-Lite, read back, committed, streamed with stalls;
     every output equals the golden model's."""
-    from sw.image import WeightImage
-    path = os.environ["BFLY_IMAGE"]
+    params = load_params(os.environ["BFLY_PARAMS"])
     tb = TB(dut)
     await tb.reset()
-    image = WeightImage.load(path)
-    image.check_engine({"config": tb.cfg.to_dict()})
     pixels = np.load(os.environ["BFLY_INPUT"])
-    await tb.write_bank(image.params)
-    words = param_words(tb.cfg, image.params)
+    await tb.write_bank(params)
+    words = param_words(tb.cfg, params)
     for i in range(0, len(words), max(1, len(words) // 50)):
         assert await tb.read_word(tb.param_addr(i)) == words[i], f"parameter word {i} reads back wrong"
-    await tb.commit(image.params)
+    await tb.commit(params)
     await tb.clear_sat_counts()
     tb.set_pauses(_env_float("BFLY_IDLE_PROB", 0.1), _env_float("BFLY_STALL_PROB", 0.2))
     got, lengths, banks = await tb.stream(pixels, _frame_sizes(tb.rng, len(pixels), 4))

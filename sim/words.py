@@ -7,8 +7,8 @@ bits to a whole number of bytes (:func:`stream_bits`).
 
 import numpy as np
 
-from gen.config import stream_bits
-from gen.regmap import epi_ctrl_word
+from bfly.hw.config import stream_bits
+from bfly.hw.regmap import epi_ctrl_word
 
 __all__ = ["stream_bits", "pack_pixels", "unpack_pixels", "to_signed", "param_words",
            "scalar_registers"]

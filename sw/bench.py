@@ -1,6 +1,6 @@
 """Training-side benchmark (``make bench-sw``): prints figures and writes ``build/bench/sw.json``.
 
-Forward plus backward time of :class:`sw.butterfly.ButterflyTransform` (gather-free batched
+Forward plus backward time of :class:`bfly.sw.butterfly.ButterflyTransform` (gather-free batched
 products per factor, ``sum(p*s)`` multiplies a pixel) against the approach of the BFT paper's
 own code, which materializes the dense ``n x n`` matrix from the factors at every step and
 multiplies by it: ``n = 256``, ``k = 4``, a batch of 32 feature maps of 32x32. Both run in the
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from gen.config import EngineConfig
-from sim.runner import ROOT
-from sw.butterfly import ButterflyTransform, _factor_matrix
+from bfly.hw.config import EngineConfig
+from bfly.sim.runner import work_dir
+from bfly.sw.butterfly import ButterflyTransform, _factor_matrix
 
 
 def dense_materialized(transform, x):
@@ -46,7 +46,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--hw", type=int, default=32)
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("-o", "--output", default=str(ROOT / "build" / "bench" / "sw.json"))
+    p.add_argument("-o", "--output", default=str(work_dir("bench", "sw.json")))
     args = p.parse_args(argv)
 
     torch.manual_seed(0)

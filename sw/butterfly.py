@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from gen.config import EngineConfig, Factor, ConfigError
+from bfly.hw.config import EngineConfig, Factor, ConfigError
 
 __all__ = ["ButterflyTransform", "BFTConv2d", "pointwise_chain", "replace_pointwise",
            "parameter_groups", "eq9_bound"]
@@ -110,7 +110,7 @@ def _factor_matrix(f, w):
 class ButterflyTransform(nn.Module):
     """A chain of butterfly factors acting on the last dimension: ``(..., n_in) -> (..., n_out)``.
 
-    ``factors``: a sequence of :class:`gen.config.Factor` (or an :class:`EngineConfig`), input to
+    ``factors``: a sequence of :class:`bfly.hw.config.Factor` (or an :class:`EngineConfig`), input to
     output. ``weights[l]`` is the ``(p, s)`` parameter of factor ``l``, row ``o`` holding the
     ``s`` weights of output ``o``, exactly as the engine stores them. ``residual`` adds the input
     to the output (first-to-last; only where ``n_in == n_out``).

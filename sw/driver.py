@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 
-from gen.config import ConfigError
-from gen.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, MAX_STREAM_PIXELS
-from gen.regmap import (BFLY_ID, register_map, config_from_words, param_window, epi_ctrl_fields)
-from sim.model import BlockParams, Epilogue
-from sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers, to_signed, stream_bits
+from bfly.hw.config import ConfigError
+from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, MAX_STREAM_PIXELS
+from bfly.hw.regmap import (BFLY_ID, register_map, config_from_words, param_window, epi_ctrl_fields)
+from bfly.sim.model import BlockParams, Epilogue
+from bfly.sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers, to_signed, stream_bits
 from .link import LinkError, read_cmd, write_cmd, stream_cmd, decode_reply
 
 __all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError"]
@@ -124,7 +124,7 @@ class Accelerator:
     # --- parameters
 
     def load(self, image):
-        """Write ``image`` (a :class:`sw.image.WeightImage`) to the shadow bank, verify, commit."""
+        """Write ``image`` (a :class:`bfly.sw.image.WeightImage`) to the shadow bank, verify, commit."""
         from .image import ImageError
         try:
             image.check_engine({"config": self.config.to_dict()})

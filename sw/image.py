@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.config import EngineConfig, ConfigError
-from sim.model import BlockParams, Epilogue, check_weights, check_shifts, check_epilogue
+from bfly.hw.config import EngineConfig, ConfigError
+from bfly.sim.model import BlockParams, Epilogue, check_weights, check_shifts, check_epilogue
 
 __all__ = ["WeightImage", "ImageError", "FORMAT_VERSION", "MAGIC"]
 

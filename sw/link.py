@@ -3,7 +3,7 @@ reply frames from a byte source, with the CRC checked."""
 
 import struct
 
-from gen.hostlink import SYNC_CMD, SYNC_REPLY, CMD, STATUS_NAMES, crc16
+from bfly.hw.hostlink import SYNC_CMD, SYNC_REPLY, CMD, STATUS_NAMES, crc16
 
 __all__ = ["LinkError", "encode", "read_cmd", "write_cmd", "stream_cmd", "decode_reply"]
 

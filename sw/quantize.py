@@ -13,7 +13,7 @@ optional ReLU (``shared/SPEC.md`` §3). Given calibration inputs, :func:`quantiz
 
 using the target engine's rounding and overflow modes throughout, and reports SQNR against float
 and the saturation rate per stage. All integer arithmetic here is the golden model's
-(:mod:`sim.model`); :func:`emulate` runs a weight image through it.
+(:mod:`bfly.sim.model`); :func:`emulate` runs a weight image through it.
 """
 
 import math
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen.config import EngineConfig
-from gen.regmap import RESIDUAL_SHIFT_MAX, BIAS_BITS
-from sim.model import (BlockParams, Epilogue, factor_apply, requantize, engine_forward, MAX_SHIFT)
+from bfly.hw.config import EngineConfig
+from bfly.hw.regmap import RESIDUAL_SHIFT_MAX, BIAS_BITS
+from bfly.sim.model import (BlockParams, Epilogue, factor_apply, requantize, engine_forward, MAX_SHIFT)
 from .image import WeightImage
 
 __all__ = ["FloatBlock", "quantize_block", "emulate", "quantize_input", "sqnr_db", "run_float_block",
@@ -47,7 +47,7 @@ class FloatBlock:
 
     @classmethod
     def from_torch(cls, conv, bn=None, relu=False):
-        """From a :class:`sw.butterfly.BFTConv2d` (or ``ButterflyTransform``), the ``BatchNorm2d``
+        """From a :class:`bfly.sw.butterfly.BFTConv2d` (or ``ButterflyTransform``), the ``BatchNorm2d``
         that follows it (optional) and whether a ReLU follows."""
         import torch
         transform = getattr(conv, "transform", conv)
@@ -123,7 +123,7 @@ def quantize_block(block, calib, data_bits=8, weight_bits=8, rounding="half_even
     calibration data wins. In ``wrap`` mode, where an overflow is a large error, the saturation
     target is a hundred times stricter.
 
-    Returns a :class:`sw.image.WeightImage` for an engine with an epilogue; its ``report`` holds
+    Returns a :class:`bfly.sw.image.WeightImage` for an engine with an epilogue; its ``report`` holds
     per-stage and final SQNR (dB) and saturation rates on the calibration data.
     """
     cfg = EngineConfig(factors=tuple(block.factors), data_bits=data_bits, weight_bits=weight_bits,

@@ -8,14 +8,14 @@ import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from gen.config import EngineConfig
-from gen.hostlink import crc16, CMD
-from gen.regmap import BFLY_ID, register_map, config_words
-from hw.board import BoardTop, uart_divisor
-from hw.bridge import crc16_step
-from sim.model import random_params, engine_forward
-from sim.words import pack_pixels, unpack_pixels, param_words
-from sw.link import read_cmd, write_cmd, stream_cmd, decode_reply, LinkError
+from bfly.hw.config import EngineConfig
+from bfly.hw.hostlink import crc16, CMD
+from bfly.hw.regmap import BFLY_ID, register_map, config_words
+from bfly.hw.board import BoardTop, uart_divisor
+from bfly.hw.bridge import crc16_step
+from bfly.sim.model import random_params, engine_forward
+from bfly.sim.words import pack_pixels, unpack_pixels, param_words
+from bfly.sw.link import read_cmd, write_cmd, stream_cmd, decode_reply, LinkError
 
 
 def test_crc_step_matches_the_reference():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from gen.build import build_board, BuildError
-from gen.config import EngineConfig
+from bfly.gen.build import build_board, BuildError
+from bfly.hw.config import EngineConfig
 
 
 def test_unknown_board_and_unreachable_baud(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from gen.config import EngineConfig
-from sim.model import chain_float, factor_dense
-from sw.butterfly import (ButterflyTransform, BFTConv2d, pointwise_chain, replace_pointwise,
+from bfly.hw.config import EngineConfig
+from bfly.sim.model import chain_float, factor_dense
+from bfly.sw.butterfly import (ButterflyTransform, BFTConv2d, pointwise_chain, replace_pointwise,
                           parameter_groups, eq9_bound, _factor_matrix)
 
 CHAINS = [

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gen.cli import main
+from bfly.gen.cli import main
 
 
 def run(capsys, *argv):
@@ -65,7 +65,7 @@ def test_gen_chain_radices_and_config_from(capsys, tmp_path):
 
 
 def test_console_script_errors_without_traceback(tmp_path):
-    bfly = [sys.executable, "-m", "gen.cli"]
+    bfly = [sys.executable, "-m", "bfly.gen.cli"]
     res = subprocess.run(bfly + ["gen", "--n", "48", "--k", "4", "-o", str(tmp_path / "x")],
                          capture_output=True, text=True)
     assert res.returncode == 2
@@ -86,8 +86,8 @@ def test_sim_prints_pass_line(capsys):
 
 
 def test_sim_without_stalls_takes_n_plus_latency_minus_one(capsys):
-    from gen.config import EngineConfig
-    from gen.emit import elaborate
+    from bfly.hw.config import EngineConfig
+    from bfly.gen.emit import elaborate
     latency = elaborate(EngineConfig.bft(16, 4))[1].latency
     code, out, _ = run(capsys, "sim", "--n", "16", "--k", "4", "--pixels", "500", "--frames", "1")
     assert code == 0

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gen.config import EngineConfig, ConfigError, Factor
+from bfly.hw.config import EngineConfig, ConfigError, Factor
 
 
 def test_bft_stages_follow_the_spec():

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 
-from sim.runner import run_tb, results_ok
-from sw.digits import build_and_train, evaluate, pointwise_macs, quantized_accuracy, block_inputs
-from sw.quantize import quantize_input
+from bfly.sim.model import save_params
+from bfly.sim.runner import run_tb, results_ok
+from bfly.sw.digits import build_and_train, evaluate, pointwise_macs, quantized_accuracy, block_inputs
+from bfly.sw.quantize import quantize_input
 
 
 def test_accuracy_macs_and_8bit_within_one_point(trained):
@@ -35,7 +36,7 @@ def test_quantized_block_on_the_verilated_engine(trained, tmp_path):
     residual, batch norm and ReLU in the epilogue) on the generated engine: bit-exact."""
     bft, _, images, (xte, _) = trained
     image = images["block1"]
-    image.save(tmp_path / "block1.bfly")
+    save_params(tmp_path / "block1.npz", image.params)
     pixels = block_inputs(bft, xte[:24])["block1"]
     x_int = quantize_input(pixels, image.input_scale, image.config)
     assert len(x_int) == 24 * 8 * 8
@@ -43,7 +44,7 @@ def test_quantized_block_on_the_verilated_engine(trained, tmp_path):
     cfg = dataclasses.replace(image.config, name="")         # the default name: a shared build
     result = tmp_path / "image.json"
     xml = run_tb(cfg, testcase="test_image", test_dir=tmp_path, log=tmp_path / "sim.log",
-                 env={"BFLY_IMAGE": str(tmp_path / "block1.bfly"), "BFLY_INPUT": str(tmp_path / "input.npy"),
+                 env={"BFLY_PARAMS": str(tmp_path / "block1.npz"), "BFLY_INPUT": str(tmp_path / "input.npy"),
                       "BFLY_RESULT": str(result)})
     tests, failures = results_ok(xml)
     assert (tests, failures) == (1, 0), f"see {tmp_path / 'sim.log'}"

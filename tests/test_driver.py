@@ -7,13 +7,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from gen.config import EngineConfig
-from sim.board_sim import build_board_sim
-from sim.model import engine_forward, random_params
-from sw.digits import block_inputs
-from sw.driver import Accelerator, SerialTransport, DriverError
-from sw.image import WeightImage
-from sw.quantize import quantize_input
+from bfly.hw.config import EngineConfig
+from bfly.sim.board_sim import build_board_sim
+from bfly.sim.model import engine_forward, random_params
+from bfly.sw.digits import block_inputs
+from bfly.sw.driver import Accelerator, SerialTransport, DriverError
+from bfly.sw.image import WeightImage
+from bfly.sw.quantize import quantize_input
 
 CFG = EngineConfig.bft(16, 4, epilogue=True)
 

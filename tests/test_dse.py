@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-import gen.dse as dse
-from gen.cli import main
-from gen.config import EngineConfig
-from gen.dse import sweep_configs, dense_match, run_sweep, pareto_front, pareto_fronts, write_outputs, FIELDS
-from gen.synth import SynthError, synthesize as real_synthesize
+import bfly.gen.dse as dse
+from bfly.gen.cli import main
+from bfly.hw.config import EngineConfig
+from bfly.gen.dse import sweep_configs, dense_match, run_sweep, pareto_front, pareto_fronts, write_outputs, FIELDS
+from bfly.gen.synth import SynthError, synthesize as real_synthesize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -254,7 +254,7 @@ def test_dse_real_synthesis(capsys, tmp_path, monkeypatch):
 # --- make bench's table -----------------------------------------------------------------------
 
 def test_bench_table_from_a_saved_run(tmp_path, capsys):
-    from gen import fpga_bench
+    from bfly.gen import fpga_bench
     bft, dense = fpga_bench.PAIRS[0]
     rows = [dse._row(bft, fake_report(bft)),
             dse._row(dense, status="place and route (nextpnr) did not finish within 40 minutes; "
@@ -270,7 +270,7 @@ def test_bench_table_from_a_saved_run(tmp_path, capsys):
 
 
 def test_bench_table_names_the_fallback_script(tmp_path, capsys):
-    from gen import fpga_bench
+    from bfly.gen import fpga_bench
     bft, dense = fpga_bench.PAIRS[0]
     rows = [dse._row(bft, dict(fake_report(bft), fallback_script=True)),
             dse._row(dense, fake_report(dense))]
@@ -286,7 +286,7 @@ def test_bench_table_names_the_fallback_script(tmp_path, capsys):
 def test_bench_table_names_the_router(tmp_path, capsys):
     """The table's header names the nextpnr router its run used (a saved run from before the
     field names none)."""
-    from gen import fpga_bench
+    from bfly.gen import fpga_bench
     assert fpga_bench._router("ecp5-85k") == "router1" and fpga_bench._router("ice40-up5k") is None
     bft, dense = fpga_bench.PAIRS[0]
     rows = [dse._row(bft, fake_report(bft)), dse._row(dense, fake_report(dense))]

@@ -4,14 +4,15 @@ import json
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-import gen.emit
-from gen.config import EngineConfig
-from gen.emit import write_outputs
-from gen.regmap import register_map
-from sim.runner import ROOT, verilator_env
+import bfly.gen.emit as emit
+from bfly.hw.config import EngineConfig
+from bfly.gen.emit import write_outputs
+from bfly.hw.regmap import register_map
+from bfly.sim.runner import verilator_env
 
 CFG = EngineConfig.from_chain([[32, 64, 2, 4, 4], [16, 32, 1, 2, 8]], data_bits=5, weight_bits=11)
 
@@ -90,7 +91,7 @@ def test_verilator_lint_only_documented_warnings(cfg, tmp_path):
               if l.startswith("%Error") and not l.startswith("%Error: Exiting due to")]
     assert errors == []
     seen = set(re.findall(r"%Warning-([A-Z0-9_]+)", res.stderr))
-    readme = (ROOT / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     documented = set(re.findall(r"`([A-Z0-9_]+)`", readme.split("## Lint warnings", 1)[1].split("\n## ", 1)[0]))
     assert seen, "lint printed no warning at all: is -Wall still applied?"
     assert seen <= documented, f"undocumented lint warnings: {seen - documented}"
@@ -99,7 +100,7 @@ def test_verilator_lint_only_documented_warnings(cfg, tmp_path):
 def test_failed_run_leaves_no_output(tmp_path, monkeypatch):
     def broken(cfg):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(gen.emit, "c_header", broken)
+    monkeypatch.setattr(emit, "c_header", broken)
     with pytest.raises(RuntimeError):
         write_outputs(CFG, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []

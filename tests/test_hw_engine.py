@@ -5,14 +5,14 @@ import pytest
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from gen.config import EngineConfig
-from hw.axi import WRITE_SPACING
-from gen.regmap import SHIFT_BITS
-from hw.engine import ButterflyEngine, PARAM_READ_CYCLES
-from hw.requant import (PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, MASK_LAG, ShiftRegisters,
+from bfly.hw.config import EngineConfig
+from bfly.hw.axi import WRITE_SPACING
+from bfly.hw.regmap import SHIFT_BITS
+from bfly.hw.engine import ButterflyEngine, PARAM_READ_CYCLES
+from bfly.hw.requant import (PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, MASK_LAG, ShiftRegisters,
                         requantize)
-from sim.model import engine_forward, random_params, requantize as requantize_model
-from sim.words import param_words, scalar_registers
+from bfly.sim.model import engine_forward, random_params, requantize as requantize_model
+from bfly.sim.words import param_words, scalar_registers
 
 CONFIGS = [
     EngineConfig.bft(16, 4, rounding="floor"),

@@ -5,10 +5,10 @@ ones."""
 import numpy as np
 from amaranth.sim import Simulator
 
-from gen.config import EngineConfig
-from gen.regmap import register_map
-from hw.axi import WRITE_SETUP
-from hw.regs import RegisterBank, SAT_COUNT_BITS
+from bfly.hw.config import EngineConfig
+from bfly.hw.regmap import register_map
+from bfly.hw.axi import WRITE_SETUP
+from bfly.hw.regs import RegisterBank, SAT_COUNT_BITS
 
 
 def test_saturation_count_carries_and_stops_at_all_ones():

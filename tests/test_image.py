@@ -7,9 +7,9 @@ import zlib
 import numpy as np
 import pytest
 
-from gen.config import EngineConfig
-from sim.model import random_params, engine_forward
-from sw.image import WeightImage, ImageError
+from bfly.hw.config import EngineConfig
+from bfly.sim.model import random_params, engine_forward
+from bfly.sw.image import WeightImage, ImageError
 
 
 @pytest.fixture

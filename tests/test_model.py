@@ -8,8 +8,8 @@ import pytest
 import scipy.linalg
 from hypothesis import given, settings, strategies as st
 
-from gen.config import EngineConfig, MAX_SHIFT
-from sim.model import (round_shift, requantize, factor_apply, chain_forward, factor_dense,
+from bfly.hw.config import EngineConfig, MAX_SHIFT
+from bfly.sim.model import (round_shift, requantize, factor_apply, chain_forward, factor_dense,
                        chain_dense, chain_float, random_weights, random_shifts)
 
 
@@ -217,7 +217,7 @@ def test_rejects_bad_inputs():
 
 # --- epilogue (SPEC §3) ------------------------------------------------------------------------
 
-from sim.model import Epilogue, epilogue_apply, block_forward, random_epilogue
+from bfly.sim.model import Epilogue, epilogue_apply, block_forward, random_epilogue
 
 
 def test_epilogue_by_hand():

@@ -8,7 +8,7 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from hw.outfifo import OutputFIFO
+from bfly.hw.outfifo import OutputFIFO
 
 WIDTH, DEPTH = 16 * 17 + 8, 5     # 18 slices (the last one narrow) in three groups
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sw.butterfly import BFTConv2d
-from sw.quantize import FloatBlock, quantize_block, emulate, quantize_input, run_float_block, sqnr_db
+from bfly.sw.butterfly import BFTConv2d
+from bfly.sw.quantize import FloatBlock, quantize_block, emulate, quantize_input, run_float_block, sqnr_db
 
 
 def _block(c_in, c_out, residual, seed=0):

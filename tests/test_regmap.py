@@ -2,8 +2,8 @@
 
 import pytest
 
-from gen.config import EngineConfig, ConfigError
-from gen.regmap import register_map, config_words, config_from_words, address_bits
+from bfly.hw.config import EngineConfig, ConfigError
+from bfly.hw.regmap import register_map, config_words, config_from_words, address_bits
 
 CONFIGS = [
     EngineConfig.bft(64, 4),

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from gen.config import EngineConfig
-from sim.runner import run_tb, results_ok
+from bfly.hw.config import EngineConfig
+from bfly.sim.runner import run_tb, results_ok
 
 # Every rounding mode and both overflow modes appear; widths 8/8 and odd pairs (5/11, 7/13); the
 # epilogue with and without its residual path.

@@ -8,9 +8,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from gen.config import EngineConfig
-from gen.synth import synthesize, SynthError
-from hw.scanshell import ScanShell
+from bfly.hw.config import EngineConfig
+from bfly.gen.synth import synthesize, SynthError
+from bfly.hw.scanshell import ScanShell
 
 
 def test_unknown_target_is_refused(tmp_path):
@@ -61,7 +61,7 @@ def test_timing_ripup_reaches_nextpnr_and_the_cache_key(tmp_path):
 def _target_with_fallback(monkeypatch, script, marker):
     """The ecp5-85k target with ``script`` first, its own script as the fallback for ``marker``."""
     import dataclasses
-    from gen import synth
+    from bfly.gen import synth
     t = synth.TARGETS["ecp5-85k"]
     monkeypatch.setitem(synth.TARGETS, "ecp5-85k", dataclasses.replace(
         t, yosys_script=script, fallback=(marker, t.yosys_script)))
@@ -86,7 +86,7 @@ def test_known_yosys_fault_uses_the_fallback(tmp_path, monkeypatch):
 
 def test_scan_shell_keeps_four_pins():
     from amaranth.back import verilog
-    from hw.top import BflyTop
+    from bfly.hw.top import BflyTop
     shell = ScanShell(BflyTop(EngineConfig.bft(4, 2)))
     text = verilog.convert(shell, name="shell", emit_src=False)
     header = text[text.index("module shell("):text.index(");", text.index("module shell("))]
@@ -133,8 +133,8 @@ def test_scan_shell_xor_tree_is_registered_and_exact():
 
 
 def test_ecp5_multipliers_are_dsp_instances():
-    from gen.emit import elaborate
-    from hw.mult import DSPTarget
+    from bfly.gen.emit import elaborate
+    from bfly.hw.mult import DSPTarget
     cfg = EngineConfig.bft(4, 2)
     generic, _ = elaborate(cfg)
     ecp5, _ = elaborate(cfg, DSPTarget("ecp5"))
@@ -156,7 +156,7 @@ def test_ecp5_multipliers_are_pinned_in_order():
     # the 85k's 156 MULT18 sites, each once, the rows as a snake; a stage's multipliers take
     # consecutive sites (node by node), and an engine past the list leaves the rest to the placer
     import re
-    from gen.synth import TARGETS, _verilog
+    from bfly.gen.synth import TARGETS, _verilog
     sites = TARGETS["ecp5-85k"].dsp_sites
     assert len(set(sites)) == 156 and sites[0] == "X4/Y10/MULT18_0" and sites[52] == "X119/Y34/MULT18_5"
     cfg = EngineConfig.bft(8, 2)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sim.words import pack_pixels, unpack_pixels, stream_bits
+from bfly.sim.words import pack_pixels, unpack_pixels, stream_bits
 
 
 def test_channel_zero_in_the_low_bits():
