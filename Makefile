@@ -25,7 +25,7 @@ test-long: setup
 	$(BIN)/pytest -n $(JOBS) -m long
 
 # the FPGA table (synthesis, place and route of six engines, each tool run stopped after
-# BENCH_LIMIT minutes; with BENCH_LIMIT=40 it took 83 minutes on 2 cores, three engines timing out)
+# BENCH_LIMIT minutes; docs/bench.md says how long a run takes)
 BENCH_LIMIT ?= 60
 bench: setup
 	$(BIN)/python -m bfly.gen.fpga_bench --jobs $(JOBS) --time-limit $(BENCH_LIMIT)

@@ -1,7 +1,8 @@
 """``make bench``: the FPGA benchmark table. Butterfly engines and the dense pointwise baseline at
 the same ``n`` and (at most) the same multiplier budget, synthesized, placed and routed on the
 ECP5-85F in one run (``gen/dse.py`` runs them in parallel); the table goes to
-``build/bench/fpga.json`` and into the README between the ``bench:fpga`` markers.
+``build/bench/fpga.json`` and between the ``bench:fpga`` markers of docs/bench.md and the README
+(the files of :data:`TABLE_FILES`, relative to the current directory).
 
 The figure of merit is pixels per second per DSP; its butterfly/dense ratio is compared with the
 ideal ``n / (k * log_k n)`` (the ratio of multiplications per pixel).
@@ -22,6 +23,7 @@ from .synth import TARGETS
 __all__ = ["PAIRS", "bench_table", "main"]
 
 START, END = "<!-- bench:fpga:start -->", "<!-- bench:fpga:end -->"
+TABLE_FILES = ("docs/bench.md", "README.md")
 
 # the butterflies, folded to fit the 156 DSPs; each is paired with the dense engine of about the
 # same multiplier budget that `bfly dse` would choose (gen.dse.dense_match)
@@ -106,12 +108,13 @@ def update_readme(readme, text):
 
 
 def _publish(rows, pairs, target, freq, ripup, router, readme):
-    """Print the table and, with ``readme``, put it into README.md."""
+    """Print the table and, with ``readme``, put it into the :data:`TABLE_FILES`."""
     text = markdown(rows, pairs, target, freq, ripup, router)
     print(text)
     if readme:
-        update_readme(Path("README.md"), text)
-        print("\nupdated README.md")
+        for name in TABLE_FILES:
+            update_readme(Path(name), text)
+            print(f"\nupdated {name}")
 
 
 def main(argv=None):
@@ -125,7 +128,7 @@ def main(argv=None):
     ap.add_argument("--time-limit", type=float, default=60.0, metavar="MINUTES",
                     help="stop a tool after this long; its engine is a row with that reason (default 60)")
     ap.add_argument("-o", "--output", default=str(work_dir("bench", "fpga.json")))
-    ap.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    ap.add_argument("--no-readme", action="store_true", help="do not update docs/bench.md and README.md")
     ap.add_argument("--from-json", metavar="JSON",
                     help="write the table of a saved run (its fpga.json) again, without synthesis")
     args = ap.parse_args(argv)

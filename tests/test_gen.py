@@ -4,7 +4,6 @@ import json
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -24,6 +23,18 @@ def outputs(tmp_path_factory):
     write_outputs(CFG, a)
     write_outputs(CFG, b)
     return a, b
+
+
+# The kinds of warning `verilator --lint-only -Wall` prints for Amaranth's Verilog, and why each
+# is harmless (docs/design.md, "Tool notes", says the same to users).
+LINT_WARNINGS = {
+    "WIDTHEXPAND": "Amaranth extends operands implicitly",
+    "WIDTHTRUNC": "Amaranth truncates operands implicitly",
+    "PROCASSINIT": "registers are declared with their initial value and assigned in processes",
+    "UNUSEDSIGNAL": "intermediate wires and unused port bits (awprot) are kept",
+    "CASEINCOMPLETE": "the register decoder's casez has no default",
+    "DECLFILENAME": "submodules are named <top>.<child> inside the top's file",
+}
 
 
 def test_same_configuration_same_bytes(outputs):
@@ -81,7 +92,7 @@ def test_header_compiles(outputs, tmp_path):
 @pytest.mark.parametrize("cfg", [CFG, EngineConfig.bft(16, 4, epilogue=True, rounding="floor", overflow="wrap")],
                          ids=lambda c: c.id)
 def test_verilator_lint_only_documented_warnings(cfg, tmp_path):
-    """verilator --lint-only -Wall: no errors, and only the warnings README lists (all caused by
+    """verilator --lint-only -Wall: no errors, and only the warnings of LINT_WARNINGS (all caused by
     the style of Amaranth's Verilog output)."""
     write_outputs(cfg, tmp_path)
     env = {**os.environ, **verilator_env()}
@@ -91,10 +102,8 @@ def test_verilator_lint_only_documented_warnings(cfg, tmp_path):
               if l.startswith("%Error") and not l.startswith("%Error: Exiting due to")]
     assert errors == []
     seen = set(re.findall(r"%Warning-([A-Z0-9_]+)", res.stderr))
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    documented = set(re.findall(r"`([A-Z0-9_]+)`", readme.split("## Lint warnings", 1)[1].split("\n## ", 1)[0]))
     assert seen, "lint printed no warning at all: is -Wall still applied?"
-    assert seen <= documented, f"undocumented lint warnings: {seen - documented}"
+    assert seen <= set(LINT_WARNINGS), f"lint warnings not in LINT_WARNINGS: {seen - set(LINT_WARNINGS)}"
 
 
 def test_failed_run_leaves_no_output(tmp_path, monkeypatch):
