@@ -9,20 +9,10 @@ from pathlib import Path
 from amaranth.hdl import Elaboratable, Module
 
 from bfly.hw.board import BoardTop, uart_divisor
+from bfly.hw.boards import BOARDS
 from .synth import read_pnr_report
 
-__all__ = ["BOARDS", "BuildError", "build_board"]
-
-# board: (module, platform class, clock in Hz, default baud, report key -> nextpnr cell types)
-BOARDS = {
-    "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", 25e6, 1_000_000,
-              {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"], "brams": ["DP16KD"]}),
-    # iCE40UP5K: 8 DSPs, so only the smallest engines fit
-    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", 12e6, 1_000_000,
-                   {"luts": ["ICESTORM_LC"], "dsps": ["ICESTORM_DSP"], "brams": ["ICESTORM_RAM"]}),
-}
-# Without a PLL the 25 MHz clock makes 1 Mbaud exactly (25 clocks a bit), an FTDI rate; 3 Mbaud
-# would need 8.33 clocks a bit.
+__all__ = ["BOARDS", "BuildError", "board_design", "build_board"]
 
 
 class BuildError(RuntimeError):
@@ -31,6 +21,7 @@ class BuildError(RuntimeError):
 
 class _BoardDesign(Elaboratable):
     def __init__(self, cfg, clk_hz, baud):
+        self.baud = baud
         self.board = BoardTop(cfg, clk_hz, baud)
 
     def elaborate(self, platform):
@@ -41,19 +32,26 @@ class _BoardDesign(Elaboratable):
         return m
 
 
-def build_board(cfg, board, outdir, baud=None):
-    """Build ``cfg`` for ``board`` into ``outdir``; return the report (also ``build.json``)."""
-    import importlib
+def board_design(cfg, board, baud=None):
+    """The design :func:`build_board` builds: ``cfg``'s board top with its UART at ``baud``
+    bits per second (default: ``board``'s rate in :data:`BOARDS`)."""
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
-    module, cls, clk_hz, default_baud, cells = BOARDS[board]
-    baud = baud or default_baud
-    platform = getattr(importlib.import_module(module), cls)()
+    clk_hz, baud = BOARDS[board].clk_hz, baud or BOARDS[board].baud
     try:
         uart_divisor(clk_hz, baud)
     except ValueError as e:
         raise BuildError(str(e))
-    design = _BoardDesign(cfg, clk_hz, baud)
+    return _BoardDesign(cfg, clk_hz, baud)
+
+
+def build_board(cfg, board, outdir, baud=None):
+    """Build ``cfg`` for ``board`` into ``outdir``; return the report (also ``build.json``)."""
+    import importlib
+    design = board_design(cfg, board, baud)
+    b = BOARDS[board]
+    clk_hz, baud, cells = b.clk_hz, design.baud, b.cells
+    platform = getattr(importlib.import_module(b.module), b.platform)()
     bindir = Path(sys.executable).parent
     for tool in ("yosys", "nextpnr-ecp5", "ecppack", "nextpnr-ice40", "icepack"):
         os.environ[tool.upper().replace("-", "_")] = str(bindir / f"yowasp-{tool}")

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.config import ConfigError
 from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, MAX_STREAM_PIXELS
 from bfly.hw.regmap import (BFLY_ID, register_map, config_from_words, param_window, epi_ctrl_fields)
@@ -31,9 +32,11 @@ class DriverError(RuntimeError):
 
 
 class SerialTransport:
-    """A pyserial URL: a real port, or ``socket://host:port`` for the simulated board."""
+    """A pyserial URL: a real port, or ``socket://host:port`` for the simulated board; ``baud``
+    (bits per second, a real port's only) defaults to the rate ``bfly build`` gives its default
+    board's UART; ``timeout`` in seconds."""
 
-    def __init__(self, url, baud=3_000_000, timeout=2.0):
+    def __init__(self, url, baud=BOARDS[DEFAULT_BOARD].baud, timeout=2.0):
         import serial
         self.url, self.baud, self.timeout = url, baud, timeout
         try:

@@ -140,3 +140,87 @@ def test_gen_dense_folded(capsys, tmp_path):
     man = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert man["config"]["chain"] == [[16, 16, 16, 16, 1]]
     assert (man["config"]["lanes"], man["config"]["simd"], man["config"]["interval"]) == (4, 8, 8)
+
+
+def _subcommands(group):
+    """The subcommand names ``group`` registers, on a parser of its own."""
+    import argparse
+    sub = argparse.ArgumentParser().add_subparsers()
+    group.register(sub)
+    return list(sub.choices)
+
+
+def test_every_group_subcommand_is_in_help_and_has_help(capsys):
+    import importlib
+    import pkgutil
+    import bfly.gen.cli as cli
+    modules = [importlib.import_module(f"bfly.gen.cli.{m.name}")
+               for m in pkgutil.iter_modules(cli.__path__) if m.name != "__main__"]
+    groups = [m for m in modules if hasattr(m, "register")]
+    assert len(groups) >= 5 and set(groups) == set(cli.GROUPS)
+    names = [name for group in cli.GROUPS for name in _subcommands(group)]
+    assert len(names) == len(set(names))
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    listed = re.findall(r"^    (\S+)", capsys.readouterr().out, re.M)
+    assert e.value.code == 0 and listed == names
+    for name in names:
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        out = capsys.readouterr().out
+        assert e.value.code == 0 and out.startswith(f"usage: bfly {name} "), name
+
+
+def test_choices_come_from_the_tables():
+    from bfly.gen.cli import build_parser
+    from bfly.gen.synth import TARGETS
+    from bfly.hw.boards import BOARDS
+    from bfly.hw.config import ROUNDING_MODES, OVERFLOW_MODES
+    subs = next(a for a in build_parser()._actions if a.dest == "command").choices
+    choices = {(cmd, a.dest): list(a.choices) for cmd, p in subs.items() for a in p._actions if a.choices}
+    assert choices == {
+        **{(cmd, "rounding"): list(ROUNDING_MODES) for cmd in ("gen", "sim", "synth", "build", "sim-board",
+                                                              "quantize")},
+        **{(cmd, "overflow"): list(OVERFLOW_MODES) for cmd in ("gen", "sim", "synth", "build", "sim-board",
+                                                              "quantize")},
+        ("synth", "target"): list(TARGETS),
+        **{(cmd, "board"): list(BOARDS) for cmd in ("build", "load", "run")},
+    }
+
+
+@pytest.mark.parametrize("command", ["load", "run"])
+def test_load_and_run_talk_at_the_built_boards_uart_rate(capsys, monkeypatch, tmp_path, command):
+    """The baud rate load/run open the port at, by default and with --board, is the rate of the
+    UART that bfly build puts on that board (its clock over the divisor the board top derives)."""
+    import inspect
+    import numpy as np
+    import bfly.sw.driver as driver
+    import bfly.sw.image as image
+    from bfly.gen.build import board_design
+    from bfly.gen.cli import build_parser
+    from bfly.hw.boards import BOARDS
+    from bfly.hw.config import EngineConfig
+    transport, opened = driver.SerialTransport, []
+
+    class NoBoard:
+        def __init__(self, url, baud, timeout):
+            opened.append(baud)
+            raise driver.LinkError("no board here")
+    monkeypatch.setattr(driver, "SerialTransport", NoBoard)
+    monkeypatch.setattr(image.WeightImage, "load", staticmethod(lambda path: None))
+    np.save(tmp_path / "fmap.npy", np.zeros((4, 1, 1), dtype=np.int64))
+    tail = (["w.bfly"] if command == "load" else
+            ["--input", str(tmp_path / "fmap.npy"), "-o", str(tmp_path / "out.npy")])
+    cfg = EngineConfig.bft(4, 2)
+    built = build_parser().parse_args(["build", "-o", str(tmp_path)]).board
+    cases = [(built, [])] + [(name, ["--board", name]) for name in BOARDS]
+    for board, argv in cases:
+        code, _, err = run(capsys, command, "--port", "/dev/ttyUSB9", *argv, *tail)
+        assert code == 2 and err == f"bfly {command}: error: /dev/ttyUSB9: no board here\n"
+        top = board_design(cfg, board).board
+        assert opened[-1] == BOARDS[board].clk_hz / top.divisor
+    assert len(opened) == len(cases)
+    run(capsys, command, "--port", "/dev/ttyUSB9", "--board", "icebreaker", "--baud", "115200", *tail)
+    assert opened[-1] == 115200
+    built_rate = BOARDS[built].clk_hz / board_design(cfg, built).board.divisor
+    assert inspect.signature(transport).parameters["baud"].default == built_rate   # the driver's own

@@ -1,0 +1,27 @@
+"""``bfly gen``: the engine's Verilog, manifest.json, regmap.json and C header."""
+
+from pathlib import Path
+
+from .common import UserError, add_config_args, config_from_args, summary
+
+__all__ = ["register"]
+
+
+def cmd_gen(args):
+    from bfly.gen.emit import write_outputs
+    cfg = config_from_args(args)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: exists and is not a directory")
+    man = write_outputs(cfg, out)
+    print(summary(cfg, man))
+    for name in (f"{cfg.name}.v", "manifest.json", "regmap.json", f"{cfg.name}_regs.h"):
+        print(f"  wrote {out / name}")
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("gen", help="generate Verilog, manifest.json, regmap.json and a C header")
+    add_config_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.set_defaults(func=cmd_gen)

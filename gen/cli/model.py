@@ -1,0 +1,163 @@
+"""``bfly train-demo``, ``bfly quantize`` and ``bfly inspect``: the example network, its BFT
+blocks quantized into weight images, and what an image holds."""
+
+import json
+import sys
+
+from bfly.hw.config import EngineConfig, ROUNDING_MODES, OVERFLOW_MODES
+
+from .common import UserError
+
+__all__ = ["register"]
+
+
+def cmd_train_demo(args):
+    import io
+    import numpy as np
+    from bfly.sw.digits import train_demo, save_model
+    from bfly.gen.files import write_files
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, not {args.epochs}")
+    print(f"training the digits network with BFT pointwise layers (k = 4) and the dense baseline, "
+          f"{args.epochs} epochs, seed {args.seed}", flush=True)
+    bft, dense, calib, report = train_demo(args.epochs, args.seed, progress=_epoch_progress(args.epochs))
+    files = {}
+    for name, model in (("model.pt", bft), ("dense.pt", dense)):
+        buf = io.BytesIO()
+        save_model(model, buf, extra={"report": report})
+        files[name] = buf.getvalue()
+    buf = io.BytesIO()
+    np.save(buf, calib)
+    files["calib.npy"] = buf.getvalue()
+    files["train_report.json"] = json.dumps(report, indent=2) + "\n"
+    write_files(args.output, files)
+    b, d = report["bft"], report["dense"]
+    print(f"  {'pointwise':<10} {'test accuracy':>14} {'pointwise MACs/image':>22}")
+    print(f"  {'BFT (k=4)':<10} {b['accuracy']:>13.2%} {b['pointwise_macs_per_image']:>22,}")
+    print(f"  {'dense':<10} {d['accuracy']:>13.2%} {d['pointwise_macs_per_image']:>22,}")
+    print(f"wrote {args.output}/model.pt (BFT), dense.pt, calib.npy ({len(calib)} training images), "
+          f"train_report.json")
+    return 0
+
+
+def _epoch_progress(epochs):
+    """A tqdm bar per network, on stderr."""
+    from tqdm import tqdm
+    bars = {}
+
+    def progress(name, epoch, loss):
+        if name not in bars:
+            bars[name] = tqdm(total=epochs, desc=f"  {name}", unit="epoch", leave=False,
+                              disable=not sys.stderr.isatty())
+        bars[name].update(1)
+        bars[name].set_postfix(loss=f"{loss:.3f}")
+        if epoch == epochs - 1:
+            bars[name].close()
+    return progress
+
+
+def cmd_quantize(args):
+    import numpy as np
+    from bfly.sw.digits import load_model, quantize_model, quantized_accuracy, evaluate, load_digits_split, \
+        ModelFileError
+    from bfly.sw.quantize import QuantizeError
+    from bfly.gen.files import write_files
+    try:
+        model = load_model(args.model)
+    except ModelFileError as e:
+        raise UserError(str(e))
+    try:
+        calib = np.load(args.calib, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read calibration images {args.calib}: {e}")
+    if calib.ndim != 4 or calib.shape[1:] != (1, 8, 8) or len(calib) == 0:
+        raise UserError(f"{args.calib}: expected images shaped (N, 1, 8, 8), not {calib.shape}")
+    engine = {"data_bits": args.data_bits, "weight_bits": args.weight_bits,
+              "rounding": args.rounding, "overflow": args.overflow}
+    try:
+        EngineConfig.bft(4, 2, **engine)          # validates widths and modes with the usual messages
+        images = quantize_model(model, calib.astype(np.float32), **engine)
+    except QuantizeError as e:
+        raise UserError(str(e))
+    _, _, xte, yte = load_digits_split()
+    acc_float = evaluate(model, xte, yte)
+    acc_quant = quantized_accuracy(model, images)
+    report = {"engine": engine, "float_accuracy": acc_float, "quantized_accuracy": acc_quant,
+              "blocks": {name: img.report for name, img in images.items()}}
+    files = {f"{name}.bfly": img.to_bytes() for name, img in images.items()}
+    files["quantize_report.json"] = json.dumps(report, indent=2) + "\n"
+    write_files(args.output, files)
+    for name, img in images.items():
+        r = img.report
+        sat = max(s["saturation_rate"] for s in r["stages"])
+        print(f"  {name}.bfly  chain {img.config.chain_rows()}  shifts {img.params.shifts}  "
+              f"final SQNR {r['final_sqnr_db']:.1f} dB, worst stage saturation {sat:.2%}")
+    print(f"test accuracy: float {acc_float:.2%}, every BFT block {args.data_bits}-bit through the "
+          f"golden model {acc_quant:.2%}")
+    print(f"wrote {len(images)} weight images and quantize_report.json to {args.output}")
+    return 0
+
+
+def cmd_inspect(args):
+    from bfly.sw.image import WeightImage, ImageError
+    try:
+        img = WeightImage.load(args.image)
+    except ImageError as e:
+        raise UserError(str(e))
+    cfg, p = img.config, img.params
+    info = {
+        "config": cfg.to_dict(),
+        "chain": cfg.chain_rows(),
+        "shifts": p.shifts,
+        "epilogue": None if p.epilogue is None else {
+            "gain": p.epilogue.gain, "out_shift": p.epilogue.out_shift, "relu": p.epilogue.relu,
+            "mult_range": [int(p.epilogue.mult.min()), int(p.epilogue.mult.max())],
+            "bias_range": [int(p.epilogue.bias.min()), int(p.epilogue.bias.max())]},
+        "input_scale": img.input_scale,
+        "output_scale": img.output_scale,
+        "report": img.report,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{args.image}: {cfg.n_in} -> {cfg.n_out} channels, {cfg.data_bits}-bit data, "
+          f"{cfg.weight_bits}-bit weights, {cfg.rounding}, {cfg.overflow}"
+          f"{', epilogue' if cfg.epilogue else ''}")
+    stages = {s["stage"]: s for s in img.report.get("stages", [])}
+    for l, f in enumerate(cfg.factors):
+        r = stages.get(l, {})
+        extra = (f"  SQNR {r['sqnr_db']:.1f} dB, saturation {r['saturation_rate']:.3%}" if r else "")
+        print(f"  stage {l}: [p,q,r,s,t] = {f.as_row()}  shift {p.shifts[l]}{extra}")
+    if p.epilogue is not None:
+        e = info["epilogue"]
+        sat = img.report.get("epilogue", {}).get("saturation_rate")
+        print(f"  epilogue: residual gain {e['gain']}, output shift {e['out_shift']}, "
+              f"ReLU {'on' if e['relu'] else 'off'}, A in {e['mult_range']}, Bias in {e['bias_range']}"
+              + (f", saturation {sat:.3%}" if sat is not None else ""))
+    print(f"  input scale {img.input_scale:.6g}, output scale {img.output_scale:.6g}"
+          + (f", final SQNR {img.report['final_sqnr_db']:.1f} dB on {img.report['calibration_pixels']} "
+             f"calibration pixels" if "final_sqnr_db" in img.report else ""))
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("train-demo", help="train the digits network (BFT and dense), save model.pt")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_train_demo)
+
+    p = sub.add_parser("quantize", help="quantize every BFT block of a trained model into weight images")
+    p.add_argument("model", help="model.pt written by bfly train-demo")
+    p.add_argument("--calib", required=True, metavar="NPY", help="calibration images, (N, 1, 8, 8)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--data-bits", type=int, default=8, help="engine activation width (default 8)")
+    p.add_argument("--weight-bits", type=int, default=8, help="engine weight width (default 8)")
+    p.add_argument("--rounding", choices=ROUNDING_MODES, default="half_even", help="engine rounding")
+    p.add_argument("--overflow", choices=OVERFLOW_MODES, default="saturate", help="engine overflow")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("inspect", help="show a weight image: configuration, shifts, SQNR, saturation")
+    p.add_argument("image", help="a .bfly weight image")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)

@@ -1,0 +1,31 @@
+"""The boards ``bfly build`` makes bitstreams for, in one table: each board's clock and the UART
+rate its board top runs at (``bfly build`` builds at it; ``bfly load``/``bfly run`` and the
+driver talk at it by default), with the amaranth-boards platform and the nextpnr cell names its
+report is read with. Plain data, so the host driver reads it without importing Amaranth."""
+
+from dataclasses import dataclass
+
+__all__ = ["Board", "BOARDS", "DEFAULT_BOARD"]
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    module: str         # amaranth-boards module holding the platform class
+    platform: str       # platform class name in ``module``
+    clk_hz: float       # the board's oscillator, which clocks the design (no PLL)
+    baud: int           # UART rate, bits per second
+    cells: dict         # report key -> nextpnr cell types
+
+
+# Without a PLL the 25 MHz clock makes 1 Mbaud exactly (25 clocks a bit), an FTDI rate; 3 Mbaud
+# would need 8.33 clocks a bit.
+BOARDS = {b.name: b for b in (
+    Board("ulx3s", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", 25e6, 1_000_000,
+          {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"], "brams": ["DP16KD"]}),
+    # iCE40UP5K: 8 DSPs, so only the smallest engines fit
+    Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", 12e6, 1_000_000,
+          {"luts": ["ICESTORM_LC"], "dsps": ["ICESTORM_DSP"], "brams": ["ICESTORM_RAM"]}),
+)}
+
+DEFAULT_BOARD = "ulx3s"
