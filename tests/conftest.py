@@ -2,7 +2,7 @@
 
 import pytest
 
-from bfly.sw.digits import build_and_train, load_digits_split, quantize_model
+from bfly.examples.digits import build_and_train, load_digits_split, quantize_model
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 
 from bfly.sim.model import save_params
 from bfly.sim.runner import run_tb, results_ok
-from bfly.sw.digits import build_and_train, evaluate, pointwise_macs, quantized_accuracy, block_inputs
+from bfly.examples.digits import build_and_train, evaluate, pointwise_macs, quantized_accuracy, block_inputs
 from bfly.sw.quantize import quantize_input
 
 

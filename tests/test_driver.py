@@ -10,7 +10,7 @@ import pytest
 from bfly.hw.config import EngineConfig
 from bfly.sim.board_sim import build_board_sim
 from bfly.sim.model import engine_forward, random_params
-from bfly.sw.digits import block_inputs
+from bfly.examples.digits import block_inputs
 from bfly.sw.driver import Accelerator, SerialTransport, DriverError
 from bfly.sw.image import WeightImage
 from bfly.sw.quantize import quantize_input

@@ -1,4 +1,4 @@
-"""The folders import one way (hw <- sim <- sw <- gen), computed from the source."""
+"""The folders import one way (hw <- sim <- sw <- examples <- gen), computed from the source."""
 
 import ast
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = ("hw", "sim", "sw", "gen")
+FOLDERS = ("hw", "sim", "sw", "examples", "gen")
 ORDER = {name: i for i, name in enumerate(FOLDERS)}
 
 

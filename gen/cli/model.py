@@ -14,7 +14,7 @@ __all__ = ["register"]
 def cmd_train_demo(args):
     import io
     import numpy as np
-    from bfly.sw.digits import train_demo, save_model
+    from bfly.examples.digits import train_demo, save_model
     from bfly.gen.files import write_files
     if args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
@@ -58,7 +58,7 @@ def _epoch_progress(epochs):
 
 def cmd_quantize(args):
     import numpy as np
-    from bfly.sw.digits import load_model, quantize_model, quantized_accuracy, evaluate, load_digits_split, \
+    from bfly.examples.digits import load_model, quantize_model, quantized_accuracy, evaluate, load_digits_split, \
         ModelFileError
     from bfly.sw.quantize import QuantizeError
     from bfly.gen.files import write_files

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .butterfly import BFTConv2d, parameter_groups
+from bfly.sw.butterfly import BFTConv2d, parameter_groups
 
 __all__ = ["DigitsNet", "load_digits_split", "train", "evaluate", "pointwise_macs", "bft_blocks",
            "block_inputs", "quantize_model", "emulated_model", "EmulatedPointwise",
@@ -202,7 +202,7 @@ def block_inputs(model, images):
 def quantize_model(model, calib_images, **engine):
     """Quantize every BFT block on calibration images; ``{name: WeightImage}``. ``engine`` passes
     ``data_bits``, ``weight_bits``, ``rounding``, ``overflow`` to :func:`quantize_block`."""
-    from .quantize import FloatBlock, quantize_block
+    from bfly.sw.quantize import FloatBlock, quantize_block
     inputs = block_inputs(model, calib_images)
     images = {}
     for name, block in bft_blocks(model):
