@@ -137,7 +137,7 @@ def cmd_gen(args):
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: exists and is not a directory")
-    man = write_outputs(cfg, out)
+    man = write_outputs(cfg, out, target=args.target)
     print(_summary(cfg, man))
     for name in (f"{cfg.name}.v", "manifest.json", "regmap.json", f"{cfg.name}_regs.h"):
         print(f"  wrote {out / name}")
@@ -606,9 +606,13 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
 
+    from .synth import TARGETS as SYNTH_TARGETS
     p = sub.add_parser("gen", help="generate Verilog, manifest.json, regmap.json and a C header")
     _add_config_args(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--target", default=None, choices=list(SYNTH_TARGETS),
+                   help="the engine Verilog that bfly synth places and routes for this device, "
+                        "vendor primitives included (default: generic Verilog)")
     p.set_defaults(func=cmd_gen)
 
     p = sub.add_parser("sim", help="simulate under Verilator against the golden model")
