@@ -7,7 +7,9 @@ The engine's wide stream ports cannot be pins, so it is placed inside a measurem
 into one pin); the shell's flip-flops and XOR tree are counted in the figures (the report gives
 their size). nextpnr-ice40 has no out-of-context mode, and nextpnr-ecp5's leaves the clock off
 the global network (on general routing to every flip-flop, which congests large engines and
-lengthens their routes), so both targets use the shell.
+lengthens their routes), so both targets use the shell. yosys reads two files: the engine's,
+exactly as ``bfly gen --target`` writes it, and the shell's, which instantiates the engine's
+module (:func:`synthesis_sources`).
 """
 
 import hashlib
@@ -23,7 +25,8 @@ from bfly.sim.runner import work_dir
 
 from .files import write_files
 
-__all__ = ["TARGETS", "Target", "synthesis_sources", "SynthError", "TimeLimitError", "synthesize", "read_pnr_report"]
+__all__ = ["TARGETS", "Target", "synthesis_sources", "SynthError", "TimeLimitError", "synthesize",
+           "read_pnr_report"]
 
 
 @dataclass(frozen=True)
