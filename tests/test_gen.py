@@ -63,6 +63,7 @@ def test_manifest(outputs):
     # memory, an output register)
     assert man["latency_cycles"] == 1 + sum(s["latency_cycles"] for s in man["stages"]) + 4
     assert man["tools"]["amaranth"]
+    assert "target" not in man          # generic Verilog (bfly gen without --target)
     assert EngineConfig.from_dict(c) == CFG
 
 

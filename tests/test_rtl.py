@@ -1,12 +1,20 @@
 """The generated Verilog under Verilator, driven by cocotb (sim/tb_engine.py), compared with the
-golden model by equality. One Verilator build per configuration, cached in build/sim/<id>/."""
+golden model by equality. One Verilator build per configuration, cached in build/sim/<id>/.
+
+The engine Verilog for an FPGA target too (``bfly gen --target ecp5-85k``: multipliers as
+``MULT18X18D`` instances, kept ``TRELLIS_FF`` register copies), the netlist that synthesis places
+and routes, through the same testbench: yosys's ``share/ecp5/cells_sim.v`` simulates the
+flip-flops, ``tests/ecp5/mult18x18d_sim.v`` the DSPs (yosys has only a blackbox of them).
+"""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from bfly.hw.config import EngineConfig
-from bfly.sim.runner import run_tb, results_ok
+from bfly.hw.config import ConfigError, EngineConfig
+from bfly.hw.targets import primitives_in
+from bfly.sim.runner import build, build_dir_for, run_tb, results_ok
 
 # Every rounding mode and both overflow modes appear; widths 8/8 and odd pairs (5/11, 7/13); the
 # epilogue with and without its residual path.
@@ -29,12 +37,14 @@ RTL_CONFIGS = [
 RANDOM_TESTS = ["test_registers", "test_stream", "test_throughput", "test_reset_mid_stream"]
 
 
-def _check(cfg, pixels, seed, tmp_path, extra=None):
+def _check(cfg, pixels, seed, tmp_path, extra=None, **netlist):
+    """Run the random tests on ``cfg`` (``netlist``: ``target`` and ``models`` of run_tb) and
+    check them; return the stream result."""
     result_file = tmp_path / "stream.json"
     env = {"BFLY_PIXELS": str(pixels), "BFLY_FRAMES": "5", "BFLY_COMMITS": "2",
            "BFLY_STALL_PROB": "0.3", "BFLY_IDLE_PROB": "0.2", "BFLY_RESULT": str(result_file)}
     env.update(extra or {})
-    xml = run_tb(cfg, env=env, seed=seed, test_dir=tmp_path, log=tmp_path / "sim.log", testcase=RANDOM_TESTS)
+    xml = run_tb(cfg, env=env, seed=seed, test_dir=tmp_path, log=tmp_path / "sim.log", testcase=RANDOM_TESTS, **netlist)
     tests, failures = results_ok(xml)
     assert failures == 0, f"{failures} of {tests} cocotb tests failed; log: {tmp_path / 'sim.log'}"
     assert tests == 4
@@ -69,3 +79,29 @@ def test_suite_covers_enough_pixels():
 def test_rtl_long(cfg, pixels, tmp_path):
     _check(cfg, 20 * pixels, seed=12345, tmp_path=tmp_path,
            extra={"BFLY_FRAMES": "40", "BFLY_COMMITS": "8", "BFLY_THROUGHPUT_PIXELS": "5000"})
+
+
+MULT18X18D_MODEL = Path(__file__).resolve().parent / "ecp5" / "mult18x18d_sim.v"
+
+# one parallel engine, one folded (4 lanes: 4 clocks per pixel); the test's stimulus saturates
+TARGET_CONFIGS = [
+    (EngineConfig.bft(16, 4), 600),
+    (EngineConfig.bft(16, 4, lanes=4, rounding="half_up"), 300),
+]
+
+
+@pytest.mark.parametrize("cfg,pixels", TARGET_CONFIGS, ids=[c.id for c, _ in TARGET_CONFIGS])
+def test_ecp5_netlist_bit_exact(cfg, pixels, tmp_path):
+    result = _check(cfg, pixels, seed=sum(map(ord, cfg.id)) % 1000, tmp_path=tmp_path,
+                    target="ecp5-85k", models=[MULT18X18D_MODEL])
+    assert sum(result["sat_counts"]) > 0, "the stimulus never saturated: the check is weak"
+    # what ran is the vendor-primitive netlist
+    simulated = (build_dir_for(cfg, target="ecp5-85k") / f"{cfg.name}.v").read_text()
+    used = primitives_in(simulated, "ecp5-85k")
+    assert used["MULT18X18D"] == cfg.multipliers and used["TRELLIS_FF"] > 0
+
+
+def test_a_primitive_without_a_model_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"ecp5-85k Verilog of n4_k2_d8w8 instantiates "
+                                          r"MULT18X18D: pass a simulation model"):
+        build(EngineConfig.bft(4, 2), target="ecp5-85k", log=tmp_path / "build.log")

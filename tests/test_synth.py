@@ -1,6 +1,8 @@
 """bfly synth: the YoWASP flow and its report (slow: marked long, run by make test-long)."""
 
+import json
 import random
+import re
 
 import pytest
 from amaranth.hdl import Module, Cat
@@ -155,12 +157,11 @@ def test_ice40_report_counts_the_shell(tmp_path):
 def test_ecp5_multipliers_are_pinned_in_order():
     # the 85k's 156 MULT18 sites, each once, the rows as a snake; a stage's multipliers take
     # consecutive sites (node by node), and an engine past the list leaves the rest to the placer
-    import re
-    from bfly.gen.synth import TARGETS, _verilog
-    sites = TARGETS["ecp5-85k"].dsp_sites
+    from bfly.gen.synth import TARGETS, synthesis_sources
+    sites = TARGETS["ecp5-85k"].hw.dsp_sites
     assert len(set(sites)) == 156 and sites[0] == "X4/Y10/MULT18_0" and sites[52] == "X119/Y34/MULT18_5"
     cfg = EngineConfig.bft(8, 2)
-    text, _, _, _ = _verilog(cfg, TARGETS["ecp5-85k"])
+    text = synthesis_sources(cfg, TARGETS["ecp5-85k"])[0][f"{cfg.name}.v"]
     pins = re.findall(r'BEL = "([^"]+)" \*\)\s*MULT18X18D #\(.*?\)\s*(prod_\d+_\d+)_dsp', text, re.S)
     assert sorted(sites.index(b) for b, _ in pins) == list(range(cfg.multipliers))
     modules = [(m.start(), m.group(1)) for m in re.finditer(r"\nmodule (\S+)", text)]
@@ -168,3 +169,48 @@ def test_ecp5_multipliers_are_pinned_in_order():
         stage = int([name for start, name in modules if start < m.start()][-1].rsplit("stage", 1)[1])
         node, j = int(m.group(2)), int(m.group(3))
         assert sites.index(m.group(1)) == stage * 16 + node * 2 + j     # 8 nodes of 2 per stage
+
+
+@pytest.mark.parametrize("target", ["ecp5-85k", "ice40-up5k"])
+def test_synthesis_reads_the_file_bfly_gen_target_writes(target, tmp_path, capsys):
+    # one code path: the engine yosys reads is the bfly gen --target file, byte for byte; the
+    # scan shell is a file of its own that instantiates the engine's module by name
+    from bfly.gen.cli import main
+    from bfly.gen.synth import TARGETS, synthesis_sources
+    cfg = EngineConfig.bft(8, 2)
+    assert main(["gen", "--n", "8", "--k", "2", "--target", target, "-o", str(tmp_path / "t")]) == 0
+    assert main(["gen", "--n", "8", "--k", "2", "-o", str(tmp_path / "g")]) == 0
+    written = (tmp_path / "t" / f"{cfg.name}.v").read_text()
+    files, top, _, shell = synthesis_sources(cfg, TARGETS[target])
+    assert list(files) == [f"{cfg.name}.v", f"{cfg.name}_shell.v"] and top == f"{cfg.name}_shell"
+    assert files[f"{cfg.name}.v"] == written
+    assert re.search(rf"^  {cfg.name} core \(", files[f"{cfg.name}_shell.v"], re.M)
+    assert f"module {cfg.name}(" not in files[f"{cfg.name}_shell.v"]
+    man = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    generic = (tmp_path / "g" / f"{cfg.name}.v").read_text()
+    assert "target" not in json.loads((tmp_path / "g" / "manifest.json").read_text())
+    if target == "ecp5-85k":
+        ffs = len(re.findall(r"^  TRELLIS_FF #\(", written, re.M))
+        assert ffs > 0 and written != generic
+        assert man["target"] == {
+            "name": "ecp5-85k", "family": "ecp5",
+            "primitives": {"TRELLIS_FF": ffs, "MULT18X18D": cfg.multipliers},
+            "simulation_models": [
+                {"primitives": ["TRELLIS_FF"], "origin": "yosys-share", "path": "ecp5/cells_sim.v"},
+                {"primitives": ["MULT18X18D"], "origin": "bfly-tests",
+                 "path": "tests/ecp5/mult18x18d_sim.v"}]}
+        assert "DCCA rst_buffer" in files[f"{cfg.name}_shell.v"]
+    else:
+        # the iCE40 flow infers its DSPs from generic Verilog
+        assert written == generic
+        assert man["target"] == {"name": "ice40-up5k", "family": "ice40", "primitives": {},
+                                 "simulation_models": []}
+
+
+def test_gen_targets_are_the_synthesis_targets():
+    from bfly.gen.cli import build_parser
+    from bfly.gen.synth import TARGETS
+    gen = build_parser()._subparsers._group_actions[0].choices["gen"]
+    action = next(a for a in gen._actions if a.dest == "target")
+    assert action.choices == list(TARGETS) and action.default is None
+    assert all(t.hw.name == name for name, t in TARGETS.items())

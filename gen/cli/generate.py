@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from bfly.gen.synth import TARGETS
+
 from .common import UserError, add_config_args, config_from_args, summary
 
 __all__ = ["register"]
@@ -13,7 +15,7 @@ def cmd_gen(args):
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: exists and is not a directory")
-    man = write_outputs(cfg, out)
+    man = write_outputs(cfg, out, target=args.target)
     print(summary(cfg, man))
     for name in (f"{cfg.name}.v", "manifest.json", "regmap.json", f"{cfg.name}_regs.h"):
         print(f"  wrote {out / name}")
@@ -24,4 +26,7 @@ def register(sub):
     p = sub.add_parser("gen", help="generate Verilog, manifest.json, regmap.json and a C header")
     add_config_args(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--target", default=None, choices=list(TARGETS),
+                   help="the engine Verilog that bfly synth places and routes for this device, "
+                        "vendor primitives included (default: generic Verilog)")
     p.set_defaults(func=cmd_gen)

