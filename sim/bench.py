@@ -18,7 +18,8 @@ import numpy as np
 
 from bfly.hw.config import EngineConfig
 from bfly.sim.model import chain_forward, random_weights, random_shifts
-from bfly.sim.runner import work_dir, build, run_tb
+from bfly.sim.api import SimRequest, simulate
+from bfly.sim.runner import work_dir
 
 CLOCK_NS = 10     # the testbench's clock period
 
@@ -39,18 +40,16 @@ def model_throughput(cfg, pixels, repeats):
 
 
 def rtl_throughput(cfg, pixels, workdir):
-    t0 = time.time()
-    build(cfg, log=workdir / f"{cfg.id}_build.log")
-    build_seconds = time.time() - t0
     test_dir = workdir / cfg.id
-    env = {"BFLY_PIXELS": str(pixels), "BFLY_FRAMES": "1", "BFLY_COMMITS": "0",
-           "BFLY_STALL_PROB": "0", "BFLY_IDLE_PROB": "0", "BFLY_RESULT": str(test_dir / "stream.json")}
     test_dir.mkdir(parents=True, exist_ok=True)
-    xml = run_tb(cfg, env=env, testcase="test_stream", test_dir=test_dir, log=test_dir / "sim.log")
-    case = ET.parse(xml).getroot().find(".//testcase[@name='test_stream']")
+    request = SimRequest(cfg, tests=("test_stream",), pixels=pixels, frames=1, commits=0,
+                         stall_prob=0, idle_prob=0)
+    res = simulate(request, run_dir=test_dir, log=test_dir / "sim.log")
+    build_seconds = res.build_seconds
+    case = ET.parse(res.results_xml).getroot().find(".//testcase[@name='test_stream']")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
-    result = json.loads((test_dir / "stream.json").read_text())
-    if result["mismatch"] is not None or case.find("failure") is not None:
+    result = res.summaries["test_stream"]
+    if result["mismatch"] is not None or not res.passed:
         raise RuntimeError(f"{cfg.id}: the simulation did not pass; see {test_dir / 'sim.log'}")
     cycles = float(props["sim_time_duration"]) / CLOCK_NS
     wall = float(case.get("time"))

@@ -14,7 +14,7 @@ import re
 import subprocess
 from pathlib import Path
 
-__all__ = ["work_dir", "verilator_env", "build_dir_for", "build", "run_tb", "results_ok"]
+__all__ = ["work_dir", "verilator_env", "build_dir_for", "build", "run_cocotb", "results_ok"]
 
 
 
@@ -146,28 +146,20 @@ def _build_locked(cfg, build_dir, waves, log, target, models):
     return build_dir, man
 
 
-def run_tb(cfg, env=None, testcase=None, seed=1, waves=False, test_dir=None, log=None, target=None,
-           models=()):
-    """Run the testbench on ``cfg`` (for ``target`` with ``models``, as :func:`build`); return
-    the path of the results XML."""
-    build_dir, man = build(cfg, waves=waves, log=log, target=target, models=models)
-    extra = {
-        "BFLY_CONFIG": json.dumps(cfg.to_dict()),
-        "BFLY_LATENCY": str(man["latency_cycles"]),
-        "BFLY_SEED": str(seed),
-        "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
-    }
-    extra.update(env or {})
+def run_cocotb(cfg, build_dir, run_dir, tests=None, seed=1, waves=False, log=None):
+    """Run the testbench's ``tests`` (names; None: all) on the build of ``cfg`` in ``build_dir``,
+    in ``run_dir``, where :meth:`bfly.sim.api.SimRequest.write` left the request; return the
+    path of the results XML. Callers use :func:`bfly.sim.api.simulate`."""
     os.environ.update(verilator_env())
     runner = _runner()
-    test_dir = Path(test_dir) if test_dir else build_dir / "run"
-    test_dir.mkdir(parents=True, exist_ok=True)
-    results = test_dir / "results.xml"
+    run_dir = Path(run_dir)
+    results = run_dir / "results.xml"
     results.unlink(missing_ok=True)
+    extra = {"COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")}
     try:
         runner.test(test_module="bfly.sim.tb_engine", hdl_toplevel=cfg.name, build_dir=build_dir,
-                    test_dir=test_dir, testcase=testcase, seed=seed, extra_env=extra,
-                    hdl_toplevel_lang="verilog", waves=waves, log_file=log,
+                    test_dir=run_dir, testcase=list(tests) if tests else None, seed=seed,
+                    extra_env=extra, hdl_toplevel_lang="verilog", waves=waves, log_file=log,
                     results_xml=str(results))
     except SystemExit:
         pass   # under pytest the runner exits on failures; callers read the results instead

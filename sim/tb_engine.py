@@ -1,10 +1,8 @@
 """cocotb testbench of the generated engine top (``hw/top.py``), run under Verilator.
 
-The configuration and stimulus come from the environment (set by ``sim/runner.py``):
-``BFLY_CONFIG`` (JSON, ``EngineConfig.to_dict()``), ``BFLY_LATENCY``, ``BFLY_SEED``,
-``BFLY_PIXELS``, ``BFLY_FRAMES``, ``BFLY_STALL_PROB`` (output not ready), ``BFLY_IDLE_PROB``
-(input not valid), ``BFLY_COMMITS`` (weight commits while the stream runs) and ``BFLY_RESULT``
-(a JSON file where ``test_stream`` writes its summary for ``bfly sim``).
+The configuration and stimulus are a :class:`bfly.sim.api.SimRequest` that
+:func:`bfly.sim.api.simulate` wrote into the run directory, the testbench's working directory;
+each test writes its summary there too (:func:`bfly.sim.api.summary_path`).
 
 Every output word and every ``SAT_COUNT`` is compared with the golden model by equality. A
 cycle monitor records, at each clock edge, which pixels enter and leave and when a ``COMMIT``
@@ -14,8 +12,8 @@ write completes, so each pixel is checked against the bank that was active when 
 import itertools
 import json
 import logging
-import os
 import warnings
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -24,21 +22,22 @@ from cocotb.triggers import RisingEdge, ReadOnly, ClockCycles
 from cocotbext.axi import (AxiStreamBus, AxiStreamSource, AxiStreamSink, AxiStreamFrame,
                            AxiLiteBus, AxiLiteMaster, AxiResp)
 
-from bfly.hw.config import EngineConfig
 from bfly.hw.regmap import register_map, config_from_words, BFLY_ID
-from bfly.sim.model import engine_forward, random_params, load_params
+from bfly.sim.api import SimRequest, summary_path
+from bfly.sim.model import engine_forward, random_params
 from bfly.sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers
 
 # cocotbext-axi 0.1.28 still calls APIs that cocotb 2 deprecates; they work, so keep logs readable
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
 
 
-def _env_int(name, default):
-    return int(os.environ.get(name, default))
+# cocotb runs the testbench in the run directory, where simulate() left the request
+RUN_DIR = Path.cwd()
+REQUEST, LATENCY = SimRequest.read(RUN_DIR)
 
 
-def _env_float(name, default):
-    return float(os.environ.get(name, default))
+def _write_summary(test, summary):
+    summary_path(RUN_DIR, test).write_text(json.dumps(summary) + "\n")
 
 
 class Monitor:
@@ -78,9 +77,10 @@ class Monitor:
 class TB:
     def __init__(self, dut):
         self.dut = dut
-        self.cfg = EngineConfig.from_dict(json.loads(os.environ["BFLY_CONFIG"]))
-        self.latency = _env_int("BFLY_LATENCY", 0)
-        self.seed = _env_int("BFLY_SEED", 1)
+        self.request = REQUEST
+        self.cfg = REQUEST.cfg
+        self.latency = LATENCY
+        self.seed = REQUEST.seed
         self.rng = np.random.default_rng(self.seed)
         self.log = logging.getLogger("cocotb.tb")
         self.log.info("configuration %s, seed %d", self.cfg.id, self.seed)
@@ -281,10 +281,9 @@ async def test_stream(dut):
     tb = TB(dut)
     await tb.reset()
     cfg = tb.cfg
-    n = _env_int("BFLY_PIXELS", 600)
-    frames = _env_int("BFLY_FRAMES", 4)
-    commits = _env_int("BFLY_COMMITS", 2)
-    idle, stall = _env_float("BFLY_IDLE_PROB", 0.2), _env_float("BFLY_STALL_PROB", 0.3)
+    req = tb.request
+    n, frames, commits = req.pixels, req.frames, req.commits
+    idle, stall = req.idle_prob, req.stall_prob
 
     bank = tb.random_bank()
     await tb.write_bank(bank)
@@ -302,9 +301,7 @@ async def test_stream(dut):
               "frames": len(sizes), "banks_used": int(len(np.unique(banks))),
               "sat_counts": sat, "expected_sat_counts": [int(v) for v in want_sat],
               "mismatch": mismatch, "frames_ok": lengths == sizes}
-    if os.environ.get("BFLY_RESULT"):
-        with open(os.environ["BFLY_RESULT"], "w") as f:
-            json.dump(result, f)
+    _write_summary("test_stream", result)
     assert mismatch is None, f"first mismatch: {mismatch}"
     assert lengths == sizes, f"frame lengths out {lengths}, in {sizes}"
     assert sat == [int(v) for v in want_sat], f"SAT_COUNT {sat}, model {list(want_sat)}"
@@ -320,7 +317,7 @@ async def test_throughput(dut):
     pixel entering at clock c leaves at c + latency."""
     tb = TB(dut)
     await tb.reset()
-    n = _env_int("BFLY_THROUGHPUT_PIXELS", 300)
+    n = tb.request.throughput_pixels
     bank = tb.random_bank()
     await tb.write_bank(bank)
     await tb.commit(bank)
@@ -363,31 +360,28 @@ async def test_reset_mid_stream(dut):
     assert lengths == [150]
 
 
-@cocotb.test(skip="BFLY_PARAMS" not in os.environ)
+@cocotb.test(skip=REQUEST.params is None or REQUEST.inputs is None)
 async def test_image(dut):
-    """A quantized block's parameters (``BFLY_PARAMS``, a :func:`bfly.sim.model.save_params`
-    file) on given integer pixels (``BFLY_INPUT``,
-    an ``(N, n_in)`` .npy): loaded through AXI4-Lite, read back, committed, streamed with stalls;
-    every output equals the golden model's."""
-    params = load_params(os.environ["BFLY_PARAMS"])
+    """A given bank (the request's ``params``, e.g. a quantized block's) on given integer pixels
+    (``inputs``): loaded through AXI4-Lite, read back, committed, streamed in ``frames`` frames
+    with the request's idle and stall probabilities; every output equals the golden model's."""
     tb = TB(dut)
+    req = tb.request
+    params, pixels = req.params, req.inputs
     await tb.reset()
-    pixels = np.load(os.environ["BFLY_INPUT"])
     await tb.write_bank(params)
     words = param_words(tb.cfg, params)
     for i in range(0, len(words), max(1, len(words) // 50)):
         assert await tb.read_word(tb.param_addr(i)) == words[i], f"parameter word {i} reads back wrong"
     await tb.commit(params)
     await tb.clear_sat_counts()
-    tb.set_pauses(_env_float("BFLY_IDLE_PROB", 0.1), _env_float("BFLY_STALL_PROB", 0.2))
-    got, lengths, banks = await tb.stream(pixels, _frame_sizes(tb.rng, len(pixels), 4))
+    tb.set_pauses(req.idle_prob, req.stall_prob)
+    got, lengths, banks = await tb.stream(pixels, _frame_sizes(tb.rng, len(pixels), req.frames))
     want, want_sat = tb.expected(pixels, banks)
     mismatch = tb.compare(got, want)
     sat = await tb.sat_counts()
-    if os.environ.get("BFLY_RESULT"):
-        with open(os.environ["BFLY_RESULT"], "w") as f:
-            json.dump({"pixels": len(pixels), "mismatch": mismatch, "sat_counts": sat,
-                       "expected_sat_counts": [int(v) for v in want_sat],
-                       "outputs_nonzero": int(np.count_nonzero(got))}, f)
+    _write_summary("test_image", {"pixels": len(pixels), "mismatch": mismatch, "sat_counts": sat,
+                                  "expected_sat_counts": [int(v) for v in want_sat],
+                                  "outputs_nonzero": int(np.count_nonzero(got))})
     assert mismatch is None, f"first mismatch: {mismatch}"
     assert sat == [int(v) for v in want_sat]

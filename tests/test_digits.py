@@ -2,12 +2,8 @@
 8 bits, run through the golden model, and one block run on the Verilated engine."""
 
 import dataclasses
-import json
 
-import numpy as np
-
-from bfly.sim.model import save_params
-from bfly.sim.runner import run_tb, results_ok
+from bfly.sim.api import SimRequest, simulate
 from bfly.examples.digits import build_and_train, evaluate, pointwise_macs, quantized_accuracy, block_inputs
 from bfly.sw.quantize import quantize_input
 
@@ -36,18 +32,14 @@ def test_quantized_block_on_the_verilated_engine(trained, tmp_path):
     residual, batch norm and ReLU in the epilogue) on the generated engine: bit-exact."""
     bft, _, images, (xte, _) = trained
     image = images["block1"]
-    save_params(tmp_path / "block1.npz", image.params)
     pixels = block_inputs(bft, xte[:24])["block1"]
     x_int = quantize_input(pixels, image.input_scale, image.config)
     assert len(x_int) == 24 * 8 * 8
-    np.save(tmp_path / "input.npy", x_int)
     cfg = dataclasses.replace(image.config, name="")         # the default name: a shared build
-    result = tmp_path / "image.json"
-    xml = run_tb(cfg, testcase="test_image", test_dir=tmp_path, log=tmp_path / "sim.log",
-                 env={"BFLY_PARAMS": str(tmp_path / "block1.npz"), "BFLY_INPUT": str(tmp_path / "input.npy"),
-                      "BFLY_RESULT": str(result)})
-    tests, failures = results_ok(xml)
-    assert (tests, failures) == (1, 0), f"see {tmp_path / 'sim.log'}"
-    r = json.loads(result.read_text())
+    request = SimRequest(cfg, tests=("test_image",), inputs=x_int, params=image.params,
+                         frames=4, idle_prob=0.1, stall_prob=0.2)
+    res = simulate(request, run_dir=tmp_path, log=tmp_path / "sim.log")
+    assert (res.tests, res.failures) == (1, 0), f"see {res.log}"
+    r = res.summaries["test_image"]
     assert r["pixels"] == 24 * 64 and r["mismatch"] is None
     assert r["outputs_nonzero"] > 0

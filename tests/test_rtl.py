@@ -7,14 +7,14 @@ and routes, through the same testbench: yosys's ``share/ecp5/cells_sim.v`` simul
 flip-flops, ``tests/ecp5/mult18x18d_sim.v`` the DSPs (yosys has only a blackbox of them).
 """
 
-import json
 from pathlib import Path
 
 import pytest
 
 from bfly.hw.config import ConfigError, EngineConfig
 from bfly.hw.targets import primitives_in
-from bfly.sim.runner import build, build_dir_for, run_tb, results_ok
+from bfly.sim.api import SimRequest, simulate
+from bfly.sim.runner import build, build_dir_for
 
 # Every rounding mode and both overflow modes appear; widths 8/8 and odd pairs (5/11, 7/13); the
 # epilogue with and without its residual path.
@@ -34,21 +34,15 @@ RTL_CONFIGS = [
 ]
 
 
-RANDOM_TESTS = ["test_registers", "test_stream", "test_throughput", "test_reset_mid_stream"]
-
-
-def _check(cfg, pixels, seed, tmp_path, extra=None, **netlist):
-    """Run the random tests on ``cfg`` (``netlist``: ``target`` and ``models`` of run_tb) and
-    check them; return the stream result."""
-    result_file = tmp_path / "stream.json"
-    env = {"BFLY_PIXELS": str(pixels), "BFLY_FRAMES": "5", "BFLY_COMMITS": "2",
-           "BFLY_STALL_PROB": "0.3", "BFLY_IDLE_PROB": "0.2", "BFLY_RESULT": str(result_file)}
-    env.update(extra or {})
-    xml = run_tb(cfg, env=env, seed=seed, test_dir=tmp_path, log=tmp_path / "sim.log", testcase=RANDOM_TESTS, **netlist)
-    tests, failures = results_ok(xml)
-    assert failures == 0, f"{failures} of {tests} cocotb tests failed; log: {tmp_path / 'sim.log'}"
-    assert tests == 4
-    result = json.loads(result_file.read_text())
+def _check(cfg, pixels, seed, tmp_path, **request):
+    """Run the random tests on ``cfg`` (``request``: more :class:`SimRequest` fields, such as
+    ``target`` and ``models``) and check them; return the stream result."""
+    fields = dict(frames=5, commits=2, stall_prob=0.3, idle_prob=0.2)
+    req = SimRequest(cfg, pixels=pixels, seed=seed, **{**fields, **request})
+    res = simulate(req, run_dir=tmp_path, log=tmp_path / "sim.log")
+    assert res.failures == 0, f"{res.failures} of {res.tests} cocotb tests failed; log: {res.log}"
+    assert res.tests == 4 and res.passed
+    result = res.summaries["test_stream"]
     assert result["pixels"] == pixels and result["mismatch"] is None
     assert result["banks_used"] >= 2, "no commit landed inside the stream"
     return result
@@ -78,7 +72,7 @@ def test_suite_covers_enough_pixels():
 @pytest.mark.parametrize("cfg,pixels", RTL_CONFIGS, ids=[c.id for c, _ in RTL_CONFIGS])
 def test_rtl_long(cfg, pixels, tmp_path):
     _check(cfg, 20 * pixels, seed=12345, tmp_path=tmp_path,
-           extra={"BFLY_FRAMES": "40", "BFLY_COMMITS": "8", "BFLY_THROUGHPUT_PIXELS": "5000"})
+           frames=40, commits=8, throughput_pixels=5000)
 
 
 MULT18X18D_MODEL = Path(__file__).resolve().parent / "ecp5" / "mult18x18d_sim.v"

@@ -1,9 +1,5 @@
 """``bfly sim`` and ``bfly demo``: an engine under Verilator, checked against the golden model."""
 
-import json
-import os
-import tempfile
-import time
 from pathlib import Path
 
 from bfly.hw.config import EngineConfig
@@ -20,7 +16,8 @@ def _check_prob(name, value):
 
 def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=False, quiet=False):
     """Build (cached) and run the stream check on ``cfg``; return ``(result dict, log path)``."""
-    from bfly.sim.runner import build, run_tb, work_dir
+    from bfly.sim.api import SimRequest, simulate
+    from bfly.sim.runner import work_dir
     if pixels < 1:
         raise UserError(f"--pixels must be at least 1, not {pixels}")
     if frames < 1:
@@ -33,27 +30,20 @@ def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=Fal
     log = work_dir("sim", f"{cfg.id}.log")
     if not quiet:
         print(f"building {cfg.id} under Verilator (cached after the first time; log: {log})", flush=True)
-    t0 = time.time()
-    build(cfg, waves=waves, log=log)
-    if not quiet:
-        print(f"  ready in {time.time() - t0:.1f} s; simulating {pixels} pixels (output stall "
-              f"probability {stall_prob}, input idle {idle_prob}, {frames} frame(s), {commits} "
-              f"commit(s) while streaming, seed {seed})", flush=True)
-    fd, result_path = tempfile.mkstemp(prefix="bfly_sim_", suffix=".json")
-    os.close(fd)
-    try:
-        env = {"BFLY_PIXELS": str(pixels), "BFLY_FRAMES": str(min(frames, pixels)),
-               "BFLY_COMMITS": str(commits), "BFLY_STALL_PROB": str(stall_prob),
-               "BFLY_IDLE_PROB": str(idle_prob), "BFLY_RESULT": result_path}
-        t0 = time.time()
-        run_tb(cfg, env=env, testcase="test_stream", seed=seed, waves=waves, log=log)
-        wall = time.time() - t0
-        text = Path(result_path).read_text()
-        result = json.loads(text) if text.strip() else None
-    finally:
-        os.unlink(result_path)
+
+    def built(seconds):
+        if not quiet:
+            print(f"  ready in {seconds:.1f} s; simulating {pixels} pixels (output stall "
+                  f"probability {stall_prob}, input idle {idle_prob}, {frames} frame(s), {commits} "
+                  f"commit(s) while streaming, seed {seed})", flush=True)
+
+    request = SimRequest(cfg, tests=("test_stream",), seed=seed, pixels=pixels,
+                         frames=min(frames, pixels), commits=commits, stall_prob=stall_prob,
+                         idle_prob=idle_prob, waves=waves)
+    res = simulate(request, log=log, on_built=built)   # a failed build: SimError, a RuntimeError
+    result = res.summaries.get("test_stream")
     if result is not None:
-        result["wall_seconds"] = wall
+        result["wall_seconds"] = res.sim_seconds
     return result, log
 
 
