@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bfly.hw.config import MAX_SHIFT, ROUNDING_MODES, OVERFLOW_MODES
+from bfly.hw.connectivity import factor_product, input_index
 from bfly.hw.regmap import RESIDUAL_SHIFT_MAX, BIAS_BITS, epi_ctrl_word
 
 __all__ = [
@@ -70,14 +71,10 @@ def requantize(acc, shift, data_bits, rounding, overflow):
 def factor_apply(factor, weights, x):
     """One factor, exact: ``(N, q)`` integer pixels -> ``(N, p)`` accumulators (no rounding).
 
-    ``y[o] = sum_j W[o, j] * x[(blk*s + j)*t + u]`` with ``o = (blk*r + i)*t + u``.
+    ``y[o] = sum_j W[o, j] * x[(blk*s + j)*t + u]`` with ``o = (blk*r + i)*t + u``
+    (:mod:`bfly.hw.connectivity`).
     """
-    f = factor
-    x = np.asarray(x)
-    w4 = np.asarray(weights).reshape(f.b, f.r, f.t, f.s)          # W[o, j] at [blk, i, u, j]
-    xb = x.reshape(x.shape[0], f.b, f.s, f.t)
-    y = np.einsum("bruj,nbju->nbru", w4, xb)
-    return y.reshape(x.shape[0], f.p)
+    return factor_product(factor, np.asarray(weights), np.asarray(x), np.einsum)
 
 
 @dataclass
@@ -278,15 +275,11 @@ def random_params(cfg, rng):
 # --- float reference ------------------------------------------------------------------------------
 
 def factor_dense(factor, weights):
-    """The ``(p, q)`` dense matrix of one factor (``p*s`` non-zeros in the butterfly pattern)."""
+    """The ``(p, q)`` dense matrix of one factor (``p*s`` non-zeros in the butterfly pattern):
+    ``m[o, input_channel(o, j)] = W[o, j]``."""
     f = factor
-    blk, i, j, u = np.meshgrid(np.arange(f.b), np.arange(f.r), np.arange(f.s), np.arange(f.t),
-                               indexing="ij")
-    rows = (blk * f.r + i) * f.t + u
-    cols = (blk * f.s + j) * f.t + u
-    w = np.asarray(weights, dtype=np.float64)
     m = np.zeros((f.p, f.q))
-    m[rows.ravel(), cols.ravel()] = w[rows.ravel(), j.ravel()]
+    m[np.arange(f.p)[:, None], input_index(f)] = np.asarray(weights, dtype=np.float64)
     return m
 
 
