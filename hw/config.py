@@ -314,13 +314,23 @@ class EngineConfig:
         s = self.factors[stage].s
         return self.data_bits + self.weight_bits + max(0, (s - 1).bit_length())
 
-    def weight_offsets(self):
-        """Index of each stage's first weight in the flat weight window."""
-        offsets, total = [], 0
-        for f in self.factors:
-            offsets.append(total)
-            total += f.n_weights
-        return offsets
+    def param_blocks(self):
+        """``[(first word, words)]`` of each block of the parameter window, in window order
+        (docs/spec.md §4): stage ``l``'s ``(p, s)`` weights row-major (``p*s`` words, word
+        ``o*s + j`` of its block), then with an epilogue one block of ``A_0 .. A_{n_out-1}``
+        followed by ``Bias_0 .. Bias_{n_out-1}`` (``2*n_out`` words)."""
+        sizes = [f.n_weights for f in self.factors] + ([2 * self.n_out] if self.epilogue else [])
+        blocks, first = [], 0
+        for size in sizes:
+            blocks.append((first, size))
+            first += size
+        return blocks
+
+    @property
+    def n_params(self):
+        """Words in the parameter window (weights, then ``A_c`` and ``Bias_c``)."""
+        first, size = self.param_blocks()[-1]
+        return first + size
 
     @property
     def id(self):

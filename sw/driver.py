@@ -18,7 +18,8 @@ from bfly.hw.config import ConfigError
 from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, MAX_STREAM_PIXELS
 from bfly.hw.regmap import (BFLY_ID, register_map, config_from_words, param_window, epi_ctrl_fields)
 from bfly.sim.model import BlockParams, Epilogue
-from bfly.sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers, to_signed, stream_bits
+from bfly.sim.words import (pack_pixels, unpack_pixels, param_words, split_param_words, scalar_registers,
+                            stream_bits)
 from .link import LinkError, read_cmd, write_cmd, stream_cmd, decode_reply
 
 __all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError"]
@@ -157,17 +158,13 @@ class Accelerator:
         """The bank as the device holds it (the shadow registers, which a commit made active)."""
         cfg = self.config
         _, n = param_window(cfg)
-        words = to_signed(np.array(self.read(self.reg("WEIGHTS"), n)), 32)
-        weights, pos = [], 0
-        for f in cfg.factors:
-            weights.append(words[pos:pos + f.n_weights].reshape(f.p, f.s))
-            pos += f.n_weights
+        weights, mult, bias = split_param_words(cfg, self.read(self.reg("WEIGHTS"), n))
         shifts = self.read(self.reg("SHIFT"), cfg.n_stages)
         epi = None
         if cfg.epilogue:
             relu, gain = epi_ctrl_fields(self.read(self.reg("EPI_CTRL"), 1)[0])
-            epi = Epilogue(mult=words[pos:pos + cfg.n_out], bias=words[pos + cfg.n_out:pos + 2 * cfg.n_out],
-                           gain=gain, out_shift=self.read(self.reg("OUT_SHIFT"), 1)[0], relu=relu)
+            epi = Epilogue(mult=mult, bias=bias, gain=gain,
+                           out_shift=self.read(self.reg("OUT_SHIFT"), 1)[0], relu=relu)
         return BlockParams(weights, shifts, epi)
 
     # --- streaming
