@@ -9,20 +9,19 @@ scales. Every reply is CRC-checked; damaged or lost replies are retried after re
 nothing is returned that the board did not confirm.
 """
 
-import struct
 import time
 
 import numpy as np
 
 from bfly.hw.config import ConfigError
-from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, MAX_STREAM_PIXELS
+from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, WORD, stream_batch
 from bfly.hw.regmap import (BFLY_ID, register_map, config_from_words, param_window, epi_ctrl_fields)
 from bfly.sim.model import BlockParams, Epilogue
 from bfly.sim.words import (pack_pixels, unpack_pixels, param_words, split_param_words, scalar_registers,
                             stream_bits)
 from .link import LinkError, read_cmd, write_cmd, stream_cmd, decode_reply
 
-__all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError"]
+__all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError", "stream_frames"]
 
 RETRYABLE = (None, "BAD_CRC", "TIMEOUT")      # lost or damaged on the way: send again
 
@@ -71,6 +70,20 @@ class SerialTransport:
         self.port.close()
 
 
+def stream_frames(cfg, pixels):
+    """The STREAM commands that carry ``(N, n_in)`` integer pixels, one frame of a feature map,
+    to the engine of ``cfg``: ``[(command frame, pixels in it)]``, as many pixels in each as one
+    STREAM takes (:func:`bfly.hw.hostlink.stream_batch`); the last one ends the frame."""
+    in_bytes = stream_bits(cfg.n_in, cfg.data_bits) // 8
+    batch = stream_batch(in_bytes, stream_bits(cfg.n_out, cfg.data_bits) // 8)
+    frames = []
+    for start in range(0, len(pixels), batch):
+        chunk = pixels[start:start + batch]
+        data = b"".join(v.to_bytes(in_bytes, "little") for v in pack_pixels(chunk, cfg.data_bits))
+        frames.append((stream_cmd(data, len(chunk), start + batch >= len(pixels)), len(chunk)))
+    return frames
+
+
 class Accelerator:
     def __init__(self, transport, retries=4, progress=None):
         self.transport = transport
@@ -108,14 +121,14 @@ class Accelerator:
         words = []
         for start in range(0, count, MAX_READ_WORDS):
             n = min(MAX_READ_WORDS, count - start)
-            payload = self._transact(read_cmd(addr + 4 * start, n), CMD["READ"])
-            words += struct.unpack(f"<{n}I", payload)
+            payload = self._transact(read_cmd(addr + WORD.size * start, n), CMD["READ"])
+            words += [w for (w,) in WORD.iter_unpack(payload)]
         return words
 
     def write(self, addr, words, bar=None):
         for start in range(0, len(words), MAX_WRITE_WORDS):
             chunk = words[start:start + MAX_WRITE_WORDS]
-            self._transact(write_cmd(addr + 4 * start, chunk), CMD["WRITE"])
+            self._transact(write_cmd(addr + WORD.size * start, chunk), CMD["WRITE"])
             if bar:
                 bar.update(len(chunk))
 
@@ -179,20 +192,15 @@ class Accelerator:
             raise DriverError(f"the feature map must hold integers in [{cfg.data_min}, {cfg.data_max}]")
         _, h, w = fmap.shape
         pixels = fmap.reshape(cfg.n_in, -1).T
-        in_bytes = stream_bits(cfg.n_in, cfg.data_bits) // 8
         out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
-        batch = min(MAX_STREAM_PIXELS, (0xFFFF - 3) // in_bytes, 0xFFFF // out_bytes)
         bar = self._bar(len(pixels), "run", "pixel")
         out = []
-        for start in range(0, len(pixels), batch):
-            chunk = pixels[start:start + batch]
-            data = b"".join(v.to_bytes(in_bytes, "little") for v in pack_pixels(chunk, cfg.data_bits))
-            last = start + batch >= len(pixels)
-            reply = self._transact(stream_cmd(data, len(chunk), last), CMD["STREAM"])
+        for frame, count in stream_frames(cfg, pixels):
+            reply = self._transact(frame, CMD["STREAM"])
             words = [int.from_bytes(reply[i:i + out_bytes], "little") for i in range(0, len(reply), out_bytes)]
             out.append(unpack_pixels(words, cfg.n_out, cfg.data_bits))
             if bar:
-                bar.update(len(chunk))
+                bar.update(count)
         if bar:
             bar.close()
         return np.concatenate(out).T.reshape(cfg.n_out, h, w)
