@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = [
-    "ConfigError", "Factor", "EngineConfig", "stream_bits",
+    "ConfigError", "Factor", "EngineConfig", "stream_bits", "radix_factorization",
     "ROUNDING_MODES", "OVERFLOW_MODES", "WIDTH_RANGE", "MAX_SHIFT", "MAX_STAGES",
 ]
 
@@ -164,7 +164,10 @@ class EngineConfig:
         _check_int("n", n, 2, MAX_CHANNELS, "--n")
         levels = round(math.log(n, k))
         if k ** levels != n:
-            hint = "; use --radices, e.g. " + ",".join(map(str, _radix_hint(n, k))) if _radix_hint(n, k) else ""
+            radices = radix_factorization(n, k)
+            hint = ""
+            if len(radices) > 1 and max(radices) <= k:
+                hint = "; use --radices, e.g. " + ",".join(map(str, radices))
             raise ConfigError(f"{n} is not a power of {k}{hint}")
         return cls._from_radices([k] * levels, **kwargs)
 
@@ -397,14 +400,22 @@ def _radix_factors(radices):
     return tuple(factors)
 
 
-def _radix_hint(n, k):
-    """A factorization of ``n`` into radices no larger than ``k`` (largest first), if one exists."""
+def radix_factorization(n, k):
+    """Factor ``n >= 1`` into radices no larger than ``k`` where it can, largest first (48, 4 ->
+    4, 4, 3); each prime factor larger than ``k`` is a radix of its own (14, 4 -> 2, 7). 1 gives
+    no radices. The product of the list is ``n``."""
     radices, rest = [], n
     for f in range(k, 1, -1):
         while rest % f == 0:
             radices.append(f)
             rest //= f
-    return radices if rest == 1 and len(radices) > 1 else None
+    p = k + 1                            # what is left has only prime factors above k
+    while rest > 1:
+        while rest % p == 0:
+            radices.append(p)
+            rest //= p
+        p += 1
+    return radices
 
 
 def _short_hash(text):

@@ -18,34 +18,17 @@ import math
 import torch
 from torch import nn
 
-from bfly.hw.config import EngineConfig, Factor, ConfigError
+from bfly.hw.config import EngineConfig, Factor, ConfigError, radix_factorization
 from bfly.hw.connectivity import factor_product, input_index
 
 __all__ = ["ButterflyTransform", "BFTConv2d", "pointwise_chain", "replace_pointwise",
            "parameter_groups", "eq9_bound"]
 
 
-def _radices(n, k):
-    """Factor ``n`` into radices no larger than ``k`` where possible, largest first (48, 4 ->
-    4, 4, 3); a prime factor larger than ``k`` becomes a radix of its own."""
-    radices, rest = [], n
-    for f in range(k, 1, -1):
-        while rest % f == 0:
-            radices.append(f)
-            rest //= f
-    p = 2
-    while rest > 1:                      # prime factors above k
-        while rest % p == 0:
-            radices.append(p)
-            rest //= p
-        p += 1
-    return radices or [1]
-
-
 def _square_chain(n, k):
     if n == 1:
         return []
-    return list(EngineConfig.mixed_radix(_radices(n, k)).factors)
+    return list(EngineConfig.mixed_radix(radix_factorization(n, k)).factors)
 
 
 def pointwise_chain(c_in, c_out, k=4):
