@@ -241,7 +241,8 @@ class HostBridge(wiring.Component):
                     n_px = Cat(word[:8], rx_byte)
                     consume()
                     # the pixel count must account for the rest of the payload exactly
-                    with m.If((n_px != 0) & (n_px <= batch) & (length == stream_payload_bytes(n_px, ib))):
+                    with m.If((n_px != 0) & (n_px <= batch)
+                              & (length == stream_payload_bytes(n_px, ib))):
                         m.d.sync += [pixels_total.eq(n_px), pixels_received.eq(0), byte_idx.eq(0),
                                      stream_done.eq(0), stream_status.eq(STATUS["OK"])]
                         reply(STATUS["OK"], mode=2, length_=n_px * ob)

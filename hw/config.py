@@ -4,7 +4,7 @@ Every room (``hw``, ``gen``, ``sim``, ``sw``) takes an :class:`EngineConfig` as 
 validated once, here, when it is made. Invalid input raises :class:`ConfigError` with a message
 that a user can act on (the command line prints it on one line and exits with code 2).
 
-The arithmetic the configuration describes is ``shared/SPEC.md`` §1-2.
+The arithmetic the configuration describes is ``docs/spec.md`` §1-2.
 """
 
 import hashlib
@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Factor:
-    """One sparse butterfly factor ``(r, s, t)`` with ``b`` blocks (SPEC §1).
+    """One sparse butterfly factor ``(r, s, t)`` with ``b`` blocks (docs/spec.md §1).
 
     It reads ``q = b*s*t`` inputs and writes ``p = b*r*t`` outputs; each output is a dot product
     of ``s`` inputs.
@@ -91,7 +91,7 @@ class EngineConfig:
     rounding: str = "half_even"
     overflow: str = "saturate"
     name: str = ""
-    epilogue: bool = False      # SPEC §3 in hardware: residual, per-channel multiplier and bias, ReLU
+    epilogue: bool = False      # docs/spec.md §3 in hardware: residual, multiplier and bias, ReLU
     lanes: int = 0              # folding: output nodes per clock in the widest stage (0: all)
     simd: int = 0               # folding: inputs per node per clock (0: all s; the dense MVAU's SIMD)
 
@@ -386,12 +386,13 @@ class EngineConfig:
 
 
 def stream_bits(channels, data_bits):
-    """Width of an AXI4-Stream ``tdata`` carrying one pixel: rounded up to whole bytes (SPEC §4)."""
+    """Width of an AXI4-Stream ``tdata`` carrying one pixel: rounded up to whole bytes
+    (docs/spec.md §4)."""
     return -(-channels * data_bits // 8) * 8
 
 
 def _radix_factors(radices):
-    """Stage ``l = (k_l, k_l, prod(k_m for m > l))`` of SPEC §1 (mixed radix)."""
+    """Stage ``l = (k_l, k_l, prod(k_m for m > l))`` of docs/spec.md §1 (mixed radix)."""
     n = math.prod(radices)
     factors = []
     for l, k in enumerate(radices):

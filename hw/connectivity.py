@@ -62,7 +62,8 @@ def input_channel(f, o, j):
 def input_index(f):
     """``(p, s)`` int64 array: element ``[o, j]`` is :func:`input_channel` ``(f, o, j)``, so
     ``x[..., input_index(f)]`` lines the inputs up with the ``(p, s)`` weights."""
-    return input_channel(f, np.arange(f.p, dtype=np.int64)[:, None], np.arange(f.s, dtype=np.int64)[None, :])
+    o, j = np.arange(f.p, dtype=np.int64), np.arange(f.s, dtype=np.int64)
+    return input_channel(f, o[:, None], j[None, :])
 
 
 def factor_product(f, weights, x, einsum):

@@ -1,4 +1,4 @@
-"""The golden model: what the engine computes, bit for bit (``shared/SPEC.md`` §1-2).
+"""The golden model: what the engine computes, bit for bit (``docs/spec.md`` §1-2).
 
 Pure functions over NumPy ``int64`` arrays, vectorized over all pixels at once. Pixels are rows:
 a batch of ``N`` pixels of ``q`` channels is an ``(N, q)`` array. Weights of one factor are a
@@ -30,7 +30,7 @@ _NUMPY_SHIFT_LIMIT = 62
 
 
 def round_shift(acc, shift, rounding):
-    """``acc >> shift`` with the rounding of SPEC §2 (``floor``, ``half_up``, ``half_even``)."""
+    """``acc >> shift`` with the rounding of docs/spec.md §2 (``floor``, ``half_up``, ``half_even``)."""
     if rounding not in ROUNDING_MODES:
         raise ValueError(f"rounding must be one of {ROUNDING_MODES}, not {rounding!r}")
     acc = np.asarray(acc, dtype=np.int64)
@@ -116,7 +116,7 @@ def check_shifts(cfg, shifts):
 def chain_forward(cfg, weights, shifts, x):
     """The engine's chain: ``(N, n_in)`` pixels -> :class:`ChainResult` with ``(N, n_out)``.
 
-    Each factor's exact accumulator is requantized to ``data_bits`` (SPEC §2) with the stage's
+    Each factor's exact accumulator is requantized to ``data_bits`` (docs/spec.md §2) with the stage's
     ``shift`` and the configuration's rounding and overflow modes.
     """
     weights = check_weights(cfg, weights)
@@ -135,7 +135,7 @@ def chain_forward(cfg, weights, shifts, x):
     return ChainResult(y=x, sat_counts=sat_counts, stages=stages)
 
 
-# --- epilogue (SPEC §3) ---------------------------------------------------------------------------
+# --- epilogue (docs/spec.md §3) ------------------------------------------------------------------
 
 
 
@@ -177,7 +177,7 @@ def check_epilogue(cfg, epi):
 
 
 def epilogue_apply(cfg, epi, y, x):
-    """SPEC §3 on chain outputs ``y`` ``(N, n_out)`` and block inputs ``x`` ``(N, n_in)``.
+    """docs/spec.md §3 on chain outputs ``y`` ``(N, n_out)`` and block inputs ``x`` ``(N, n_in)``.
 
     Returns ``(z, out_of_range)``: the block output and the mask of outputs that saturated (or
     wrapped) in the final requantization.

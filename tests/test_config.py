@@ -73,8 +73,8 @@ def test_errors_say_what_to_change(make, message):
 
 
 @pytest.mark.parametrize("n,k,radices", [(48, 4, [4, 4, 3]), (64, 4, [4, 4, 4]), (12, 8, [6, 2]),
-                                          (14, 4, [2, 7]), (7, 4, [7]), (1, 4, []), (2 * 11 * 13, 2, [2, 11, 13]),
-                                          (96, 16, [16, 6])])
+                                          (14, 4, [2, 7]), (7, 4, [7]), (1, 4, []),
+                                          (2 * 11 * 13, 2, [2, 11, 13]), (96, 16, [16, 6])])
 def test_radix_factorization(n, k, radices):
     assert radix_factorization(n, k) == radices
     assert math.prod(radices) == n
