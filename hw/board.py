@@ -1,5 +1,5 @@
 """The board top: the engine, a UART and the host bridge, so a host drives the accelerator over
-one serial link (``gen/hostlink.py``). ``uart_rx``/``uart_tx`` are the only ports besides the
+one serial link (``hw/hostlink.py``). ``uart_rx``/``uart_tx`` are the only ports besides the
 clock and reset."""
 
 from amaranth.hdl import Module

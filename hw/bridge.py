@@ -1,6 +1,6 @@
 """The host bridge: parses command frames from a byte stream (the UART), acts as the AXI4-Lite
 master of the engine's registers and feeds/drains its AXI4-Stream ports, and answers with reply
-frames. The protocol is ``gen/hostlink.py``.
+frames. The protocol, and every size and layout of its frames, is ``hw/hostlink.py``.
 
 Bytes in come with ``valid`` only (a UART cannot be held back); bytes out are a stream. The
 receive side and the reply side run concurrently, so a STREAM command's output pixels leave while
@@ -13,8 +13,15 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import stream_bits
-from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS,
-                          MAX_STREAM_PIXELS)
+from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS, LENGTH,
+                       ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD, STREAM_LAST, write_payload_bytes,
+                       stream_payload_bytes, stream_batch)
+
+# the receive states take the fields of this layout byte by byte into 32-bit shift registers
+# (a READ's count lands in the top half of `word`), and a STREAM's flags then count in states of
+# their own
+assert (ADDRESS.size, WORD.size, READ_PAYLOAD.format, STREAM_HEAD.format, STREAM_LAST) == \
+    (4, 4, "<IH", "<BH", 1)
 
 __all__ = ["HostBridge", "crc16_step"]
 
@@ -55,6 +62,7 @@ class HostBridge(wiring.Component):
         self._timeout = timeout
         self._in_bytes = stream_bits(cfg.n_in, cfg.data_bits) // 8
         self._out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
+        self._batch = stream_batch(self._in_bytes, self._out_bytes)
         super().__init__({
             "rx": In(stream.Signature(8, always_ready=True)),
             "tx": Out(stream.Signature(8)),
@@ -65,26 +73,26 @@ class HostBridge(wiring.Component):
             "araddr": Out(32), "arvalid": Out(1), "arready": In(1),
             "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
             # AXI4-Stream towards the engine and back
-            # pixels: payload = word (SPEC §4, padded to bytes) with `last` as the top bit
+            # pixels: payload = word (docs/spec.md §4, padded to bytes) with `last` as the top bit
             "px_out": Out(stream.Signature(self._in_bytes * 8 + 1)),
             "px_in": In(stream.Signature(self._out_bytes * 8 + 1)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        ib, ob = self._in_bytes, self._out_bytes
+        ib, ob, batch = self._in_bytes, self._out_bytes, self._batch
         rx_byte, rx_stb = self.rx.payload, self.rx.valid
 
         # ---------------------------------------------------------------- receive side
         cmd = Signal(8)
-        length = Signal(16)
-        count = Signal(16)                 # bytes of payload left to receive
+        length = Signal(8 * LENGTH.size)
+        count = Signal(8 * LENGTH.size)    # bytes of payload left to receive
         crc_rx = Signal(16)
         crc_got = Signal(16)
         addr = Signal(32)
         n_words = Signal(range(MAX_READ_WORDS + 1))
         word = Signal(32)
-        byte_idx = Signal(range(max(4, ib) + 1))
+        byte_idx = Signal(range(max(WORD.size, ib) + 1))
         idle = Signal(range(self._timeout + 1))
         wbuf = Memory(shape=32, depth=MAX_WRITE_WORDS, init=[])
         m.submodules.wbuf = wbuf
@@ -94,19 +102,19 @@ class HostBridge(wiring.Component):
         # requests from the receive side to the reply side
         reply_start = Signal()
         reply_cmd = Signal(8)
-        reply_len = Signal(16)
+        reply_len = Signal(8 * LENGTH.size)
         reply_mode = Signal(2)             # 0 empty, 1 read words, 2 stream pixels
         reply_status = Signal(8)
         reply_busy = Signal()
         stream_done = Signal()             # the STREAM's input part is over (pushed is final)
         stream_status = Signal(8)
-        pixels_total = Signal(range(MAX_STREAM_PIXELS + 1))
-        pixels_received = Signal(range(MAX_STREAM_PIXELS + 1))
+        pixels_total = Signal(range(batch + 1))
+        pixels_received = Signal(range(batch + 1))
         last_flag = Signal()
         pixel = Signal(ib * 8)
         # A whole batch fits in this FIFO, so no input pixel is ever lost, however slowly the
         # replies (which can be longer than the inputs) drain the engine.
-        m.submodules.px_fifo = px_fifo = fifo.SyncFIFOBuffered(width=ib * 8 + 1, depth=MAX_STREAM_PIXELS)
+        m.submodules.px_fifo = px_fifo = fifo.SyncFIFOBuffered(width=ib * 8 + 1, depth=batch)
         px_push = Signal()
         m.d.comb += [px_fifo.w_en.eq(px_push),
                      px_fifo.w_data.eq(Cat(pixel, last_flag & (pixels_received == pixels_total - 1))),
@@ -171,19 +179,21 @@ class HostBridge(wiring.Component):
                 with m.If(~reply_busy & ~reply_start):
                     with m.Switch(cmd):
                         with m.Case(CMD["READ"]):
-                            with m.If(length == 6):
+                            with m.If(length == READ_PAYLOAD.size):
                                 m.next = "ADDR"
                             with m.Else():
                                 reply(STATUS["BAD_LEN"])
                                 m.next = "HUNT"
                         with m.Case(CMD["WRITE"]):
-                            with m.If((length >= 8) & (length[:2] == 0) & (length <= 4 + 4 * MAX_WRITE_WORDS)):
+                            # (address and words are 4 bytes: whole words when length[:2] == 0)
+                            with m.If((length >= write_payload_bytes(1)) & (length[:2] == 0)
+                                      & (length <= write_payload_bytes(MAX_WRITE_WORDS))):
                                 m.next = "ADDR"
                             with m.Else():
                                 reply(STATUS["BAD_LEN"])
                                 m.next = "HUNT"
                         with m.Case(CMD["STREAM"]):
-                            with m.If(length >= 3 + ib):
+                            with m.If(length >= stream_payload_bytes(1, ib)):
                                 m.next = "FLAGS"
                             with m.Else():
                                 reply(STATUS["BAD_LEN"])
@@ -194,7 +204,7 @@ class HostBridge(wiring.Component):
             with m.State("ADDR"):
                 with m.If(rx_stb):
                     consume(addr.eq(Cat(addr[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
-                    with m.If(byte_idx == 3):
+                    with m.If(byte_idx == ADDRESS.size - 1):
                         m.d.sync += byte_idx.eq(0)
                         m.next = "COUNT"
                 with m.Elif(timed_out):
@@ -204,10 +214,10 @@ class HostBridge(wiring.Component):
                 with m.If(rx_stb):
                     consume(word.eq(Cat(word[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
                     with m.If(cmd == CMD["READ"]):
-                        with m.If(byte_idx == 1):
+                        with m.If(byte_idx == READ_PAYLOAD.size - ADDRESS.size - 1):
                             m.d.sync += byte_idx.eq(0)
                             m.next = "CRC0"
-                    with m.Elif(byte_idx == 3):
+                    with m.Elif(byte_idx == WORD.size - 1):
                         m.d.sync += [byte_idx.eq(0), wbuf_w.en.eq(1), wbuf_w.addr.eq(n_words),
                                      wbuf_w.data.eq(Cat(word[8:], rx_byte)), n_words.eq(n_words + 1)]
                         with m.If(count == 1):
@@ -216,7 +226,7 @@ class HostBridge(wiring.Component):
                     abort()
             with m.State("FLAGS"):
                 with m.If(rx_stb):
-                    consume(last_flag.eq(rx_byte[0]))
+                    consume(last_flag.eq(rx_byte[0]))          # STREAM_LAST
                     m.next = "NPIX0"
                 with m.Elif(timed_out):
                     m.next = "HUNT"
@@ -231,7 +241,8 @@ class HostBridge(wiring.Component):
                     n_px = Cat(word[:8], rx_byte)
                     consume()
                     # the pixel count must account for the rest of the payload exactly
-                    with m.If((n_px != 0) & (n_px <= MAX_STREAM_PIXELS) & (length == 3 + n_px * ib)):
+                    with m.If((n_px != 0) & (n_px <= batch)
+                              & (length == stream_payload_bytes(n_px, ib))):
                         m.d.sync += [pixels_total.eq(n_px), pixels_received.eq(0), byte_idx.eq(0),
                                      stream_done.eq(0), stream_status.eq(STATUS["OK"])]
                         reply(STATUS["OK"], mode=2, length_=n_px * ob)
@@ -272,7 +283,7 @@ class HostBridge(wiring.Component):
                             reply(STATUS["BAD_LEN"])
                         with m.Else():
                             m.d.sync += n_words.eq(word[16:])
-                            reply(STATUS["OK"], mode=1, length_=word[16:] * 4)
+                            reply(STATUS["OK"], mode=1, length_=word[16:] * WORD.size)
                         m.next = "HUNT"
                     with m.Else():
                         m.d.sync += write_start.eq(1)
@@ -316,13 +327,13 @@ class HostBridge(wiring.Component):
 
         # ---------------------------------------------------------------- reply side
         crc_tx = Signal(16)
-        t_len = Signal(16)
+        t_len = Signal(8 * LENGTH.size)
         t_cmd = Signal(8)
         t_mode = Signal(2)
         t_status = Signal(8)
         t_word = Signal(32)
-        t_byte = Signal(range(max(4, ob) + 1))
-        t_items = Signal(range(max(MAX_READ_WORDS, MAX_STREAM_PIXELS) + 1))
+        t_byte = Signal(range(max(WORD.size, ob) + 1))
+        t_items = Signal(range(max(MAX_READ_WORDS, batch) + 1))
         out_px = Signal(ob * 8)
         axi_err = Signal()
         tx_byte = Signal(8)
@@ -385,7 +396,7 @@ class HostBridge(wiring.Component):
                 m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(t_word.word_select(t_byte[:2], 8))]
                 with m.If(sent):
                     m.d.sync += [crc_tx.eq(crc16_step(crc_tx, tx_byte)), t_byte.eq(t_byte + 1)]
-                    with m.If(t_byte == 3):
+                    with m.If(t_byte == WORD.size - 1):
                         m.d.sync += t_items.eq(t_items + 1)
                         m.next = "ITEM"
             with m.State("PIXEL"):

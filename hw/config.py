@@ -4,7 +4,7 @@ Every room (``hw``, ``gen``, ``sim``, ``sw``) takes an :class:`EngineConfig` as 
 validated once, here, when it is made. Invalid input raises :class:`ConfigError` with a message
 that a user can act on (the command line prints it on one line and exits with code 2).
 
-The arithmetic the configuration describes is ``shared/SPEC.md`` §1-2.
+The arithmetic the configuration describes is ``docs/spec.md`` §1-2.
 """
 
 import hashlib
@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = [
-    "ConfigError", "Factor", "EngineConfig", "stream_bits",
+    "ConfigError", "Factor", "EngineConfig", "stream_bits", "radix_factorization",
     "ROUNDING_MODES", "OVERFLOW_MODES", "WIDTH_RANGE", "MAX_SHIFT", "MAX_STAGES",
 ]
 
@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Factor:
-    """One sparse butterfly factor ``(r, s, t)`` with ``b`` blocks (SPEC §1).
+    """One sparse butterfly factor ``(r, s, t)`` with ``b`` blocks (docs/spec.md §1).
 
     It reads ``q = b*s*t`` inputs and writes ``p = b*r*t`` outputs; each output is a dot product
     of ``s`` inputs.
@@ -91,7 +91,7 @@ class EngineConfig:
     rounding: str = "half_even"
     overflow: str = "saturate"
     name: str = ""
-    epilogue: bool = False      # SPEC §3 in hardware: residual, per-channel multiplier and bias, ReLU
+    epilogue: bool = False      # docs/spec.md §3 in hardware: residual, multiplier and bias, ReLU
     lanes: int = 0              # folding: output nodes per clock in the widest stage (0: all)
     simd: int = 0               # folding: inputs per node per clock (0: all s; the dense MVAU's SIMD)
 
@@ -164,7 +164,10 @@ class EngineConfig:
         _check_int("n", n, 2, MAX_CHANNELS, "--n")
         levels = round(math.log(n, k))
         if k ** levels != n:
-            hint = "; use --radices, e.g. " + ",".join(map(str, _radix_hint(n, k))) if _radix_hint(n, k) else ""
+            radices = radix_factorization(n, k)
+            hint = ""
+            if len(radices) > 1 and max(radices) <= k:
+                hint = "; use --radices, e.g. " + ",".join(map(str, radices))
             raise ConfigError(f"{n} is not a power of {k}{hint}")
         return cls._from_radices([k] * levels, **kwargs)
 
@@ -314,13 +317,23 @@ class EngineConfig:
         s = self.factors[stage].s
         return self.data_bits + self.weight_bits + max(0, (s - 1).bit_length())
 
-    def weight_offsets(self):
-        """Index of each stage's first weight in the flat weight window."""
-        offsets, total = [], 0
-        for f in self.factors:
-            offsets.append(total)
-            total += f.n_weights
-        return offsets
+    def param_blocks(self):
+        """``[(first word, words)]`` of each block of the parameter window, in window order
+        (docs/spec.md §4): stage ``l``'s ``(p, s)`` weights row-major (``p*s`` words, word
+        ``o*s + j`` of its block), then with an epilogue one block of ``A_0 .. A_{n_out-1}``
+        followed by ``Bias_0 .. Bias_{n_out-1}`` (``2*n_out`` words)."""
+        sizes = [f.n_weights for f in self.factors] + ([2 * self.n_out] if self.epilogue else [])
+        blocks, first = [], 0
+        for size in sizes:
+            blocks.append((first, size))
+            first += size
+        return blocks
+
+    @property
+    def n_params(self):
+        """Words in the parameter window (weights, then ``A_c`` and ``Bias_c``)."""
+        first, size = self.param_blocks()[-1]
+        return first + size
 
     @property
     def id(self):
@@ -373,12 +386,13 @@ class EngineConfig:
 
 
 def stream_bits(channels, data_bits):
-    """Width of an AXI4-Stream ``tdata`` carrying one pixel: rounded up to whole bytes (SPEC §4)."""
+    """Width of an AXI4-Stream ``tdata`` carrying one pixel: rounded up to whole bytes
+    (docs/spec.md §4)."""
     return -(-channels * data_bits // 8) * 8
 
 
 def _radix_factors(radices):
-    """Stage ``l = (k_l, k_l, prod(k_m for m > l))`` of SPEC §1 (mixed radix)."""
+    """Stage ``l = (k_l, k_l, prod(k_m for m > l))`` of docs/spec.md §1 (mixed radix)."""
     n = math.prod(radices)
     factors = []
     for l, k in enumerate(radices):
@@ -387,14 +401,22 @@ def _radix_factors(radices):
     return tuple(factors)
 
 
-def _radix_hint(n, k):
-    """A factorization of ``n`` into radices no larger than ``k`` (largest first), if one exists."""
+def radix_factorization(n, k):
+    """Factor ``n >= 1`` into radices no larger than ``k`` where it can, largest first (48, 4 ->
+    4, 4, 3); each prime factor larger than ``k`` is a radix of its own (14, 4 -> 2, 7). 1 gives
+    no radices. The product of the list is ``n``."""
     radices, rest = [], n
     for f in range(k, 1, -1):
         while rest % f == 0:
             radices.append(f)
             rest //= f
-    return radices if rest == 1 and len(radices) > 1 else None
+    p = k + 1                            # what is left has only prime factors above k
+    while rest > 1:
+        while rest % p == 0:
+            radices.append(p)
+            rest //= p
+        p += 1
+    return radices
 
 
 def _short_hash(text):

@@ -200,12 +200,7 @@ class ButterflyEngine(wiring.Component):
 
         # --- parameter window: route writes and reads to the block that holds the parameter
         blocks = self._stages + ([self._epilogue] if self._epilogue else [])
-        bases, base = [], 0
-        for st in self._stages:
-            bases.append((base, st.factor.n_weights))
-            base += st.factor.n_weights
-        if self._epilogue:
-            bases.append((base, 2 * cfg.n_out))
+        bases = cfg.param_blocks()                # one per stage, then the epilogue's
         # addresses are decoded into registers first: p_addr must be still for a clock before
         # p_en and p_addr/p_data for a clock after it (the register bank holds them): the write
         # lands a clock after p_en, the strobe registered next to the block; a read answers

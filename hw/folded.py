@@ -1,7 +1,7 @@
 """One butterfly factor folded in time: ``lanes`` output nodes per clock, each with ``simd``
 multipliers, so a pixel takes ``interval = (p / lanes) * (s / simd)`` clocks in the stage
 (``cfg.stage_fold``). The arithmetic is the fully parallel stage's (``hw/stage.py``), the same
-requantization (``shared/SPEC.md`` §2); with ``simd < s`` (the dense MVAU shape) each node adds
+requantization (``docs/spec.md`` §2); with ``simd < s`` (the dense MVAU shape) each node adds
 ``s / simd`` partial sums in an accumulator before rounding.
 
 Schedule. ``i_valid`` is one pulse per pixel; ``i_data`` then stays still for ``interval`` clocks
@@ -44,6 +44,7 @@ from .mult import MULT_CYCLES, registered_product
 from .fanout import local_copy
 from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 from .stage import stage_signature
+from .connectivity import node, input_channel
 
 __all__ = ["FoldedStage", "OPERAND_CYCLES"]
 
@@ -124,7 +125,7 @@ class FoldedStage(wiring.Component):
             return lane * self._chunks + chunk
         group_in_lane, i = divmod(chunk, f.r)
         blk, u = divmod(lane * (f.b * f.t // self._lanes) + group_in_lane, f.t)
-        return (blk * f.r + i) * f.t + u
+        return node(f, blk, i, u)
 
     def _decode(self, addr):
         """``(lane, word, slot)`` in the weight memories of weight ``addr`` (index ``o*s + j``):
@@ -132,6 +133,7 @@ class FoldedStage(wiring.Component):
         f = self._factor
         o, j = divmod_const(addr, f.s)
         if self._grouped:
+            # connectivity.node_coords of o in bits: every size is a power of two
             lt, lr = (f.t - 1).bit_length(), (f.r - 1).bit_length()
             u, i, blk = o[:lt], o[lt:lt + lr], o[lt + lr:]
             group = Cat(u, blk)
@@ -300,8 +302,7 @@ class FoldedStage(wiring.Component):
             chans = []
             for c in range(II):
                 ck, fd = divmod(c, F)
-                blk, rest = divmod(self._node(j, ck), f.r * f.t)
-                chans.append((blk * f.s + fd * S + i) * f.t + rest % f.t)
+                chans.append(input_channel(f, self._node(j, ck), fd * S + i))
             return tuple(chans)
 
         chans_of = {(j, i): channels(j, i) for j in range(L) for i in range(S)}

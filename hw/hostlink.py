@@ -1,5 +1,6 @@
-"""The host link protocol between the driver and the board's bridge (``hw/bridge.py``): one table
-of constants that both sides use, and the CRC.
+"""The host link protocol between the driver (``sw/link.py``, ``sw/driver.py``) and the board's
+bridge (``hw/bridge.py``): one table of constants and frame layouts that both sides use, and the
+CRC (``docs/spec.md`` §8).
 
 Host to board, a command frame:
 
@@ -15,9 +16,10 @@ Commands:
 - ``WRITE`` payload: address (u32 LE), 1..MAX_WRITE_WORDS words (u32 LE), written to consecutive
   addresses only after the frame's CRC is verified -> no payload
 - ``STREAM`` payload: flags (1: bit 0 marks the last pixel as the end of a frame), pixel count N
-  (u16 LE, 1..MAX_STREAM_PIXELS), then N pixels of ``ceil(n_in*data_bits/8)`` bytes each (SPEC §4
-  words); the length must be exactly ``3 + N * that`` -> N output pixels of
-  ``ceil(n_out*data_bits/8)`` bytes, sent as the engine produces them
+  (u16 LE, 1..stream_batch), then N pixels of ``ceil(n_in*data_bits/8)`` bytes each
+  (``docs/spec.md`` §4 words); the length must be exactly ``3 + N * that`` -> N output pixels of
+  ``ceil(n_out*data_bits/8)`` bytes, sent as the engine produces them. ``stream_batch`` keeps
+  both the command's and the reply's payload within the length field.
 
 The status of a STREAM reply comes after its pixels: when the command turns out bad (CRC error,
 or the link went quiet mid-frame) the reply still has the declared length, its pixels must be
@@ -27,8 +29,12 @@ quiet for ``timeout`` mid-frame resets the parser (``TIMEOUT``), so the bridge a
 resynchronizes on the next command.
 """
 
+import struct
+
 __all__ = ["SYNC_CMD", "SYNC_REPLY", "CMD", "STATUS", "STATUS_NAMES", "MAX_READ_WORDS",
-           "MAX_WRITE_WORDS", "MAX_STREAM_PIXELS", "crc16"]
+           "MAX_WRITE_WORDS", "MAX_STREAM_PIXELS", "LENGTH", "CRC", "HEAD_BYTES", "STATUS_BYTES",
+           "MAX_PAYLOAD", "ADDRESS", "WORD", "READ_PAYLOAD", "STREAM_HEAD", "STREAM_LAST",
+           "write_payload_bytes", "stream_payload_bytes", "stream_batch", "crc16"]
 
 SYNC_CMD = 0xA5
 SYNC_REPLY = 0x5A
@@ -38,6 +44,36 @@ STATUS_NAMES = {v: k for k, v in STATUS.items()}
 MAX_READ_WORDS = 256
 MAX_WRITE_WORDS = 64
 MAX_STREAM_PIXELS = 64       # the bridge buffers a whole batch of input pixels
+
+# --- frame layout (every field little-endian)
+LENGTH = struct.Struct("<H")            # the payload length L
+CRC = struct.Struct("<H")               # the CRC-16 trailer
+HEAD_BYTES = 2 + LENGTH.size            # sync, cmd, L: the bytes before the payload
+STATUS_BYTES = 1                        # a reply's status, after its payload
+MAX_PAYLOAD = (1 << 8 * LENGTH.size) - 1
+ADDRESS = struct.Struct("<I")           # READ and WRITE: the first register's byte address
+WORD = struct.Struct("<I")              # one register word
+READ_PAYLOAD = struct.Struct("<IH")     # READ: address, word count
+STREAM_HEAD = struct.Struct("<BH")      # STREAM: flags, pixel count N; then the N pixels
+STREAM_LAST = 1                         # STREAM flags: the last pixel ends a frame
+
+
+def write_payload_bytes(n_words):
+    """Payload length of a WRITE of ``n_words`` words."""
+    return ADDRESS.size + WORD.size * n_words
+
+
+def stream_payload_bytes(n_pixels, pixel_bytes):
+    """Payload length of a STREAM of ``n_pixels`` pixels of ``pixel_bytes`` bytes (also of
+    Amaranth values: the bridge checks a received length with it)."""
+    return STREAM_HEAD.size + n_pixels * pixel_bytes
+
+
+def stream_batch(in_bytes, out_bytes):
+    """Most pixels one STREAM carries, for pixels of ``in_bytes`` bytes in and ``out_bytes``
+    out: at most ``MAX_STREAM_PIXELS`` (the bridge's buffer), and few enough that the command's
+    and the reply's payloads fit the length field."""
+    return min(MAX_STREAM_PIXELS, (MAX_PAYLOAD - STREAM_HEAD.size) // in_bytes, MAX_PAYLOAD // out_bytes)
 
 
 def crc16(data, crc=0xFFFF):

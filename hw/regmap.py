@@ -162,8 +162,9 @@ def register_map(cfg):
 
 
 def param_window(cfg):
-    """``(first word index, words)`` of the parameter window: weights, then A_c, then Bias_c."""
-    return WEIGHTS_BASE // 4, cfg.n_weights + (2 * cfg.n_out if cfg.epilogue else 0)
+    """``(first word index, words)`` of the parameter window: weights, then A_c, then Bias_c
+    (its blocks: :meth:`EngineConfig.param_blocks`)."""
+    return WEIGHTS_BASE // 4, cfg.n_params
 
 
 def address_bits(cfg):

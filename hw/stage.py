@@ -1,5 +1,5 @@
 """One butterfly factor in hardware: ``p`` nodes of ``s`` multipliers, adder trees and the
-requantization of ``shared/SPEC.md`` §2, fully pipelined and free-running.
+requantization of ``docs/spec.md`` §2, fully pipelined and free-running.
 
 Pipeline of a stage (one register per step; ``latency`` counts them):
 
@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
 from .regmap import SHIFT_BITS
+from .connectivity import input_channel
 from .arith import pipelined_sum, tree_levels, delay, READ_CYCLES
 from .axi import WRITE_SPACING
 from .mult import MULT_CYCLES, registered_product
@@ -162,18 +163,16 @@ class ButterflyStage(wiring.Component):
         m.d.comb += [x.eq(self.i_data[c]) for c, x in enumerate(xs)]
         accs = []
         for o in range(f.p):
-            blk, rest = divmod(o, f.r * f.t)
-            u = rest % f.t
             products = []
             for j in range(f.s):
                 # each multiplier's own copy of its input, next to it: the previous stage's
                 # outputs are across the device
-                x = local_copy(m, xs[(blk * f.s + j) * f.t + u], f"xin_{o}_{j}", platform)
+                x = local_copy(m, xs[input_channel(f, o, j)], f"xin_{o}_{j}", platform)
                 products.append(registered_product(m, x, active_w[o * f.s + j], f"prod_{o}_{j}",
                                                    platform))
             accs.append(pipelined_sum(m, products, f"tree_{o}"))
 
-        # --- requantization: round, shift, saturate (SPEC §2)
+        # --- requantization: round, shift, saturate (docs/spec.md §2)
         outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", platform=platform)
         m.d.comb += self.o_data.eq(delay(m, Cat(outs), self.OUTPUT_CYCLES, "hop", reset_less=True))
 

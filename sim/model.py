@@ -1,4 +1,4 @@
-"""The golden model: what the engine computes, bit for bit (``shared/SPEC.md`` §1-2).
+"""The golden model: what the engine computes, bit for bit (``docs/spec.md`` §1-2).
 
 Pure functions over NumPy ``int64`` arrays, vectorized over all pixels at once. Pixels are rows:
 a batch of ``N`` pixels of ``q`` channels is an ``(N, q)`` array. Weights of one factor are a
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bfly.hw.config import MAX_SHIFT, ROUNDING_MODES, OVERFLOW_MODES
+from bfly.hw.connectivity import factor_product, input_index
 from bfly.hw.regmap import RESIDUAL_SHIFT_MAX, BIAS_BITS, epi_ctrl_word
 
 __all__ = [
@@ -29,7 +30,7 @@ _NUMPY_SHIFT_LIMIT = 62
 
 
 def round_shift(acc, shift, rounding):
-    """``acc >> shift`` with the rounding of SPEC §2 (``floor``, ``half_up``, ``half_even``)."""
+    """``acc >> shift`` with the rounding of docs/spec.md §2 (``floor``, ``half_up``, ``half_even``)."""
     if rounding not in ROUNDING_MODES:
         raise ValueError(f"rounding must be one of {ROUNDING_MODES}, not {rounding!r}")
     acc = np.asarray(acc, dtype=np.int64)
@@ -70,14 +71,10 @@ def requantize(acc, shift, data_bits, rounding, overflow):
 def factor_apply(factor, weights, x):
     """One factor, exact: ``(N, q)`` integer pixels -> ``(N, p)`` accumulators (no rounding).
 
-    ``y[o] = sum_j W[o, j] * x[(blk*s + j)*t + u]`` with ``o = (blk*r + i)*t + u``.
+    ``y[o] = sum_j W[o, j] * x[(blk*s + j)*t + u]`` with ``o = (blk*r + i)*t + u``
+    (:mod:`bfly.hw.connectivity`).
     """
-    f = factor
-    x = np.asarray(x)
-    w4 = np.asarray(weights).reshape(f.b, f.r, f.t, f.s)          # W[o, j] at [blk, i, u, j]
-    xb = x.reshape(x.shape[0], f.b, f.s, f.t)
-    y = np.einsum("bruj,nbju->nbru", w4, xb)
-    return y.reshape(x.shape[0], f.p)
+    return factor_product(factor, np.asarray(weights), np.asarray(x), np.einsum)
 
 
 @dataclass
@@ -119,7 +116,7 @@ def check_shifts(cfg, shifts):
 def chain_forward(cfg, weights, shifts, x):
     """The engine's chain: ``(N, n_in)`` pixels -> :class:`ChainResult` with ``(N, n_out)``.
 
-    Each factor's exact accumulator is requantized to ``data_bits`` (SPEC §2) with the stage's
+    Each factor's exact accumulator is requantized to ``data_bits`` (docs/spec.md §2) with the stage's
     ``shift`` and the configuration's rounding and overflow modes.
     """
     weights = check_weights(cfg, weights)
@@ -138,7 +135,7 @@ def chain_forward(cfg, weights, shifts, x):
     return ChainResult(y=x, sat_counts=sat_counts, stages=stages)
 
 
-# --- epilogue (SPEC §3) ---------------------------------------------------------------------------
+# --- epilogue (docs/spec.md §3) ------------------------------------------------------------------
 
 
 
@@ -180,7 +177,7 @@ def check_epilogue(cfg, epi):
 
 
 def epilogue_apply(cfg, epi, y, x):
-    """SPEC §3 on chain outputs ``y`` ``(N, n_out)`` and block inputs ``x`` ``(N, n_in)``.
+    """docs/spec.md §3 on chain outputs ``y`` ``(N, n_out)`` and block inputs ``x`` ``(N, n_in)``.
 
     Returns ``(z, out_of_range)``: the block output and the mask of outputs that saturated (or
     wrapped) in the final requantization.
@@ -278,15 +275,11 @@ def random_params(cfg, rng):
 # --- float reference ------------------------------------------------------------------------------
 
 def factor_dense(factor, weights):
-    """The ``(p, q)`` dense matrix of one factor (``p*s`` non-zeros in the butterfly pattern)."""
+    """The ``(p, q)`` dense matrix of one factor (``p*s`` non-zeros in the butterfly pattern):
+    ``m[o, input_channel(o, j)] = W[o, j]``."""
     f = factor
-    blk, i, j, u = np.meshgrid(np.arange(f.b), np.arange(f.r), np.arange(f.s), np.arange(f.t),
-                               indexing="ij")
-    rows = (blk * f.r + i) * f.t + u
-    cols = (blk * f.s + j) * f.t + u
-    w = np.asarray(weights, dtype=np.float64)
     m = np.zeros((f.p, f.q))
-    m[rows.ravel(), cols.ravel()] = w[rows.ravel(), j.ravel()]
+    m[np.arange(f.p)[:, None], input_index(f)] = np.asarray(weights, dtype=np.float64)
     return m
 
 

@@ -1,4 +1,4 @@
-"""Word layouts of ``shared/SPEC.md`` §4: pixels to bus words and back.
+"""Word layouts of ``docs/spec.md`` §4: pixels and parameters to bus words and back.
 
 Channel ``c`` of a pixel occupies bits ``[c*data_bits, (c+1)*data_bits)`` of its word, two's
 complement, channel 0 in the least significant bits. On AXI4-Stream the word is padded with zero
@@ -11,7 +11,7 @@ from bfly.hw.config import stream_bits
 from bfly.hw.regmap import epi_ctrl_word
 
 __all__ = ["stream_bits", "pack_pixels", "unpack_pixels", "to_signed", "param_words",
-           "scalar_registers"]
+           "split_param_words", "scalar_registers"]
 
 
 def to_signed(values, bits):
@@ -45,14 +45,33 @@ def unpack_pixels(words, channels, data_bits):
 
 
 def param_words(cfg, params):
-    """The engine's parameter window as 32-bit words: every stage's ``(p, s)`` weights row-major,
-    then (with an epilogue) ``A_c`` and ``Bias_c`` (the register map's WEIGHTS, EPI_MULT,
-    EPI_BIAS)."""
-    parts = [np.asarray(w, dtype=np.int64).ravel() for w in params.weights]
+    """The engine's parameter window (:meth:`EngineConfig.param_blocks`) as ``cfg.n_params``
+    32-bit words (two's complement): every stage's ``(p, s)`` weights row-major, then (with an
+    epilogue) ``A_c`` and ``Bias_c``. ``params`` is a :class:`BlockParams`."""
+    blocks = [np.asarray(w, dtype=np.int64).reshape(-1) for w in params.weights]
     if cfg.epilogue:
         epi = params.epilogue
-        parts += [np.asarray(epi.mult, dtype=np.int64), np.asarray(epi.bias, dtype=np.int64)]
-    return [int(v) & 0xFFFFFFFF for v in np.concatenate(parts)]
+        blocks.append(np.concatenate([np.asarray(epi.mult, dtype=np.int64).reshape(-1),
+                                      np.asarray(epi.bias, dtype=np.int64).reshape(-1)]))
+    sizes = [size for _, size in cfg.param_blocks()]
+    if [b.size for b in blocks] != sizes:
+        raise ValueError(f"the parameters have blocks of {[b.size for b in blocks]} words, "
+                         f"the window of {cfg.id} blocks of {sizes}")
+    return [int(v) & 0xFFFFFFFF for v in np.concatenate(blocks)]
+
+
+def split_param_words(cfg, words):
+    """The inverse of :func:`param_words`: ``cfg.n_params`` words (signed or unsigned 32-bit) ->
+    ``(weights, mult, bias)``, the per-stage ``(p, s)`` weights and the epilogue's ``(n_out,)``
+    ``A_c`` and ``Bias_c`` (``None`` without an epilogue), as signed ``int64``."""
+    words = to_signed(np.asarray(words, dtype=np.int64).reshape(-1), 32)
+    if words.size != cfg.n_params:
+        raise ValueError(f"the parameter window of {cfg.id} has {cfg.n_params} words, not {words.size}")
+    blocks = [words[first:first + size] for first, size in cfg.param_blocks()]
+    weights = [b.reshape(f.p, f.s) for f, b in zip(cfg.factors, blocks)]
+    if not cfg.epilogue:
+        return weights, None, None
+    return weights, blocks[-1][:cfg.n_out], blocks[-1][cfg.n_out:]
 
 
 def scalar_registers(cfg, params):

@@ -1,6 +1,6 @@
 """Torch modules for training butterfly networks whose weights the engine runs as they are.
 
-- :class:`ButterflyTransform`: the chain of ``shared/SPEC.md`` §1, one ``(p, s)`` parameter per
+- :class:`ButterflyTransform`: the chain of ``docs/spec.md`` §1, one ``(p, s)`` parameter per
   factor (the engine's weight layout). Forward gathers and sums per factor, so its cost is
   ``sum(p*s)`` per pixel, never ``n^2``; :meth:`ButterflyTransform.dense_matrix` gives the
   equivalent matrix for inspection.
@@ -18,33 +18,17 @@ import math
 import torch
 from torch import nn
 
-from bfly.hw.config import EngineConfig, Factor, ConfigError
+from bfly.hw.config import EngineConfig, Factor, ConfigError, radix_factorization
+from bfly.hw.connectivity import factor_product, input_index
 
 __all__ = ["ButterflyTransform", "BFTConv2d", "pointwise_chain", "replace_pointwise",
            "parameter_groups", "eq9_bound"]
 
 
-def _radices(n, k):
-    """Factor ``n`` into radices no larger than ``k`` where possible, largest first (48, 4 ->
-    4, 4, 3); a prime factor larger than ``k`` becomes a radix of its own."""
-    radices, rest = [], n
-    for f in range(k, 1, -1):
-        while rest % f == 0:
-            radices.append(f)
-            rest //= f
-    p = 2
-    while rest > 1:                      # prime factors above k
-        while rest % p == 0:
-            radices.append(p)
-            rest //= p
-        p += 1
-    return radices or [1]
-
-
 def _square_chain(n, k):
     if n == 1:
         return []
-    return list(EngineConfig.mixed_radix(_radices(n, k)).factors)
+    return list(EngineConfig.mixed_radix(radix_factorization(n, k)).factors)
 
 
 def pointwise_chain(c_in, c_out, k=4):
@@ -93,17 +77,10 @@ def eq9_bound(factors):
     return 2.0 * (x / (2.0 * math.sqrt(mean_paths))) ** (1.0 / L)
 
 
-def _gather_index(f, device=None):
-    """``(p, s)`` input index of each weight: ``(blk*s + j)*t + u`` for output ``(blk*r + i)*t + u``."""
-    o = torch.arange(f.p, device=device)
-    blk, u = o // (f.r * f.t), o % f.t
-    j = torch.arange(f.s, device=device)
-    return (blk[:, None] * f.s + j[None, :]) * f.t + u[:, None]
-
-
 def _factor_matrix(f, w):
+    """The ``(p, q)`` matrix of factor ``f`` with ``(p, s)`` weights ``w``."""
     m = torch.zeros(f.p, f.q, dtype=w.dtype)
-    m.scatter_(1, _gather_index(f), w)
+    m.scatter_(1, torch.as_tensor(input_index(f)), w)
     return m
 
 
@@ -143,19 +120,11 @@ class ButterflyTransform(nn.Module):
             for w in self.weights:
                 w.uniform_(-y, y)
 
-    @staticmethod
-    def _factor(f, w, h):
-        """One factor on ``(N, q)``: input ``(blk, j, u)`` and weight ``(blk, i, u, j)`` blocks,
-        a batched product over the ``b*t`` groups of ``s`` inputs (``p*s`` multiplies a pixel)."""
-        n = h.shape[0]
-        y = torch.einsum("nbju,bruj->nbru", h.reshape(n, f.b, f.s, f.t), w.reshape(f.b, f.r, f.t, f.s))
-        return y.reshape(n, f.p)
-
     def forward(self, x):
         shape = x.shape
         h = x.reshape(-1, shape[-1])
         for f, w in zip(self.factors, self.weights):
-            h = self._factor(f, w, h)
+            h = factor_product(f, w, h, torch.einsum)        # p*s multiplies a pixel
         if self.residual:
             h = h + x.reshape(-1, shape[-1])
         return h.reshape(*shape[:-1], self.n_out)

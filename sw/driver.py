@@ -9,20 +9,20 @@ scales. Every reply is CRC-checked; damaged or lost replies are retried after re
 nothing is returned that the board did not confirm.
 """
 
-import struct
 import time
 
 import numpy as np
 
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.config import ConfigError
-from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, MAX_STREAM_PIXELS
+from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, WORD, stream_batch
 from bfly.hw.regmap import (BFLY_ID, register_map, config_from_words, param_window, epi_ctrl_fields)
 from bfly.sim.model import BlockParams, Epilogue
-from bfly.sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers, to_signed, stream_bits
+from bfly.sim.words import (pack_pixels, unpack_pixels, param_words, split_param_words, scalar_registers,
+                            stream_bits)
 from .link import LinkError, read_cmd, write_cmd, stream_cmd, decode_reply
 
-__all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError"]
+__all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError", "stream_frames"]
 
 RETRYABLE = (None, "BAD_CRC", "TIMEOUT")      # lost or damaged on the way: send again
 
@@ -73,6 +73,20 @@ class SerialTransport:
         self.port.close()
 
 
+def stream_frames(cfg, pixels):
+    """The STREAM commands that carry ``(N, n_in)`` integer pixels, one frame of a feature map,
+    to the engine of ``cfg``: ``[(command frame, pixels in it)]``, as many pixels in each as one
+    STREAM takes (:func:`bfly.hw.hostlink.stream_batch`); the last one ends the frame."""
+    in_bytes = stream_bits(cfg.n_in, cfg.data_bits) // 8
+    batch = stream_batch(in_bytes, stream_bits(cfg.n_out, cfg.data_bits) // 8)
+    frames = []
+    for start in range(0, len(pixels), batch):
+        chunk = pixels[start:start + batch]
+        data = b"".join(v.to_bytes(in_bytes, "little") for v in pack_pixels(chunk, cfg.data_bits))
+        frames.append((stream_cmd(data, len(chunk), start + batch >= len(pixels)), len(chunk)))
+    return frames
+
+
 class Accelerator:
     def __init__(self, transport, retries=4, progress=None):
         self.transport = transport
@@ -110,14 +124,14 @@ class Accelerator:
         words = []
         for start in range(0, count, MAX_READ_WORDS):
             n = min(MAX_READ_WORDS, count - start)
-            payload = self._transact(read_cmd(addr + 4 * start, n), CMD["READ"])
-            words += struct.unpack(f"<{n}I", payload)
+            payload = self._transact(read_cmd(addr + WORD.size * start, n), CMD["READ"])
+            words += [w for (w,) in WORD.iter_unpack(payload)]
         return words
 
     def write(self, addr, words, bar=None):
         for start in range(0, len(words), MAX_WRITE_WORDS):
             chunk = words[start:start + MAX_WRITE_WORDS]
-            self._transact(write_cmd(addr + 4 * start, chunk), CMD["WRITE"])
+            self._transact(write_cmd(addr + WORD.size * start, chunk), CMD["WRITE"])
             if bar:
                 bar.update(len(chunk))
 
@@ -160,17 +174,13 @@ class Accelerator:
         """The bank as the device holds it (the shadow registers, which a commit made active)."""
         cfg = self.config
         _, n = param_window(cfg)
-        words = to_signed(np.array(self.read(self.reg("WEIGHTS"), n)), 32)
-        weights, pos = [], 0
-        for f in cfg.factors:
-            weights.append(words[pos:pos + f.n_weights].reshape(f.p, f.s))
-            pos += f.n_weights
+        weights, mult, bias = split_param_words(cfg, self.read(self.reg("WEIGHTS"), n))
         shifts = self.read(self.reg("SHIFT"), cfg.n_stages)
         epi = None
         if cfg.epilogue:
             relu, gain = epi_ctrl_fields(self.read(self.reg("EPI_CTRL"), 1)[0])
-            epi = Epilogue(mult=words[pos:pos + cfg.n_out], bias=words[pos + cfg.n_out:pos + 2 * cfg.n_out],
-                           gain=gain, out_shift=self.read(self.reg("OUT_SHIFT"), 1)[0], relu=relu)
+            epi = Epilogue(mult=mult, bias=bias, gain=gain,
+                           out_shift=self.read(self.reg("OUT_SHIFT"), 1)[0], relu=relu)
         return BlockParams(weights, shifts, epi)
 
     # --- streaming
@@ -185,20 +195,15 @@ class Accelerator:
             raise DriverError(f"the feature map must hold integers in [{cfg.data_min}, {cfg.data_max}]")
         _, h, w = fmap.shape
         pixels = fmap.reshape(cfg.n_in, -1).T
-        in_bytes = stream_bits(cfg.n_in, cfg.data_bits) // 8
         out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
-        batch = min(MAX_STREAM_PIXELS, (0xFFFF - 3) // in_bytes, 0xFFFF // out_bytes)
         bar = self._bar(len(pixels), "run", "pixel")
         out = []
-        for start in range(0, len(pixels), batch):
-            chunk = pixels[start:start + batch]
-            data = b"".join(v.to_bytes(in_bytes, "little") for v in pack_pixels(chunk, cfg.data_bits))
-            last = start + batch >= len(pixels)
-            reply = self._transact(stream_cmd(data, len(chunk), last), CMD["STREAM"])
+        for frame, count in stream_frames(cfg, pixels):
+            reply = self._transact(frame, CMD["STREAM"])
             words = [int.from_bytes(reply[i:i + out_bytes], "little") for i in range(0, len(reply), out_bytes)]
             out.append(unpack_pixels(words, cfg.n_out, cfg.data_bits))
             if bar:
-                bar.update(len(chunk))
+                bar.update(count)
         if bar:
             bar.close()
         return np.concatenate(out).T.reshape(cfg.n_out, h, w)

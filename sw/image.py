@@ -31,6 +31,7 @@ import numpy as np
 
 from bfly.hw.config import EngineConfig, ConfigError
 from bfly.sim.model import BlockParams, Epilogue, check_weights, check_shifts, check_epilogue
+from bfly.sim.words import param_words, split_param_words
 
 __all__ = ["WeightImage", "ImageError", "FORMAT_VERSION", "MAGIC"]
 
@@ -62,10 +63,8 @@ class WeightImage:
         check_weights(cfg, p.weights)
         check_shifts(cfg, p.shifts)
         epi = check_epilogue(cfg, p.epilogue) if cfg.epilogue else None
-        values = [np.asarray(w, dtype=np.int64).ravel() for w in p.weights]
-        if epi is not None:
-            values += [epi.mult, epi.bias]
-        flat = np.concatenate(values).astype("<i4")
+        # (the int32 of the format: the window's 32-bit words, little-endian)
+        flat = np.array(param_words(cfg, BlockParams(p.weights, p.shifts, epi)), dtype="<u4")
         header = {
             "config": cfg.to_dict(),
             "shifts": [int(s) for s in p.shifts],
@@ -74,7 +73,7 @@ class WeightImage:
             "input_scale": float(self.input_scale),
             "output_scale": float(self.output_scale),
             "counts": {"weights": [f.n_weights for f in cfg.factors],
-                       "epilogue": 2 * cfg.n_out if epi is not None else 0},
+                       "epilogue": cfg.n_params - cfg.n_weights},
             "report": self.report,
         }
         text = json.dumps(header, sort_keys=True).encode()
@@ -144,23 +143,18 @@ class WeightImage:
             fail(f"invalid configuration: {e}")
         if counts["weights"] != [f.n_weights for f in cfg.factors]:
             fail(f"weight counts {counts['weights']} do not match the chain {cfg.chain_rows()}")
-        if counts["epilogue"] != (2 * cfg.n_out if cfg.epilogue else 0):
+        if counts["epilogue"] != cfg.n_params - cfg.n_weights:
             fail("epilogue parameter count does not match the configuration")
         flat = np.frombuffer(data, dtype="<i4", count=n_params, offset=_HEAD.size + hlen).astype(np.int64)
-        weights, pos = [], 0
-        for f in cfg.factors:
-            weights.append(flat[pos:pos + f.n_weights].reshape(f.p, f.s))
-            pos += f.n_weights
+        weights, mult, bias = split_param_words(cfg, flat)
         epi = None
         try:
             weights = check_weights(cfg, weights)
             shifts = check_shifts(cfg, header["shifts"])
             if cfg.epilogue:
                 e = header["epilogue"]
-                epi = check_epilogue(cfg, Epilogue(mult=flat[pos:pos + cfg.n_out],
-                                                   bias=flat[pos + cfg.n_out:pos + 2 * cfg.n_out],
-                                                   gain=e["gain"], out_shift=e["out_shift"],
-                                                   relu=e["relu"]))
+                epi = check_epilogue(cfg, Epilogue(mult=mult, bias=bias, gain=e["gain"],
+                                                   out_shift=e["out_shift"], relu=e["relu"]))
         except ValueError as e:
             fail(f"{e} (the configuration says {cfg.weight_bits}-bit weights, {cfg.data_bits}-bit data)")
         except (KeyError, TypeError):

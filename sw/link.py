@@ -1,9 +1,9 @@
-"""Host side of the link protocol (``gen/hostlink.py``): encoding command frames and decoding
+"""Host side of the link protocol (``hw/hostlink.py``): encoding command frames and decoding
 reply frames from a byte source, with the CRC checked."""
 
-import struct
-
-from bfly.hw.hostlink import SYNC_CMD, SYNC_REPLY, CMD, STATUS_NAMES, crc16
+from bfly.hw.hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS_NAMES, LENGTH, CRC, HEAD_BYTES,
+                              STATUS_BYTES, MAX_PAYLOAD, ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD,
+                              STREAM_LAST, crc16)
 
 __all__ = ["LinkError", "encode", "read_cmd", "write_cmd", "stream_cmd", "decode_reply"]
 
@@ -17,20 +17,27 @@ class LinkError(IOError):
 
 
 def encode(cmd, payload):
-    body = bytes([cmd]) + struct.pack("<H", len(payload)) + payload
-    return bytes([SYNC_CMD]) + body + struct.pack("<H", crc16(body))
+    """One command frame: sync, ``cmd``, the payload's length, ``payload`` (bytes), CRC."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"a payload holds at most {MAX_PAYLOAD} bytes, not {len(payload)}")
+    body = bytes([cmd]) + LENGTH.pack(len(payload)) + payload
+    return bytes([SYNC_CMD]) + body + CRC.pack(crc16(body))
 
 
 def read_cmd(addr, count):
-    return encode(CMD["READ"], struct.pack("<IH", addr, count))
+    """READ ``count`` words from byte address ``addr``."""
+    return encode(CMD["READ"], READ_PAYLOAD.pack(addr, count))
 
 
 def write_cmd(addr, words):
-    return encode(CMD["WRITE"], struct.pack(f"<I{len(words)}I", addr, *words))
+    """WRITE ``words`` (32-bit) to consecutive words from byte address ``addr``."""
+    return encode(CMD["WRITE"], ADDRESS.pack(addr) + b"".join(WORD.pack(w) for w in words))
 
 
 def stream_cmd(pixel_bytes, count, last):
-    return encode(CMD["STREAM"], struct.pack("<BH", int(last), count) + pixel_bytes)
+    """STREAM ``count`` pixels (``pixel_bytes``, each padded to whole bytes); ``last``: the last
+    of them ends a frame."""
+    return encode(CMD["STREAM"], STREAM_HEAD.pack(STREAM_LAST if last else 0, count) + pixel_bytes)
 
 
 def decode_reply(read, expect_cmd):
@@ -42,16 +49,17 @@ def decode_reply(read, expect_cmd):
             raise LinkError("no reply (timeout)")
         if b[0] == SYNC_REPLY:
             break
-    head = read(3)
-    if len(head) < 3:
+    head = read(HEAD_BYTES - 1)                 # cmd and length
+    if len(head) < HEAD_BYTES - 1:
         raise LinkError("reply cut short (timeout)")
-    cmd, length = head[0], struct.unpack("<H", head[1:])[0]
-    rest = read(length + 3)
-    if len(rest) < length + 3:
-        raise LinkError(f"reply cut short: {len(rest)} of {length + 3} bytes (timeout)")
+    cmd, (length,) = head[0], LENGTH.unpack(head[1:])
+    tail = length + STATUS_BYTES + CRC.size
+    rest = read(tail)
+    if len(rest) < tail:
+        raise LinkError(f"reply cut short: {len(rest)} of {tail} bytes (timeout)")
     payload, status = rest[:length], rest[length]
-    (crc,) = struct.unpack("<H", rest[length + 1:])
-    if crc16(head + rest[:length + 1]) != crc:
+    (crc,) = CRC.unpack(rest[length + STATUS_BYTES:])
+    if crc16(head + rest[:length + STATUS_BYTES]) != crc:
         raise LinkError("reply failed its CRC check")
     if cmd != expect_cmd:
         raise LinkError(f"reply to command {cmd:#x}, expected {expect_cmd:#x}")

@@ -9,13 +9,15 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from bfly.hw.config import EngineConfig
-from bfly.hw.hostlink import crc16, CMD
+from bfly.hw.hostlink import (crc16, CMD, MAX_PAYLOAD, MAX_STREAM_PIXELS, HEAD_BYTES, CRC,
+                              stream_batch, stream_payload_bytes)
 from bfly.hw.regmap import BFLY_ID, register_map, config_words
 from bfly.hw.board import BoardTop, uart_divisor
 from bfly.hw.bridge import crc16_step
 from bfly.sim.model import random_params, engine_forward
 from bfly.sim.words import pack_pixels, unpack_pixels, param_words
 from bfly.sw.link import read_cmd, write_cmd, stream_cmd, decode_reply, LinkError
+from bfly.sw.driver import stream_frames
 
 
 def test_crc_step_matches_the_reference():
@@ -134,3 +136,39 @@ def test_damaged_frames_get_error_replies_and_change_nothing():
     assert struct.unpack("<2I", decode_reply(rd, CMD["READ"])) == (0, 0)
     assert decode_reply(rd, CMD["WRITE"]) == b""
     assert struct.unpack("<2I", decode_reply(rd, CMD["READ"])) == (5, 6)
+
+
+def test_stream_batch_fits_the_length_field():
+    assert stream_batch(4, 4) == MAX_STREAM_PIXELS
+    for in_bytes, out_bytes in [(1100, 4), (4, 1100), (2000, 3000), (MAX_PAYLOAD - 3, 1)]:
+        n = stream_batch(in_bytes, out_bytes)
+        assert n >= 1
+        assert stream_payload_bytes(n, in_bytes) <= MAX_PAYLOAD and n * out_bytes <= MAX_PAYLOAD
+        assert (stream_payload_bytes(n + 1, in_bytes) > MAX_PAYLOAD or (n + 1) * out_bytes > MAX_PAYLOAD
+                or n == MAX_STREAM_PIXELS)
+
+
+def test_the_drivers_largest_stream_is_what_the_bridge_takes():
+    """The driver's frames for one more pixel than a STREAM takes: a full batch, then one pixel;
+    the bridge answers both, and refuses a STREAM of one more pixel than the batch."""
+    cfg = EngineConfig.bft(4, 2)
+    regs = {r.name: r for r in register_map(cfg)}
+    params = random_params(cfg, np.random.default_rng(5))
+    batch = stream_batch(4, 4)
+    pixels = np.random.default_rng(6).integers(-128, 128, size=(batch + 1, 4))
+    frames = stream_frames(cfg, pixels)
+    assert [n for _, n in frames] == [batch, 1]
+    assert len(frames[0][0]) == HEAD_BYTES + stream_payload_bytes(batch, 4) + CRC.size
+    too_long = stream_cmd(bytes(4 * (batch + 1)), batch + 1, True)
+    rd = _Reader(_run_board(cfg, [write_cmd(regs["WEIGHTS"].offset, param_words(cfg, params)),
+                                  write_cmd(regs["SHIFT"].offset, params.shifts),
+                                  write_cmd(regs["CTRL"].offset, [1])]
+                            + [f for f, _ in frames] + [too_long]))
+    for _ in range(3):
+        assert decode_reply(rd, CMD["WRITE"]) == b""
+    out = decode_reply(rd, CMD["STREAM"]) + decode_reply(rd, CMD["STREAM"])
+    got = unpack_pixels([int.from_bytes(out[i:i + 4], "little") for i in range(0, len(out), 4)], 4, 8)
+    np.testing.assert_array_equal(got, engine_forward(cfg, params, pixels).y)
+    with pytest.raises(LinkError) as e:
+        decode_reply(rd, CMD["STREAM"])
+    assert e.value.status == "BAD_LEN"

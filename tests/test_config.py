@@ -1,10 +1,11 @@
 """The configuration type: constructors, derived facts, ids and the errors a user sees."""
 
 import json
+import math
 
 import pytest
 
-from bfly.hw.config import EngineConfig, ConfigError, Factor
+from bfly.hw.config import EngineConfig, ConfigError, Factor, radix_factorization
 
 
 def test_bft_stages_follow_the_spec():
@@ -69,6 +70,26 @@ def test_errors_say_what_to_change(make, message):
         make()
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("n,k,radices", [(48, 4, [4, 4, 3]), (64, 4, [4, 4, 4]), (12, 8, [6, 2]),
+                                          (14, 4, [2, 7]), (7, 4, [7]), (1, 4, []),
+                                          (2 * 11 * 13, 2, [2, 11, 13]), (96, 16, [16, 6])])
+def test_radix_factorization(n, k, radices):
+    assert radix_factorization(n, k) == radices
+    assert math.prod(radices) == n
+
+
+def test_power_of_k_hint_only_with_radices_up_to_k():
+    with pytest.raises(ConfigError) as e:
+        EngineConfig.bft(14, 4)                 # 7 is no radix of at most 4: no hint
+    assert str(e.value) == "14 is not a power of 4"
+    with pytest.raises(ConfigError) as e:
+        EngineConfig.bft(12, 8)
+    assert str(e.value) == "12 is not a power of 8; use --radices, e.g. 6,2"
+    with pytest.raises(ConfigError) as e:
+        EngineConfig.bft(7, 8)                  # one radix: no chain of radices to suggest
+    assert str(e.value) == "7 is not a power of 8"
 
 
 def test_round_trip_through_dict():
