@@ -13,7 +13,7 @@ from .csr import Field, Register
 __all__ = ["Field", "Register", "Rounding", "Overflow", "register_map", "REGMAP_VERSION", "BFLY_ID",
            "ROUNDING_CODES", "OVERFLOW_CODES", "SHIFT_BITS", "MAX_SHIFT", "RESIDUAL_SHIFT_MAX",
            "BIAS_BITS", "MAX_STAGES", "MAX_CHANNELS", "MAX_RADIX", "epi_ctrl_word", "epi_ctrl_fields",
-           "config_words", "config_from_words", "address_bits", "param_window", "DECLARED",
+           "config_words", "constant_words", "config_from_words", "address_bits", "param_window", "DECLARED",
            "ID", "CONFIG0", "CONFIG1", "CONFIG2", "CONFIG3", "CTRL", "STATUS", "EPI_CTRL", "OUT_SHIFT",
            "FACTOR", "SHIFT", "SAT_COUNT", "WEIGHTS", "EPI_MULT", "EPI_BIAS"]
 
@@ -46,8 +46,8 @@ def _shift(doc):
 
 
 ID = Register("ID", 0x000, "ro", fields=(
-    Field("version", 16, 0, doc="register map version"),
-    Field("magic", 16, 16, doc=f"0x{BFLY_MAGIC:04X}: a bfly engine")),
+    Field("version", 16, 0, doc="of the register map"),
+    Field("magic", 16, 16, doc=f"0x{BFLY_MAGIC:04X}, a bfly engine")),
     doc="identifies a bfly engine and its register map version")
 CONFIG0 = Register("CONFIG0", 0x004, "ro", fields=(
     Field("data_bits", 8, 0), Field("weight_bits", 8, 8),
@@ -57,40 +57,40 @@ CONFIG0 = Register("CONFIG0", 0x004, "ro", fields=(
     doc="widths and modes")
 CONFIG1 = Register("CONFIG1", 0x008, "ro", fields=(
     Field("n_in", 16, 0, doc="input channels"), Field("n_stages", 8, 16, doc="number of stages")),
-    doc="the chain's input")
+    doc="the chain's input side")
 CONFIG2 = Register("CONFIG2", 0x00C, "ro", fields=(
     Field("n_out", 16, 0, doc="output channels"),
-    Field("latency", 16, 16, doc="latency in clocks (saturates)")),
-    doc="the chain's output")
+    Field("latency", 16, 16, doc="in clocks, saturating")),
+    doc="the chain's output side and the latency")
 CTRL = Register("CTRL", 0x010, "wo", fields=(
     Field("commit", 1, 0, doc="make the shadow bank active for every pixel accepted after this "
           "write"),),
     doc="control strobes")
 STATUS = Register("STATUS", 0x014, "ro", fields=(
-    Field("commit_busy", 1, 0, doc="a commit is propagating (register writes and reads wait "
-          "until it is done)"),
+    Field("commit_busy", 1, 0, doc="a commit is propagating, register writes and reads wait "
+          "until it is done"),
     Field("stream_busy", 1, 1, doc="pixels in flight")),
     doc="what the engine is doing")
 EPI_CTRL = Register("EPI_CTRL", 0x018, "rw", fields=(
     Field("relu", 1, 0, doc="ReLU after the requantization"),
     Field("residual", 1, 1, doc="residual enable"),
-    Field("negative", 1, 2, doc="residual negative: G = -2**g"),
-    Field("g", 4, 8, doc="residual gain G = +-2**g")),
+    Field("negative", 1, 2, doc="residual negative, G = -2**g"),
+    Field("g", 4, 8, doc="residual gain G = +-2**g, a shift")),
     doc="with an epilogue: its control word (shadow bank)")
 OUT_SHIFT = Register("OUT_SHIFT", 0x01C, "rw", fields=(_shift("epilogue output shift"),),
                      doc="with an epilogue: its output shift (shadow bank)")
 CONFIG3 = Register("CONFIG3", 0x020, "ro", fields=(
-    Field("lanes", 16, 0, doc="output nodes per clock in the widest stage (0: all)"),
-    Field("simd", 16, 16, doc="inputs per node per clock (0: all)")),
+    Field("lanes", 16, 0, doc="output nodes per clock in the widest stage, 0 for all"),
+    Field("simd", 16, 16, doc="inputs per node per clock, 0 for all")),
     doc="the folding")
 FACTOR = Register("FACTOR", 0x040, "ro", array=True, fields=(
-    Field("r_minus_1", 8, 0, doc="r - 1"), Field("s_minus_1", 8, 8, doc="s - 1"),
+    Field("r_minus_1", 8, 0, doc="r - 1, so that r = 256 fits"), Field("s_minus_1", 8, 8, doc="s - 1"),
     Field("t", 16, 16)),
     doc="per stage: the factor (r, s, t); b follows from the stage's input count q = b*s*t")
 SHIFT = Register("SHIFT", 0x100, "rw", array=True, fields=(_shift("requantization shift"),),
                  doc="per stage: the requantization shift (shadow bank)")
 SAT_COUNT = Register("SAT_COUNT", 0x200, "rw_clear", array=True, fields=(
-    Field("count", 32, 0, doc="saturates at 2**32-1"),),
+    Field("count", 32, 0, doc="saturating at 2**32-1"),),
     doc="per stage: outputs that saturated (or wrapped) since the last clear; any write clears")
 WEIGHTS = Register("WEIGHTS", WEIGHTS_BASE, "rw", array=True, window=True, fields=(
     Field("weight", 32, 0, signed=True, doc="sign-extended"),),
@@ -150,6 +150,13 @@ def config_words(cfg, latency):
         "CONFIG3": CONFIG3.pack(lanes=cfg.lanes, simd=cfg.simd),
         "FACTOR": [FACTOR.pack(r_minus_1=f.r - 1, s_minus_1=f.s - 1, t=f.t) for f in cfg.factors],
     }
+
+
+def constant_words(cfg, latency):
+    """``{register name: [word per index]}`` for every read-only register whose words are
+    constants of the engine: ``ID``, ``CONFIG0``..``CONFIG3``, ``FACTOR``."""
+    words = config_words(cfg, latency)
+    return {ID.name: [BFLY_ID], **{k: v if isinstance(v, list) else [v] for k, v in words.items()}}
 
 
 def config_from_words(config0, config1, config2, factors, name="", config3=0):
