@@ -58,6 +58,7 @@ def test_imports_run_down_the_layers():
 @pytest.mark.parametrize("module, banned", [("sim/model.py", ("amaranth", "cocotb", "torch")),
                                             ("hw/config.py", ("amaranth",)),
                                             ("hw/regmap.py", ("amaranth",)),
+                                            ("hw/csr.py", ("amaranth",)),
                                             ("hw/hostlink.py", ("amaranth",))])
 def test_pure_python_modules(module, banned):
     """The golden model and the contract tables need no HDL or simulator."""

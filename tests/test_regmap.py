@@ -168,6 +168,15 @@ def test_offsets_as_before():
     assert [r.name for r in register_map(EngineConfig.bft(16, 4))] == [
         "ID", "CONFIG0", "CONFIG1", "CONFIG2", "CTRL", "STATUS", "CONFIG3", "FACTOR", "SHIFT",
         "SAT_COUNT", "WEIGHTS"]
+    spans = {r.name: [f.span() for f in r.fields] for r in register_map(cfg)}
+    assert spans == {
+        "ID": ["[15:0]", "[31:16]"],
+        "CONFIG0": ["[7:0]", "[15:8]", "[17:16]", "[18]", "[19]", "[20]"],
+        "CONFIG1": ["[15:0]", "[23:16]"], "CONFIG2": ["[15:0]", "[31:16]"],
+        "CTRL": ["[0]"], "STATUS": ["[0]", "[1]"], "EPI_CTRL": ["[0]", "[1]", "[2]", "[11:8]"],
+        "OUT_SHIFT": ["[5:0]"], "CONFIG3": ["[15:0]", "[31:16]"],
+        "FACTOR": ["[7:0]", "[15:8]", "[31:16]"], "SHIFT": ["[5:0]"], "SAT_COUNT": ["[31:0]"],
+        "WEIGHTS": ["[31:0]"], "EPI_MULT": ["[31:0]"], "EPI_BIAS": ["[31:0]"]}
     assert (STATUS["commit_busy"].lsb, STATUS["stream_busy"].lsb, CTRL["commit"].lsb) == (0, 1, 0)
 
 
