@@ -95,14 +95,15 @@ def regmap_json(cfg, top):
     }
 
 
-def _field_text(reg, f):
-    """``[msb:lsb] name: doc`` (codes and access where they apply), for comments and tables."""
+def _field_text(reg, f, span="{}"):
+    """``[msb:lsb] name: doc`` (codes and access where they apply), for comments and tables;
+    ``span`` formats the bit range."""
     notes = [f.doc] if f.doc else []
     if f.enum:
         notes.append(", ".join(f"{int(m)} {m.name}" for m in f.enum))
     if reg.field_access(f) != reg.access:
         notes.append(reg.field_access(f))
-    return f"{f.span()} {f.name}" + (f": {', '.join(notes)}" if notes else "")
+    return f"{span.format(f.span())} {f.name}" + (f": {', '.join(notes)}" if notes else "")
 
 
 def c_header(cfg):
@@ -149,8 +150,7 @@ def regmap_markdown(cfg=README_EXAMPLE):
     for r in register_map(cfg):
         name = f"`{r.name}[i]`" if r.array else f"`{r.name}`"
         offset = f"`0x{r.offset:03X}`" + (" + 4i" if r.array else "")
-        fields = "; ".join("`" + f.span() + "` " + _field_text(r, f).split(" ", 1)[1]
-                           for f in r.fields)
+        fields = "; ".join(_field_text(r, f, "`{}`") for f in r.fields)
         rows.append(f"| {name} | {offset} | {r.access} | {r.count} | {r.doc} | {fields} |")
     kinds = ", ".join(f"{k}: {v}" for k, v in ACCESS.items())
     return "\n".join(rows) + f"\n\nAccess kinds: {kinds}.\n"
