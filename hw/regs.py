@@ -1,22 +1,27 @@
-"""The register bank: decodes the register bus against the table in ``gen/regmap.py``.
+"""The register bank: decodes the register bus against the declared register map
+(``hw/regmap.py``), each register's behaviour chosen by its access kind:
 
-It holds the shadow shifts (and the epilogue's control word and output shift), the commit strobe,
-status, the saturation counters and the read-only identification words; the parameter window
-(weights, epilogue multipliers and biases) is forwarded to the engine, whose blocks keep those
-shadow registers beside the multipliers that use them.
+- ``ro`` with a constant word (``ID``, ``CONFIG*``, ``FACTOR[l]``): the word from the
+  configuration; ``ro`` without one (``STATUS``): each field reads the input port of its name;
+- ``rw`` outside the parameter window (``SHIFT[l]``, ``EPI_CTRL``, ``OUT_SHIFT``): a shadow register
+  of the register's width, driving an output port (:func:`shadow_port`);
+- ``rw_clear`` (``SAT_COUNT[l]``): a saturating counter of the port's counts, cleared by a write;
+- ``wo`` (``CTRL``): each one-bit field is a strobe ``<field>_stb`` when written with the bit set;
+  reads answer 0;
+- the parameter window (weights, epilogue multipliers and biases) is forwarded to the engine, whose
+  blocks keep those shadow registers beside the multipliers that use them.
 """
 
 from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, Shape
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
-from .regmap import register_map, config_words, address_bits, param_window, BFLY_ID, SHIFT_BITS
+from .regmap import register_map, config_words, constant_words, address_bits, param_window
 from .arith import in_range, delay
 from .axi import RegisterBus
 from .engine import PARAM_READ_CYCLES
-from .epilogue import EPI_CTRL_BITS
 
-__all__ = ["RegisterBank"]
+__all__ = ["RegisterBank", "shadow_port"]
 
 
 def _or_all(values):
@@ -26,6 +31,14 @@ def _or_all(values):
     return result
 
 SAT_COUNT_BITS = 32
+_NETLIST_NAMES = {"SHIFT": "shadow_sh"}      # a shadow register's name in the netlists so far
+
+
+def shadow_port(reg):
+    """The bank's port for a register held here: ``shadow_<name>`` for a shadow register,
+    ``<name>`` for a counter; plural for an array (one element per word)."""
+    base = reg.name.lower() + ("s" if reg.array else "")
+    return base if reg.access == "rw_clear" else "shadow_" + base
 
 
 class RegisterBank(wiring.Component):
@@ -40,7 +53,12 @@ class RegisterBank(wiring.Component):
     def __init__(self, cfg, latency, sat_count_shape):
         self._cfg = cfg
         self._latency = latency
-        self._regs = {r.name: r for r in register_map(cfg)}
+        regs = register_map(cfg)
+        self._regs = {r.name: r for r in regs}
+        self._shadows = [r for r in regs if r.access == "rw" and not r.window]
+        self._strobes = [r for r in regs if r.access == "wo"]
+        self._status = [r for r in regs if r.access == "ro" and r.name not in constant_words(cfg, 0)]
+        (self._counter,) = [r for r in regs if r.access == "rw_clear"]
         _, n_params = param_window(cfg)
         ports = {
             "bus": In(RegisterBus(address_bits(cfg) - 2)),
@@ -49,41 +67,37 @@ class RegisterBank(wiring.Component):
             "p_en": Out(1),
             "p_raddr": Out(range(n_params)),
             "p_rdata": In(32),
-            "shadow_shifts": Out(data.ArrayLayout(SHIFT_BITS, cfg.n_stages)),
-            "commit_stb": Out(1),
-            "commit_busy": In(1),
-            "stream_busy": In(1),
-            "sat_counts": In(data.ArrayLayout(sat_count_shape, self._regs["SAT_COUNT"].count)),
         }
-        if cfg.epilogue:
-            ports["shadow_epi_ctrl"] = Out(EPI_CTRL_BITS)
-            ports["shadow_out_shift"] = Out(SHIFT_BITS)
+        for r in self._shadows:
+            ports[shadow_port(r)] = Out(data.ArrayLayout(r.width, r.count) if r.array else r.width)
+        ports.update({f.name + "_stb": Out(1) for r in self._strobes for f in r.fields})
+        ports.update({f.name: In(f.width) for r in self._status for f in r.fields})
+        ports[shadow_port(self._counter)] = In(data.ArrayLayout(sat_count_shape, self._counter.count))
         super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
-        cfg, regs, bus = self._cfg, self._regs, self.bus
-
-        def word(name, i=0):
-            return regs[name].offset // 4 + i
-
+        cfg, regs = self._cfg, self._regs
         w_base, n_params = param_window(cfg)
-        w_end = w_base + n_params
-        n_sat = regs["SAT_COUNT"].count
-        words = config_words(cfg, self._latency)
-        shadow_sh = Signal.like(self.shadow_shifts, reset_less=True)
-        m.d.comb += self.shadow_shifts.eq(shadow_sh)
+        n_sat = self._counter.count
+        # the shadow registers: one signal each, an array of words for an array register
+        shadows = {}
+        for r in sorted(self._shadows, key=lambda r: not r.array):     # (the netlists' order)
+            port = getattr(self, shadow_port(r))
+            name = _NETLIST_NAMES.get(r.name, r.name.lower())
+            shadows[r.name] = Signal.like(port, name=name, reset_less=True)
+            m.d.comb += port.eq(shadows[r.name])
         sat_counts = [Signal(SAT_COUNT_BITS, name=f"sat_count_{l}") for l in range(n_sat)]
         sat_clear = [Signal(name=f"sat_clear_{l}") for l in range(n_sat)]
-        scalars = []    # (register name, shadow register) of the epilogue's scalar parameters
-        if cfg.epilogue:
-            epi_ctrl = Signal(EPI_CTRL_BITS, reset_less=True)
-            out_shift = Signal(SHIFT_BITS, reset_less=True)
-            m.d.comb += [self.shadow_epi_ctrl.eq(epi_ctrl), self.shadow_out_shift.eq(out_shift)]
-            scalars = [("EPI_CTRL", epi_ctrl), ("OUT_SHIFT", out_shift)]
+        self._writes(m, w_base, w_base + n_params, shadows, sat_clear)
+        self._counters(m, sat_counts, sat_clear)
+        self._reads(m, w_base, w_base + n_params, shadows, sat_counts)
+        return m
 
-        # --- writes (the AXI shell holds them while a commit propagates). The word address is
-        # still for WRITE_SETUP clocks before the strobe, so it is decoded into registers first.
+    def _writes(self, m, w_base, w_end, shadows, sat_clear):
+        """Writes (the AXI shell holds them while a commit propagates). The word address is
+        still for WRITE_SETUP clocks before the strobe, so it is decoded into registers first."""
+        bus = self.bus
         w_in_window = Signal()
         p_addr = Signal.like(self.p_addr)
         m.d.sync += [w_in_window.eq(in_range(bus.w_addr, w_base, w_end)), p_addr.eq(bus.w_addr - w_base)]
@@ -93,37 +107,41 @@ class RegisterBank(wiring.Component):
             self.p_data.eq(bus.w_data),
             self.p_en.eq(bus.w_stb & w_in_window),
         ]
-        targets = [("CTRL", 0, None)] + [(name, 0, reg) for name, reg in scalars] \
-            + [("SHIFT", l, shadow_sh[l]) for l in range(cfg.n_stages)] \
-            + [("SAT_COUNT", l, None) for l in range(n_sat)]
         hits = []
-        for name, i, reg in targets:
-            hit = Signal(name=f"w_hit_{name.lower()}_{i}")
-            m.d.sync += hit.eq(bus.w_addr == word(name, i))
-            hits.append(hit)
-            if name == "CTRL":
-                # a write of CTRL with bit 0 set, decoded ahead (the data is held too): the
-                # commit strobe is one gate after the write strobe
-                commit_req = Signal(name="commit_req")
-                m.d.sync += commit_req.eq((bus.w_addr == word(name, i)) & bus.w_data[0])
-                m.d.comb += self.commit_stb.eq(bus.w_stb & commit_req)
-            elif name == "SAT_COUNT":
-                # a clock after the write (registered: the counter's clear is a wide enable)
-                m.d.sync += sat_clear[i].eq(bus.w_stb & hit)
-            else:
-                with m.If(bus.w_stb & hit):
-                    m.d.sync += reg.eq(bus.w_data[:len(reg)])
+        for r in self._regs.values():
+            if r.access == "ro" or r.window:
+                continue
+            for i in range(r.count):
+                hit = Signal(name=f"w_hit_{r.name.lower()}_{i}")
+                m.d.sync += hit.eq(bus.w_addr == r.word + i)
+                hits.append(hit)
+                if r.access == "wo":
+                    for f in r.fields:
+                        # a write with the field's bit set, decoded ahead (the data is held
+                        # too): the strobe is one gate after the write strobe
+                        req = Signal(name=f"{f.name}_req")
+                        m.d.sync += req.eq((bus.w_addr == r.word + i) & bus.w_data[f.lsb])
+                        m.d.comb += getattr(self, f.name + "_stb").eq(bus.w_stb & req)
+                elif r.access == "rw_clear":
+                    # a clock after the write (registered: the counter's clear is a wide enable)
+                    m.d.sync += sat_clear[i].eq(bus.w_stb & hit)
+                else:
+                    reg = shadows[r.name][i] if r.array else shadows[r.name]
+                    with m.If(bus.w_stb & hit):
+                        m.d.sync += reg.eq(bus.w_data[:len(reg)])
         m.d.comb += bus.w_err.eq(~(w_in_window | Cat(*hits).any()))
 
-        # --- saturation counters: add each cycle's count, saturate at all ones, clear on write.
+    def _counters(self, m, sat_counts, sat_clear):
+        """The rw_clear counters: add each cycle's count, saturate at all ones, clear on write."""
+        counts = getattr(self, shadow_port(self._counter))
         # Two 16-bit halves with the carry between them registered (short carry chains); the
         # high half takes hi + 1, kept in a register beside it (with counts below 2**15 a carry
         # comes at most every other clock, so it is up to date: no carry chain between the
         # carry and the count); a sticky overflow flag stops the count; what reads see is
         # rebuilt two clocks later (the halves and the overflow registered beside the counter,
         # then the all-ones choice).
-        rare_carry = Shape.cast(self.sat_counts.shape().elem_shape).width <= 15
-        for l in range(n_sat):
+        rare_carry = Shape.cast(counts.shape().elem_shape).width <= 15
+        for l in range(len(sat_counts)):
             lo = Signal(16, name=f"sat_lo_{l}")
             carry = Signal(name=f"sat_carry_{l}")
             hi = Signal(16, name=f"sat_hi_{l}")
@@ -131,8 +149,8 @@ class RegisterBank(wiring.Component):
             lo_sum = Signal(17, name=f"sat_lo_sum_{l}")
             hi_sum = Signal(17, name=f"sat_hi_sum_{l}")
             # the stage's count, registered here first: the stages are across the device
-            count = Signal.like(self.sat_counts[l], name=f"sat_in_{l}")
-            m.d.sync += count.eq(self.sat_counts[l])
+            count = Signal.like(counts[l], name=f"sat_in_{l}")
+            m.d.sync += count.eq(counts[l])
             m.d.comb += lo_sum.eq(lo + count)
             if rare_carry:
                 hi_inc = Signal(17, name=f"sat_hi_inc_{l}", init=1)
@@ -151,11 +169,13 @@ class RegisterBank(wiring.Component):
             m.d.sync += [view_lo.eq(lo), view_hi.eq(hi_sum[:16]), view_full.eq(full | hi_sum[16])]
             m.d.sync += sat_counts[l].eq(Mux(view_full, Const(-1, SAT_COUNT_BITS), Cat(view_lo, view_hi)))
 
-        # --- reads, in PARAM_READ_CYCLES + 2 register steps (the word address is held for the
-        # whole read): (1) each group of registers is looked up (from the bank's copy of the
-        # address), the engine decodes a parameter address; (2) the group that matched is kept,
-        # (3) combined, while the parameter is read in its block, the word waiting for it; (4) the
-        # parameter or the register is selected; (5) registered for the shell.
+    def _reads(self, m, w_base, w_end, shadows, sat_counts):
+        """Reads, in PARAM_READ_CYCLES + 2 register steps (the word address is held for the
+        whole read): (1) each group of registers is looked up (from the bank's copy of the
+        address), the engine decodes a parameter address; (2) the group that matched is kept,
+        (3) combined, while the parameter is read in its block, the word waiting for it; (4) the
+        parameter or the register is selected; (5) registered for the shell."""
+        bus = self.bus
         m.d.comb += self.p_raddr.eq(bus.r_addr - w_base)
         # the bank's own copy of the read address (the bus's register also feeds the engine's
         # decode, across the device); the copy is a clock behind, which the wait for the engine's
@@ -165,11 +185,12 @@ class RegisterBank(wiring.Component):
         r_in_window = in_range(r_addr, w_base, w_end)
         # the scalar registers are words 0..15: the low four address bits pick the value (one
         # LUT per bit), the rest of the address only decides whether it is a hit
-        scalar_words = {word("ID"): Const(BFLY_ID, 32), word("CTRL"): Const(0, 32),
-                        word("STATUS"): Cat(self.commit_busy, self.stream_busy)}
-        scalar_words.update({word(name): Const(words[name], 32)
-                             for name in ("CONFIG0", "CONFIG1", "CONFIG2", "CONFIG3")})
-        scalar_words.update({word(name): reg for name, reg in scalars})
+        # (the cases are disjoint; they are listed as the netlists always had them, the words
+        # that are the same in every engine, then the configuration's, then the shadow registers)
+        config = config_words(self._cfg, self._latency)
+        scalars = sorted((r for r in self._regs.values() if not r.array),
+                         key=lambda r: 2 if r.access == "rw" else int(r.name in config))
+        scalar_words = {r.word: self._read_values(r, shadows, sat_counts)[0] for r in scalars}
         assert max(scalar_words) < 16
         scalar_value = Signal(32)
         known = Signal()
@@ -179,13 +200,39 @@ class RegisterBank(wiring.Component):
                     m.d.comb += [scalar_value.eq(value), known.eq(1)]
         scalar_hit = known & (r_addr[4:] == 0)
         groups = [(scalar_value, scalar_hit)]
-        for name, values in (("FACTOR", [Const(v, 32) for v in words["FACTOR"]]),
-                             ("SHIFT", list(shadow_sh)), ("SAT_COUNT", sat_counts)):
-            lo = word(name)
-            hit = in_range(r_addr, lo, lo + len(values))
-            value = Signal(32, name=f"r_{name.lower()}")
-            m.d.comb += value.eq(Array(values)[(r_addr - lo)[:(len(values) - 1).bit_length()]])
+        for r in self._regs.values():
+            if not r.array or r.window:
+                continue
+            values = self._read_values(r, shadows, sat_counts)
+            hit = in_range(r_addr, r.word, r.word + len(values))
+            value = Signal(32, name=f"r_{r.name.lower()}")
+            m.d.comb += value.eq(Array(values)[(r_addr - r.word)[:(len(values) - 1).bit_length()]])
             groups.append((value, hit))
+        self._read_steps(m, groups, r_in_window)
+
+    def _read_values(self, r, shadows, sat_counts):
+        """What each word of register ``r`` reads (one value per word)."""
+        if r.access == "wo":
+            return [Const(0, 32)] * r.count
+        if r.access == "rw_clear":
+            return sat_counts
+        if r.access == "rw":
+            return list(shadows[r.name]) if r.array else [shadows[r.name]]
+        constants = constant_words(self._cfg, self._latency)
+        if r.name in constants:
+            return [Const(v, 32) for v in constants[r.name]]
+        # a live ro register: each field reads the port of its name (gaps read 0)
+        parts, pos = [], 0
+        for f in sorted(r.fields, key=lambda f: f.lsb):
+            if f.lsb > pos:
+                parts.append(Const(0, f.lsb - pos))
+            parts.append(getattr(self, f.name))
+            pos = f.msb + 1
+        return [Cat(*parts)]
+
+    def _read_steps(self, m, groups, r_in_window):
+        """Steps 1 to 5 of a read from ``groups`` (``(word, hit)`` per group of registers)."""
+        bus = self.bus
         # step 1: each group's word and whether the address is in it
         values_0 = [Signal(32, name=f"r_value_0_{i}") for i in range(len(groups))]
         hits_0 = [Signal(name=f"r_hit_0_{i}") for i in range(len(groups))]
@@ -222,4 +269,3 @@ class RegisterBank(wiring.Component):
         ack = delay(m, r_go, PARAM_READ_CYCLES + 1, "r_ack")
         # then the bus
         m.d.sync += [bus.r_data.eq(value_3), bus.r_err.eq(err_3), bus.r_ack.eq(ack)]
-        return m

@@ -22,7 +22,8 @@ from cocotb.triggers import RisingEdge, ReadOnly, ClockCycles
 from cocotbext.axi import (AxiStreamBus, AxiStreamSource, AxiStreamSink, AxiStreamFrame,
                            AxiLiteBus, AxiLiteMaster, AxiResp)
 
-from bfly.hw.regmap import register_map, config_from_words, BFLY_ID
+from bfly.hw.regmap import (register_map, config_from_words, BFLY_ID, ID, CONFIG0, CONFIG1, CONFIG2,
+                            CONFIG3, CTRL, FACTOR, SAT_COUNT, WEIGHTS)
 from bfly.sim.api import SimRequest, summary_path
 from bfly.sim.model import engine_forward, random_params
 from bfly.sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers
@@ -67,7 +68,8 @@ class Monitor:
                 self.bank += 1   # the write took effect at this edge: later pixels use it
             prev_bvalid = bvalid
             if int(dut.s_axil_awvalid.value) and int(dut.s_axil_awready.value):
-                aw = (int(dut.s_axil_awaddr.value), int(dut.s_axil_wdata.value) & 1)
+                commit = CTRL.unpack(int(dut.s_axil_wdata.value))["commit"]
+                aw = (int(dut.s_axil_awaddr.value), commit)
             if int(dut.s_axis_tvalid.value) and int(dut.s_axis_tready.value):
                 self.inputs.append((edge + 1, self.bank))
             if int(dut.m_axis_tvalid.value) and int(dut.m_axis_tready.value):
@@ -96,9 +98,9 @@ class TB:
             # bus models log every transaction; a reset's flushed frame is expected here
             logging.getLogger(f"cocotb.{dut._name}.{bus}").setLevel(logging.ERROR)
 
-        self.monitor = Monitor(dut, self.regs["CTRL"].offset)
+        self.monitor = Monitor(dut, self.regs[CTRL.name].offset)
         self.banks = []          # BlockParams per commit: bank k is self.banks[k - 1]
-        self.n_sat = self.regs["SAT_COUNT"].count
+        self.n_sat = self.regs[SAT_COUNT.name].count
 
     # --- infrastructure
 
@@ -123,7 +125,7 @@ class TB:
 
     def param_addr(self, i):
         """Byte address of word ``i`` of the parameter window (WEIGHTS, EPI_MULT, EPI_BIAS)."""
-        return self.regs["WEIGHTS"].offset + 4 * i
+        return self.regs[WEIGHTS.name].offset + 4 * i
 
     async def write_word(self, addr, value, expect=AxiResp.OKAY):
         resp = await self.axil.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
@@ -150,7 +152,7 @@ class TB:
 
     async def commit(self, params):
         self.banks.append(params)
-        await self.write("CTRL", 1)
+        await self.write(CTRL.name, CTRL.pack(commit=1))
 
     def random_bank(self):
         return random_params(self.cfg, self.rng)
@@ -230,11 +232,11 @@ class TB:
         return got, lengths, banks
 
     async def sat_counts(self):
-        return [await self.read("SAT_COUNT", l) for l in range(self.n_sat)]
+        return [await self.read(SAT_COUNT.name, l) for l in range(self.n_sat)]
 
     async def clear_sat_counts(self):
         for l in range(self.n_sat):
-            await self.write("SAT_COUNT", 0, l)
+            await self.write(SAT_COUNT.name, 0, l)
 
 
 def _frame_sizes(rng, total, frames):
@@ -248,12 +250,12 @@ async def test_registers(dut):
     tb = TB(dut)
     await tb.reset()
     cfg = tb.cfg
-    assert await tb.read("ID") == BFLY_ID
+    assert await tb.read(ID.name) == BFLY_ID
     # software can rebuild the whole configuration from the read-only words
-    config = [await tb.read(name) for name in ("CONFIG0", "CONFIG1", "CONFIG2")]
-    factors = [await tb.read("FACTOR", l) for l in range(cfg.n_stages)]
+    config = [await tb.read(r.name) for r in (CONFIG0, CONFIG1, CONFIG2)]
+    factors = [await tb.read(FACTOR.name, l) for l in range(cfg.n_stages)]
     rebuilt, latency = config_from_words(*config, factors, name=cfg.name,
-                                         config3=await tb.read("CONFIG3"))
+                                         config3=await tb.read(CONFIG3.name))
     assert rebuilt == cfg, f"rebuilt {rebuilt.to_dict()} from the CONFIG words"
     assert latency == tb.latency
     bank = tb.random_bank()
@@ -266,12 +268,12 @@ async def test_registers(dut):
         for i, v in enumerate(values):
             assert await tb.read(name, i) == v, f"{name}[{i}]"
     # writes to read-only registers and reads of unmapped words answer SLVERR
-    await tb.write("ID", 0, expect=AxiResp.SLVERR)
-    unmapped = next(a for a in range(0, tb.regs["WEIGHTS"].offset, 4)
+    await tb.write(ID.name, 0, expect=AxiResp.SLVERR)
+    unmapped = next(a for a in range(0, tb.regs[WEIGHTS.name].offset, 4)
                     if not any(r.offset <= a < r.end for r in tb.regs.values()))
     await tb.read_word(unmapped, expect=AxiResp.SLVERR)
     await tb.write_word(unmapped, 0, expect=AxiResp.SLVERR)
-    assert await tb.read("ID") == BFLY_ID
+    assert await tb.read(ID.name) == BFLY_ID
 
 
 @cocotb.test()
@@ -306,8 +308,8 @@ async def test_stream(dut):
     assert lengths == sizes, f"frame lengths out {lengths}, in {sizes}"
     assert sat == [int(v) for v in want_sat], f"SAT_COUNT {sat}, model {list(want_sat)}"
     # writing a SAT_COUNT clears it
-    await tb.write("SAT_COUNT", 0, 0)
-    assert await tb.read("SAT_COUNT", 0) == 0
+    await tb.write(SAT_COUNT.name, 0, 0)
+    assert await tb.read(SAT_COUNT.name, 0) == 0
 
 
 @cocotb.test()

@@ -8,7 +8,7 @@ bits to a whole number of bytes (:func:`stream_bits`).
 import numpy as np
 
 from bfly.hw.config import stream_bits
-from bfly.hw.regmap import epi_ctrl_word
+from bfly.hw.regmap import epi_ctrl_word, SHIFT, EPI_CTRL, OUT_SHIFT
 
 __all__ = ["stream_bits", "pack_pixels", "unpack_pixels", "to_signed", "param_words",
            "split_param_words", "scalar_registers"]
@@ -75,10 +75,12 @@ def split_param_words(cfg, words):
 
 
 def scalar_registers(cfg, params):
-    """``{register name: [value per index]}`` for the scalar shadow registers of a bank."""
-    regs = {"SHIFT": [int(s) for s in params.shifts]}
+    """``{register name: [word per index]}`` for the scalar shadow registers of a bank (the
+    register bank's, not the parameter window's). Raises ``ValueError`` for a shift that does not
+    fit its field."""
+    regs = {SHIFT.name: [SHIFT.pack(shift=s) for s in params.shifts]}
     if cfg.epilogue:
         epi = params.epilogue
-        regs["EPI_CTRL"] = [epi_ctrl_word(epi.relu, epi.gain)]
-        regs["OUT_SHIFT"] = [int(epi.out_shift)]
+        regs[EPI_CTRL.name] = [epi_ctrl_word(epi.relu, epi.gain)]
+        regs[OUT_SHIFT.name] = [OUT_SHIFT.pack(shift=epi.out_shift)]
     return regs

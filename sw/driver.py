@@ -16,7 +16,9 @@ import numpy as np
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.config import ConfigError
 from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, WORD, stream_batch
-from bfly.hw.regmap import (BFLY_ID, register_map, config_from_words, param_window, epi_ctrl_fields)
+from bfly.hw.regmap import (BFLY_ID, ID, CONFIG0, CONFIG1, CONFIG2, CONFIG3, FACTOR, CTRL, STATUS,
+                            SHIFT, OUT_SHIFT, EPI_CTRL, WEIGHTS, register_map, config_from_words,
+                            param_window, epi_ctrl_fields)
 from bfly.sim.model import BlockParams, Epilogue
 from bfly.sim.words import (pack_pixels, unpack_pixels, param_words, split_param_words, scalar_registers,
                             stream_bits)
@@ -25,6 +27,8 @@ from .link import LinkError, read_cmd, write_cmd, stream_cmd, decode_reply
 __all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError", "stream_frames"]
 
 RETRYABLE = (None, "BAD_CRC", "TIMEOUT")      # lost or damaged on the way: send again
+COMMIT_POLLS = 100        # STATUS reads before a commit counts as stuck (it takes a few hundred
+                          # clocks; one read over the link takes far longer)
 
 
 class DriverError(RuntimeError):
@@ -88,20 +92,19 @@ def stream_frames(cfg, pixels):
 
 
 class Accelerator:
-    def __init__(self, transport, retries=4, progress=None):
+    def __init__(self, transport, retries=4, progress=None, commit_polls=COMMIT_POLLS):
         self.transport = transport
         self.retries = retries
         self.progress = progress
+        self.commit_polls = commit_polls
         self.image = None
-        ident = self.read(0x000, 1)[0]
+        ident = self.read(ID.offset, 1)[0]
         if ident != BFLY_ID:
             raise DriverError(f"the device answers ID 0x{ident:08X}, not a bfly engine (0x{BFLY_ID:08X})")
-        c0, c1, c2 = self.read(0x004, 3)
-        n_stages = (c1 >> 16) & 0xFF
-        factors = self.read(0x040, n_stages)
+        c0, c1, c2, c3 = (self.read(r.offset, 1)[0] for r in (CONFIG0, CONFIG1, CONFIG2, CONFIG3))
+        factors = self.read(FACTOR.offset, CONFIG1.unpack(c1)["n_stages"])
         try:
-            self.config, self.latency = config_from_words(c0, c1, c2, factors,
-                                                          config3=self.read(0x020, 1)[0])
+            self.config, self.latency = config_from_words(c0, c1, c2, factors, config3=c3)
         except ConfigError as e:
             raise DriverError(f"the device's CONFIG words are inconsistent: {e}")
         self.regs = {r.name: r for r in register_map(self.config)}
@@ -152,7 +155,7 @@ class Accelerator:
             params = BlockParams(params.weights, params.shifts, Epilogue.identity(self.config))
         words = param_words(self.config, params)
         bar = self._bar(len(words), "load", "word")
-        base = self.reg("WEIGHTS")
+        base = self.reg(WEIGHTS.name)
         self.write(base, words, bar)
         for name, values in scalar_registers(self.config, params).items():
             self.write(self.reg(name), values)
@@ -165,22 +168,29 @@ class Accelerator:
         for name, values in scalar_registers(self.config, params).items():
             if self.read(self.reg(name), len(values)) != values:
                 raise DriverError(f"read-back of {name} differs from what was written")
-        self.write(self.reg("CTRL"), [1])
-        while self.read(self.reg("STATUS"), 1)[0] & 1:
-            pass
+        self.write(self.reg(CTRL.name), [CTRL.pack(commit=1)])
+        self._wait_commit()
         self.image = image
+
+    def _wait_commit(self):
+        """Poll STATUS until commit_busy clears; :class:`DriverError` after ``commit_polls``."""
+        for _ in range(self.commit_polls):
+            if not STATUS.unpack(self.read(self.reg(STATUS.name), 1)[0])["commit_busy"]:
+                return
+        raise DriverError(f"the commit did not finish: STATUS.commit_busy was still set after "
+                          f"{self.commit_polls} reads")
 
     def read_params(self):
         """The bank as the device holds it (the shadow registers, which a commit made active)."""
         cfg = self.config
         _, n = param_window(cfg)
-        weights, mult, bias = split_param_words(cfg, self.read(self.reg("WEIGHTS"), n))
-        shifts = self.read(self.reg("SHIFT"), cfg.n_stages)
+        weights, mult, bias = split_param_words(cfg, self.read(self.reg(WEIGHTS.name), n))
+        shifts = [SHIFT.unpack(w)["shift"] for w in self.read(self.reg(SHIFT.name), cfg.n_stages)]
         epi = None
         if cfg.epilogue:
-            relu, gain = epi_ctrl_fields(self.read(self.reg("EPI_CTRL"), 1)[0])
-            epi = Epilogue(mult=mult, bias=bias, gain=gain,
-                           out_shift=self.read(self.reg("OUT_SHIFT"), 1)[0], relu=relu)
+            relu, gain = epi_ctrl_fields(self.read(self.reg(EPI_CTRL.name), 1)[0])
+            out_shift = OUT_SHIFT.unpack(self.read(self.reg(OUT_SHIFT.name), 1)[0])["shift"]
+            epi = Epilogue(mult=mult, bias=bias, gain=gain, out_shift=out_shift, relu=relu)
         return BlockParams(weights, shifts, epi)
 
     # --- streaming

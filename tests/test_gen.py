@@ -80,12 +80,35 @@ def test_regmap_and_header_agree(outputs):
     for r in regs:
         m = re.search(rf"#define {CFG.name.upper()}_{r['name']} 0x([0-9A-F]+)u", header)
         assert m and int(m.group(1), 16) == r["offset"], r["name"]
+    # every field, with its position, access and codes, in both
+    declared = {r.name: r for r in register_map(CFG)}
+    prefix = CFG.name.upper()
+    for r in regs:
+        reg = declared[r["name"]]
+        assert r["array"] == reg.array
+        assert ((f"#define {prefix}_{r['name']}_COUNT {r['count']}u" in header)
+                == (r["name"] in ("FACTOR", "SHIFT", "SAT_COUNT", "WEIGHTS")))
+        assert [(f["name"], f["lsb"], f["width"]) for f in r["fields"]] == \
+            [(f.name, f.lsb, f.width) for f in reg.fields]
+        for f in r["fields"]:
+            name = f"{prefix}_{r['name']}_{f['name'].upper()}"
+            assert f"#define {name}_SHIFT {f['lsb']}u" in header
+            assert f"#define {name}_MASK 0x{((1 << f['width']) - 1) << f['lsb']:08X}u" in header
+            for code, value in (f["enum"] or {}).items():
+                assert f"#define {name}_{code.upper()} {value}u" in header
+    fields = {(r["name"], f["name"]): f for r in regs for f in r["fields"]}
+    assert fields["CONFIG0", "rounding"]["enum"] == {"floor": 0, "half_up": 1, "half_even": 2}
+    assert fields["CONFIG0", "overflow"]["enum"] == {"saturate": 0, "wrap": 1}
+    assert (fields["CTRL", "commit"]["access"], fields["SAT_COUNT", "count"]["access"]) == ("wo", "rw_clear")
 
 
 def test_header_compiles(outputs, tmp_path):
     src = tmp_path / "use.c"
     src.write_text(f'#include "{CFG.name}_regs.h"\n'
-                   f"unsigned a = {CFG.name.upper()}_WEIGHTS_ADDR(3);\nint main(void) {{ return 0; }}\n")
+                   f"unsigned a = {CFG.name.upper()}_WEIGHTS_ADDR(3);\n"
+                   f"unsigned b = ({CFG.name.upper()}_CONFIG0_ROUNDING_HALF_EVEN << "
+                   f"{CFG.name.upper()}_CONFIG0_ROUNDING_SHIFT) & {CFG.name.upper()}_CONFIG0_ROUNDING_MASK;\n"
+                   f"int main(void) {{ return 0; }}\n")
     subprocess.run(["cc", "-Wall", "-Werror", "-I", str(outputs[0]), "-c", str(src), "-o",
                     str(tmp_path / "use.o")], check=True)
 
@@ -124,3 +147,30 @@ def test_existing_directory_keeps_other_files(tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "manifest.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_readme_register_table_is_generated():
+    """The README's register table is the declarations' (``python -m bfly.gen.emit --readme``)."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start, end = emit.README_MARKERS
+    block = text.split(start + "\n", 1)[1].split(end, 1)[0]
+    assert block == emit.regmap_markdown(emit.README_EXAMPLE)
+    assert emit.readme_with_regmap(text) == text
+    for r in register_map(emit.README_EXAMPLE):
+        row = next(l for l in block.splitlines() if l.startswith(f"| `{r.name}"))
+        assert f"`0x{r.offset:03X}`" in row and f"| {r.access} | {r.count} |" in row
+        assert all(f"`{f.span()}` {f.name}" in row for f in r.fields), r.name
+
+
+def test_readme_update_refuses_missing_markers(tmp_path, capsys):
+    with pytest.raises(ValueError, match="regmap:start"):
+        emit.readme_with_regmap("no table here\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{emit.README_MARKERS[0]}\nold\n{emit.README_MARKERS[1]}\ntail\n")
+    assert emit.main(["--readme", str(readme), "--check"]) == 1
+    assert emit.main(["--readme", str(readme)]) == 0
+    assert readme.read_text() == (f"intro\n{emit.README_MARKERS[0]}\n{emit.regmap_markdown()}"
+                                  f"{emit.README_MARKERS[1]}\ntail\n")
+    assert emit.main(["--readme", str(readme), "--check"]) == 0
+    assert emit.main(["--readme", str(tmp_path / "missing.md")]) == 2
+    assert "error:" in capsys.readouterr().err

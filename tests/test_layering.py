@@ -59,6 +59,7 @@ def test_imports_run_down_the_layers():
                                             ("hw/config.py", ("amaranth",)),
                                             ("hw/connectivity.py", ("amaranth", "torch")),
                                             ("hw/regmap.py", ("amaranth",)),
+                                            ("hw/csr.py", ("amaranth",)),
                                             ("hw/hostlink.py", ("amaranth",))])
 def test_pure_python_modules(module, banned):
     """The golden model and the contract tables need no HDL or simulator."""
