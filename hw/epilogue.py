@@ -1,4 +1,4 @@
-"""The epilogue of a BFT block (``shared/SPEC.md`` §3), after the last stage:
+"""The epilogue of a BFT block (``docs/spec.md`` §3), after the last stage:
 
     e_c   = y_c + G x_c          (G = 0 or +-2**g: a shift, not a multiplier; residual blocks only)
     acc_c = e_c * A_c + Bias_c

@@ -19,7 +19,7 @@ __all__ = ["Field", "Register", "Rounding", "Overflow", "register_map", "REGMAP_
 
 
 class Rounding(IntEnum):
-    """CONFIG0.rounding: how a requantization shift rounds (SPEC §2)."""
+    """CONFIG0.rounding: how a requantization shift rounds (docs/spec.md §2)."""
     floor = 0
     half_up = 1
     half_even = 2

@@ -1,4 +1,4 @@
-"""Requantization in hardware (``shared/SPEC.md`` §2), shared by the stages and the epilogue:
+"""Requantization in hardware (``docs/spec.md`` §2), shared by the stages and the epilogue:
 round, arithmetic shift right by a run-time shift, then saturate or wrap to ``data_bits``.
 
 Six register steps (``REQUANT_CYCLES``): the accumulator beside the requantizer, ``acc + c`` (the

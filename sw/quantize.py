@@ -2,7 +2,7 @@
 
 A block is ``z = act(a * (B x [+ x]) + b)``: a butterfly chain ``B`` with an optional
 first-to-last residual, the following batch norm folded into ``a`` and ``b`` (per channel), and an
-optional ReLU (``shared/SPEC.md`` §3). Given calibration inputs, :func:`quantize_block` picks
+optional ReLU (``docs/spec.md`` §3). Given calibration inputs, :func:`quantize_block` picks
 
 - the input scale (one LSB of the input), from the calibration range;
 - per stage, integer weights with a power-of-two scale at ``weight_bits``, and the shift that

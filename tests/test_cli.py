@@ -183,7 +183,7 @@ def test_choices_come_from_the_tables():
                                                               "quantize")},
         **{(cmd, "overflow"): list(OVERFLOW_MODES) for cmd in ("gen", "sim", "synth", "build", "sim-board",
                                                               "quantize")},
-        ("synth", "target"): list(TARGETS),
+        **{(cmd, "target"): list(TARGETS) for cmd in ("gen", "synth")},
         **{(cmd, "board"): list(BOARDS) for cmd in ("build", "load", "run")},
     }
 

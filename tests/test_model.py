@@ -24,7 +24,7 @@ def _sylvester_weights(factor):
 @pytest.mark.parametrize("radices", [[2, 2, 2, 2, 2], [4, 4, 4], [2, 4, 2], [4, 2, 4]],
                          ids=lambda r: "x".join(map(str, r)))
 def test_hadamard_identity(radices):
-    """SPEC §1 known check: Sylvester blocks give scipy.linalg.hadamard(n) @ x exactly."""
+    """docs/spec.md §1 known check: Sylvester blocks give scipy.linalg.hadamard(n) @ x exactly."""
     cfg = EngineConfig.mixed_radix(radices, data_bits=18, weight_bits=2)
     n = cfg.n_in
     weights = [_sylvester_weights(f) for f in cfg.factors]
@@ -60,7 +60,7 @@ def test_factors_equal_dense_product(cfg):
 
 @pytest.mark.parametrize("cfg", CHAINS, ids=lambda c: c.id)
 def test_dense_pattern(cfg):
-    """Each factor's dense matrix has exactly p*s non-zeros, at the SPEC §1 indices."""
+    """Each factor's dense matrix has exactly p*s non-zeros, at the docs/spec.md §1 indices."""
     for f in cfg.factors:
         m = factor_dense(f, np.ones((f.p, f.s)))
         assert np.count_nonzero(m) == f.p * f.s
@@ -215,7 +215,7 @@ def test_rejects_bad_inputs():
         chain_forward(cfg, w, [0, 0], x + 200)
 
 
-# --- epilogue (SPEC §3) ------------------------------------------------------------------------
+# --- epilogue (docs/spec.md §3) ------------------------------------------------------------------------
 
 from bfly.sim.model import Epilogue, epilogue_apply, block_forward, random_epilogue
 

@@ -35,7 +35,7 @@ def add_config_args(p):
                    help="requantization overflow (default saturate)")
     g.add_argument("--name", default=None, help="Verilog top module name (default bfly_<id>)")
     g.add_argument("--epilogue", action="store_true", default=None,
-                   help="add the block epilogue of SPEC 3 (residual, per-channel multiplier and bias, ReLU)")
+                   help="add the block epilogue of docs/spec.md §3 (residual, per-channel multiplier and bias, ReLU)")
     g.add_argument("--dense", action="store_true",
                    help="the dense n x n pointwise baseline (FINN's MVAU: --lanes PEs x --simd) instead of a butterfly")
     g.add_argument("--lanes", type=int, default=None,
