@@ -26,7 +26,7 @@ from bfly.hw.regmap import (register_map, config_from_words, BFLY_ID, ID, CONFIG
                             CONFIG3, CTRL, FACTOR, SAT_COUNT, WEIGHTS)
 from bfly.sim.api import SimRequest, summary_path
 from bfly.sim.model import engine_forward, random_params
-from bfly.sim.words import pack_pixels, unpack_pixels, param_words, scalar_registers
+from bfly.sim.words import pack_pixels, unpack_pixels, param_words, load_plan
 
 # cocotbext-axi 0.1.28 still calls APIs that cocotb 2 deprecates; they work, so keep logs readable
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
@@ -144,11 +144,9 @@ class TB:
 
     async def write_bank(self, params):
         """Write a bank (:class:`bfly.sim.model.BlockParams`) into the shadow registers, not committed."""
-        for i, word in enumerate(param_words(self.cfg, params)):
-            await self.write_word(self.param_addr(i), word)
-        for name, values in scalar_registers(self.cfg, params).items():
-            for i, v in enumerate(values):
-                await self.write(name, v, i)
+        for name, words in load_plan(self.cfg, params):
+            for i, word in enumerate(words):
+                await self.write_word(self.regs[name].offset + 4 * i, word)
 
     async def commit(self, params):
         self.banks.append(params)
@@ -264,7 +262,7 @@ async def test_registers(dut):
     for i in sorted({int(i) for i in tb.rng.integers(0, len(words), size=32)} | {0, len(words) - 1}):
         raw = await tb.read_word(tb.param_addr(i))
         assert raw == words[i], f"parameter word {i} reads {raw:#x}, wrote {words[i]:#x}"
-    for name, values in scalar_registers(cfg, bank).items():
+    for name, values in load_plan(cfg, bank)[1:]:       # the scalar registers after the window
         for i, v in enumerate(values):
             assert await tb.read(name, i) == v, f"{name}[{i}]"
     # writes to read-only registers and reads of unmapped words answer SLVERR

@@ -8,10 +8,10 @@ bits to a whole number of bytes (:func:`stream_bits`).
 import numpy as np
 
 from bfly.hw.config import stream_bits
-from bfly.hw.regmap import epi_ctrl_word, SHIFT, EPI_CTRL, OUT_SHIFT
+from bfly.hw.regmap import epi_ctrl_word, epi_ctrl_fields, SHIFT, EPI_CTRL, OUT_SHIFT, WEIGHTS
 
 __all__ = ["stream_bits", "pack_pixels", "unpack_pixels", "to_signed", "param_words",
-           "split_param_words", "scalar_registers"]
+           "split_param_words", "scalar_registers", "load_plan", "params_from_registers"]
 
 
 def to_signed(values, bits):
@@ -84,3 +84,26 @@ def scalar_registers(cfg, params):
         regs[EPI_CTRL.name] = [epi_ctrl_word(epi.relu, epi.gain)]
         regs[OUT_SHIFT.name] = [OUT_SHIFT.pack(shift=epi.out_shift)]
     return regs
+
+
+def load_plan(cfg, params):
+    """The register writes that put a bank (:class:`BlockParams`) into an engine's shadow
+    registers, in order: ``[(register name, words)]``, each a run of consecutive words from the
+    register's first (the parameter window from ``WEIGHTS``, then the scalar registers). The
+    testbench and the driver both execute this plan (then read it back, then commit)."""
+    return [(WEIGHTS.name, param_words(cfg, params))] + list(scalar_registers(cfg, params).items())
+
+
+def params_from_registers(cfg, read):
+    """The bank held in an engine's shadow registers, as :class:`bfly.sim.model.BlockParams`;
+    ``read(register name, words) -> list of words`` reads a run from the register's first word
+    (the inverse of :func:`load_plan`)."""
+    from .model import BlockParams, Epilogue
+    weights, mult, bias = split_param_words(cfg, read(WEIGHTS.name, cfg.n_params))
+    shifts = [SHIFT.unpack(w)["shift"] for w in read(SHIFT.name, cfg.n_stages)]
+    epi = None
+    if cfg.epilogue:
+        relu, gain = epi_ctrl_fields(read(EPI_CTRL.name, 1)[0])
+        out_shift = OUT_SHIFT.unpack(read(OUT_SHIFT.name, 1)[0])["shift"]
+        epi = Epilogue(mult=mult, bias=bias, gain=gain, out_shift=out_shift, relu=relu)
+    return BlockParams(weights, shifts, epi)

@@ -17,11 +17,9 @@ from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.config import ConfigError
 from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, WORD, stream_batch
 from bfly.hw.regmap import (BFLY_ID, ID, CONFIG0, CONFIG1, CONFIG2, CONFIG3, FACTOR, CTRL, STATUS,
-                            SHIFT, OUT_SHIFT, EPI_CTRL, WEIGHTS, register_map, config_from_words,
-                            param_window, epi_ctrl_fields)
+                            register_map, config_from_words)
 from bfly.sim.model import BlockParams, Epilogue
-from bfly.sim.words import (pack_pixels, unpack_pixels, param_words, split_param_words, scalar_registers,
-                            stream_bits)
+from bfly.sim.words import pack_pixels, unpack_pixels, load_plan, params_from_registers, stream_bits
 from .link import LinkError, read_cmd, write_cmd, stream_cmd, decode_reply
 
 __all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError", "stream_frames"]
@@ -98,6 +96,7 @@ class Accelerator:
         self.progress = progress
         self.commit_polls = commit_polls
         self.image = None
+        self.stats = {"retries": 0}
         ident = self.read(ID.offset, 1)[0]
         if ident != BFLY_ID:
             raise DriverError(f"the device answers ID 0x{ident:08X}, not a bfly engine (0x{BFLY_ID:08X})")
@@ -108,7 +107,6 @@ class Accelerator:
         except ConfigError as e:
             raise DriverError(f"the device's CONFIG words are inconsistent: {e}")
         self.regs = {r.name: r for r in register_map(self.config)}
-        self.stats = {"retries": 0}
 
     # --- transactions
 
@@ -153,21 +151,17 @@ class Accelerator:
         params = image.params
         if self.config.epilogue and params.epilogue is None:
             params = BlockParams(params.weights, params.shifts, Epilogue.identity(self.config))
-        words = param_words(self.config, params)
-        bar = self._bar(len(words), "load", "word")
-        base = self.reg(WEIGHTS.name)
-        self.write(base, words, bar)
-        for name, values in scalar_registers(self.config, params).items():
-            self.write(self.reg(name), values)
+        plan = load_plan(self.config, params)
+        bar = self._bar(sum(len(words) for _, words in plan), "load", "word")
+        for name, words in plan:
+            self.write(self.reg(name), words, bar)
         if bar:
             bar.close()
-        back = self.read(base, len(words))
-        if back != words:
-            first = next(i for i, (a, b) in enumerate(zip(back, words)) if a != b)
-            raise DriverError(f"read-back of parameter word {first} differs from what was written")
-        for name, values in scalar_registers(self.config, params).items():
-            if self.read(self.reg(name), len(values)) != values:
-                raise DriverError(f"read-back of {name} differs from what was written")
+        for name, words in plan:
+            back = self.read(self.reg(name), len(words))
+            if back != words:
+                first = next(i for i, (a, b) in enumerate(zip(back, words)) if a != b)
+                raise DriverError(f"read-back of {name}[{first}] differs from what was written")
         self.write(self.reg(CTRL.name), [CTRL.pack(commit=1)])
         self._wait_commit()
         self.image = image
@@ -182,16 +176,7 @@ class Accelerator:
 
     def read_params(self):
         """The bank as the device holds it (the shadow registers, which a commit made active)."""
-        cfg = self.config
-        _, n = param_window(cfg)
-        weights, mult, bias = split_param_words(cfg, self.read(self.reg(WEIGHTS.name), n))
-        shifts = [SHIFT.unpack(w)["shift"] for w in self.read(self.reg(SHIFT.name), cfg.n_stages)]
-        epi = None
-        if cfg.epilogue:
-            relu, gain = epi_ctrl_fields(self.read(self.reg(EPI_CTRL.name), 1)[0])
-            out_shift = OUT_SHIFT.unpack(self.read(self.reg(OUT_SHIFT.name), 1)[0])["shift"]
-            epi = Epilogue(mult=mult, bias=bias, gain=gain, out_shift=out_shift, relu=relu)
-        return BlockParams(weights, shifts, epi)
+        return params_from_registers(self.config, lambda name, n: self.read(self.reg(name), n))
 
     # --- streaming
 

@@ -2,20 +2,18 @@
 socket): the trained, quantized block end to end, and link faults."""
 
 import socket
-import struct
 import subprocess
 
 import numpy as np
 import pytest
 
 from bfly.hw.config import EngineConfig
-from bfly.hw.hostlink import SYNC_REPLY, CMD, crc16
-from bfly.hw.regmap import register_map, constant_words, STATUS
 from bfly.sim.board_sim import build_board_sim
 from bfly.sim.model import engine_forward, random_params
 from bfly.examples.digits import block_inputs
 from bfly.sw.driver import Accelerator, SerialTransport, DriverError
 from bfly.sw.image import WeightImage
+from bfly.sw.simboard import SimulatedBoard
 from bfly.sw.quantize import quantize_input
 
 CFG = EngineConfig.bft(16, 4, epilogue=True)
@@ -117,49 +115,10 @@ def test_sim_board_once_stops_when_the_client_leaves():
     assert "stopped" in proc.stdout.read()
 
 
-class FakeDevice:
-    """A transport that answers READ and WRITE frames from a word memory holding ``cfg``'s
-    constant registers, with STATUS.commit_busy set for the first ``busy_reads`` reads of
-    STATUS (and every write stored, so read-backs match)."""
-
-    def __init__(self, cfg, busy_reads):
-        self.mem = {}
-        for r in register_map(cfg):
-            for i, word in enumerate(constant_words(cfg, 30).get(r.name, [0] * r.count)):
-                self.mem[r.offset + 4 * i] = word
-        self.busy_reads, self.status_reads, self.replies = busy_reads, 0, b""
-
-    def write(self, frame):
-        cmd, length = frame[1], struct.unpack("<H", frame[2:4])[0]
-        payload = frame[4:4 + length]
-        reply = b""
-        if cmd == CMD["READ"]:
-            addr, count = struct.unpack("<IH", payload)
-            for a in range(addr, addr + 4 * count, 4):
-                word = self.mem[a]
-                if a == STATUS.offset:
-                    self.status_reads += 1
-                    word = STATUS.pack(commit_busy=self.status_reads <= self.busy_reads)
-                reply += struct.pack("<I", word)
-        else:
-            addr, = struct.unpack("<I", payload[:4])
-            for i, (word,) in enumerate(struct.iter_unpack("<I", payload[4:])):
-                self.mem[addr + 4 * i] = word
-        body = bytes([cmd]) + struct.pack("<H", len(reply)) + reply + bytes([0])
-        self.replies += bytes([SYNC_REPLY]) + body + struct.pack("<H", crc16(body))
-
-    def read(self, n):
-        out, self.replies = self.replies[:n], self.replies[n:]
-        return out
-
-    def drain(self):
-        self.replies = b""
-
-
 @pytest.mark.parametrize("busy_reads", [0, 3, 10])
 def test_commit_wait_is_bounded(busy_reads):
     image = WeightImage(CFG, random_params(CFG, np.random.default_rng(8)), 0.1, 0.1)
-    dev = FakeDevice(CFG, busy_reads)
+    dev = SimulatedBoard(CFG, 30, busy_reads=busy_reads)
     acc = Accelerator(dev, commit_polls=10)
     if busy_reads < 10:
         acc.load(image)
