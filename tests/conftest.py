@@ -1,14 +1,39 @@
-"""Shared fixtures: the trained and quantized digits network (trained once per session)."""
+"""Shared fixtures: the trained and quantized digits network, trained once for the whole run (the
+first pytest-xdist worker trains and saves it, the other loads it)."""
+
+import fcntl
+import hashlib
+from pathlib import Path
 
 import pytest
+import torch
 
-from bfly.examples.digits import build_and_train, load_digits_split, quantize_model
+import bfly.examples.digits as digits
+import bfly.sw.butterfly as butterfly
+from bfly.examples.digits import build_and_train, load_digits_split, quantize_model, save_model, load_model
+from bfly.sim.runner import work_dir
+
+
+def _trained(arch, epochs=40, seed=0):
+    """``build_and_train(arch, epochs, seed)``, cached under ``build/test-cache`` by the source of
+    the code that trains (so a change to it trains again) and the torch version."""
+    key = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (digits, butterfly))
+                         + f"{arch} {epochs} {seed} {torch.__version__}".encode()).hexdigest()[:16]
+    path = work_dir("test-cache", f"digits_{arch}_{key}.pt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return load_model(path)
+        model = build_and_train(arch, epochs=epochs, seed=seed)
+        save_model(model, path)
+        return model
 
 
 @pytest.fixture(scope="session")
 def trained():
     xtr, ytr, xte, yte = load_digits_split()
-    bft = build_and_train("bft", epochs=40, seed=0)
-    dense = build_and_train("dense", epochs=40, seed=0)
+    bft = _trained("bft")
+    dense = _trained("dense")
     images = quantize_model(bft, xtr[:256])
     return bft, dense, images, (xte, yte)

@@ -21,9 +21,8 @@ from bfly.sim.runner import build, build_dir_for
 RTL_CONFIGS = [
     (EngineConfig.bft(8, 2, rounding="floor"), 1500),
     (EngineConfig.bft(16, 4), 1500),
-    (EngineConfig.bft(64, 4), 1500),
-    (EngineConfig.bft(64, 8, rounding="half_up", overflow="wrap"), 1200),
-    (EngineConfig.mixed_radix([4, 4, 3], data_bits=7, weight_bits=13), 1500),
+    (EngineConfig.mixed_radix([8, 2], rounding="half_up", overflow="wrap"), 1500),   # 8-input nodes
+    (EngineConfig.mixed_radix([4, 3], data_bits=7, weight_bits=13), 1500),
     (EngineConfig.from_chain([[32, 64, 2, 4, 4], [16, 32, 1, 2, 8]], data_bits=5, weight_bits=11,
                              rounding="half_up", overflow="wrap", epilogue=True), 1500),  # 64 -> 16
     (EngineConfig.bft(16, 4, epilogue=True), 1500),                      # epilogue with residual
@@ -48,6 +47,14 @@ def _check(cfg, pixels, seed, tmp_path, **request):
     return result
 
 
+# wider engines, whose Verilator builds take a minute each: `make test-long`
+LONG_CONFIGS = [
+    (EngineConfig.bft(64, 4), 1500),
+    (EngineConfig.bft(64, 8, rounding="half_up", overflow="wrap"), 1200),
+    (EngineConfig.mixed_radix([4, 4, 3], data_bits=7, weight_bits=13), 1500),
+]
+
+
 @pytest.mark.parametrize("cfg,pixels", RTL_CONFIGS, ids=[c.id for c, _ in RTL_CONFIGS])
 def test_rtl_bit_exact(cfg, pixels, tmp_path):
     result = _check(cfg, pixels, seed=sum(map(ord, cfg.id)) % 1000, tmp_path=tmp_path)
@@ -69,7 +76,8 @@ def test_suite_covers_enough_pixels():
 
 
 @pytest.mark.long
-@pytest.mark.parametrize("cfg,pixels", RTL_CONFIGS, ids=[c.id for c, _ in RTL_CONFIGS])
+@pytest.mark.parametrize("cfg,pixels", RTL_CONFIGS + LONG_CONFIGS,
+                         ids=[c.id for c, _ in RTL_CONFIGS + LONG_CONFIGS])
 def test_rtl_long(cfg, pixels, tmp_path):
     _check(cfg, 20 * pixels, seed=12345, tmp_path=tmp_path,
            frames=40, commits=8, throughput_pixels=5000)
