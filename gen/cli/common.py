@@ -10,7 +10,7 @@ from bfly.hw.boards import BOARDS
 from bfly.hw.config import EngineConfig, ROUNDING_MODES, OVERFLOW_MODES
 
 __all__ = ["UserError", "add_config_args", "config_from_args", "read_text", "read_json",
-           "pixels_per_clock_text", "summary", "time_limit", "port_baud", "connect"]
+           "load_image", "pixels_per_clock_text", "summary", "time_limit", "port_baud", "connect"]
 
 
 class UserError(Exception):
@@ -59,11 +59,7 @@ def config_from_args(args):
                                                   "name", "epilogue", "lanes", "simd")
               if getattr(args, key) is not None}
     if args.config_from and Path(args.config_from).suffix == ".bfly":
-        from bfly.sw.image import WeightImage, ImageError
-        try:
-            cfg = WeightImage.load(args.config_from).config
-        except ImageError as e:
-            raise UserError(str(e))
+        cfg = load_image(args.config_from).config
         return EngineConfig.from_dict({**cfg.to_dict(), "name": "", **kwargs})
     if args.config_from:
         data = read_json(args.config_from)
@@ -88,6 +84,16 @@ def config_from_args(args):
         return EngineConfig.dense(n, **kwargs)
     k = 4 if args.k is None else args.k
     return EngineConfig.bft(n, k, **kwargs)
+
+
+def load_image(path):
+    """The weight image at ``path`` (:class:`bfly.sw.image.WeightImage`); a file that is not
+    one is a :class:`UserError`."""
+    from bfly.sw.image import WeightImage, ImageError
+    try:
+        return WeightImage.load(path)
+    except ImageError as e:
+        raise UserError(str(e))
 
 
 def read_text(path):

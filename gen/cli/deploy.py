@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 
-from .common import UserError, add_config_args, config_from_args, connect
+from .common import UserError, add_config_args, config_from_args, connect, load_image
 
 __all__ = ["register"]
 
@@ -50,12 +50,8 @@ def cmd_sim_board(args):
 
 
 def cmd_load(args):
-    from bfly.sw.image import WeightImage, ImageError
     from bfly.sw.driver import DriverError, LinkError
-    try:
-        image = WeightImage.load(args.image)
-    except ImageError as e:
-        raise UserError(str(e))
+    image = load_image(args.image)
     acc = connect(args)
     t0 = time.time()
     try:

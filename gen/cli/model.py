@@ -6,7 +6,7 @@ import sys
 
 from bfly.hw.config import EngineConfig, ROUNDING_MODES, OVERFLOW_MODES
 
-from .common import UserError
+from .common import UserError, load_image
 
 __all__ = ["register"]
 
@@ -99,11 +99,7 @@ def cmd_quantize(args):
 
 
 def cmd_inspect(args):
-    from bfly.sw.image import WeightImage, ImageError
-    try:
-        img = WeightImage.load(args.image)
-    except ImageError as e:
-        raise UserError(str(e))
+    img = load_image(args.image)
     cfg, p = img.config, img.params
     info = {
         "config": cfg.to_dict(),
