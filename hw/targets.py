@@ -31,7 +31,7 @@ class HardwareTarget:
     family: str
     primitive_family: str = None   # the Implementation's family: vendor primitives (hw/impl.py)
     dsp_sites: tuple = ()          # DSP sites by multiplier index (hw/impl.py)
-    models: tuple = ()         # SimModels of the vendor primitives the engine may instantiate
+    models: tuple = ()             # SimModels of the vendor primitives the engine may instantiate
 
     @property
     def primitives(self):
