@@ -95,10 +95,10 @@ def synthesis_sources(cfg, target):
     from amaranth.back import verilog
     from bfly.hw.scanshell import ScanShell
     text, top = engine_verilog(cfg, target.hw)
-    shell = ScanShell(top, instance=cfg.name)
+    # the target's implementation puts the shell's reset on the global network
+    shell = ScanShell(top, instance=cfg.name, impl=target.hw.implementation())
     name = cfg.name + "_shell"
-    # a platform of its own: the shell's DCCA reset buffer on an ECP5 (it takes no DSP site)
-    shell_text = verilog.convert(shell, name=name, emit_src=False, platform=target.hw.platform())
+    shell_text = verilog.convert(shell, name=name, emit_src=False)
     return {f"{cfg.name}.v": text, f"{name}.v": shell_text}, name, top, shell
 
 

@@ -25,16 +25,17 @@ def uart_divisor(clk_hz, baud):
 
 
 class BoardTop(wiring.Component):
-    """Engine of ``cfg`` behind a UART at ``baud`` with a ``clk_hz`` clock."""
+    """Engine of ``cfg`` behind a UART at ``baud`` with a ``clk_hz`` clock; ``impl`` (a
+    :class:`bfly.hw.impl.Implementation`, by default generic) makes the engine's physical choices."""
 
     uart_rx: In(1, init=1)
     uart_tx: Out(1, init=1)
 
-    def __init__(self, cfg, clk_hz, baud, timeout_bytes=64):
+    def __init__(self, cfg, clk_hz, baud, timeout_bytes=64, impl=None):
         self._cfg = cfg
         self._divisor = uart_divisor(clk_hz, baud)
         self._timeout = self._divisor * 10 * timeout_bytes
-        self._engine_top = BflyTop(cfg)
+        self._engine_top = BflyTop(cfg, impl)
         super().__init__()
 
     @property

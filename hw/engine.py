@@ -21,8 +21,8 @@ from .regmap import SHIFT_BITS, param_window
 from .arith import in_range, delay, READ_CYCLES
 from .axi import WRITE_SPACING
 from .epilogue import Epilogue, EPI_CTRL_BITS
-from .fanout import local_copy
 from .folded import FoldedStage
+from .impl import Implementation
 from .outfifo import OutputFIFO
 from .requant import PREP_CYCLES
 from .stage import ButterflyStage
@@ -58,16 +58,20 @@ class ButterflyEngine(wiring.Component):
     ahead (the register bank guarantees it, its writes being ``WRITE_SPACING`` clocks apart).
     ``commit_busy`` is high while a commit propagates (the shadow bank must not change then); ``sat_counts`` gives, per stage (and the epilogue),
     the saturations of the pixel leaving it this cycle.
+
+    ``impl`` (a :class:`bfly.hw.impl.Implementation`, by default generic Verilog) makes the
+    physical choices of every block; the multipliers are numbered stage by stage for its DSP sites.
     """
 
-    #: channels per load enable of a folded engine's input register
-    TAKE_GROUP = 16
-
-    def __init__(self, cfg):
+    def __init__(self, cfg, impl=None):
         self._cfg = cfg
+        self._impl = impl = impl or Implementation()
         stage = FoldedStage if cfg.interval > 1 else ButterflyStage
-        self._stages = [stage(cfg, l) for l in range(cfg.n_stages)]
-        self._epilogue = Epilogue(cfg) if cfg.epilogue else None
+        self._stages, first_dsp = [], 0
+        for l in range(cfg.n_stages):
+            self._stages.append(stage(cfg, l, impl, first_dsp))
+            first_dsp += self._stages[-1].multipliers
+        self._epilogue = Epilogue(cfg, impl) if cfg.epilogue else None
         blocks = self._stages + ([self._epilogue] if self._epilogue else [])
         offsets, off = [], 0     # cycles from the input register to each block's input
         for b in blocks:
@@ -134,9 +138,13 @@ class ButterflyEngine(wiring.Component):
     def epilogue(self):
         return self._epilogue
 
+    @property
+    def implementation(self):
+        return self._impl
+
     def elaborate(self, platform):
         m = Module()
-        cfg = self._cfg
+        cfg, impl = self._cfg, self._impl
 
         # --- input register and credit check
         in_data = Signal(data.ArrayLayout(signed(cfg.data_bits), cfg.n_in), reset_less=True)
@@ -178,9 +186,9 @@ class ButterflyEngine(wiring.Component):
                          in_valid.eq(taken)]
             with m.If(taken):
                 m.d.sync += in_last.eq(raw_last)
-            group = self.TAKE_GROUP
+            group = impl.take_group
             for g, lo in enumerate(range(0, cfg.n_in, group)):
-                with m.If(local_copy(m, in_hs, f"take_{g}", platform)):
+                with m.If(impl.local_copy(m, in_hs, f"take_{g}")):
                     m.d.sync += [in_data[c].eq(raw[c]) for c in range(lo, min(cfg.n_in, lo + group))]
         else:                   # taken every clock (in_valid says which): no enable to fan out
             m.d.sync += [in_data.eq(payload.data), in_last.eq(payload.last), in_valid.eq(in_hs)]
@@ -260,7 +268,7 @@ class ButterflyEngine(wiring.Component):
 
         # --- output FIFO (never full: the credit check bounds what is in flight)
         m.submodules.out_fifo = out_fifo = OutputFIFO(cfg.n_out * cfg.data_bits + 1, self.fifo_depth,
-                                                      every_clock=cfg.interval == 1)
+                                                      every_clock=cfg.interval == 1, impl=impl)
         m.d.comb += [
             out_fifo.w_en.eq(prev_valid),
             out_fifo.w_data.eq(Cat(prev_data.as_value(), prev_last)),

@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from .regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS, EPI_CTRL
 from .arith import pipelined_sum, delay, registered_select
+from .impl import Implementation
 from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 
 __all__ = ["Epilogue", "EPI_CTRL_BITS"]
@@ -27,12 +28,14 @@ _PRE_CYCLES = 3        # residual add, product, bias add
 
 
 class Epilogue(wiring.Component):
-    """Epilogue for the engine built from ``cfg`` (``cfg.epilogue`` must be set)."""
+    """Epilogue for the engine built from ``cfg`` (``cfg.epilogue`` must be set); ``impl`` (a
+    :class:`bfly.hw.impl.Implementation`, by default generic) makes its requantizer's copies."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, impl=None):
         if not cfg.epilogue:
             raise ValueError(f"configuration {cfg.id} has no epilogue")
         self._cfg = cfg
+        self._impl = impl or Implementation()
         d, n = cfg.data_bits, cfg.n_out
         ports = {
             "i_y": In(data.ArrayLayout(signed(d), n)),
@@ -122,7 +125,7 @@ class Epilogue(wiring.Component):
             m.d.sync += acc.eq(prod + bias[c])
             accs.append(acc)
         # --- steps 4-6: requantize with ReLU
-        outs, flags = requantize(m, cfg, accs, shift_regs, "epi", relu=relu, platform=platform)
+        outs, flags = requantize(m, cfg, accs, shift_regs, "epi", self._impl, relu=relu)
         m.d.comb += self.o_data.eq(Cat(outs))
 
         m.d.sync += [

@@ -3,25 +3,26 @@
 A value that many blocks use (a load strobe, a shift amount) is one net from one register to
 every user, and across a large device that route alone can take most of a clock. Each group of
 users gets its own registered copy instead, which the placer puts near them. Synthesis merges
-registers that load the same value (yosys ``opt_merge``), so on an ECP5 (``platform`` is a
-:class:`bfly.hw.mult.DSPTarget` for ``"ecp5"``) each copy is a ``TRELLIS_FF`` instance marked
-``keep``; elsewhere (simulation) it is an ordinary register, the same value in the same clock.
+registers that load the same value (yosys ``opt_merge``), so on an ECP5 (``kept``, as
+:meth:`bfly.hw.impl.Implementation.local_copy` asks there) each copy is a ``TRELLIS_FF``
+instance marked ``keep``; elsewhere (simulation) it is an ordinary register, the same value in
+the same clock.
 """
 
 from amaranth.hdl import Signal, Instance, ClockSignal, ResetSignal, Value
 
 from .arith import in_range
-from .mult import is_ecp5
 
 __all__ = ["local_copy", "write_tree"]
 
 
-def local_copy(m, value, name, platform=None, reset=False):
+def local_copy(m, value, name, reset=False, kept=False):
     """``value`` registered once (one clock later), as a register of its own; returns it. With
-    ``reset``, the domain's reset clears it (as a handshake copy must be)."""
+    ``reset``, the domain's reset clears it (as a handshake copy must be); ``kept``: as ECP5
+    ``TRELLIS_FF`` instances marked ``keep``."""
     value = Value.cast(value)
     copy = Signal(value.shape(), name=name, reset_less=not reset)
-    if not is_ecp5(platform):
+    if not kept:
         m.d.sync += copy.eq(value)
         return copy
     bits = Signal(len(value), name=f"{name}_q")

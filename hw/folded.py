@@ -40,8 +40,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from .arith import pipelined_sum, tree_levels, delay, divmod_const, two_level_select, READ_CYCLES
-from .mult import MULT_CYCLES, registered_product
-from .fanout import local_copy
+from .mult import MULT_CYCLES
+from .impl import Implementation
 from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 from .stage import stage_signature
 from .connectivity import node, input_channel
@@ -54,20 +54,12 @@ __all__ = ["FoldedStage", "OPERAND_CYCLES"]
 OPERAND_CYCLES = 3
 
 
-#: phase bits that the first register level of an operand multiplexer decodes (a 4:1 choice is
-#: one LUT level on an ECP5); the rest choose among its registers a clock later
-FIRST_SELECT_BITS = 2
-
-#: output nodes whose registers share one copy of the load enable (32 flip-flops at 8-bit data)
-LOAD_GROUP = 4
-
-
-def _phase_select(m, sources, phase, name):
+def _phase_select(m, sources, phase, name, first_bits):
     """``sources[phase]`` two clocks later, as a multiplexer over only the bits of ``phase`` that
     change the choice (a lane often reads the same channel in several phases, or a dense engine's
     slot the same few channels in every chunk: fewer inputs, fewer wires from the pixel
-    register), in two registered levels: the low ``FIRST_SELECT_BITS`` of those bits choose
-    within groups, the rest (registered alongside) among the groups."""
+    register), in two registered levels: the low ``first_bits`` of those bits choose within
+    groups, the rest (registered alongside) among the groups."""
     count = len(sources)
     bits = list(range((count - 1).bit_length()))
 
@@ -86,19 +78,22 @@ def _phase_select(m, sources, phase, name):
     for c, src in enumerate(sources):
         table[sum(((c >> b) & 1) << i for i, b in enumerate(bits))] = src
     return two_level_select(m, table, Cat(Value.cast(phase)[b] for b in bits), name,
-                            group=1 << min(FIRST_SELECT_BITS, len(bits)))
+                            group=1 << min(first_bits, len(bits)))
 
 
 class FoldedStage(wiring.Component):
     """Stage ``index`` of the chain of ``cfg``, folded as ``cfg.stage_fold(index)`` says.
 
     Ports as :class:`bfly.hw.stage.ButterflyStage`; ``i_data`` must stay still for ``interval`` clocks
-    after ``i_valid``, and ``o_data`` holds each result until the next ``o_valid``.
+    after ``i_valid``, and ``o_data`` holds each result until the next ``o_valid``. ``impl`` and
+    ``first_dsp`` as for a parallel stage (the multipliers numbered lane by lane).
     """
 
-    def __init__(self, cfg, index):
+    def __init__(self, cfg, index, impl=None, first_dsp=0):
         self._cfg = cfg
         self._index = index
+        self._impl = impl or Implementation()
+        self._first_dsp = first_dsp
         f = self._factor = cfg.factors[index]
         self._lanes, self._simd, self._interval = cfg.stage_fold(index)
         self._folds = f.s // self._simd
@@ -117,6 +112,11 @@ class FoldedStage(wiring.Component):
     @property
     def interval(self):
         return self._interval
+
+    @property
+    def multipliers(self):
+        """Multipliers in the stage: ``simd`` per lane."""
+        return self._lanes * self._simd
 
     def _node(self, lane, chunk):
         """The output node that ``lane`` computes in ``chunk`` (a Python int)."""
@@ -167,7 +167,7 @@ class FoldedStage(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, f = self._cfg, self._factor
+        cfg, f, impl = self._cfg, self._factor, self._impl
         d, wb = cfg.data_bits, cfg.weight_bits
         L, S, II, F, R = self._lanes, self._simd, self._interval, self._folds, self._chunks
 
@@ -189,7 +189,7 @@ class FoldedStage(wiring.Component):
         m.d.comb += [active.eq(self.i_valid | running),
                      ph_next.eq(Mux(active, ph_inc, ph))]
         m.d.sync += [ph.eq(ph_next), ph_inc.eq(Mux(ph_next == II - 1, 0, ph_next + 1))]
-        lane_ph = [local_copy(m, ph_next, f"phase_{j}", platform) for j in range(L)]
+        lane_ph = [impl.local_copy(m, ph_next, f"phase_{j}") for j in range(L)]
         with m.If(active):
             m.d.sync += running.eq(~last_phase)
             with m.If(fold == F - 1):
@@ -287,7 +287,7 @@ class FoldedStage(wiring.Component):
         r_bytes = []
         for j, word in enumerate(r_words):
             b = Signal(wb, name=f"r_byte_{j}", reset_less=True)
-            r_slot_1 = local_copy(m, r_slot_0, f"r_slot_{j}", platform)
+            r_slot_1 = impl.local_copy(m, r_slot_0, f"r_slot_{j}")
             m.d.sync += b.eq(Array(word[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
             r_bytes.append(b)
         m.d.sync += self.r_data.eq(Array(r_bytes)[r_lane_1])
@@ -312,8 +312,9 @@ class FoldedStage(wiring.Component):
         selected = {}
         for k, (chans, lanes) in enumerate(readers.items()):
             # each multiplexer's own copy of the phase (its select bits reach every bit of it)
-            mux_ph = local_copy(m, ph_next, f"phase_mux_{k}", platform)
-            x_sel = _phase_select(m, [xs[c] for c in chans], mux_ph, f"xsel_{lanes[0]}_{chans[0]}")
+            mux_ph = impl.local_copy(m, ph_next, f"phase_mux_{k}")
+            x_sel = _phase_select(m, [xs[c] for c in chans], mux_ph, f"xsel_{lanes[0]}_{chans[0]}",
+                                  impl.first_select_bits)
             selected[chans] = (x_sel, len(lanes) > 1)
         accs = []
         for j in range(L):
@@ -321,9 +322,10 @@ class FoldedStage(wiring.Component):
             for i in range(S):
                 x_sel, shared = selected[chans_of[j, i]]
                 if shared:
-                    x_sel = local_copy(m, x_sel, f"xcopy_{j}_{i}", platform)
+                    x_sel = impl.local_copy(m, x_sel, f"xcopy_{j}_{i}")
                 x_op = delay(m, x_sel, OPERAND_CYCLES - 2 - shared, f"xop_{j}_{i}", reset_less=True)
-                products.append(registered_product(m, x_op, weights[j][i], f"prod_{j}_{i}", platform))
+                products.append(impl.product(m, x_op, weights[j][i], f"prod_{j}_{i}",
+                                             self._first_dsp + j * S + i))
             total = pipelined_sum(m, products, f"tree_{j}")
             if F > 1:
                 first = delay(m, fold == 0, OPERAND_CYCLES + MULT_CYCLES + tree_levels(S), f"first_{j}",
@@ -342,7 +344,7 @@ class FoldedStage(wiring.Component):
         shift_bank = delay(m, sel, lead, "shift_bank", reset_less=True)
         shift_regs = ShiftRegisters(m, cfg.rounding, cfg.acc_bits(self._index), self.shadow_shift,
                                     self.load_stb, shift_load, "rq", slots=(~sel, shift_bank))
-        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", platform=platform)
+        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", impl)
 
         # --- tags travel with the phase to the requantizer's output (a clock ahead, so each
         # lane can take its own registered copy of the enables below)
@@ -363,20 +365,21 @@ class FoldedStage(wiring.Component):
         # (short local routes, no fan-out of a result to every chunk register); the last chunk
         # completes the pixel, when chunk ck is at position R-2-ck of the chain. Each lane's
         # shift and load enables are its own copies (hundreds of flip-flops per lane); the load
-        # enable goes to the lane's output registers through one more copy per LOAD_GROUP nodes
+        # enable goes to the lane's output registers through one more copy per load_group nodes
         # (they feed the next stage, so they spread further than the lane; each copy is named by
         # its first chunk)
         chains = [[Signal(signed(d), name=f"asm_{j}_{k}", reset_less=True) for k in range(R - 1)]
                   for j in range(L)]
         chunks = [[chains[j][R - 2 - ck] for j in range(L)] for ck in range(R - 1)] + [outs]
         for j, (chain, out) in enumerate(zip(chains, outs)):
-            with m.If(local_copy(m, done_soon, f"shift_en_{j}", platform)):
+            with m.If(impl.local_copy(m, done_soon, f"shift_en_{j}")):
                 m.d.sync += [a.eq(b) for a, b in zip(chain, [out] + chain[:-1])]
-            load_lane = local_copy(m, complete_early, f"load_lane_{j}", platform)
-            for g in range(0, R, LOAD_GROUP):
-                with m.If(local_copy(m, load_lane, f"load_en_{j}_{g}", platform)):
+            load_lane = impl.local_copy(m, complete_early, f"load_lane_{j}")
+            group = impl.load_group
+            for g in range(0, R, group):
+                with m.If(impl.local_copy(m, load_lane, f"load_en_{j}_{g}")):
                     m.d.sync += [self.o_data[self._node(j, ck)].eq(chunks[ck][j])
-                                 for ck in range(g, min(R, g + LOAD_GROUP))]
+                                 for ck in range(g, min(R, g + group))]
         m.d.sync += self.o_valid.eq(complete)
         with m.If(complete):
             m.d.sync += self.o_last.eq(done_last)

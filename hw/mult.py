@@ -2,8 +2,8 @@
 more in the fabric (``MULT_CYCLES`` clocks from the operands to the product). The last register
 lets the placer split the long route from a DSP column to the adder tree that uses its product.
 
-Generic code serves simulation and any FPGA. When the design is converted for an ECP5
-(``platform`` is a :class:`DSPTarget` for ``"ecp5"``), each product is a ``MULT18X18D`` instance
+Generic code serves simulation and any FPGA. When the implementation asks for DSP instances
+(``dsp``: :meth:`bfly.hw.impl.Implementation.product` on an ECP5), each product is a ``MULT18X18D`` instance
 whose own input and output registers hold the operands and the product: yosys does not pack fabric
 flip-flops into the DSP, and a purely combinational DSP with routes into and out of it limits Fmax.
 Both forms compute the same values in the same clocks (the DSP's registers have no reset and
@@ -12,42 +12,25 @@ always load, as the generic registers here).
 
 from amaranth.hdl import Signal, Instance, ClockSignal, signed
 
-__all__ = ["MULT_CYCLES", "DSPTarget", "is_ecp5", "registered_product"]
+__all__ = ["MULT_CYCLES", "ECP5_DSP_WIDTH", "registered_product"]
 
 MULT_CYCLES = 3
+#: the widest signed operand of an ECP5 ``MULT18X18D``
 ECP5_DSP_WIDTH = 18
 
 
-class DSPTarget:
-    """A stand-in platform for ``verilog.convert``: asks for vendor DSP instances (``"ecp5"``).
-
-    ``sites`` (optional) lists the device's DSP sites (place-and-route names) in the order the
-    multipliers should take them: each instance is pinned to the next one (a ``BEL`` attribute),
-    so the multipliers of one node sit side by side with its adder tree next to them, instead of
-    wherever the placer's legalization scatters them; multipliers past the list stay free.
-    """
-
-    def __init__(self, family, sites=()):
-        self.bfly_dsp = family
-        self._sites = list(sites)
-
-    def dsp_site(self):
-        """The next DSP site, or None when the list is used up."""
-        return self._sites.pop(0) if self._sites else None
-
-
-def is_ecp5(platform):
-    """Whether ``platform`` asks for ECP5 primitives (a :class:`DSPTarget` for ``"ecp5"``)."""
-    return getattr(platform, "bfly_dsp", None) == "ecp5"
-
-
-def registered_product(m, a, b, name, platform=None):
-    """``a * b`` of two signed values, ``MULT_CYCLES`` clocks later; returns the product signal."""
+def registered_product(m, a, b, name, dsp=False, site=None):
+    """``a * b`` of two signed values, ``MULT_CYCLES`` clocks later; returns the product signal.
+    ``dsp``: as a ``MULT18X18D`` (operands at most ``ECP5_DSP_WIDTH`` bits), pinned to ``site``
+    (a place-and-route name, a ``BEL`` attribute) unless it is None."""
     width = len(a) + len(b)
     prod = Signal(signed(width), name=f"{name}_p", reset_less=True)
     landed = Signal(signed(width), name=name, reset_less=True)
     m.d.sync += landed.eq(prod)
-    if is_ecp5(platform) and max(len(a), len(b)) <= ECP5_DSP_WIDTH:
+    if dsp:
+        if max(len(a), len(b)) > ECP5_DSP_WIDTH:
+            raise ValueError(f"{name}: a MULT18X18D takes operands of at most {ECP5_DSP_WIDTH} bits, "
+                             f"not {len(a)} and {len(b)}")
         a18 = Signal(signed(ECP5_DSP_WIDTH), name=f"{name}_a")
         b18 = Signal(signed(ECP5_DSP_WIDTH), name=f"{name}_b")
         p36 = Signal(2 * ECP5_DSP_WIDTH, name=f"{name}_p36")
@@ -63,7 +46,6 @@ def registered_product(m, a, b, name, platform=None):
             ports[f"o_P{i}"] = p36[i]
         ports["i_CLK0"] = ClockSignal("sync")
         ports["i_CE0"] = 1
-        site = platform.dsp_site()
         if site is not None:
             ports["a_BEL"] = site
         m.submodules[name + "_dsp"] = Instance(

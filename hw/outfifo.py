@@ -9,7 +9,8 @@ handshake reaches thousands of bits through logic:
   each with its own copy of the control (with ``every_clock=True`` a group is one slice). A
   copy's state registers read only each other and the handshakes, so no two copies are alike and
   synthesis keeps them apart (a register that copies another is merged with its twins);
-- the writer's ``w_en`` reaches a first copy per ``FIRST_COPY_SLICES`` slices, then each group's
+- the writer's ``w_en`` reaches a first copy per few slices (the implementation's
+  ``fifo_first_copy_slices``), then each group's
   own toggle register, and the group writes a clock later (the data registered twice on its
   way) when its toggle register has changed: the last stage's valid fans out to a few
   registers, not to every slice's write enable;
@@ -28,7 +29,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .arith import delay
-from .fanout import local_copy
+from .impl import Implementation
 
 __all__ = ["OutputFIFO"]
 
@@ -37,20 +38,18 @@ class OutputFIFO(wiring.Component):
     """``depth`` words of ``width`` bits. ``w_en`` must never be high when ``depth`` words are
     held (the writer's credit check). A word written at clock ``c`` is on ``r_data`` with
     ``r_rdy`` from clock ``c + LATENCY`` if the words before it have been read. With
-    ``every_clock=False`` a word is read every second clock at most."""
+    ``every_clock=False`` a word is read every second clock at most. ``impl`` (a
+    :class:`bfly.hw.impl.Implementation`, by default generic) sizes the slices and copy groups."""
 
     LATENCY = 4
-    SLICE_BITS = 16
-    GROUP_SLICES = 8
-    #: slices served by one first copy of ``w_en``
-    FIRST_COPY_SLICES = 4
 
-    def __init__(self, width, depth, every_clock=True):
+    def __init__(self, width, depth, every_clock=True, impl=None):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth!r}")
         self._width, self._depth, self._every_clock = width, depth, every_clock
+        self._impl = impl = impl or Implementation()
         # an engine that writes every clock has a copy of the control per slice
-        self._group = 1 if every_clock else self.GROUP_SLICES
+        self._group = 1 if every_clock else impl.fifo_group_slices
         super().__init__({
             "w_data": In(width), "w_en": In(1),
             "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
@@ -58,6 +57,7 @@ class OutputFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        impl = self._impl
         # with two output registers, the memory never holds all `depth` words: while it holds
         # a word, one register is full (an emptied register is loaded a clock after the read),
         # except in the clock after a word enters an empty FIFO, when one word is held. So it
@@ -67,13 +67,13 @@ class OutputFIFO(wiring.Component):
         def bump(ptr):
             return Mux(ptr == depth - 1, 0, ptr + 1)
 
-        slices = [(lo, min(self._width, lo + self.SLICE_BITS))
-                  for lo in range(0, self._width, self.SLICE_BITS)]
+        slices = [(lo, min(self._width, lo + impl.fifo_slice_bits))
+                  for lo in range(0, self._width, impl.fifo_slice_bits)]
         for g in range(0, len(slices), self._group):
             tag = f"g{g}"
-            if g % self.FIRST_COPY_SLICES == 0:
-                # a copy of w_en per FIRST_COPY_SLICES slices, between the writer and them
-                w_en_first = local_copy(m, self.w_en, f"w_en_first_{g}", platform, reset=True)
+            if g % impl.fifo_first_copy_slices == 0:
+                # a copy of w_en per fifo_first_copy_slices slices, between the writer and them
+                w_en_first = impl.local_copy(m, self.w_en, f"w_en_first_{g}", reset=True)
             # the group's write enable, a clock after that copy: its toggle register has changed
             toggle, toggled = Signal(name=f"w_toggle_{tag}"), Signal(name=f"w_toggled_{tag}")
             m.d.sync += [toggle.eq(toggle ^ w_en_first), toggled.eq(toggle)]

@@ -16,7 +16,6 @@ them), so no step waits for a bit of the sum before it can add.
 from amaranth.hdl import Signal, Mux, Const, Cat, signed, unsigned
 
 from .arith import delay
-from .fanout import local_copy
 
 __all__ = ["REQUANT_CYCLES", "REGS_LEAD", "PREP_CYCLES", "MASK_LAG", "ShiftRegisters", "requantize"]
 
@@ -24,10 +23,8 @@ REQUANT_CYCLES = 6
 # register steps from the shadow shift to the constants a commit takes
 PREP_CYCLES = 4
 # the active shift registers are copied next to each group of outputs, then next to each
-# output, before use (hw/fanout.py)
+# output, before use (hw/fanout.py; the group size is the Implementation's copy_group)
 REGS_LEAD = 2
-#: outputs served by one group copy of the shift registers
-COPY_GROUP = 4
 #: the low-bit mask of ``half_even`` is loaded this many clocks after the other active registers:
 #: it is used on the rounded sum, that many steps after the accumulator
 MASK_LAG = 2
@@ -137,12 +134,13 @@ def _all_equal(bits):
     return bits.all() | ~bits.any()
 
 
-def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
+def requantize(m, cfg, accs, regs, name, impl, relu=None):
     """Requantize each signed accumulator of ``accs`` (at most ``regs.acc_bits`` wide) with the
     active :class:`ShiftRegisters` ``regs``, which must be loaded ``REGS_LEAD`` clocks before the
     cycle in which the first accumulator of the new bank is on ``accs``; ``relu`` (optional) is
-    an active 1-bit register loaded in that cycle. Returns ``(outputs, out_of_range_flags)``,
-    registered, after ``REQUANT_CYCLES`` cycles.
+    an active 1-bit register loaded in that cycle; ``impl`` (a
+    :class:`bfly.hw.impl.Implementation`) makes the copies of the shift registers. Returns
+    ``(outputs, out_of_range_flags)``, registered, after ``REQUANT_CYCLES`` cycles.
     """
     acc_bits = regs.acc_bits
     d = cfg.data_bits
@@ -152,7 +150,7 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
     outs, flags = [], []
     # the active shift, rounding constant and mask reach each output through two registered
     # copies (``regs`` is loaded REGS_LEAD clocks early, the mask MASK_LAG clocks later): one per
-    # group of COPY_GROUP outputs, then the output's own; the shift and constant then travel
+    # group of outputs, then the output's own; the shift and constant then travel
     # with the pixel (only the copies the rounding mode uses: kept registers are never removed)
     used = {"shift": regs.shift}
     if cfg.rounding != "floor":
@@ -160,14 +158,15 @@ def requantize(m, cfg, accs, regs, name, relu=None, platform=None):
     if cfg.rounding == "half_even":
         used["mask"] = regs.low_mask
     group_copies = {}
+    group = impl.copy_group
     for o, acc in enumerate(accs):
-        g = o // COPY_GROUP
-        if o % COPY_GROUP == 0:
-            group_copies = {k: local_copy(m, v, f"{name}_{k}_g{g}", platform) for k, v in used.items()}
+        if o % group == 0:
+            group_copies = {k: impl.local_copy(m, v, f"{name}_{k}_g{o // group}")
+                            for k, v in used.items()}
         if cfg.rounding == "half_even":
-            mask = local_copy(m, group_copies["mask"], f"{name}_mask_{o}", platform)
-        shift_0 = local_copy(m, group_copies["shift"], f"{name}_shift_{o}", platform)
-        rnd_0 = 0 if cfg.rounding == "floor" else local_copy(m, group_copies["rndc"], f"{name}_rndc_{o}", platform)
+            mask = impl.local_copy(m, group_copies["mask"], f"{name}_mask_{o}")
+        shift_0 = impl.local_copy(m, group_copies["shift"], f"{name}_shift_{o}")
+        rnd_0 = 0 if cfg.rounding == "floor" else impl.local_copy(m, group_copies["rndc"], f"{name}_rndc_{o}")
         shift_1, shift_2, shift_3 = (Signal(regs.shape, name=f"{name}_shift_{o}_{i}", reset_less=True)
                                      for i in (1, 2, 3))
         rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_{o}_1")

@@ -24,7 +24,7 @@ from amaranth.hdl import Module, Signal, Cat, ClockDomain, ClockSignal, ResetSig
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, Flow
 
-from .mult import is_ecp5
+from .impl import Implementation
 
 __all__ = ["ScanShell"]
 
@@ -33,12 +33,15 @@ class ScanShell(wiring.Component):
     scan_in: In(1)
     scan_out: Out(1)
 
-    def __init__(self, core, instance=None):
+    def __init__(self, core, instance=None, impl=None):
         """``core``: a component whose ports are all flat (a signal per member). ``instance``:
         the Verilog module name of the core converted apart (its ports named as the members,
-        with ``clk`` and ``rst`` of its ``sync`` domain); None elaborates the core inside."""
+        with ``clk`` and ``rst`` of its ``sync`` domain); None elaborates the core inside.
+        ``impl`` (a :class:`bfly.hw.impl.Implementation`, by default generic) puts the reset on
+        the family's global network."""
         self._core = core
         self._instance = instance
+        self._impl = impl or Implementation()
         super().__init__()
 
     def _ports(self, flow):
@@ -75,10 +78,7 @@ class ScanShell(wiring.Component):
         rst_q = Signal(name="rst_q", reset_less=True)
         m.d.sync += rst_q.eq(ResetSignal("sync"))
         m.d.comb += core.clk.eq(ClockSignal("sync"))
-        if is_ecp5(platform):
-            m.submodules.rst_buffer = Instance("DCCA", i_CLKI=rst_q, i_CE=1, o_CLKO=core.rst)
-        else:
-            m.d.comb += core.rst.eq(rst_q)
+        self._impl.global_net(m, rst_q, core.rst, "rst_buffer")
         if self._instance is None:
             m.submodules.core = DomainRenamer("core")(self._core)
         else:

@@ -27,9 +27,10 @@ from .regmap import SHIFT_BITS
 from .connectivity import input_channel
 from .arith import pipelined_sum, tree_levels, delay, READ_CYCLES
 from .axi import WRITE_SPACING
-from .mult import MULT_CYCLES, registered_product
-from .fanout import local_copy, write_tree
-from .requant import REQUANT_CYCLES, REGS_LEAD, COPY_GROUP, ShiftRegisters, requantize
+from .mult import MULT_CYCLES
+from .fanout import write_tree
+from .impl import Implementation
+from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
 
 __all__ = ["ButterflyStage", "stage_signature"]
 
@@ -68,24 +69,32 @@ class ButterflyStage(wiring.Component):
     ``o_data`` (``p`` channels),
     ``o_valid``, ``o_last`` after ``latency`` cycles; ``o_sat_count``, the number of outputs of a
     valid pixel that saturated (``ceil(log2 p) - OUTPUT_CYCLES`` cycles after ``o_valid``).
+
+    ``impl`` (a :class:`bfly.hw.impl.Implementation`, by default generic) makes the physical
+    choices; the stage's multipliers are its multipliers ``first_dsp`` onwards, node by node.
     """
 
     #: clocks from ``i_data`` to the multipliers' operand registers (a copy per multiplier)
     INPUT_CYCLES = 1
     #: registers after the requantization: the next stage's multipliers are across the device
     OUTPUT_CYCLES = 1
-    #: weights per read-back memory
-    MIRROR_DEPTH = 16
 
-    def __init__(self, cfg, index):
+    def __init__(self, cfg, index, impl=None, first_dsp=0):
         self._cfg = cfg
         self._index = index
         self._factor = cfg.factors[index]
+        self._impl = impl or Implementation()
+        self._first_dsp = first_dsp
         super().__init__(stage_signature(cfg, index))
 
     @property
     def factor(self):
         return self._factor
+
+    @property
+    def multipliers(self):
+        """Multipliers in the stage: one per weight."""
+        return self._factor.n_weights
 
     @property
     def latency(self):
@@ -95,7 +104,7 @@ class ButterflyStage(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, f = self._cfg, self._factor
+        cfg, f, impl = self._cfg, self._factor, self._impl
         d = cfg.data_bits
         acc_bits = cfg.acc_bits(self._index)
         tree = tree_levels(f.s)
@@ -109,32 +118,32 @@ class ButterflyStage(wiring.Component):
         # w_en (w_en is a clock after the engine's p_en); a commit, WRITE_SPACING or more clocks
         # after p_en, loads the shadow bank 2 clocks after commit_stb at the earliest: so at most
         # WRITE_SPACING levels
-        # (four children per copy: each hop of the tree spans a fraction of a DSP row)
+        # (the implementation's write_branching children per copy)
         enables, datas, _ = write_tree(m, self.w_addr, self.w_data, self.w_en, f.n_weights, "wt",
-                                       max_levels=WRITE_SPACING, branching=4)
+                                       max_levels=WRITE_SPACING, branching=impl.write_branching)
         for reg, en, value in zip(shadow, enables, datas):
             with m.If(en):
                 m.d.sync += reg.eq(value)
         # read-back from a copy of the shadow bank in small memories, written with it: the
         # registers are spread over the device beside their multipliers, the memories sit
-        # together. One memory per MIRROR_DEPTH weights (a LUT-RAM's depth: no decode between
+        # together. One memory per mirror_depth weights (a LUT-RAM's depth: no decode between
         # the address and the data); READ_CYCLES: each memory's own copy of the address, its read
         # register, the memory chosen (the high address bits travel beside), then r_data
-        banks = range(0, f.n_weights, self.MIRROR_DEPTH)
-        low = (self.MIRROR_DEPTH - 1).bit_length()
+        banks = range(0, f.n_weights, impl.mirror_depth)
+        low = (impl.mirror_depth - 1).bit_length()
         outs = []
         for b, lo in enumerate(banks):
-            mirror = Memory(shape=wshape, depth=min(self.MIRROR_DEPTH, f.n_weights - lo), init=[])
+            mirror = Memory(shape=wshape, depth=min(impl.mirror_depth, f.n_weights - lo), init=[])
             m.submodules[f"shadow_mirror_{b}"] = mirror
             mw = mirror.write_port()
             mr = mirror.read_port(transparent_for=())
             # (writes through copies beside the memory too, a clock later, as the reads)
             w_bank = self.w_addr[low:] == b if len(banks) > 1 else 1
             m.d.comb += [
-                mw.addr.eq(local_copy(m, self.w_addr[:low], f"mirror_waddr_{b}", platform)),
-                mw.data.eq(local_copy(m, self.w_data, f"mirror_wdata_{b}", platform)),
-                mw.en.eq(local_copy(m, self.w_en & w_bank, f"mirror_wen_{b}", platform, reset=True)),
-                mr.addr.eq(local_copy(m, self.r_addr[:low], f"mirror_raddr_{b}", platform))]
+                mw.addr.eq(impl.local_copy(m, self.w_addr[:low], f"mirror_waddr_{b}")),
+                mw.data.eq(impl.local_copy(m, self.w_data, f"mirror_wdata_{b}")),
+                mw.en.eq(impl.local_copy(m, self.w_en & w_bank, f"mirror_wen_{b}", reset=True)),
+                mr.addr.eq(impl.local_copy(m, self.r_addr[:low], f"mirror_raddr_{b}"))]
             outs.append(mr.data)
         chosen = Signal(wshape, name="mirror_q", reset_less=True)
         if len(outs) > 1:
@@ -148,7 +157,7 @@ class ButterflyStage(wiring.Component):
         # each node takes its own copy of ``load_stb`` (a clock later, as its multipliers take
         # their inputs a clock after ``i_data``)
         for o in range(f.p):
-            node_load = local_copy(m, self.load_stb, f"load_{o}", platform)
+            node_load = impl.local_copy(m, self.load_stb, f"load_{o}")
             with m.If(node_load):
                 m.d.sync += [active_w[o * f.s + j].eq(shadow[o * f.s + j]) for j in range(f.s)]
         shift_load = delay(m, self.load_stb, self.INPUT_CYCLES + MULT_CYCLES + tree - REGS_LEAD, "shift_load",
@@ -156,7 +165,7 @@ class ButterflyStage(wiring.Component):
         # (the pending shift is taken from a copy of load_stb beside it, a clock later: still
         # well before shift_load)
         shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, self.shadow_shift,
-                                    local_copy(m, self.load_stb, "rq_commit", platform), shift_load, "rq")
+                                    impl.local_copy(m, self.load_stb, "rq_commit"), shift_load, "rq")
 
         # --- products and adder trees (channels unpacked once, not sliced per multiplier)
         xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]
@@ -167,13 +176,13 @@ class ButterflyStage(wiring.Component):
             for j in range(f.s):
                 # each multiplier's own copy of its input, next to it: the previous stage's
                 # outputs are across the device
-                x = local_copy(m, xs[input_channel(f, o, j)], f"xin_{o}_{j}", platform)
-                products.append(registered_product(m, x, active_w[o * f.s + j], f"prod_{o}_{j}",
-                                                   platform))
+                x = impl.local_copy(m, xs[input_channel(f, o, j)], f"xin_{o}_{j}")
+                products.append(impl.product(m, x, active_w[o * f.s + j], f"prod_{o}_{j}",
+                                             self._first_dsp + o * f.s + j))
             accs.append(pipelined_sum(m, products, f"tree_{o}"))
 
         # --- requantization: round, shift, saturate (docs/spec.md §2)
-        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", platform=platform)
+        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", impl)
         m.d.comb += self.o_data.eq(delay(m, Cat(outs), self.OUTPUT_CYCLES, "hop", reset_less=True))
 
         # --- control: valid and last travel with the data; saturations are counted per pixel
@@ -186,8 +195,8 @@ class ButterflyStage(wiring.Component):
         # each group of outputs has its own copy of o_valid for its saturation flags
         counted = [Signal(name=f"satv_{o}") for o in range(f.p)]
         for o, (c, flag) in enumerate(zip(counted, sat_flags)):
-            if o % COPY_GROUP == 0:
-                valid_copy = local_copy(m, valid, f"satvalid_{o // COPY_GROUP}", platform, reset=True)
+            if o % impl.copy_group == 0:
+                valid_copy = impl.local_copy(m, valid, f"satvalid_{o // impl.copy_group}", reset=True)
             m.d.comb += c.eq(flag & valid_copy)
         total = pipelined_sum(m, counted, "satcount")
         m.d.comb += self.o_sat_count.eq(total)

@@ -1,7 +1,7 @@
 """FPGA targets as the hardware sees them: the family, whether multipliers become vendor DSP
 instances (and on which sites), and which Verilog models simulate the vendor primitives the
 engine's Verilog then instantiates. The synthesis flow (``bfly.gen.synth``) adds the tools'
-arguments; the simulation runner (``bfly.sim.runner``) uses the platform and the models.
+arguments; the simulation runner (``bfly.sim.runner``) uses the implementation and the models.
 """
 
 import re
@@ -29,20 +29,20 @@ class SimModel:
 class HardwareTarget:
     name: str
     family: str
-    dsp: str = None            # DSPTarget family: multipliers as vendor DSP instances (hw/mult.py)
-    dsp_sites: tuple = ()      # DSP sites in the order multipliers take them
-    models: tuple = ()         # SimModels of the vendor primitives the engine may instantiate
+    primitive_family: str = None   # the Implementation's family: vendor primitives (hw/impl.py)
+    dsp_sites: tuple = ()          # DSP sites by multiplier index (hw/impl.py)
+    models: tuple = ()             # SimModels of the vendor primitives the engine may instantiate
 
     @property
     def primitives(self):
         """The vendor primitives the engine's Verilog may instantiate for this target."""
         return tuple(p for model in self.models for p in model.primitives)
 
-    def platform(self):
-        """A new platform for one elaboration, or None (generic Verilog). Never reuse one:
-        a :class:`DSPTarget` hands its sites out as multipliers are elaborated."""
-        from .mult import DSPTarget      # here: the command line reads this table without Amaranth
-        return DSPTarget(self.dsp, self.dsp_sites) if self.dsp else None
+    def implementation(self):
+        """The :class:`bfly.hw.impl.Implementation` the engine is elaborated with for this target
+        (the default group sizes; generic when the target has no primitive family)."""
+        from .impl import Implementation     # here: the command line reads this table without Amaranth
+        return Implementation(self.primitive_family, self.dsp_sites)
 
 
 def _ecp5_85k_dsp_sites():
@@ -60,7 +60,7 @@ def _ecp5_85k_dsp_sites():
 
 HARDWARE_TARGETS = {
     "ecp5-85k": HardwareTarget(
-        "ecp5-85k", "ecp5", dsp="ecp5", dsp_sites=_ecp5_85k_dsp_sites(),
+        "ecp5-85k", "ecp5", primitive_family="ecp5", dsp_sites=_ecp5_85k_dsp_sites(),
         models=(
             # the kept register copies of hw/fanout.py
             SimModel(("TRELLIS_FF",), "yosys-share", "ecp5/cells_sim.v"),
@@ -84,11 +84,11 @@ def hardware_target(target):
 
 def engine_verilog(cfg, target=None):
     """``(verilog_text, top)``: the engine top for ``target`` (see :func:`hardware_target`),
-    elaborated with a platform of its own. This text is what ``bfly gen --target`` writes, what
+    elaborated with its implementation. This text is what ``bfly gen --target`` writes, what
     synthesis places and routes, and what the simulation runner builds for a target."""
     from .top import elaborate
     t = hardware_target(target)
-    return elaborate(cfg, t.platform() if t else None)
+    return elaborate(cfg, t.implementation() if t else None)
 
 
 def primitives_in(text, target):

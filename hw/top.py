@@ -22,11 +22,13 @@ _AXIL_PORTS = ("awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wval
 
 
 class BflyTop(wiring.Component):
-    """Top level of a butterfly engine built from ``cfg``."""
+    """Top level of a butterfly engine built from ``cfg``; ``impl`` (a
+    :class:`bfly.hw.impl.Implementation`, by default generic Verilog) makes the engine's physical
+    choices."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, impl=None):
         self._cfg = cfg
-        self._engine = ButterflyEngine(cfg)
+        self._engine = ButterflyEngine(cfg, impl)
         self._axil = AXI4LiteSlave(address_bits(cfg))
         ports = {
             "s_axis_tdata": In(stream_bits(cfg.n_in, cfg.data_bits)),
@@ -92,9 +94,10 @@ class BflyTop(wiring.Component):
         return m
 
 
-def elaborate(cfg, platform=None):
-    """Build the top for ``cfg``; return ``(verilog_text, top)``. ``platform`` may ask for vendor
-    primitives (``bfly.hw.mult.DSPTarget("ecp5")``); by default the Verilog is generic."""
-    top = BflyTop(cfg)
-    text = verilog.convert(top, name=cfg.name, emit_src=False, platform=platform)
+def elaborate(cfg, impl=None):
+    """Build the top for ``cfg``; return ``(verilog_text, top)``. ``impl`` (a
+    :class:`bfly.hw.impl.Implementation`) may ask for vendor primitives; by default the Verilog
+    is generic."""
+    top = BflyTop(cfg, impl)
+    text = verilog.convert(top, name=cfg.name, emit_src=False)
     return text, top

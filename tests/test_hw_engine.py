@@ -9,6 +9,7 @@ from bfly.hw.config import EngineConfig
 from bfly.hw.axi import WRITE_SPACING
 from bfly.hw.regmap import SHIFT_BITS
 from bfly.hw.engine import ButterflyEngine, PARAM_READ_CYCLES
+from bfly.hw.impl import Implementation
 from bfly.hw.requant import (PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, MASK_LAG, ShiftRegisters,
                         requantize)
 from bfly.sim.model import engine_forward, random_params, requantize as requantize_model
@@ -78,10 +79,10 @@ async def _load(ctx, dut, cfg, bank, flat=None):
         assert await _read(ctx, dut, i) == flat[i]
 
 
-def _run(cfg, banks, pixels, stall_every=0):
+def _run(cfg, banks, pixels, stall_every=0, impl=None):
     """Stream ``pixels``; commit bank k+1 after pixel ``k * len // len(banks)``. Returns outputs,
     the bank of each pixel, the measured latency and the saturation total per stage."""
-    dut = ButterflyEngine(cfg)
+    dut = ButterflyEngine(cfg, impl)
     out, entered, left, bank_of = [], [], [], []
     n_counts = cfg.n_stages + int(cfg.epilogue)
     sat_total = np.zeros(n_counts, dtype=np.int64)
@@ -166,6 +167,33 @@ def test_engine_matches_model(cfg):
     want = np.zeros_like(out)
     want_sat = np.zeros(cfg.n_stages + int(cfg.epilogue), dtype=np.int64)
     for b in range(3):
+        rows = bank_of == b
+        res = engine_forward(cfg, banks[b], pixels[rows])
+        want[rows] = res.y
+        want_sat += res.sat_counts
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(sat, want_sat)
+
+
+# other group sizes than the defaults, all of them odd: the physical plan never changes a value
+TUNED = Implementation(take_group=5, copy_group=3, load_group=3, first_select_bits=1,
+                       mirror_depth=8, write_branching=3, fifo_slice_bits=12, fifo_group_slices=3,
+                       fifo_first_copy_slices=2)
+
+
+@pytest.mark.parametrize("cfg", [EngineConfig.bft(16, 4, epilogue=True, rounding="half_even"),
+                                 EngineConfig.bft(16, 4, lanes=4, rounding="half_even")],
+                         ids=lambda c: c.id)
+def test_tuned_implementation_matches_model(cfg):
+    rng = np.random.default_rng(9)
+    banks = [random_params(cfg, rng) for _ in range(2)]
+    pixels = rng.integers(cfg.data_min, cfg.data_max + 1, size=(60, cfg.n_in))
+    out, bank_of, latencies, sat, latency = _run(cfg, banks, pixels, stall_every=5, impl=TUNED)
+    assert latency == ButterflyEngine(cfg).latency
+    assert len(set(bank_of.tolist())) == 2
+    want = np.zeros_like(out)
+    want_sat = np.zeros(cfg.n_stages + int(cfg.epilogue), dtype=np.int64)
+    for b in range(2):
         rows = bank_of == b
         res = engine_forward(cfg, banks[b], pixels[rows])
         want[rows] = res.y
@@ -356,7 +384,7 @@ def test_requantize_across_bank_changes(data_bits, rounding, overflow):
     shadow, commit, load = Signal(SHIFT_BITS), Signal(), Signal()
     acc = Signal(signed(acc_bits))
     regs = ShiftRegisters(m, rounding, acc_bits, shadow, commit, load, "t")
-    outs, flags = requantize(m, cfg, [acc], regs, "t")
+    outs, flags = requantize(m, cfg, [acc], regs, "t", Implementation())
     got = []
 
     async def bench(ctx):

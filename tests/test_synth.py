@@ -136,10 +136,10 @@ def test_scan_shell_xor_tree_is_registered_and_exact():
 
 def test_ecp5_multipliers_are_dsp_instances():
     from bfly.gen.emit import elaborate
-    from bfly.hw.mult import DSPTarget
+    from bfly.hw.impl import Implementation
     cfg = EngineConfig.bft(4, 2)
     generic, _ = elaborate(cfg)
-    ecp5, _ = elaborate(cfg, DSPTarget("ecp5"))
+    ecp5, _ = elaborate(cfg, Implementation("ecp5"))
     assert "MULT18X18D" not in generic
     assert ecp5.count("MULT18X18D ") == cfg.multipliers
     assert ecp5.count('.REG_OUTPUT_CLK("CLK0")') == cfg.multipliers
