@@ -77,7 +77,7 @@ class RegisterBank(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, regs = self._cfg, self._regs
+        cfg = self._cfg
         w_base, n_params = param_window(cfg)
         n_sat = self._counter.count
         # the shadow registers: one signal each, an array of words for an array register

@@ -17,7 +17,7 @@ import numpy as np
 from bfly.hw.config import EngineConfig
 from .model import BlockParams, save_params, load_params
 
-__all__ = ["SimRequest", "SimResult", "SimError", "simulate", "REQUEST_FILE", "ALL_TESTS"]
+__all__ = ["SimRequest", "SimResult", "SimError", "simulate", "summary_path", "REQUEST_FILE", "ALL_TESTS"]
 
 REQUEST_FILE = "request.json"
 _ARRAYS_FILE = "request_inputs.npy"

@@ -24,7 +24,7 @@ def work_dir(*parts):
     return Path.cwd().joinpath("build", *parts)
 
 
-# Amaranth's Verilog trips Verilator's width and unused-signal lints; they are listed in README.
+# Amaranth's Verilog trips Verilator's width lints (tests/test_gen.py's LINT_WARNINGS says why)
 BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2",
               "-CFLAGS", "-O1", "--x-assign", "fast", "--x-initial", "fast"]
 # with vendor primitives' models: a netlist leaves most of a primitive's pins open; yosys's

@@ -49,7 +49,7 @@ import numpy as np
 from bfly.hw.config import ROUNDING_MODES, OVERFLOW_MODES, MAX_SHIFT, MAX_STAGES
 from bfly.hw.csr import Field, Register, ACCESS
 from bfly.hw.regmap import (DECLARED, Rounding, Overflow, CONFIG0, CONFIG1, EPI_CTRL, SHIFT, STATUS,
-                            CTRL, FACTOR, ID, BFLY_ID, SHIFT_BITS, RESIDUAL_SHIFT_MAX, epi_ctrl_word,
+                            CTRL, ID, BFLY_ID, SHIFT_BITS, RESIDUAL_SHIFT_MAX, epi_ctrl_word,
                             epi_ctrl_fields, constant_words)
 
 
