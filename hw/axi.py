@@ -18,7 +18,7 @@ from amaranth.hdl import Module, Signal, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterBus", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "WRITE_SETUP", "WRITE_SPACING"]
+__all__ = ["AXI4Lite", "RegisterBus", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "WRITE_SETUP", "WRITE_SPACING"]
 
 WRITE_SETUP = 3      # clocks the write address and data are held before the bank's strobe
 # clocks from one write strobe to the next at the least: the strobe, BVALID, its handshake, then
@@ -27,6 +27,31 @@ WRITE_SPACING = WRITE_SETUP + 3
 
 RESP_OKAY = 0b00
 RESP_SLVERR = 0b10
+
+
+class AXI4Lite(wiring.Signature):
+    """AXI4-Lite with 32-bit data and ``addr_bits`` of byte address, from the manager's side;
+    members are named as in the specification (``awaddr``, ``awvalid``, ...)."""
+
+    def __init__(self, addr_bits):
+        self._addr_bits = addr_bits
+        super().__init__({
+            "awaddr": Out(addr_bits), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(32), "wstrb": Out(4), "wvalid": Out(1), "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "araddr": Out(addr_bits), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+            "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+        })
+
+    @property
+    def addr_bits(self):
+        return self._addr_bits
+
+    def __eq__(self, other):
+        return isinstance(other, AXI4Lite) and other.addr_bits == self.addr_bits
+
+    def __repr__(self):
+        return f"AXI4Lite({self._addr_bits})"
 
 
 class RegisterBus(wiring.Signature):
@@ -53,37 +78,30 @@ class RegisterBus(wiring.Signature):
 
 
 class AXI4LiteSlave(wiring.Component):
-    """AXI4-Lite slave with 32-bit data and ``addr_bits`` of byte address.
-
-    AXI ports are named as in the specification (``awaddr``, ``awvalid``, ...); the top level
-    prefixes them with ``s_axil_``. ``bus`` is the register bus towards the bank.
-    """
+    """AXI4-Lite slave (``axil``, an :class:`AXI4Lite` of ``addr_bits``) in front of the register
+    bus ``bus`` towards the bank."""
 
     def __init__(self, addr_bits):
         if not isinstance(addr_bits, int) or addr_bits < 3:
             raise ValueError(f"addr_bits must be an integer >= 3, not {addr_bits!r}")
         self._addr_bits = addr_bits
         super().__init__({
-            "awaddr": In(addr_bits), "awprot": In(3), "awvalid": In(1), "awready": Out(1),
-            "wdata": In(32), "wstrb": In(4), "wvalid": In(1), "wready": Out(1),
-            "bresp": Out(2), "bvalid": Out(1), "bready": In(1),
-            "araddr": In(addr_bits), "arprot": In(3), "arvalid": In(1), "arready": Out(1),
-            "rdata": Out(32), "rresp": Out(2), "rvalid": Out(1), "rready": In(1),
+            "axil": In(AXI4Lite(addr_bits)),
             "bus": Out(RegisterBus(addr_bits - 2)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        bus = self.bus
+        bus, axil = self.bus, self.axil
 
         # --- write: take AW and W together, perform on the next cycle(s), then respond
         w_pending = Signal()
-        accept_w = self.awvalid & self.wvalid & ~w_pending & ~self.bvalid
-        m.d.comb += [self.awready.eq(accept_w), self.wready.eq(accept_w)]
+        accept_w = axil.awvalid & axil.wvalid & ~w_pending & ~axil.bvalid
+        m.d.comb += [axil.awready.eq(accept_w), axil.wready.eq(accept_w)]
         with m.If(accept_w):
             m.d.sync += [
-                bus.w_addr.eq(self.awaddr[2:]),
-                bus.w_data.eq(self.wdata),
+                bus.w_addr.eq(axil.awaddr[2:]),
+                bus.w_data.eq(axil.wdata),
                 w_pending.eq(1),
             ]
         # clocks since the write was taken, and whether WRITE_SETUP - 1 have passed (a register)
@@ -100,24 +118,24 @@ class AXI4LiteSlave(wiring.Component):
         m.d.sync += do_write.eq(w_pending & settled & ~bus.w_wait & ~do_write)
         m.d.comb += bus.w_stb.eq(do_write)
         with m.If(do_write):
-            m.d.sync += [w_pending.eq(0), self.bvalid.eq(1),
-                         self.bresp.eq(Mux(bus.w_err, RESP_SLVERR, RESP_OKAY))]
-        with m.Elif(self.bvalid & self.bready):
-            m.d.sync += self.bvalid.eq(0)
+            m.d.sync += [w_pending.eq(0), axil.bvalid.eq(1),
+                         axil.bresp.eq(Mux(bus.w_err, RESP_SLVERR, RESP_OKAY))]
+        with m.Elif(axil.bvalid & axil.bready):
+            m.d.sync += axil.bvalid.eq(0)
 
         # --- read: latch the address, start the bank's read, respond when it acknowledges
         r_start = Signal()
         r_busy = Signal()
-        accept_r = self.arvalid & ~r_start & ~r_busy & ~self.rvalid
-        m.d.comb += self.arready.eq(accept_r)
+        accept_r = axil.arvalid & ~r_start & ~r_busy & ~axil.rvalid
+        m.d.comb += axil.arready.eq(accept_r)
         with m.If(accept_r):
-            m.d.sync += [bus.r_addr.eq(self.araddr[2:]), r_start.eq(1)]
+            m.d.sync += [bus.r_addr.eq(axil.araddr[2:]), r_start.eq(1)]
         m.d.comb += bus.r_stb.eq(r_start)
         with m.If(r_start):
             m.d.sync += [r_start.eq(0), r_busy.eq(1)]
         with m.If(r_busy & bus.r_ack):
-            m.d.sync += [r_busy.eq(0), self.rvalid.eq(1), self.rdata.eq(bus.r_data),
-                         self.rresp.eq(Mux(bus.r_err, RESP_SLVERR, RESP_OKAY))]
-        with m.Elif(self.rvalid & self.rready):
-            m.d.sync += self.rvalid.eq(0)
+            m.d.sync += [r_busy.eq(0), axil.rvalid.eq(1), axil.rdata.eq(bus.r_data),
+                         axil.rresp.eq(Mux(bus.r_err, RESP_SLVERR, RESP_OKAY))]
+        with m.Elif(axil.rvalid & axil.rready):
+            m.d.sync += axil.rvalid.eq(0)
         return m

@@ -6,9 +6,9 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .regmap import address_bits
 from .bridge import HostBridge
-from .top import BflyTop
+from .top import BflyTop, AXIL_PREFIX
+from .ports import connect_flat
 from .uart import UARTRx, UARTTx
 
 __all__ = ["BoardTop", "uart_divisor"]
@@ -54,23 +54,14 @@ class BoardTop(wiring.Component):
         m.submodules.rx = rx = UARTRx(self._divisor)
         m.submodules.tx = tx = UARTTx(self._divisor)
         m.submodules.bridge = br = HostBridge(cfg, self._timeout)
-        abits = address_bits(cfg)
+        # (the bridge's 32-bit addresses keep their low address_bits on the way)
+        connect_flat(m, top, AXIL_PREFIX, br.axil)
         m.d.comb += [
             rx.rx.eq(self.uart_rx),
             self.uart_tx.eq(tx.tx),
             br.rx.payload.eq(rx.o_stream.payload), br.rx.valid.eq(rx.o_stream.valid),
             tx.i_stream.payload.eq(br.tx.payload), tx.i_stream.valid.eq(br.tx.valid),
             br.tx.ready.eq(tx.i_stream.ready),
-            top.s_axil_awaddr.eq(br.awaddr[:abits]), top.s_axil_awvalid.eq(br.awvalid),
-            br.awready.eq(top.s_axil_awready),
-            top.s_axil_wdata.eq(br.wdata), top.s_axil_wstrb.eq(0xF), top.s_axil_wvalid.eq(br.wvalid),
-            br.wready.eq(top.s_axil_wready),
-            br.bresp.eq(top.s_axil_bresp), br.bvalid.eq(top.s_axil_bvalid),
-            top.s_axil_bready.eq(br.bready),
-            top.s_axil_araddr.eq(br.araddr[:abits]), top.s_axil_arvalid.eq(br.arvalid),
-            br.arready.eq(top.s_axil_arready),
-            br.rdata.eq(top.s_axil_rdata), br.rresp.eq(top.s_axil_rresp), br.rvalid.eq(top.s_axil_rvalid),
-            top.s_axil_rready.eq(br.rready),
             top.s_axis_tdata.eq(br.px_out.payload[:len(top.s_axis_tdata)]),
             top.s_axis_tlast.eq(br.px_out.payload[-1]),
             top.s_axis_tvalid.eq(br.px_out.valid), br.px_out.ready.eq(top.s_axis_tready),

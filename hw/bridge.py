@@ -12,6 +12,7 @@ from amaranth.lib import wiring, stream, fifo
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .axi import AXI4Lite
 from .config import stream_bits
 from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS, LENGTH,
                        ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD, STREAM_LAST, write_payload_bytes,
@@ -66,12 +67,8 @@ class HostBridge(wiring.Component):
         super().__init__({
             "rx": In(stream.Signature(8, always_ready=True)),
             "tx": Out(stream.Signature(8)),
-            # AXI4-Lite master
-            "awaddr": Out(32), "awvalid": Out(1), "awready": In(1),
-            "wdata": Out(32), "wvalid": Out(1), "wready": In(1),
-            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-            "araddr": Out(32), "arvalid": Out(1), "arready": In(1),
-            "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+            # AXI4-Lite manager of the engine's registers
+            "axil": Out(AXI4Lite(8 * ADDRESS.size)),
             # AXI4-Stream towards the engine and back
             # pixels: payload = word (docs/spec.md §4, padded to bytes) with `last` as the top bit
             "px_out": Out(stream.Signature(self._in_bytes * 8 + 1)),
@@ -82,6 +79,7 @@ class HostBridge(wiring.Component):
         m = Module()
         ib, ob, batch = self._in_bytes, self._out_bytes, self._batch
         rx_byte, rx_stb = self.rx.payload, self.rx.valid
+        m.d.comb += self.axil.wstrb.eq(0b1111)      # every register is written whole
 
         # ---------------------------------------------------------------- receive side
         cmd = Signal(8)
@@ -297,7 +295,7 @@ class HostBridge(wiring.Component):
 
         # ---------------------------------------------------------------- AXI4-Lite writes
         w_idx = Signal(range(MAX_WRITE_WORDS + 1))
-        m.d.comb += [wbuf_r.addr.eq(w_idx), self.bready.eq(1)]
+        m.d.comb += [wbuf_r.addr.eq(w_idx), self.axil.bready.eq(1)]
         with m.FSM(name="axi_w"):
             with m.State("IDLE"):
                 with m.If(write_start):
@@ -306,19 +304,19 @@ class HostBridge(wiring.Component):
             with m.State("FETCH"):             # the buffer's read port is registered
                 m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.sync += [self.awaddr.eq(addr + (w_idx << 2)), self.wdata.eq(wbuf_r.data),
-                             self.awvalid.eq(1), self.wvalid.eq(1)]
+                m.d.sync += [self.axil.awaddr.eq(addr + (w_idx << 2)), self.axil.wdata.eq(wbuf_r.data),
+                             self.axil.awvalid.eq(1), self.axil.wvalid.eq(1)]
                 m.next = "WAIT"
             with m.State("WAIT"):
-                with m.If(self.awready):
-                    m.d.sync += self.awvalid.eq(0)
-                with m.If(self.wready):
-                    m.d.sync += self.wvalid.eq(0)
-                with m.If(self.bvalid):
-                    with m.If(self.bresp != 0):
+                with m.If(self.axil.awready):
+                    m.d.sync += self.axil.awvalid.eq(0)
+                with m.If(self.axil.wready):
+                    m.d.sync += self.axil.wvalid.eq(0)
+                with m.If(self.axil.bvalid):
+                    with m.If(self.axil.bresp != 0):
                         m.d.sync += write_status.eq(STATUS["AXI_ERROR"])
                     with m.If(w_idx + 1 == n_words):
-                        with m.If(self.bresp == 0):
+                        with m.If(self.axil.bresp == 0):
                             m.d.sync += write_status.eq(Mux(write_status == 0xFF, STATUS["OK"], write_status))
                         m.next = "IDLE"
                     with m.Else():
@@ -337,7 +335,7 @@ class HostBridge(wiring.Component):
         out_px = Signal(ob * 8)
         axi_err = Signal()
         tx_byte = Signal(8)
-        m.d.comb += [self.tx.payload.eq(tx_byte), self.rready.eq(1), self.px_in.ready.eq(0)]
+        m.d.comb += [self.tx.payload.eq(tx_byte), self.axil.rready.eq(1), self.px_in.ready.eq(0)]
         sent = self.tx.valid & self.tx.ready
 
         def emit(value, nxt, add_crc=True):
@@ -367,7 +365,7 @@ class HostBridge(wiring.Component):
                     with m.If(t_items == n_words):
                         m.next = "STATUS"
                     with m.Else():
-                        m.d.sync += [self.araddr.eq(addr + (t_items << 2)), self.arvalid.eq(1)]
+                        m.d.sync += [self.axil.araddr.eq(addr + (t_items << 2)), self.axil.arvalid.eq(1)]
                         m.next = "READ_WAIT"
                 with m.Elif(t_mode == 2):
                     with m.If(t_items == pixels_total):
@@ -385,11 +383,11 @@ class HostBridge(wiring.Component):
                 with m.Else():
                     m.next = "STATUS"
             with m.State("READ_WAIT"):
-                with m.If(self.arready):
-                    m.d.sync += self.arvalid.eq(0)
-                with m.If(self.rvalid):
-                    m.d.sync += [t_word.eq(self.rdata), t_byte.eq(0)]
-                    with m.If(self.rresp != 0):
+                with m.If(self.axil.arready):
+                    m.d.sync += self.axil.arvalid.eq(0)
+                with m.If(self.axil.rvalid):
+                    m.d.sync += [t_word.eq(self.axil.rdata), t_byte.eq(0)]
+                    with m.If(self.axil.rresp != 0):
                         m.d.sync += axi_err.eq(1)
                     m.next = "WORD"
             with m.State("WORD"):

@@ -13,7 +13,7 @@ that stage, so every pixel is computed with the bank that was active when it ent
 """
 
 from amaranth.hdl import Module, Signal, Cat, Mux, signed
-from amaranth.lib import wiring, data, stream
+from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -24,6 +24,7 @@ from .epilogue import Epilogue, EPI_CTRL_BITS
 from .folded import FoldedStage
 from .impl import Implementation
 from .outfifo import OutputFIFO
+from .ports import ParamPort, pixel_layout, pixel_stream
 from .requant import PREP_CYCLES
 from .stage import ButterflyStage
 
@@ -34,23 +35,16 @@ PARAM_READ_CYCLES = 2 + READ_CYCLES
 assert PREP_CYCLES <= WRITE_SPACING
 
 
-def pixel_layout(channels, data_bits):
-    return data.StructLayout({
-        "data": data.ArrayLayout(signed(data_bits), channels),
-        "last": 1,
-    })
-
-
 class ButterflyEngine(wiring.Component):
     """The chain of ``cfg`` between ``i_stream`` and ``o_stream`` (payload: ``data``, ``last``).
 
-    Parameter ports (driven by the register bank): the shadow parameter window (``p_addr``,
-    ``p_data``, ``p_en``: address and data still from a clock before ``p_en`` to a clock after
-    it; ``p_en`` pulses ``WRITE_SPACING`` or more clocks apart, and ``commit_stb`` comes
+    Parameter ports (driven by the register bank): ``params``, the shadow parameter window (a
+    :class:`bfly.hw.ports.ParamPort`: ``addr`` and ``data`` still from a clock before ``en`` to a
+    clock after it; ``en`` pulses ``WRITE_SPACING`` or more clocks apart, and ``commit_stb`` comes
     ``WRITE_SPACING`` or more clocks after the last of them, as on the register bus: a weight
     reaches a parallel stage's shadow register through a tree of registered copies, up to
-    ``WRITE_SPACING + 2`` clocks after ``p_en``; ``p_raddr`` with
-    ``p_rdata`` ``PARAM_READ_CYCLES`` clocks later, sign-extended), indexed as
+    ``WRITE_SPACING + 2`` clocks after ``en``; ``raddr`` with
+    ``rdata`` ``PARAM_READ_CYCLES`` clocks later, sign-extended), indexed as
     the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
     epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
     and ``shadow_out_shift``; ``commit_stb``. The shadow shifts (and epilogue control) must hold
@@ -89,13 +83,9 @@ class ButterflyEngine(wiring.Component):
         _, n_params = param_window(cfg)
         counters = len(blocks)
         ports = {
-            "i_stream": In(stream.Signature(pixel_layout(cfg.n_in, cfg.data_bits))),
-            "o_stream": Out(stream.Signature(pixel_layout(cfg.n_out, cfg.data_bits))),
-            "p_addr": In(range(n_params)),
-            "p_data": In(32),
-            "p_en": In(1),
-            "p_raddr": In(range(n_params)),
-            "p_rdata": Out(signed(32)),
+            "i_stream": In(pixel_stream(cfg.n_in, cfg.data_bits)),
+            "o_stream": Out(pixel_stream(cfg.n_out, cfg.data_bits)),
+            "params": In(ParamPort(n_params, 32)),
             "shadow_shifts": In(data.ArrayLayout(SHIFT_BITS, cfg.n_stages)),
             "commit_stb": In(1),
             "commit_busy": Out(1),
@@ -209,73 +199,72 @@ class ButterflyEngine(wiring.Component):
         # --- parameter window: route writes and reads to the block that holds the parameter
         blocks = self._stages + ([self._epilogue] if self._epilogue else [])
         bases = cfg.param_blocks()                # one per stage, then the epilogue's
-        # addresses are decoded into registers first: p_addr must be still for a clock before
-        # p_en and p_addr/p_data for a clock after it (the register bank holds them): the write
-        # lands a clock after p_en, the strobe registered next to the block; a read answers
-        # PARAM_READ_CYCLES clocks after p_raddr (one to decode, READ_CYCLES in the block, then
+        p = self.params
+        # addresses are decoded into registers first: the address must be still for a clock
+        # before the strobe and address and data for a clock after it (the register bank holds
+        # them): the write lands a clock after the strobe, registered next to the block; a read
+        # answers PARAM_READ_CYCLES clocks after its address (one to decode, READ_CYCLES in the block, then
         # the block's word is chosen into a register: the blocks are spread over the device)
         r_block = Signal(range(len(blocks)))     # which block the read came from
         r_block_late = delay(m, r_block, READ_CYCLES - 1, "r_block")
         for i, (b, (lo, count)) in enumerate(zip(blocks, bases)):
             w_hit = Signal(name=f"w_hit_{i}")
             w_en = Signal(name=f"w_en_{i}")
-            w_addr = Signal.like(b.w_addr, name=f"w_addr_{i}")
-            r_addr = Signal.like(b.r_addr, name=f"r_addr_{i}")
-            w_data = Signal.like(b.w_data, name=f"w_data_{i}", reset_less=True)
-            w_in_block = in_range(self.p_addr, lo, lo + count)
-            m.d.sync += [w_hit.eq(w_in_block), w_en.eq(self.p_en & w_hit)]
+            w_addr = Signal.like(b.params.addr, name=f"w_addr_{i}")
+            r_addr = Signal.like(b.params.raddr, name=f"r_addr_{i}")
+            w_data = Signal.like(b.params.data, name=f"w_data_{i}", reset_less=True)
+            w_in_block = in_range(p.addr, lo, lo + count)
+            m.d.sync += [w_hit.eq(w_in_block), w_en.eq(p.en & w_hit)]
             with m.If(w_in_block):                 # (a copy of its own, as the data)
-                m.d.sync += w_addr.eq(self.p_addr - lo)
+                m.d.sync += w_addr.eq(p.addr - lo)
             # each block's own copy of the data, loaded only while the address is in its block
             # (so no two copies are the same register and synthesis keeps them apart): a
-            # shorter route to each block. p_data is held from a clock before p_en to a clock
+            # shorter route to each block. the data is held from a clock before the strobe to a clock
             # after it, so the copy holds it when w_en rises; the strobe is not in its enable
             with m.If(w_hit):
-                m.d.sync += w_data.eq(self.p_data[:len(w_data)])
+                m.d.sync += w_data.eq(p.data[:len(w_data)])
             # each block's read address is loaded only by reads of its own parameters (so the
             # blocks' address registers, and what they decode, are not one register)
-            with m.If(in_range(self.p_raddr, lo, lo + count)):
-                m.d.sync += [r_block.eq(i), r_addr.eq(self.p_raddr - lo)]
+            with m.If(in_range(p.raddr, lo, lo + count)):
+                m.d.sync += [r_block.eq(i), r_addr.eq(p.raddr - lo)]
             with m.If(r_block_late == i):
-                m.d.sync += self.p_rdata.eq(b.r_data)
+                m.d.sync += p.rdata.eq(b.params.rdata)
             m.d.comb += [
-                b.w_addr.eq(w_addr),
-                b.w_data.eq(w_data),
-                b.w_en.eq(w_en),
-                b.r_addr.eq(r_addr),
+                b.params.addr.eq(w_addr),
+                b.params.data.eq(w_data),
+                b.params.en.eq(w_en),
+                b.params.raddr.eq(r_addr),
             ]
 
-        # --- the chain, then the epilogue
-        prev_data, prev_valid, prev_last = in_data, in_valid, in_last
+        # --- the chain, then the epilogue, then the output FIFO
+        source = pixel_stream(cfg.n_in, cfg.data_bits, always_ready=True).create(path=("in",))
+        m.d.comb += [source.valid.eq(in_valid), source.payload.data.eq(in_data),
+                     source.payload.last.eq(in_last)]
+        prev = source
         for l, (b, off) in enumerate(zip(blocks, self._offsets)):
             m.submodules[f"stage{l}" if l < cfg.n_stages else "epilogue"] = b
+            wiring.connect(m, prev, b.i)
             m.d.comb += [
-                b.i_valid.eq(prev_valid),
-                b.i_last.eq(prev_last),
                 # block l's input register holds the pixel taken into the input register `off`
                 # cycles ago
                 b.load_stb.eq(commit_line[off + self._take_cycles]),
                 self.sat_counts[l].eq(b.o_sat_count),
             ]
             if l < cfg.n_stages:
-                m.d.comb += [b.i_data.eq(prev_data), b.shadow_shift.eq(self.shadow_shifts[l])]
+                m.d.comb += b.shadow_shift.eq(self.shadow_shifts[l])
             else:
-                m.d.comb += [b.i_y.eq(prev_data), b.shadow_ctrl.eq(self.shadow_epi_ctrl),
+                m.d.comb += [b.shadow_ctrl.eq(self.shadow_epi_ctrl),
                              b.shadow_shift.eq(self.shadow_out_shift)]
                 if cfg.has_residual:
                     m.d.comb += b.i_x.eq(self._delayed_input(m, in_data, off))
-            prev_data, prev_valid, prev_last = b.o_data, b.o_valid, b.o_last
+            prev = b.o
 
-        # --- output FIFO (never full: the credit check bounds what is in flight)
-        m.submodules.out_fifo = out_fifo = OutputFIFO(cfg.n_out * cfg.data_bits + 1, self.fifo_depth,
-                                                      every_clock=cfg.interval == 1, impl=impl)
-        m.d.comb += [
-            out_fifo.w_en.eq(prev_valid),
-            out_fifo.w_data.eq(Cat(prev_data.as_value(), prev_last)),
-            self.o_stream.valid.eq(out_fifo.r_rdy),
-            self.o_stream.payload.eq(out_fifo.r_data),
-            out_fifo.r_en.eq(self.o_stream.ready),
-        ]
+        # (never full: the credit check bounds what is in flight)
+        m.submodules.out_fifo = out_fifo = OutputFIFO(pixel_layout(cfg.n_out, cfg.data_bits),
+                                                      self.fifo_depth, every_clock=cfg.interval == 1,
+                                                      impl=impl)
+        wiring.connect(m, prev, out_fifo.w)
+        wiring.connect(m, out_fifo.r, wiring.flipped(self.o_stream))
         return m
 
     def _delayed_input(self, m, in_data, cycles):

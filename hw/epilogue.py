@@ -12,14 +12,15 @@ multipliers and biases sit here (port ``w_*``/``r_*``: index ``c`` is ``A_c``, `
 the step that uses it.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, signed
+from amaranth.hdl import Module, Signal, Mux, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from .regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS, EPI_CTRL
 from .arith import pipelined_sum, delay, registered_select
 from .impl import Implementation
-from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
+from .ports import ParamPort, pixel_stream
+from .requant import Requantizer
 
 __all__ = ["Epilogue", "EPI_CTRL_BITS"]
 
@@ -38,20 +39,12 @@ class Epilogue(wiring.Component):
         self._impl = impl or Implementation()
         d, n = cfg.data_bits, cfg.n_out
         ports = {
-            "i_y": In(data.ArrayLayout(signed(d), n)),
-            "i_valid": In(1),
-            "i_last": In(1),
-            "w_addr": In(range(2 * n)),
-            "w_data": In(BIAS_BITS),
-            "w_en": In(1),
-            "r_addr": In(range(2 * n)),
-            "r_data": Out(signed(BIAS_BITS)),
+            "i": In(pixel_stream(n, d, always_ready=True)),
+            "params": In(ParamPort(2 * n, signed(BIAS_BITS))),
             "shadow_ctrl": In(EPI_CTRL_BITS),
             "shadow_shift": In(SHIFT_BITS),
             "load_stb": In(1),
-            "o_data": Out(data.ArrayLayout(signed(d), n)),
-            "o_valid": Out(1),
-            "o_last": Out(1),
+            "o": Out(pixel_stream(n, d, always_ready=True)),
             "o_sat_count": Out(range(n + 1)),
         }
         if cfg.has_residual:
@@ -60,7 +53,7 @@ class Epilogue(wiring.Component):
 
     @property
     def latency(self):
-        return _PRE_CYCLES + REQUANT_CYCLES
+        return _PRE_CYCLES + Requantizer.latency
 
     @property
     def e_bits(self):
@@ -81,9 +74,9 @@ class Epilogue(wiring.Component):
         shadow_mult = [Signal(signed(w), name=f"shadow_mult_{c}", reset_less=True) for c in range(n)]
         shadow_bias = [Signal(signed(BIAS_BITS), name=f"shadow_bias_{c}", reset_less=True) for c in range(n)]
         for i, reg in enumerate(shadow_mult + shadow_bias):
-            with m.If(self.w_en & (self.w_addr == i)):
-                m.d.sync += reg.eq(self.w_data[:len(reg)])
-        m.d.comb += self.r_data.eq(registered_select(m, shadow_mult + shadow_bias, self.r_addr, "rd"))
+            with m.If(self.params.en & (self.params.addr == i)):
+                m.d.sync += reg.eq(self.params.data[:len(reg)])
+        m.d.comb += self.params.rdata.eq(registered_select(m, shadow_mult + shadow_bias, self.params.raddr, "rd"))
 
         # --- active parameters, each switched when the new bank's first pixel reaches its step
         load = [self.load_stb] + [delay(m, self.load_stb, k, f"load{k}", reset_less=True)
@@ -99,10 +92,11 @@ class Epilogue(wiring.Component):
             m.d.sync += [a.eq(b) for a, b in zip(mult, shadow_mult)]
         with m.If(load[2]):
             m.d.sync += [a.eq(b) for a, b in zip(bias, shadow_bias)]
-        with m.If(load[3]):
+        with m.If(load[_PRE_CYCLES]):
             m.d.sync += relu.eq(pending_relu)
-        shift_regs = ShiftRegisters(m, cfg.rounding, self.acc_bits, self.shadow_shift, load[0],
-                                    load[3 - REGS_LEAD], "epi")
+        m.submodules.requant = rq = Requantizer(cfg, self.acc_bits, n, self._impl, relu=True)
+        m.d.comb += [rq.shadow_shift.eq(self.shadow_shift), rq.commit.eq(load[0]),
+                     rq.load.eq(load[_PRE_CYCLES - rq.load_lead]), rq.relu.eq(relu)]
 
         # --- step 1: e = y + G x
         es = []
@@ -112,9 +106,9 @@ class Epilogue(wiring.Component):
             if cfg.has_residual:
                 gx = Signal(signed(self.e_bits - 1), name=f"gx_{c}")
                 m.d.comb += gx.eq(self.i_x[c] << res_g)
-                m.d.sync += e.eq(self.i_y[c] + Mux(res_en, Mux(res_neg, -gx, gx), 0))
+                m.d.sync += e.eq(self.i.payload.data[c] + Mux(res_en, Mux(res_neg, -gx, gx), 0))
             else:
-                m.d.sync += e.eq(self.i_y[c])
+                m.d.sync += e.eq(self.i.payload.data[c])
             es.append(e)
         # --- step 2: product; step 3: bias
         accs = []
@@ -125,14 +119,15 @@ class Epilogue(wiring.Component):
             m.d.sync += acc.eq(prod + bias[c])
             accs.append(acc)
         # --- steps 4-6: requantize with ReLU
-        outs, flags = requantize(m, cfg, accs, shift_regs, "epi", self._impl, relu=relu)
-        m.d.comb += self.o_data.eq(Cat(outs))
+        m.d.comb += [rq.acc[c].eq(acc) for c, acc in enumerate(accs)]
+        m.d.comb += self.o.payload.data.eq(rq.o)
+        flags = [rq.sat[c] for c in range(n)]
 
         m.d.sync += [
-            self.o_valid.eq(delay(m, self.i_valid, self.latency - 1, "valid")),
-            self.o_last.eq(delay(m, self.i_last, self.latency - 1, "last")),
+            self.o.valid.eq(delay(m, self.i.valid, self.latency - 1, "valid")),
+            self.o.payload.last.eq(delay(m, self.i.payload.last, self.latency - 1, "last")),
         ]
         counted = [Signal(name=f"satv_{c}") for c in range(n)]
-        m.d.comb += [cnt.eq(flag & self.o_valid) for cnt, flag in zip(counted, flags)]
+        m.d.comb += [cnt.eq(flag & self.o.valid) for cnt, flag in zip(counted, flags)]
         m.d.comb += self.o_sat_count.eq(pipelined_sum(m, counted, "satcount"))
         return m

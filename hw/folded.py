@@ -21,7 +21,7 @@ nodes ``j * chunks ... (j + 1) * chunks - 1``. Per phase:
 2. products ``x * w``: operands registered again, then the product (``hw/mult.py``: on an ECP5
    the registers inside a ``MULT18X18D``);
 3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
-4. requantization (``REQUANT_CYCLES`` registers), then the chunk is shifted into its lane's chain of
+4. requantization (``Requantizer.latency`` registers), then the chunk is shifted into its lane's chain of
    registers; with the last chunk the whole output pixel is loaded into ``o_data`` (held until the
    next pixel) and ``o_valid`` pulses.
 
@@ -42,7 +42,7 @@ from amaranth.lib.memory import Memory
 from .arith import pipelined_sum, tree_levels, delay, divmod_const, two_level_select, READ_CYCLES
 from .mult import MULT_CYCLES
 from .impl import Implementation
-from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
+from .requant import Requantizer
 from .stage import stage_signature
 from .connectivity import node, input_channel
 
@@ -156,7 +156,7 @@ class FoldedStage(wiring.Component):
     @property
     def latency(self):
         """Clocks from ``i_valid`` to ``o_valid``."""
-        return self._to_acc + REQUANT_CYCLES + 1 + self._interval - 1
+        return self._to_acc + Requantizer.latency + 1 + self._interval - 1
 
     @property
     def commit_cycles(self):
@@ -186,7 +186,7 @@ class FoldedStage(wiring.Component):
         # beside every lane and multiplexer), not an adder with `active` on its carry chain (the
         # increment is of ph_next, into this one register)
         ph_inc = Signal.like(ph, name="phase_inc", init=1 % II)
-        m.d.comb += [active.eq(self.i_valid | running),
+        m.d.comb += [active.eq(self.i.valid | running),
                      ph_next.eq(Mux(active, ph_inc, ph))]
         m.d.sync += [ph.eq(ph_next), ph_inc.eq(Mux(ph_next == II - 1, 0, ph_next + 1))]
         lane_ph = [impl.local_copy(m, ph_next, f"phase_{j}") for j in range(L)]
@@ -197,8 +197,8 @@ class FoldedStage(wiring.Component):
             with m.Else():
                 m.d.sync += fold.eq(fold + 1)
         last_hold = Signal()
-        with m.If(self.i_valid):
-            m.d.sync += last_hold.eq(self.i_last)
+        with m.If(self.i.valid):
+            m.d.sync += last_hold.eq(self.i.payload.last)
 
         def word_addr(bank, index):
             """Word ``index`` of bank ``bank`` (bank 1 is the upper half): a concatenation when
@@ -212,8 +212,8 @@ class FoldedStage(wiring.Component):
         sel = Signal(reset_less=True)             # the active bank
         pix_sel = Signal(reset_less=True)         # the bank of the pixel in progress
         bank = Signal()
-        m.d.comb += bank.eq(Mux(self.i_valid, sel, pix_sel))
-        with m.If(self.i_valid):
+        m.d.comb += bank.eq(Mux(self.i.valid, sel, pix_sel))
+        with m.If(self.i.valid):
             m.d.sync += pix_sel.eq(sel)
         with m.If(self.load_stb):
             m.d.sync += sel.eq(~sel)
@@ -221,9 +221,9 @@ class FoldedStage(wiring.Component):
         shift_pending = Signal(reset_less=True)
         with m.If(self.load_stb):
             m.d.sync += shift_pending.eq(1)
-        with m.Elif(self.i_valid):
+        with m.Elif(self.i.valid):
             m.d.sync += shift_pending.eq(0)
-        new_bank_arrives = self.i_valid & shift_pending
+        new_bank_arrives = self.i.valid & shift_pending
         # after the last old pixel is done (interval clocks), copy active -> shadow
         copy_wait = Signal(range(II + 1), reset_less=True)
         copying = Signal(reset_less=True)
@@ -244,8 +244,8 @@ class FoldedStage(wiring.Component):
         copy_wr = delay(m, copy_wr_0, 1, "copy_wr", reset_less=True)
         copy_addr = delay(m, copy_addr_0, 1, "copy_addr", reset_less=True)
 
-        w_lane, w_word, w_slot = self._decode(self.w_addr)
-        r_lane, r_word, r_slot = self._decode(self.r_addr)
+        w_lane, w_word, w_slot = self._decode(self.params.addr)
+        r_lane, r_word, r_slot = self._decode(self.params.raddr)
         # read-back (READ_CYCLES): the memory's read register, the lane's, the slot selected in
         # each lane, then the lane; each lane selects its slot with a copy of its own, beside its
         # memory (one register for all lanes was an 8 ns route across the device)
@@ -279,8 +279,8 @@ class FoldedStage(wiring.Component):
             with m.Else():
                 m.d.comb += [
                     wp.addr.eq(word_addr(~sel, w_word)),
-                    wp.data.eq(Cat([self.w_data] * S)),
-                    wp.en.eq(Mux(self.w_en & (w_lane == j), Const(1, S) << w_slot, 0)),
+                    wp.data.eq(Cat([self.params.data] * S)),
+                    wp.en.eq(Mux(self.params.en & (w_lane == j), Const(1, S) << w_slot, 0)),
                 ]
             weights.append([w_q[i * wb:(i + 1) * wb].as_signed() for i in range(S)])
             r_words.append(c_q)
@@ -290,11 +290,11 @@ class FoldedStage(wiring.Component):
             r_slot_1 = impl.local_copy(m, r_slot_0, f"r_slot_{j}")
             m.d.sync += b.eq(Array(word[i * wb:(i + 1) * wb] for i in range(S))[r_slot_1])
             r_bytes.append(b)
-        m.d.sync += self.r_data.eq(Array(r_bytes)[r_lane_1])
+        m.d.sync += self.params.rdata.eq(Array(r_bytes)[r_lane_1])
 
         # --- operand selection: lane j, slot i reads one input channel per phase
         xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]
-        m.d.comb += [x.eq(self.i_data[c]) for c, x in enumerate(xs)]
+        m.d.comb += [x.eq(self.i.payload.data[c]) for c, x in enumerate(xs)]
         # lanes that read the same channels in every phase (all of them in a dense engine: each
         # fold's inputs go to every PE) share one multiplexer, and each lane takes its own
         # registered copy of its output: one wire per channel into the multiplexer, not one per lane
@@ -339,16 +339,20 @@ class FoldedStage(wiring.Component):
         # The next commit may come in between (the pixel entered just before it), so a commit
         # keeps the shift of the bank it makes active apart from the other's, and the load takes
         # the one of the pixel's bank
-        lead = self._to_acc - 1 - REGS_LEAD
-        shift_load = delay(m, new_bank_arrives, lead, "shift_load", reset_less=True)
-        shift_bank = delay(m, sel, lead, "shift_bank", reset_less=True)
-        shift_regs = ShiftRegisters(m, cfg.rounding, cfg.acc_bits(self._index), self.shadow_shift,
-                                    self.load_stb, shift_load, "rq", slots=(~sel, shift_bank))
-        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", impl)
+        m.submodules.requant = rq = Requantizer(cfg, cfg.acc_bits(self._index), L, impl, slots=True)
+        lead = self._to_acc - 1 - rq.load_lead
+        m.d.comb += [
+            rq.shadow_shift.eq(self.shadow_shift),
+            rq.commit.eq(self.load_stb), rq.commit_slot.eq(~sel),
+            rq.load.eq(delay(m, new_bank_arrives, lead, "shift_load", reset_less=True)),
+            rq.load_slot.eq(delay(m, sel, lead, "shift_bank", reset_less=True)),
+        ]
+        m.d.comb += [rq.acc[j].eq(acc) for j, acc in enumerate(accs)]
+        outs, sat_flags = [rq.o[j] for j in range(L)], [rq.sat[j] for j in range(L)]
 
         # --- tags travel with the phase to the requantizer's output (a clock ahead, so each
         # lane can take its own registered copy of the enables below)
-        tag_delay = self._to_acc + REQUANT_CYCLES
+        tag_delay = self._to_acc + Requantizer.latency
         assert tag_delay >= 2
         done_early = delay(m, active & (fold == F - 1), tag_delay - 2, "done")
         chunk_early = delay(m, chunk, tag_delay - 2, "done_chunk", reset_less=True)
@@ -358,7 +362,7 @@ class FoldedStage(wiring.Component):
         complete_soon = done_soon & (chunk_soon == R - 1)
         done, complete = Signal(name="done"), Signal(name="complete")
         m.d.sync += [done.eq(done_soon), complete.eq(complete_soon)]
-        done_last = delay(m, Mux(self.i_valid, self.i_last, last_hold), tag_delay, "done_last",
+        done_last = delay(m, Mux(self.i.valid, self.i.payload.last, last_hold), tag_delay, "done_last",
                           reset_less=True)
 
         # --- assembly: each lane shifts its chunks 0 .. R-2 into a register chain of its own
@@ -378,11 +382,11 @@ class FoldedStage(wiring.Component):
             group = impl.load_group
             for g in range(0, R, group):
                 with m.If(impl.local_copy(m, load_lane, f"load_en_{j}_{g}")):
-                    m.d.sync += [self.o_data[self._node(j, ck)].eq(chunks[ck][j])
+                    m.d.sync += [self.o.payload.data[self._node(j, ck)].eq(chunks[ck][j])
                                  for ck in range(g, min(R, g + group))]
-        m.d.sync += self.o_valid.eq(complete)
+        m.d.sync += self.o.valid.eq(complete)
         with m.If(complete):
-            m.d.sync += self.o_last.eq(done_last)
+            m.d.sync += self.o.payload.last.eq(done_last)
 
         counted = [Signal(name=f"satv_{j}") for j in range(L)]
         m.d.comb += [c.eq(flag & done) for c, flag in zip(counted, sat_flags)]

@@ -9,22 +9,22 @@ handshake reaches thousands of bits through logic:
   each with its own copy of the control (with ``every_clock=True`` a group is one slice). A
   copy's state registers read only each other and the handshakes, so no two copies are alike and
   synthesis keeps them apart (a register that copies another is merged with its twins);
-- the writer's ``w_en`` reaches a first copy per few slices (the implementation's
+- the writer's ``w.valid`` reaches a first copy per few slices (the implementation's
   ``fifo_first_copy_slices``), then each group's
   own toggle register, and the group writes a clock later (the data registered twice on its
   way) when its toggle register has changed: the last stage's valid fans out to a few
   registers, not to every slice's write enable;
 - every load enable of a wide register is itself a register, decided a clock ahead from the
   state the clock will end in. With ``every_clock=True`` (an engine that takes a pixel every
-  clock) each group has two output registers used in turn, and ``r_data`` selects the one at the
+  clock) each group has two output registers used in turn, and ``r.payload`` is the one at the
   head (the select is a register): one holds the word being offered while the other is loaded,
   so a word leaves every clock. With ``every_clock=False`` (a folded engine, a pixel every
   ``interval`` clocks) there is one output register, loaded only when it will be empty, so a
   word is read every second clock at most.
 """
 
-from amaranth.hdl import Module, Signal, Mux
-from amaranth.lib import wiring
+from amaranth.hdl import Module, Signal, Mux, Shape, Value
+from amaranth.lib import wiring, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -35,29 +35,31 @@ __all__ = ["OutputFIFO"]
 
 
 class OutputFIFO(wiring.Component):
-    """``depth`` words of ``width`` bits. ``w_en`` must never be high when ``depth`` words are
-    held (the writer's credit check). A word written at clock ``c`` is on ``r_data`` with
-    ``r_rdy`` from clock ``c + LATENCY`` if the words before it have been read. With
+    """``depth`` words of ``shape`` (a shape or layout) between the stream ``w`` (always ready:
+    ``w.valid`` must never be high when ``depth`` words are held, the writer's credit check) and
+    the stream ``r``. A word written at clock ``c`` is offered on ``r`` from clock
+    ``c + LATENCY`` if the words before it have been read. With
     ``every_clock=False`` a word is read every second clock at most. ``impl`` (a
     :class:`bfly.hw.impl.Implementation`, by default generic) sizes the slices and copy groups."""
 
     LATENCY = 4
 
-    def __init__(self, width, depth, every_clock=True, impl=None):
+    def __init__(self, shape, depth, every_clock=True, impl=None):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth!r}")
-        self._width, self._depth, self._every_clock = width, depth, every_clock
+        self._width, self._depth, self._every_clock = Shape.cast(shape).width, depth, every_clock
         self._impl = impl = impl or Implementation()
         # an engine that writes every clock has a copy of the control per slice
         self._group = 1 if every_clock else impl.fifo_group_slices
         super().__init__({
-            "w_data": In(width), "w_en": In(1),
-            "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
+            "w": In(stream.Signature(shape, always_ready=True)),
+            "r": Out(stream.Signature(shape)),
         })
 
     def elaborate(self, platform):
         m = Module()
         impl = self._impl
+        w_data, r_data = Value.cast(self.w.payload), Value.cast(self.r.payload)
         # with two output registers, the memory never holds all `depth` words: while it holds
         # a word, one register is full (an emptied register is loaded a clock after the read),
         # except in the clock after a word enters an empty FIFO, when one word is held. So it
@@ -72,8 +74,8 @@ class OutputFIFO(wiring.Component):
         for g in range(0, len(slices), self._group):
             tag = f"g{g}"
             if g % impl.fifo_first_copy_slices == 0:
-                # a copy of w_en per fifo_first_copy_slices slices, between the writer and them
-                w_en_first = impl.local_copy(m, self.w_en, f"w_en_first_{g}", reset=True)
+                # a copy of w.valid per fifo_first_copy_slices slices, between the writer and them
+                w_en_first = impl.local_copy(m, self.w.valid, f"w_en_first_{g}", reset=True)
             # the group's write enable, a clock after that copy: its toggle register has changed
             toggle, toggled = Signal(name=f"w_toggle_{tag}"), Signal(name=f"w_toggled_{tag}")
             m.d.sync += [toggle.eq(toggle ^ w_en_first), toggled.eq(toggle)]
@@ -81,7 +83,7 @@ class OutputFIFO(wiring.Component):
             m.d.comb += w_en.eq(toggle ^ toggled)
             r_rdy, loads, pop, taken = self._control(m, w_en, tag)
             if g == 0:
-                m.d.comb += self.r_rdy.eq(r_rdy)
+                m.d.comb += self.r.valid.eq(r_rdy)
             for lo, hi in slices[g:g + self._group]:
                 mem = Memory(shape=hi - lo, depth=depth, init=[])
                 m.submodules[f"storage_{lo}"] = mem
@@ -89,8 +91,8 @@ class OutputFIFO(wiring.Component):
                 rp = mem.read_port(domain="comb")
                 w_ptr = Signal(range(depth), name=f"w_ptr_{lo}")
                 r_ptr = Signal(range(depth), name=f"r_ptr_{lo}")
-                w_data = delay(m, self.w_data[lo:hi], 2, f"w_data_{lo}", reset_less=True)
-                m.d.comb += [wp.addr.eq(w_ptr), wp.data.eq(w_data), wp.en.eq(w_en),
+                word = delay(m, w_data[lo:hi], 2, f"w_data_{lo}", reset_less=True)
+                m.d.comb += [wp.addr.eq(w_ptr), wp.data.eq(word), wp.en.eq(w_en),
                              rp.addr.eq(r_ptr)]
                 with m.If(w_en):
                     m.d.sync += w_ptr.eq(bump(w_ptr))
@@ -102,13 +104,13 @@ class OutputFIFO(wiring.Component):
                 with m.If(pop):
                     m.d.sync += r_ptr.eq(bump(r_ptr))
                 if len(outs) == 1:
-                    m.d.comb += self.r_data[lo:hi].eq(outs[0])
+                    m.d.comb += r_data[lo:hi].eq(outs[0])
                 else:
                     # the slice's own copy of the group's head (a toggle register of its own,
                     # so synthesis keeps it apart): it selects 16 bits, not the group's 128
                     head = Signal(name=f"head_{lo}")
                     m.d.sync += head.eq(head ^ taken)
-                    m.d.comb += self.r_data[lo:hi].eq(Mux(head, outs[1], outs[0]))
+                    m.d.comb += r_data[lo:hi].eq(Mux(head, outs[1], outs[0]))
         return m
 
     def _control(self, m, w_en, tag):
@@ -132,7 +134,7 @@ class OutputFIFO(wiring.Component):
             # the output register takes a word when it will be empty and the memory will hold
             # one: decided a clock ahead
             full = Signal(name=f"full_{tag}")
-            full_next = Mux(pop, 1, full & ~self.r_en)
+            full_next = Mux(pop, 1, full & ~self.r.ready)
             m.d.sync += [full.eq(full_next), pop.eq(~full_next & nonempty_next)]
             m.d.comb += r_rdy.eq(full)
             return r_rdy, [pop], pop, None
@@ -141,7 +143,7 @@ class OutputFIFO(wiring.Component):
         loads = [Signal(name=f"load{i}_{tag}") for i in range(2)]
         head, tail = Signal(name=f"head_{tag}"), Signal(name=f"tail_{tag}")
         taken = Signal(name=f"taken_{tag}")
-        m.d.comb += [r_rdy.eq(Mux(head, full[1], full[0])), taken.eq(r_rdy & self.r_en),
+        m.d.comb += [r_rdy.eq(Mux(head, full[1], full[0])), taken.eq(r_rdy & self.r.ready),
                      pop.eq(loads[0] | loads[1])]
         full_next = [Mux(loads[i], 1, full[i] & ~(taken & (head == i))) for i in range(2)]
         tail_next = tail ^ pop

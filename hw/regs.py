@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 from .regmap import register_map, config_words, constant_words, address_bits, param_window
 from .arith import in_range, delay
 from .axi import RegisterBus
+from .ports import ParamPort
 from .engine import PARAM_READ_CYCLES
 
 __all__ = ["RegisterBank", "shadow_port"]
@@ -62,11 +63,7 @@ class RegisterBank(wiring.Component):
         _, n_params = param_window(cfg)
         ports = {
             "bus": In(RegisterBus(address_bits(cfg) - 2)),
-            "p_addr": Out(range(n_params)),
-            "p_data": Out(32),
-            "p_en": Out(1),
-            "p_raddr": Out(range(n_params)),
-            "p_rdata": In(32),
+            "params": Out(ParamPort(n_params, 32)),
         }
         for r in self._shadows:
             ports[shadow_port(r)] = Out(data.ArrayLayout(r.width, r.count) if r.array else r.width)
@@ -99,13 +96,13 @@ class RegisterBank(wiring.Component):
         still for WRITE_SETUP clocks before the strobe, so it is decoded into registers first."""
         bus = self.bus
         w_in_window = Signal()
-        p_addr = Signal.like(self.p_addr)
+        p_addr = Signal.like(self.params.addr, name="p_addr")
         m.d.sync += [w_in_window.eq(in_range(bus.w_addr, w_base, w_end)), p_addr.eq(bus.w_addr - w_base)]
         m.d.comb += [
             bus.w_wait.eq(self.commit_busy),
-            self.p_addr.eq(p_addr),
-            self.p_data.eq(bus.w_data),
-            self.p_en.eq(bus.w_stb & w_in_window),
+            self.params.addr.eq(p_addr),
+            self.params.data.eq(bus.w_data),
+            self.params.en.eq(bus.w_stb & w_in_window),
         ]
         hits = []
         for r in self._regs.values():
@@ -176,7 +173,7 @@ class RegisterBank(wiring.Component):
         (3) combined, while the parameter is read in its block, the word waiting for it; (4) the
         parameter or the register is selected; (5) registered for the shell."""
         bus = self.bus
-        m.d.comb += self.p_raddr.eq(bus.r_addr - w_base)
+        m.d.comb += self.params.raddr.eq(bus.r_addr - w_base)
         # the bank's own copy of the read address (the bus's register also feeds the engine's
         # decode, across the device); the copy is a clock behind, which the wait for the engine's
         # answer below takes back
@@ -261,7 +258,7 @@ class RegisterBank(wiring.Component):
         err_w = delay(m, err_2, wait, "r_err_w")
         value_3 = Signal(32)
         err_3 = Signal()
-        m.d.sync += [value_3.eq(Mux(param_w, self.p_rdata, value_w)), err_3.eq(err_w)]
+        m.d.sync += [value_3.eq(Mux(param_w, self.params.rdata, value_w)), err_3.eq(err_w)]
         # a read waits while a commit propagates (a folded stage's copy uses the read-back port)
         r_held = Signal()
         r_go = (bus.r_stb | r_held) & ~self.commit_busy

@@ -13,11 +13,15 @@ its LSB cleared. The zero test runs beside the two shift steps (in pairs of bits
 them), so no step waits for a bit of the sum before it can add.
 """
 
-from amaranth.hdl import Signal, Mux, Const, Cat, signed, unsigned
+from amaranth.hdl import Module, Signal, Mux, Const, Cat, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
 
 from .arith import delay
+from .impl import Implementation
+from .regmap import SHIFT_BITS
 
-__all__ = ["REQUANT_CYCLES", "REGS_LEAD", "PREP_CYCLES", "MASK_LAG", "ShiftRegisters", "requantize"]
+__all__ = ["Requantizer", "REQUANT_CYCLES", "REGS_LEAD", "PREP_CYCLES", "MASK_LAG"]
 
 REQUANT_CYCLES = 6
 # register steps from the shadow shift to the constants a commit takes
@@ -28,6 +32,155 @@ REGS_LEAD = 2
 #: the low-bit mask of ``half_even`` is loaded this many clocks after the other active registers:
 #: it is used on the rounded sum, that many steps after the accumulator
 MASK_LAG = 2
+
+
+def _all_equal(bits):
+    """Whether every bit of ``bits`` is the same (a reduction, not two compares)."""
+    return bits.all() | ~bits.any()
+
+
+
+class Requantizer(wiring.Component):
+    """Requantization of ``count`` signed accumulators of ``acc_bits`` to ``cfg.data_bits``
+    (``cfg.rounding``, ``cfg.overflow``), with a double-buffered run-time shift.
+
+    Ports: ``acc`` (the accumulators; ``o`` and ``sat``, the results and their out-of-range
+    flags, ``latency`` clocks later); ``shadow_shift``, the shadow bank's shift (only register
+    writes change it, so it is still for ``prep_cycles`` clocks before a commit reaches the
+    block); ``commit`` (one clock) takes the constants derived from it as the pending bank;
+    ``load`` (one clock, ``load_lead`` clocks before the cycle in which the first accumulator of
+    the new bank is on ``acc``) makes the pending bank active. With ``relu``, the port ``relu``
+    (an active register, changed in that same cycle) zeroes negative results. With ``slots`` (a
+    folded stage, where the next commit can come before the first pixel of the pending bank has
+    loaded it) there is a pending bank per weight bank: ``commit`` fills the one ``commit_slot``
+    names and ``load`` takes the one ``load_slot`` names. ``impl`` (a
+    :class:`bfly.hw.impl.Implementation`) makes the copies of the active registers.
+    """
+
+    latency = REQUANT_CYCLES
+    prep_cycles = PREP_CYCLES
+    load_lead = REGS_LEAD
+
+    def __init__(self, cfg, acc_bits, count, impl=None, relu=False, slots=False):
+        self._cfg, self._acc_bits, self._count = cfg, acc_bits, count
+        self._impl = impl or Implementation()
+        self._relu, self._slots = relu, slots
+        ports = {
+            "acc": In(data.ArrayLayout(signed(acc_bits), count)),
+            "shadow_shift": In(SHIFT_BITS),
+            "commit": In(1),
+            "load": In(1),
+            "o": Out(data.ArrayLayout(signed(cfg.data_bits), count)),
+            "sat": Out(count),
+        }
+        if relu:
+            ports["relu"] = In(1)
+        if slots:
+            ports.update({"commit_slot": In(1), "load_slot": In(1)})
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        slots = (self.commit_slot, self.load_slot) if self._slots else None
+        regs = ShiftRegisters(m, self._cfg.rounding, self._acc_bits, self.shadow_shift, self.commit,
+                              self.load, "rq", slots=slots)
+        relu = None
+        if self._relu:
+            relu = delay(m, self.relu, REQUANT_CYCLES - 1, "relu_d", reset_less=True)
+        copies = {}
+        for o in range(self._count):
+            if o % self._impl.copy_group == 0:
+                copies = self._group_copies(m, regs, o // self._impl.copy_group)
+            out, flag = self._output(m, o, self.acc[o], regs, copies, relu)
+            m.d.comb += [self.o[o].eq(out), self.sat[o].eq(flag)]
+        return m
+
+    def _group_copies(self, m, regs, g):
+        """The active shift, rounding constant and mask reach each output through two registered
+        copies (``regs`` is loaded ``REGS_LEAD`` clocks early, the mask ``MASK_LAG`` clocks later):
+        this one per group of outputs, then the output's own; the shift and constant then travel
+        with the pixel (only the copies the rounding mode uses: kept registers are never
+        removed)."""
+        rounding = self._cfg.rounding
+        used = {"shift": regs.shift}
+        if rounding != "floor":
+            used["rndc"] = regs.rnd_const
+        if rounding == "half_even":
+            used["mask"] = regs.low_mask
+        return {k: self._impl.local_copy(m, v, f"rq_{k}_g{g}") for k, v in used.items()}
+
+    def _output(self, m, o, acc, regs, copies, relu):
+        """Output ``o``: ``(value, out_of_range)``, registered, ``REQUANT_CYCLES`` clocks after
+        ``acc``."""
+        cfg, impl, acc_bits = self._cfg, self._impl, self._acc_bits
+        d, name = cfg.data_bits, "rq"
+        shift_0 = impl.local_copy(m, copies["shift"], f"{name}_shift_{o}")
+        rnd_0 = 0 if cfg.rounding == "floor" else impl.local_copy(m, copies["rndc"], f"{name}_rndc_{o}")
+        shift_1, shift_2, shift_3 = (Signal(regs.shape, name=f"{name}_shift_{o}_{i}", reset_less=True)
+                                     for i in (1, 2, 3))
+        rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_{o}_1")
+        m.d.sync += [shift_1.eq(shift_0), shift_2.eq(shift_1), shift_3.eq(shift_2), rnd_1.eq(rnd_0)]
+        # step 1: the accumulator, beside the requantizer (the adder tree is across the device)
+        acc_1 = Signal(signed(acc_bits), name=f"{name}_acc_{o}", reset_less=True)
+        m.d.sync += acc_1.eq(acc)
+        # step 2: round
+        rounded = Signal(signed(acc_bits + 1), name=f"{name}_rnd_{o}", reset_less=True)
+        m.d.sync += rounded.eq(acc_1 + rnd_1)
+        # steps 3 and 4: shift by the multiple of 4, then by the rest
+        coarse = Signal(signed(acc_bits + 1), name=f"{name}_shc_{o}", reset_less=True)
+        m.d.sync += coarse.eq(rounded >> Cat(Const(0, 2), shift_2[2:]))
+        shifted = Signal(signed(acc_bits + 1), name=f"{name}_shr_{o}", reset_less=True)
+        m.d.sync += shifted.eq(coarse >> shift_3[:2])
+        # beside the fine shift: are the coarse value's bits from d + 2 up all equal? Those hold
+        # the result's bits from d + 2 - (fine shift) up, so step 5 then only compares the
+        # result's bits d - 1 .. d + 2 (one LUT level rather than a reduction after a mux)
+        split = d + 2
+        high_equal = None
+        if split < acc_bits:
+            high_equal = Signal(name=f"{name}_hieq_{o}", reset_less=True)
+            m.d.sync += high_equal.eq(_all_equal(coarse[split:]))
+        exact = Const(0, 1)
+        if cfg.rounding == "half_even":
+            mask = impl.local_copy(m, copies["mask"], f"{name}_mask_{o}")
+            exact = self._exact_half(m, o, rounded, mask)
+        # step 5: out of range? The bits from d-1 up are not all equal (those up to d + 2 here,
+        # the rest in the flag of step 4 when there are more); the low bits and the sign travel
+        # beside the flag
+        fits = _all_equal(shifted[d - 1:split + 1])
+        if high_equal is not None:
+            fits &= high_equal
+        out_of_range = Signal(name=f"{name}_oor_{o}", reset_less=True)
+        low = Signal(signed(d), name=f"{name}_low_{o}", reset_less=True)
+        neg = Signal(name=f"{name}_neg_{o}", reset_less=True)
+        # (half_even: an exact half takes the even result, the LSB cleared; no data_bits >= 2
+        # result leaves the range by that)
+        m.d.sync += [out_of_range.eq(~fits),
+                     low.eq(Cat(shifted[0] & ~exact, shifted[1:d])), neg.eq(shifted[-1])]
+        # step 6: saturate or wrap (and ReLU); the flag stays in step with the value
+        flag = Signal(name=f"{name}_sat_{o}", reset_less=True)
+        m.d.sync += flag.eq(out_of_range)
+        value = Signal(signed(d), name=f"{name}_val_{o}")
+        if cfg.overflow == "saturate":
+            m.d.comb += value.eq(Mux(out_of_range, Mux(neg, cfg.data_min, cfg.data_max), low))
+        else:
+            m.d.comb += value.eq(low)
+        out = Signal(signed(d), name=f"{name}_out_{o}", reset_less=True)
+        m.d.sync += out.eq(value if relu is None else Mux(relu & value[-1], 0, value))
+        return out, flag
+
+    def _exact_half(self, m, o, rounded, mask):
+        """``half_even``, beside the shift steps: was the remainder exactly half, the rounded sum's
+        bits below the shift all zero (and the shift not 0)? Each pair of bits, then all of
+        them."""
+        acc_bits, name = self._acc_bits, "rq"
+        zero = Signal(-(-acc_bits // 2), name=f"{name}_zero_{o}", reset_less=True)
+        nonzero_shift = Signal(name=f"{name}_sh0_{o}", reset_less=True)
+        m.d.sync += [zero.eq(Cat(~(rounded[i:i + 2] & mask[i:i + 2]).any()
+                                 for i in range(0, acc_bits, 2))),
+                     nonzero_shift.eq(mask[0])]
+        exact = Signal(name=f"{name}_exact_{o}", reset_less=True)
+        m.d.sync += exact.eq(nonzero_shift & zero.all())
+        return exact
 
 
 class ShiftRegisters:
@@ -129,104 +282,3 @@ class ShiftRegisters:
             m.d.sync += self.low_mask.eq(staged)
 
 
-def _all_equal(bits):
-    """Whether every bit of ``bits`` is the same (a reduction, not two compares)."""
-    return bits.all() | ~bits.any()
-
-
-def requantize(m, cfg, accs, regs, name, impl, relu=None):
-    """Requantize each signed accumulator of ``accs`` (at most ``regs.acc_bits`` wide) with the
-    active :class:`ShiftRegisters` ``regs``, which must be loaded ``REGS_LEAD`` clocks before the
-    cycle in which the first accumulator of the new bank is on ``accs``; ``relu`` (optional) is
-    an active 1-bit register loaded in that cycle; ``impl`` (a
-    :class:`bfly.hw.impl.Implementation`) makes the copies of the shift registers. Returns
-    ``(outputs, out_of_range_flags)``, registered, after ``REQUANT_CYCLES`` cycles.
-    """
-    acc_bits = regs.acc_bits
-    d = cfg.data_bits
-    lo, hi = cfg.data_min, cfg.data_max
-    if relu is not None:
-        relu_d = delay(m, relu, REQUANT_CYCLES - 1, f"{name}_relu", reset_less=True)
-    outs, flags = [], []
-    # the active shift, rounding constant and mask reach each output through two registered
-    # copies (``regs`` is loaded REGS_LEAD clocks early, the mask MASK_LAG clocks later): one per
-    # group of outputs, then the output's own; the shift and constant then travel
-    # with the pixel (only the copies the rounding mode uses: kept registers are never removed)
-    used = {"shift": regs.shift}
-    if cfg.rounding != "floor":
-        used["rndc"] = regs.rnd_const
-    if cfg.rounding == "half_even":
-        used["mask"] = regs.low_mask
-    group_copies = {}
-    group = impl.copy_group
-    for o, acc in enumerate(accs):
-        if o % group == 0:
-            group_copies = {k: impl.local_copy(m, v, f"{name}_{k}_g{o // group}")
-                            for k, v in used.items()}
-        if cfg.rounding == "half_even":
-            mask = impl.local_copy(m, group_copies["mask"], f"{name}_mask_{o}")
-        shift_0 = impl.local_copy(m, group_copies["shift"], f"{name}_shift_{o}")
-        rnd_0 = 0 if cfg.rounding == "floor" else impl.local_copy(m, group_copies["rndc"], f"{name}_rndc_{o}")
-        shift_1, shift_2, shift_3 = (Signal(regs.shape, name=f"{name}_shift_{o}_{i}", reset_less=True)
-                                     for i in (1, 2, 3))
-        rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_{o}_1")
-        m.d.sync += [shift_1.eq(shift_0), shift_2.eq(shift_1), shift_3.eq(shift_2), rnd_1.eq(rnd_0)]
-        # step 1: the accumulator, beside the requantizer (the adder tree is across the device)
-        acc_1 = Signal(signed(acc_bits), name=f"{name}_acc_{o}", reset_less=True)
-        m.d.sync += acc_1.eq(acc)
-        # step 2: round
-        rounded = Signal(signed(acc_bits + 1), name=f"{name}_rnd_{o}", reset_less=True)
-        m.d.sync += rounded.eq(acc_1 + rnd_1)
-        # steps 3 and 4: shift by the multiple of 4, then by the rest
-        coarse = Signal(signed(acc_bits + 1), name=f"{name}_shc_{o}", reset_less=True)
-        m.d.sync += coarse.eq(rounded >> Cat(Const(0, 2), shift_2[2:]))
-        shifted = Signal(signed(acc_bits + 1), name=f"{name}_shr_{o}", reset_less=True)
-        m.d.sync += shifted.eq(coarse >> shift_3[:2])
-        # beside the fine shift: are the coarse value's bits from d + 2 up all equal? Those hold
-        # the result's bits from d + 2 - (fine shift) up, so step 5 then only compares the
-        # result's bits d - 1 .. d + 2 (one LUT level rather than a reduction after a mux)
-        split = d + 2
-        high_equal = None
-        if split < acc_bits:
-            high_equal = Signal(name=f"{name}_hieq_{o}", reset_less=True)
-            m.d.sync += high_equal.eq(_all_equal(coarse[split:]))
-        # beside them (half_even): was the remainder exactly half, the rounded sum's bits below
-        # the shift all zero (and the shift not 0)? Each pair of bits, then all of them
-        exact = Const(0, 1)
-        if cfg.rounding == "half_even":
-            zero = Signal(-(-acc_bits // 2), name=f"{name}_zero_{o}", reset_less=True)
-            nonzero_shift = Signal(name=f"{name}_sh0_{o}", reset_less=True)
-            m.d.sync += [zero.eq(Cat(~(rounded[i:i + 2] & mask[i:i + 2]).any()
-                                     for i in range(0, acc_bits, 2))),
-                         nonzero_shift.eq(mask[0])]
-            exact = Signal(name=f"{name}_exact_{o}", reset_less=True)
-            m.d.sync += exact.eq(nonzero_shift & zero.all())
-        # step 5: out of range? The bits from d-1 up are not all equal (those up to d + 2 here,
-        # the rest in the flag of step 4 when there are more); the low bits and the sign travel
-        # beside the flag
-        fits = _all_equal(shifted[d - 1:split + 1])
-        if high_equal is not None:
-            fits &= high_equal
-        out_of_range = Signal(name=f"{name}_oor_{o}", reset_less=True)
-        low = Signal(signed(d), name=f"{name}_low_{o}", reset_less=True)
-        neg = Signal(name=f"{name}_neg_{o}", reset_less=True)
-        # (half_even: an exact half takes the even result, the LSB cleared; no data_bits >= 2
-        # result leaves the range by that)
-        m.d.sync += [out_of_range.eq(~fits),
-                     low.eq(Cat(shifted[0] & ~exact, shifted[1:d])), neg.eq(shifted[-1])]
-        # step 6: saturate or wrap (and ReLU); the flag stays in step with the value
-        flag = Signal(name=f"{name}_sat_{o}", reset_less=True)
-        m.d.sync += flag.eq(out_of_range)
-        value = Signal(signed(d), name=f"{name}_val_{o}")
-        if cfg.overflow == "saturate":
-            m.d.comb += value.eq(Mux(out_of_range, Mux(neg, lo, hi), low))
-        else:
-            m.d.comb += value.eq(low)
-        out = Signal(signed(d), name=f"{name}_out_{o}", reset_less=True)
-        if relu is not None:
-            m.d.sync += out.eq(Mux(relu_d & value[-1], 0, value))
-        else:
-            m.d.sync += out.eq(value)
-        outs.append(out)
-        flags.append(flag)
-    return outs, flags

@@ -17,8 +17,8 @@ the new bank lands on ``i_data``) copies shadow into active, so every pixel sees
 to end.
 """
 
-from amaranth.hdl import Module, Signal, Cat, Array, signed
-from amaranth.lib import wiring, data
+from amaranth.hdl import Module, Signal, Array, signed
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from amaranth.lib.memory import Memory
@@ -30,7 +30,8 @@ from .axi import WRITE_SPACING
 from .mult import MULT_CYCLES
 from .fanout import write_tree
 from .impl import Implementation
-from .requant import REQUANT_CYCLES, REGS_LEAD, ShiftRegisters, requantize
+from .ports import ParamPort, pixel_stream
+from .requant import Requantizer
 
 __all__ = ["ButterflyStage", "stage_signature"]
 
@@ -44,19 +45,11 @@ def stage_signature(cfg, index):
     d, w = cfg.data_bits, cfg.weight_bits
     lanes = cfg.stage_fold(index)[0]
     return wiring.Signature({
-        "i_data": In(data.ArrayLayout(signed(d), f.q)),
-        "i_valid": In(1),
-        "i_last": In(1),
-        "w_addr": In(range(f.n_weights)),
-        "w_data": In(signed(w)),
-        "w_en": In(1),
-        "r_addr": In(range(f.n_weights)),
-        "r_data": Out(signed(w)),
+        "i": In(pixel_stream(f.q, d, always_ready=True)),
+        "params": In(ParamPort(f.n_weights, signed(w))),
         "shadow_shift": In(SHIFT_BITS),
         "load_stb": In(1),
-        "o_data": Out(data.ArrayLayout(signed(d), f.p)),
-        "o_valid": Out(1),
-        "o_last": Out(1),
+        "o": Out(pixel_stream(f.p, d, always_ready=True)),
         "o_sat_count": Out(range(lanes + 1)),
     })
 
@@ -99,15 +92,18 @@ class ButterflyStage(wiring.Component):
     @property
     def latency(self):
         """Cycles from a pixel on ``i_data`` to its result on ``o_data``."""
-        return (self.INPUT_CYCLES + MULT_CYCLES + tree_levels(self._factor.s) + REQUANT_CYCLES
-                + self.OUTPUT_CYCLES)
+        return self._to_acc + Requantizer.latency + self.OUTPUT_CYCLES
+
+    @property
+    def _to_acc(self):
+        """Cycles from a pixel on ``i`` to its sums on the requantizer's input."""
+        return self.INPUT_CYCLES + MULT_CYCLES + tree_levels(self._factor.s)
 
     def elaborate(self, platform):
         m = Module()
         cfg, f, impl = self._cfg, self._factor, self._impl
         d = cfg.data_bits
         acc_bits = cfg.acc_bits(self._index)
-        tree = tree_levels(f.s)
 
         # --- shadow weights (reset-less: a reset clears the stream, not the loaded parameters)
         wshape = signed(cfg.weight_bits)
@@ -115,11 +111,11 @@ class ButterflyStage(wiring.Component):
         active_w = [Signal(wshape, name=f"weight_{i}", reset_less=True) for i in range(f.n_weights)]
         # writes fan out through a tree of registered copies (hw/fanout.py): the shadow registers
         # sit beside their multipliers all over the device. A write lands levels + 1 clocks after
-        # w_en (w_en is a clock after the engine's p_en); a commit, WRITE_SPACING or more clocks
-        # after p_en, loads the shadow bank 2 clocks after commit_stb at the earliest: so at most
+        # w_en (a clock after the engine's params.en); a commit, WRITE_SPACING or more clocks
+        # after params.en, loads the shadow bank 2 clocks after commit_stb at the earliest: so at most
         # WRITE_SPACING levels
         # (the implementation's write_branching children per copy)
-        enables, datas, _ = write_tree(m, self.w_addr, self.w_data, self.w_en, f.n_weights, "wt",
+        enables, datas, _ = write_tree(m, self.params.addr, self.params.data, self.params.en, f.n_weights, "wt",
                                        max_levels=WRITE_SPACING, branching=impl.write_branching)
         for reg, en, value in zip(shadow, enables, datas):
             with m.If(en):
@@ -138,20 +134,20 @@ class ButterflyStage(wiring.Component):
             mw = mirror.write_port()
             mr = mirror.read_port(transparent_for=())
             # (writes through copies beside the memory too, a clock later, as the reads)
-            w_bank = self.w_addr[low:] == b if len(banks) > 1 else 1
+            w_bank = self.params.addr[low:] == b if len(banks) > 1 else 1
             m.d.comb += [
-                mw.addr.eq(impl.local_copy(m, self.w_addr[:low], f"mirror_waddr_{b}")),
-                mw.data.eq(impl.local_copy(m, self.w_data, f"mirror_wdata_{b}")),
-                mw.en.eq(impl.local_copy(m, self.w_en & w_bank, f"mirror_wen_{b}", reset=True)),
-                mr.addr.eq(impl.local_copy(m, self.r_addr[:low], f"mirror_raddr_{b}"))]
+                mw.addr.eq(impl.local_copy(m, self.params.addr[:low], f"mirror_waddr_{b}")),
+                mw.data.eq(impl.local_copy(m, self.params.data, f"mirror_wdata_{b}")),
+                mw.en.eq(impl.local_copy(m, self.params.en & w_bank, f"mirror_wen_{b}", reset=True)),
+                mr.addr.eq(impl.local_copy(m, self.params.raddr[:low], f"mirror_raddr_{b}"))]
             outs.append(mr.data)
         chosen = Signal(wshape, name="mirror_q", reset_less=True)
         if len(outs) > 1:
-            bank = delay(m, self.r_addr[low:], 2, "mirror_bank", reset_less=True)
+            bank = delay(m, self.params.raddr[low:], 2, "mirror_bank", reset_less=True)
             m.d.sync += chosen.eq(Array(outs)[bank])
         else:
             m.d.sync += chosen.eq(outs[0])
-        m.d.sync += self.r_data.eq(delay(m, chosen, READ_CYCLES - 4, "mirror_q", reset_less=True))
+        m.d.sync += self.params.rdata.eq(delay(m, chosen, READ_CYCLES - 4, "mirror_q", reset_less=True))
 
         # --- active bank: weights now, shift when the first new pixel reaches the requantizer
         # each node takes its own copy of ``load_stb`` (a clock later, as its multipliers take
@@ -160,16 +156,19 @@ class ButterflyStage(wiring.Component):
             node_load = impl.local_copy(m, self.load_stb, f"load_{o}")
             with m.If(node_load):
                 m.d.sync += [active_w[o * f.s + j].eq(shadow[o * f.s + j]) for j in range(f.s)]
-        shift_load = delay(m, self.load_stb, self.INPUT_CYCLES + MULT_CYCLES + tree - REGS_LEAD, "shift_load",
-                           reset_less=True)
-        # (the pending shift is taken from a copy of load_stb beside it, a clock later: still
-        # well before shift_load)
-        shift_regs = ShiftRegisters(m, cfg.rounding, acc_bits, self.shadow_shift,
-                                    impl.local_copy(m, self.load_stb, "rq_commit"), shift_load, "rq")
+        m.submodules.requant = rq = Requantizer(cfg, acc_bits, f.p, impl)
+        m.d.comb += [
+            rq.shadow_shift.eq(self.shadow_shift),
+            # (the pending shift is taken from a copy of load_stb beside it, a clock later:
+            # still well before the load)
+            rq.commit.eq(impl.local_copy(m, self.load_stb, "rq_commit")),
+            rq.load.eq(delay(m, self.load_stb, self._to_acc - rq.load_lead, "shift_load",
+                             reset_less=True)),
+        ]
 
         # --- products and adder trees (channels unpacked once, not sliced per multiplier)
         xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]
-        m.d.comb += [x.eq(self.i_data[c]) for c, x in enumerate(xs)]
+        m.d.comb += [x.eq(self.i.payload.data[c]) for c, x in enumerate(xs)]
         accs = []
         for o in range(f.p):
             products = []
@@ -182,15 +181,17 @@ class ButterflyStage(wiring.Component):
             accs.append(pipelined_sum(m, products, f"tree_{o}"))
 
         # --- requantization: round, shift, saturate (docs/spec.md §2)
-        outs, sat_flags = requantize(m, cfg, accs, shift_regs, "rq", impl)
-        m.d.comb += self.o_data.eq(delay(m, Cat(outs), self.OUTPUT_CYCLES, "hop", reset_less=True))
+        m.d.comb += [rq.acc[o].eq(acc) for o, acc in enumerate(accs)]
+        m.d.comb += self.o.payload.data.eq(delay(m, rq.o.as_value(), self.OUTPUT_CYCLES, "hop",
+                                                 reset_less=True))
+        sat_flags = [rq.sat[o] for o in range(f.p)]
 
         # --- control: valid and last travel with the data; saturations are counted per pixel
         # (valid: in step with the requantized outputs and their flags, a clock ahead)
-        valid = delay(m, self.i_valid, self.latency - 1 - self.OUTPUT_CYCLES, "valid")
+        valid = delay(m, self.i.valid, self.latency - 1 - self.OUTPUT_CYCLES, "valid")
         m.d.sync += [
-            self.o_valid.eq(delay(m, valid, self.OUTPUT_CYCLES, "valid_out")),
-            self.o_last.eq(delay(m, self.i_last, self.latency - 1, "last")),
+            self.o.valid.eq(delay(m, valid, self.OUTPUT_CYCLES, "valid_out")),
+            self.o.payload.last.eq(delay(m, self.i.payload.last, self.latency - 1, "last")),
         ]
         # each group of outputs has its own copy of o_valid for its saturation flags
         counted = [Signal(name=f"satv_{o}") for o in range(f.p)]

@@ -11,14 +11,13 @@ from amaranth.lib.wiring import In, Out
 from .config import stream_bits
 from .regmap import address_bits
 from .axi import AXI4LiteSlave
+from .ports import flat_members, connect_flat
 from .engine import ButterflyEngine
 from .regs import RegisterBank
 
-__all__ = ["BflyTop", "elaborate"]
+__all__ = ["BflyTop", "elaborate", "AXIL_PREFIX"]
 
-_AXIL_PORTS = ("awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready",
-               "bresp", "bvalid", "bready", "araddr", "arprot", "arvalid", "arready",
-               "rdata", "rresp", "rvalid", "rready")
+AXIL_PREFIX = "s_axil"
 
 
 class BflyTop(wiring.Component):
@@ -36,8 +35,7 @@ class BflyTop(wiring.Component):
             "m_axis_tdata": Out(stream_bits(cfg.n_out, cfg.data_bits)),
             "m_axis_tvalid": Out(1), "m_axis_tready": In(1), "m_axis_tlast": Out(1),
         }
-        for name in _AXIL_PORTS:
-            ports["s_axil_" + name] = self._axil.signature.members[name]
+        ports.update(flat_members(AXIL_PREFIX, self._axil.signature.members["axil"].signature))
         super().__init__(ports)
 
     @property
@@ -60,6 +58,8 @@ class BflyTop(wiring.Component):
         m.submodules.regs = regs
         m.submodules.axil = axil
         wiring.connect(m, axil.bus, regs.bus)
+        wiring.connect(m, regs.params, engine.params)
+        connect_flat(m, self, AXIL_PREFIX, axil.axil)
 
         m.d.comb += [
             engine.i_stream.valid.eq(self.s_axis_tvalid),
@@ -71,11 +71,6 @@ class BflyTop(wiring.Component):
             self.m_axis_tlast.eq(engine.o_stream.payload.last),
             engine.o_stream.ready.eq(self.m_axis_tready),
 
-            engine.p_addr.eq(regs.p_addr),
-            engine.p_data.eq(regs.p_data),
-            engine.p_en.eq(regs.p_en),
-            engine.p_raddr.eq(regs.p_raddr),
-            regs.p_rdata.eq(engine.p_rdata),
             engine.shadow_shifts.eq(regs.shadow_shifts),
             engine.commit_stb.eq(regs.commit_stb),
             regs.commit_busy.eq(engine.commit_busy),
@@ -85,12 +80,6 @@ class BflyTop(wiring.Component):
         if cfg.epilogue:
             m.d.comb += [engine.shadow_epi_ctrl.eq(regs.shadow_epi_ctrl),
                          engine.shadow_out_shift.eq(regs.shadow_out_shift)]
-        for name in _AXIL_PORTS:
-            ours, theirs = getattr(self, "s_axil_" + name), getattr(axil, name)
-            if self.signature.members["s_axil_" + name].flow == In:
-                m.d.comb += theirs.eq(ours)
-            else:
-                m.d.comb += ours.eq(theirs)
         return m
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from bfly.hw.config import EngineConfig
@@ -10,8 +10,7 @@ from bfly.hw.axi import WRITE_SPACING
 from bfly.hw.regmap import SHIFT_BITS
 from bfly.hw.engine import ButterflyEngine, PARAM_READ_CYCLES
 from bfly.hw.impl import Implementation
-from bfly.hw.requant import (PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, MASK_LAG, ShiftRegisters,
-                        requantize)
+from bfly.hw.requant import PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, MASK_LAG, ShiftRegisters, Requantizer
 from bfly.sim.model import engine_forward, random_params, requantize as requantize_model
 from bfly.sim.words import param_words, scalar_registers
 
@@ -45,7 +44,7 @@ def _set_scalars(ctx, dut, cfg, bank):
         ctx.set(dut.shadow_out_shift, regs["OUT_SHIFT"][0])
 
 
-# p_en of each write: address and data a clock before and after the strobe (as the register bank
+# params.en of each write: address and data a clock before and after the strobe (as the register bank
 # holds them), and the next write or the commit WRITE_SPACING clocks after it at the soonest (as on
 # the register bus, whose writes are that far apart)
 WRITE_EN = (0, 1) + (0,) * (WRITE_SPACING - 1)
@@ -53,19 +52,19 @@ WRITE_EN = (0, 1) + (0,) * (WRITE_SPACING - 1)
 
 async def _write(ctx, dut, addr, value):
     """One parameter write, as the register bank makes it (``WRITE_EN``)."""
-    ctx.set(dut.p_addr, addr)
-    ctx.set(dut.p_data, value)
+    ctx.set(dut.params.addr, addr)
+    ctx.set(dut.params.data, value)
     for en in WRITE_EN:
-        ctx.set(dut.p_en, en)
+        ctx.set(dut.params.en, en)
         await ctx.tick()
 
 
 async def _read(ctx, dut, addr):
     """One parameter read: the answer PARAM_READ_CYCLES clocks after the address."""
-    ctx.set(dut.p_raddr, addr)
+    ctx.set(dut.params.raddr, addr)
     for _ in range(PARAM_READ_CYCLES):
         await ctx.tick()
-    return ctx.get(dut.p_rdata) & 0xFFFFFFFF
+    return ctx.get(dut.params.rdata) & 0xFFFFFFFF
 
 
 async def _load(ctx, dut, cfg, bank, flat=None):
@@ -105,15 +104,15 @@ def _run(cfg, banks, pixels, stall_every=0, impl=None):
                 ctx.set(dut.i_stream.valid, 0)
                 ctx.set(dut.o_stream.ready, 0)
                 for a, v in enumerate(flat):
-                    ctx.set(dut.p_addr, a)
-                    ctx.set(dut.p_data, v)
+                    ctx.set(dut.params.addr, a)
+                    ctx.set(dut.params.data, v)
                     for en in WRITE_EN:
-                        ctx.set(dut.p_en, en)
+                        ctx.set(dut.params.en, en)
                         for l in range(n_counts):
                             sat_total[l] += ctx.get(dut.sat_counts[l])
                         await ctx.tick()
                         cycle += 1
-                ctx.set(dut.p_en, 0)
+                ctx.set(dut.params.en, 0)
                 ctx.set(dut.commit_stb, 1)
             else:
                 ctx.set(dut.commit_stb, 0)
@@ -378,11 +377,9 @@ def test_requantize_across_bank_changes(data_bits, rounding, overflow):
         if 0 < shift < acc_bits:                # ties: the remainder exactly half
             k = rng.integers(-(1 << (acc_bits - 1 - shift)), 1 << (acc_bits - 1 - shift), 4)
             block[[0, 1, -2, -1]] = k * (1 << shift) + (1 << (shift - 1))
-    m = Module()
-    shadow, commit, load = Signal(SHIFT_BITS), Signal(), Signal()
-    acc = Signal(signed(acc_bits))
-    regs = ShiftRegisters(m, rounding, acc_bits, shadow, commit, load, "t")
-    outs, flags = requantize(m, cfg, [acc], regs, "t", Implementation())
+    dut = Requantizer(cfg, acc_bits, 1)
+    shadow, commit, load, acc = dut.shadow_shift, dut.commit, dut.load, dut.acc[0]
+    assert dut.latency == REQUANT_CYCLES and dut.load_lead == REGS_LEAD
     got = []
 
     async def bench(ctx):
@@ -400,9 +397,9 @@ def test_requantize_across_bank_changes(data_bits, rounding, overflow):
             ctx.set(acc, value)
             await ctx.tick()
             if t >= lead + REQUANT_CYCLES - 1:      # (the value of the next clock)
-                got.append((ctx.get(outs[0]), ctx.get(flags[0])))
+                got.append((ctx.get(dut.o[0]), ctx.get(dut.sat[0])))
 
-    sim = Simulator(m)
+    sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()

@@ -28,8 +28,8 @@ def _run(every_clock, ready_p, write_p, clocks=600, reset_at=None, seed=0):
         for clock in range(clocks):
             if clock == reset_at:
                 # the neighbours go on handshaking in the clock of the reset
-                ctx.set(dut.w_en, rng.random() < write_p)
-                ctx.set(dut.r_en, 1)
+                ctx.set(dut.w.valid, rng.random() < write_p)
+                ctx.set(dut.r.ready, 1)
                 ctx.set(cd.rst, 1)
                 await ctx.tick()
                 ctx.set(cd.rst, 0)
@@ -39,10 +39,10 @@ def _run(every_clock, ready_p, write_p, clocks=600, reset_at=None, seed=0):
             log["full_clocks"] += held == DEPTH
             word = rng.getrandbits(WIDTH)
             ready = rng.random() < ready_p
-            ctx.set(dut.w_en, write)
-            ctx.set(dut.w_data, word)
-            ctx.set(dut.r_en, ready)
-            valid, data = ctx.get(dut.r_rdy), ctx.get(dut.r_data)
+            ctx.set(dut.w.valid, write)
+            ctx.set(dut.w.payload, word)
+            ctx.set(dut.r.ready, ready)
+            valid, data = ctx.get(dut.r.valid), ctx.get(dut.r.payload)
             await ctx.tick()
             if valid and ready:
                 log["read"].append(data)
@@ -53,11 +53,11 @@ def _run(every_clock, ready_p, write_p, clocks=600, reset_at=None, seed=0):
                 held += 1
             # the stream rule: a valid word not taken is still there, unchanged
             if valid and not ready:
-                assert ctx.get(dut.r_rdy) == 1 and ctx.get(dut.r_data) == data
-        ctx.set(dut.w_en, 0)
-        ctx.set(dut.r_en, 1)
+                assert ctx.get(dut.r.valid) == 1 and ctx.get(dut.r.payload) == data
+        ctx.set(dut.w.valid, 0)
+        ctx.set(dut.r.ready, 1)
         for _ in range(4 * DEPTH):
-            valid, data = ctx.get(dut.r_rdy), ctx.get(dut.r_data)
+            valid, data = ctx.get(dut.r.valid), ctx.get(dut.r.payload)
             await ctx.tick()
             if valid:
                 log["read"].append(data)
