@@ -18,21 +18,18 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .regmap import SHIFT_BITS, param_window
-from .arith import in_range, delay, READ_CYCLES
+from .arith import in_range, delay
 from .axi import WRITE_SPACING
 from .epilogue import Epilogue, EPI_CTRL_BITS
 from .folded import FoldedStage
 from .impl import Implementation
 from .outfifo import OutputFIFO
 from .ports import ParamPort, pixel_layout, pixel_stream
-from .requant import PREP_CYCLES
+from .requant import Requantizer
 from .stage import ButterflyStage
 
-__all__ = ["ButterflyEngine", "pixel_layout", "PARAM_READ_CYCLES"]
+__all__ = ["ButterflyEngine"]
 
-PARAM_READ_CYCLES = 2 + READ_CYCLES
-# a shift written on the register bus is still long enough before the commit that follows it
-assert PREP_CYCLES <= WRITE_SPACING
 
 
 class ButterflyEngine(wiring.Component):
@@ -44,11 +41,11 @@ class ButterflyEngine(wiring.Component):
     ``WRITE_SPACING`` or more clocks after the last of them, as on the register bus: a weight
     reaches a parallel stage's shadow register through a tree of registered copies, up to
     ``WRITE_SPACING + 2`` clocks after ``en``; ``raddr`` with
-    ``rdata`` ``PARAM_READ_CYCLES`` clocks later, sign-extended), indexed as
+    ``rdata`` ``param_read_cycles`` clocks later, sign-extended), indexed as
     the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
     epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
     and ``shadow_out_shift``; ``commit_stb``. The shadow shifts (and epilogue control) must hold
-    still for ``PREP_CYCLES`` clocks before ``commit_stb``: their derived constants are computed
+    still for ``Requantizer.prep_cycles`` clocks before ``commit_stb``: their derived constants are computed
     ahead (the register bank guarantees it, its writes being ``WRITE_SPACING`` clocks apart).
     ``commit_busy`` is high while a commit propagates (the shadow bank must not change then); ``sat_counts`` gives, per stage (and the epilogue),
     the saturations of the pixel leaving it this cycle.
@@ -79,7 +76,11 @@ class ButterflyEngine(wiring.Component):
         self._take_cycles = 1 if cfg.interval > 1 else 0
         # a commit is busy until the last block has loaded (and a folded stage copied) its bank
         self._commit_span = self._take_cycles + max(
-            [off + 1] + [o + 1 + getattr(b, "commit_cycles", 0) for b, o in zip(blocks, offsets)])
+            [off + 1] + [o + 1 + b.commit_cycles for b, o in zip(blocks, offsets)])
+        if Requantizer.prep_cycles > WRITE_SPACING:
+            raise ValueError(f"the requantizers need the shadow shifts still for "
+                             f"{Requantizer.prep_cycles} clocks before a commit; register writes "
+                             f"are only {WRITE_SPACING} apart")
         _, n_params = param_window(cfg)
         counters = len(blocks)
         ports = {
@@ -121,6 +122,17 @@ class ButterflyEngine(wiring.Component):
         return 1 + self._take_cycles + self._pipeline_depth + OutputFIFO.LATENCY
 
     @property
+    def _block_read_cycles(self):
+        blocks = self._stages + ([self._epilogue] if self._epilogue else [])
+        return max(b.read_cycles for b in blocks)
+
+    @property
+    def param_read_cycles(self):
+        """Clocks from ``params.raddr`` to ``params.rdata``: the address decoded into a register,
+        the slowest block's read, then the block's word chosen into a register."""
+        return 1 + self._block_read_cycles + 1
+
+    @property
     def stages(self):
         return list(self._stages)
 
@@ -134,9 +146,46 @@ class ButterflyEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, impl = self._cfg, self._impl
+        cfg = self._cfg
+        in_data, in_valid, in_last = self._take(m)
+        commit_line = self._commit_wavefront(m)
+        blocks = self._stages + ([self._epilogue] if self._epilogue else [])
+        self._route_params(m, blocks)
 
-        # --- input register and credit check
+        # --- the chain, then the epilogue, then the output FIFO
+        source = pixel_stream(cfg.n_in, cfg.data_bits, always_ready=True).create(path=("in",))
+        m.d.comb += [source.valid.eq(in_valid), source.payload.data.eq(in_data),
+                     source.payload.last.eq(in_last)]
+        prev = source
+        for l, (b, off) in enumerate(zip(blocks, self._offsets)):
+            m.submodules[f"stage{l}" if l < cfg.n_stages else "epilogue"] = b
+            wiring.connect(m, prev, b.i)
+            m.d.comb += [
+                # block l's input register holds the pixel taken into the input register `off`
+                # cycles ago
+                b.load_stb.eq(commit_line[off + self._take_cycles]),
+                self.sat_counts[l].eq(b.o_sat_count),
+            ]
+            if l < cfg.n_stages:
+                m.d.comb += b.shadow_shift.eq(self.shadow_shifts[l])
+            else:
+                m.d.comb += [b.shadow_ctrl.eq(self.shadow_epi_ctrl),
+                             b.shadow_shift.eq(self.shadow_out_shift)]
+                if cfg.has_residual:
+                    m.d.comb += b.i_x.eq(self._delayed_input(m, in_data, off))
+            prev = b.o
+
+        # (never full: the credit check bounds what is in flight)
+        m.submodules.out_fifo = out_fifo = OutputFIFO(pixel_layout(cfg.n_out, cfg.data_bits),
+                                                      self.fifo_depth, every_clock=cfg.interval == 1,
+                                                      impl=self._impl)
+        wiring.connect(m, prev, out_fifo.w)
+        wiring.connect(m, out_fifo.r, wiring.flipped(self.o_stream))
+        return m
+
+    def _take(self, m):
+        """The input register and the credit check: ``(data, valid, last)`` of the pixel taken."""
+        cfg, impl = self._cfg, self._impl
         in_data = Signal(data.ArrayLayout(signed(cfg.data_bits), cfg.n_in), reset_less=True)
         in_valid = Signal()
         in_last = Signal()
@@ -184,7 +233,11 @@ class ButterflyEngine(wiring.Component):
             m.d.sync += [in_data.eq(payload.data), in_last.eq(payload.last), in_valid.eq(in_hs)]
         m.d.comb += self.busy.eq(occupancy != 0)
 
-        # --- commit wavefront: bit i is the commit seen i+1 cycles ago. It spans the whole
+        return in_data, in_valid, in_last
+
+    def _commit_wavefront(self, m):
+        """``commit_line``: bit i is the commit seen i+1 cycles ago."""
+        # It spans the whole
         # pipeline, so the shadow bank stays still until every block has loaded from it; it is
         # reset-less, so a commit that started always completes and the banks never end up mixed.
         commit_line = Signal(self._commit_span, reset_less=True)
@@ -195,18 +248,22 @@ class ButterflyEngine(wiring.Component):
         busy = Signal(name="commit_busy_r", reset_less=True)
         m.d.sync += busy.eq(self.commit_stb | (busy & ~commit_line[-1]))
         m.d.comb += self.commit_busy.eq(busy)
+        return commit_line
 
-        # --- parameter window: route writes and reads to the block that holds the parameter
-        blocks = self._stages + ([self._epilogue] if self._epilogue else [])
+    def _route_params(self, m, blocks):
+        """The parameter window: writes and reads go to the block that holds the parameter."""
+        cfg = self._cfg
         bases = cfg.param_blocks()                # one per stage, then the epilogue's
         p = self.params
         # addresses are decoded into registers first: the address must be still for a clock
         # before the strobe and address and data for a clock after it (the register bank holds
         # them): the write lands a clock after the strobe, registered next to the block; a read
-        # answers PARAM_READ_CYCLES clocks after its address (one to decode, READ_CYCLES in the block, then
-        # the block's word is chosen into a register: the blocks are spread over the device)
+        # answers param_read_cycles clocks after its address (one to decode, the blocks' own read
+        # cycles, then the block's word is chosen into a register: the blocks are spread over
+        # the device)
+        read = self._block_read_cycles
         r_block = Signal(range(len(blocks)))     # which block the read came from
-        r_block_late = delay(m, r_block, READ_CYCLES - 1, "r_block")
+        r_block_late = delay(m, r_block, read - 1, "r_block")
         for i, (b, (lo, count)) in enumerate(zip(blocks, bases)):
             w_hit = Signal(name=f"w_hit_{i}")
             w_en = Signal(name=f"w_en_{i}")
@@ -228,7 +285,8 @@ class ButterflyEngine(wiring.Component):
             with m.If(in_range(p.raddr, lo, lo + count)):
                 m.d.sync += [r_block.eq(i), r_addr.eq(p.raddr - lo)]
             with m.If(r_block_late == i):
-                m.d.sync += p.rdata.eq(b.params.rdata)
+                m.d.sync += p.rdata.eq(delay(m, b.params.rdata, read - b.read_cycles,
+                                             f"r_data_{i}", reset_less=True))
             m.d.comb += [
                 b.params.addr.eq(w_addr),
                 b.params.data.eq(w_data),
@@ -236,36 +294,6 @@ class ButterflyEngine(wiring.Component):
                 b.params.raddr.eq(r_addr),
             ]
 
-        # --- the chain, then the epilogue, then the output FIFO
-        source = pixel_stream(cfg.n_in, cfg.data_bits, always_ready=True).create(path=("in",))
-        m.d.comb += [source.valid.eq(in_valid), source.payload.data.eq(in_data),
-                     source.payload.last.eq(in_last)]
-        prev = source
-        for l, (b, off) in enumerate(zip(blocks, self._offsets)):
-            m.submodules[f"stage{l}" if l < cfg.n_stages else "epilogue"] = b
-            wiring.connect(m, prev, b.i)
-            m.d.comb += [
-                # block l's input register holds the pixel taken into the input register `off`
-                # cycles ago
-                b.load_stb.eq(commit_line[off + self._take_cycles]),
-                self.sat_counts[l].eq(b.o_sat_count),
-            ]
-            if l < cfg.n_stages:
-                m.d.comb += b.shadow_shift.eq(self.shadow_shifts[l])
-            else:
-                m.d.comb += [b.shadow_ctrl.eq(self.shadow_epi_ctrl),
-                             b.shadow_shift.eq(self.shadow_out_shift)]
-                if cfg.has_residual:
-                    m.d.comb += b.i_x.eq(self._delayed_input(m, in_data, off))
-            prev = b.o
-
-        # (never full: the credit check bounds what is in flight)
-        m.submodules.out_fifo = out_fifo = OutputFIFO(pixel_layout(cfg.n_out, cfg.data_bits),
-                                                      self.fifo_depth, every_clock=cfg.interval == 1,
-                                                      impl=impl)
-        wiring.connect(m, prev, out_fifo.w)
-        wiring.connect(m, out_fifo.r, wiring.flipped(self.o_stream))
-        return m
 
     def _delayed_input(self, m, in_data, cycles):
         """``in_data`` delayed by ``cycles`` clocks, through a memory (block RAM on an FPGA):

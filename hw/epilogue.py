@@ -17,7 +17,7 @@ from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from .regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS, EPI_CTRL
-from .arith import pipelined_sum, delay, registered_select
+from .arith import pipelined_sum, delay, registered_select, READ_CYCLES
 from .impl import Implementation
 from .ports import ParamPort, pixel_stream
 from .requant import Requantizer
@@ -50,6 +50,11 @@ class Epilogue(wiring.Component):
         if cfg.has_residual:
             ports["i_x"] = In(data.ArrayLayout(signed(d), cfg.n_in))
         super().__init__(ports)
+
+    #: clocks from ``params.raddr`` to ``params.rdata``
+    read_cycles = READ_CYCLES
+    #: a commit is over when ``load_stb`` has passed
+    commit_cycles = 0
 
     @property
     def latency(self):

@@ -158,6 +158,9 @@ class FoldedStage(wiring.Component):
         """Clocks from ``i_valid`` to ``o_valid``."""
         return self._to_acc + Requantizer.latency + 1 + self._interval - 1
 
+    #: clocks from ``params.raddr`` to ``params.rdata``
+    read_cycles = READ_CYCLES
+
     @property
     def commit_cycles(self):
         """Clocks after ``load_stb`` until the shadow bank is whole again: the last old pixel

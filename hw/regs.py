@@ -20,7 +20,6 @@ from .regmap import register_map, config_words, constant_words, address_bits, pa
 from .arith import in_range, delay
 from .axi import RegisterBus
 from .ports import ParamPort
-from .engine import PARAM_READ_CYCLES
 
 __all__ = ["RegisterBank", "shadow_port"]
 
@@ -46,14 +45,15 @@ class RegisterBank(wiring.Component):
     """Registers of the engine built from ``cfg`` whose latency is ``latency`` clocks.
 
     ``bus`` is the target side of a :class:`RegisterBus` (reads answer
-    ``PARAM_READ_CYCLES + 2`` cycles after ``r_stb``, or that long after a commit in progress
+    ``max(param_read_cycles, 4) + 2`` cycles after ``r_stb``, or that long after a commit in progress
     ends); the remaining ports face the engine. Shadow shifts are reset-less: a reset clears
     the stream, not the loaded parameters.
     """
 
-    def __init__(self, cfg, latency, sat_count_shape):
+    def __init__(self, cfg, latency, sat_count_shape, param_read_cycles):
         self._cfg = cfg
         self._latency = latency
+        self._param_read = param_read_cycles
         regs = register_map(cfg)
         self._regs = {r.name: r for r in regs}
         self._shadows = [r for r in regs if r.access == "rw" and not r.window]
@@ -167,7 +167,7 @@ class RegisterBank(wiring.Component):
             m.d.sync += sat_counts[l].eq(Mux(view_full, Const(-1, SAT_COUNT_BITS), Cat(view_lo, view_hi)))
 
     def _reads(self, m, w_base, w_end, shadows, sat_counts):
-        """Reads, in PARAM_READ_CYCLES + 2 register steps (the word address is held for the
+        """Reads, in ``max(param_read_cycles, 4) + 2`` register steps (the word address is held for the
         whole read): (1) each group of registers is looked up (from the bank's copy of the
         address), the engine decodes a parameter address; (2) the group that matched is kept,
         (3) combined, while the parameter is read in its block, the word waiting for it; (4) the
@@ -248,21 +248,22 @@ class RegisterBank(wiring.Component):
         param_2 = Signal()
         err_2 = Signal()
         m.d.sync += [value_2.eq(_or_all(values_1)), param_2.eq(param_1), err_2.eq(err_1)]
-        # steps 4 .. PARAM_READ_CYCLES + 1: the engine answers the parameter window
-        # PARAM_READ_CYCLES clocks after the address; the other words (a clock behind it, from
-        # the copy of the address) wait for it
-        wait = PARAM_READ_CYCLES - 4
-        assert wait >= 0
+        # steps 4 .. param_read_cycles + 1: the engine answers the parameter window
+        # param_read_cycles clocks after the address; the other words (a clock behind it, from
+        # the copy of the address) wait for it, or it for them
+        steps = max(self._param_read, 4)
+        wait = steps - 4
+        param_rdata = delay(m, self.params.rdata, steps - self._param_read, "r_param_rdata")
         value_w = delay(m, value_2, wait, "r_value_w")
         param_w = delay(m, param_2, wait, "r_param_w")
         err_w = delay(m, err_2, wait, "r_err_w")
         value_3 = Signal(32)
         err_3 = Signal()
-        m.d.sync += [value_3.eq(Mux(param_w, self.params.rdata, value_w)), err_3.eq(err_w)]
+        m.d.sync += [value_3.eq(Mux(param_w, param_rdata, value_w)), err_3.eq(err_w)]
         # a read waits while a commit propagates (a folded stage's copy uses the read-back port)
         r_held = Signal()
         r_go = (bus.r_stb | r_held) & ~self.commit_busy
         m.d.sync += r_held.eq((bus.r_stb | r_held) & self.commit_busy)
-        ack = delay(m, r_go, PARAM_READ_CYCLES + 1, "r_ack")
+        ack = delay(m, r_go, steps + 1, "r_ack")
         # then the bus
         m.d.sync += [bus.r_data.eq(value_3), bus.r_err.eq(err_3), bus.r_ack.eq(ack)]

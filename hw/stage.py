@@ -10,28 +10,27 @@ Pipeline of a stage (one register per step; ``latency`` counts them):
 4. requantization (``hw/requant.py``): the accumulator's copy, rounding, shift in two steps,
    out-of-range flag, saturate (or wrap) to ``data_bits``.
 
-Weights and the shift are double-buffered: the stage keeps its own shadow weights (written one at
-a time through ``w_addr``/``w_data``/``w_en``, read back through ``r_addr``/``r_data``) next to the
-active weights that feed its multipliers. ``load_stb`` (high in the cycle before the first pixel of
-the new bank lands on ``i_data``) copies shadow into active, so every pixel sees one bank from start
-to end.
+Weights and the shift are double-buffered: the stage's weight bank (``hw/weightbank.py``) keeps
+its own shadow weights (written one at a time and read back through ``params``) next to the active
+weights that feed its multipliers. ``load_stb`` (high in the cycle before the first pixel of the
+new bank lands on ``i``) copies shadow into active, so every pixel sees one bank from start to
+end.
 """
 
-from amaranth.hdl import Module, Signal, Array, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from amaranth.lib.memory import Memory
 
 from .regmap import SHIFT_BITS
 from .connectivity import input_channel
-from .arith import pipelined_sum, tree_levels, delay, READ_CYCLES
+from .arith import pipelined_sum, tree_levels, delay
 from .axi import WRITE_SPACING
 from .mult import MULT_CYCLES
-from .fanout import write_tree
 from .impl import Implementation
 from .ports import ParamPort, pixel_stream
 from .requant import Requantizer
+from .weightbank import WeightBank
 
 __all__ = ["ButterflyStage", "stage_signature"]
 
@@ -57,11 +56,11 @@ def stage_signature(cfg, index):
 class ButterflyStage(wiring.Component):
     """Stage ``index`` of the chain of ``cfg``.
 
-    Ports: ``i_data`` (``q`` signed channels), ``i_valid``, ``i_last``; the shadow weight port
-    (``w_*``, ``r_*``: index ``o*s + j``, read data ``READ_CYCLES`` clocks after the address), ``shadow_shift``, ``load_stb``;
-    ``o_data`` (``p`` channels),
-    ``o_valid``, ``o_last`` after ``latency`` cycles; ``o_sat_count``, the number of outputs of a
-    valid pixel that saturated (``ceil(log2 p) - OUTPUT_CYCLES`` cycles after ``o_valid``).
+    Ports: ``i``, a pixel stream of ``q`` signed channels; ``params``, the shadow weights (index
+    ``o*s + j``, read data ``read_cycles`` clocks after the address), ``shadow_shift``,
+    ``load_stb``; ``o``, the pixel stream of ``p`` channels, ``latency`` clocks after ``i``;
+    ``o_sat_count``, the number of outputs of a valid pixel that saturated
+    (``ceil(log2 p) - OUTPUT_CYCLES`` cycles after ``o.valid``).
 
     ``impl`` (a :class:`bfly.hw.impl.Implementation`, by default generic) makes the physical
     choices; the stage's multipliers are its multipliers ``first_dsp`` onwards, node by node.
@@ -71,6 +70,8 @@ class ButterflyStage(wiring.Component):
     INPUT_CYCLES = 1
     #: registers after the requantization: the next stage's multipliers are across the device
     OUTPUT_CYCLES = 1
+    #: a commit is over when ``load_stb`` has passed
+    commit_cycles = 0
 
     def __init__(self, cfg, index, impl=None, first_dsp=0):
         self._cfg = cfg
@@ -95,6 +96,11 @@ class ButterflyStage(wiring.Component):
         return self._to_acc + Requantizer.latency + self.OUTPUT_CYCLES
 
     @property
+    def read_cycles(self):
+        """Clocks from ``params.raddr`` to ``params.rdata``."""
+        return WeightBank.read_cycles
+
+    @property
     def _to_acc(self):
         """Cycles from a pixel on ``i`` to its sums on the requantizer's input."""
         return self.INPUT_CYCLES + MULT_CYCLES + tree_levels(self._factor.s)
@@ -102,60 +108,17 @@ class ButterflyStage(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, f, impl = self._cfg, self._factor, self._impl
-        d = cfg.data_bits
         acc_bits = cfg.acc_bits(self._index)
 
-        # --- shadow weights (reset-less: a reset clears the stream, not the loaded parameters)
-        wshape = signed(cfg.weight_bits)
-        shadow = [Signal(wshape, name=f"shadow_{i}", reset_less=True) for i in range(f.n_weights)]
-        active_w = [Signal(wshape, name=f"weight_{i}", reset_less=True) for i in range(f.n_weights)]
-        # writes fan out through a tree of registered copies (hw/fanout.py): the shadow registers
-        # sit beside their multipliers all over the device. A write lands levels + 1 clocks after
-        # w_en (a clock after the engine's params.en); a commit, WRITE_SPACING or more clocks
-        # after params.en, loads the shadow bank 2 clocks after commit_stb at the earliest: so at most
-        # WRITE_SPACING levels
-        # (the implementation's write_branching children per copy)
-        enables, datas, _ = write_tree(m, self.params.addr, self.params.data, self.params.en, f.n_weights, "wt",
-                                       max_levels=WRITE_SPACING, branching=impl.write_branching)
-        for reg, en, value in zip(shadow, enables, datas):
-            with m.If(en):
-                m.d.sync += reg.eq(value)
-        # read-back from a copy of the shadow bank in small memories, written with it: the
-        # registers are spread over the device beside their multipliers, the memories sit
-        # together. One memory per mirror_depth weights (a LUT-RAM's depth: no decode between
-        # the address and the data); READ_CYCLES: each memory's own copy of the address, its read
-        # register, the memory chosen (the high address bits travel beside), then r_data
-        banks = range(0, f.n_weights, impl.mirror_depth)
-        low = (impl.mirror_depth - 1).bit_length()
-        outs = []
-        for b, lo in enumerate(banks):
-            mirror = Memory(shape=wshape, depth=min(impl.mirror_depth, f.n_weights - lo), init=[])
-            m.submodules[f"shadow_mirror_{b}"] = mirror
-            mw = mirror.write_port()
-            mr = mirror.read_port(transparent_for=())
-            # (writes through copies beside the memory too, a clock later, as the reads)
-            w_bank = self.params.addr[low:] == b if len(banks) > 1 else 1
-            m.d.comb += [
-                mw.addr.eq(impl.local_copy(m, self.params.addr[:low], f"mirror_waddr_{b}")),
-                mw.data.eq(impl.local_copy(m, self.params.data, f"mirror_wdata_{b}")),
-                mw.en.eq(impl.local_copy(m, self.params.en & w_bank, f"mirror_wen_{b}", reset=True)),
-                mr.addr.eq(impl.local_copy(m, self.params.raddr[:low], f"mirror_raddr_{b}"))]
-            outs.append(mr.data)
-        chosen = Signal(wshape, name="mirror_q", reset_less=True)
-        if len(outs) > 1:
-            bank = delay(m, self.params.raddr[low:], 2, "mirror_bank", reset_less=True)
-            m.d.sync += chosen.eq(Array(outs)[bank])
-        else:
-            m.d.sync += chosen.eq(outs[0])
-        m.d.sync += self.params.rdata.eq(delay(m, chosen, READ_CYCLES - 4, "mirror_q", reset_less=True))
+        # --- the weights: written through a tree of copies whose write lands levels + 1 clocks
+        # after params.en (a clock after the engine's strobe); a commit, WRITE_SPACING or more
+        # clocks after that strobe, loads the shadow bank 2 clocks after commit_stb at the
+        # earliest: so at most WRITE_SPACING levels
+        m.submodules.weights = bank = WeightBank(f.n_weights, signed(cfg.weight_bits), f.s,
+                                                 WRITE_SPACING, impl)
+        wiring.connect(m, wiring.flipped(self.params), bank.params)
+        m.d.comb += bank.load_stb.eq(self.load_stb)
 
-        # --- active bank: weights now, shift when the first new pixel reaches the requantizer
-        # each node takes its own copy of ``load_stb`` (a clock later, as its multipliers take
-        # their inputs a clock after ``i_data``)
-        for o in range(f.p):
-            node_load = impl.local_copy(m, self.load_stb, f"load_{o}")
-            with m.If(node_load):
-                m.d.sync += [active_w[o * f.s + j].eq(shadow[o * f.s + j]) for j in range(f.s)]
         m.submodules.requant = rq = Requantizer(cfg, acc_bits, f.p, impl)
         m.d.comb += [
             rq.shadow_shift.eq(self.shadow_shift),
@@ -166,8 +129,19 @@ class ButterflyStage(wiring.Component):
                              reset_less=True)),
         ]
 
-        # --- products and adder trees (channels unpacked once, not sliced per multiplier)
-        xs = [Signal(signed(d), name=f"x_{c}") for c in range(f.q)]
+        # --- products and adder trees, then requantization: round, shift, saturate
+        # (docs/spec.md §2)
+        m.d.comb += [rq.acc[o].eq(acc) for o, acc in enumerate(self._sums(m, bank.weights))]
+        m.d.comb += self.o.payload.data.eq(delay(m, rq.o.as_value(), self.OUTPUT_CYCLES, "hop",
+                                                 reset_less=True))
+        self._control(m, [rq.sat[o] for o in range(f.p)])
+        return m
+
+    def _sums(self, m, weights):
+        """Each node's sum of products, ``INPUT_CYCLES + MULT_CYCLES`` and its adder tree after
+        the input (channels unpacked once, not sliced per multiplier)."""
+        f, impl = self._factor, self._impl
+        xs = [Signal(signed(self._cfg.data_bits), name=f"x_{c}") for c in range(f.q)]
         m.d.comb += [x.eq(self.i.payload.data[c]) for c, x in enumerate(xs)]
         accs = []
         for o in range(f.p):
@@ -176,17 +150,14 @@ class ButterflyStage(wiring.Component):
                 # each multiplier's own copy of its input, next to it: the previous stage's
                 # outputs are across the device
                 x = impl.local_copy(m, xs[input_channel(f, o, j)], f"xin_{o}_{j}")
-                products.append(impl.product(m, x, active_w[o * f.s + j], f"prod_{o}_{j}",
+                products.append(impl.product(m, x, weights[o * f.s + j], f"prod_{o}_{j}",
                                              self._first_dsp + o * f.s + j))
             accs.append(pipelined_sum(m, products, f"tree_{o}"))
+        return accs
 
-        # --- requantization: round, shift, saturate (docs/spec.md §2)
-        m.d.comb += [rq.acc[o].eq(acc) for o, acc in enumerate(accs)]
-        m.d.comb += self.o.payload.data.eq(delay(m, rq.o.as_value(), self.OUTPUT_CYCLES, "hop",
-                                                 reset_less=True))
-        sat_flags = [rq.sat[o] for o in range(f.p)]
-
-        # --- control: valid and last travel with the data; saturations are counted per pixel
+    def _control(self, m, sat_flags):
+        """``valid`` and ``last`` travel with the data; saturations are counted per pixel."""
+        f, impl = self._factor, self._impl
         # (valid: in step with the requantized outputs and their flags, a clock ahead)
         valid = delay(m, self.i.valid, self.latency - 1 - self.OUTPUT_CYCLES, "valid")
         m.d.sync += [
@@ -199,6 +170,4 @@ class ButterflyStage(wiring.Component):
             if o % impl.copy_group == 0:
                 valid_copy = impl.local_copy(m, valid, f"satvalid_{o // impl.copy_group}", reset=True)
             m.d.comb += c.eq(flag & valid_copy)
-        total = pipelined_sum(m, counted, "satcount")
-        m.d.comb += self.o_sat_count.eq(total)
-        return m
+        m.d.comb += self.o_sat_count.eq(pipelined_sum(m, counted, "satcount"))

@@ -53,7 +53,8 @@ class BflyTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, engine, axil = self._cfg, self._engine, self._axil
-        regs = RegisterBank(cfg, engine.latency, engine.sat_counts.shape().elem_shape)
+        regs = RegisterBank(cfg, engine.latency, engine.sat_counts.shape().elem_shape,
+                            engine.param_read_cycles)
         m.submodules.engine = engine
         m.submodules.regs = regs
         m.submodules.axil = axil

@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 from bfly.hw.config import EngineConfig
 from bfly.hw.axi import WRITE_SPACING
 from bfly.hw.regmap import SHIFT_BITS
-from bfly.hw.engine import ButterflyEngine, PARAM_READ_CYCLES
+from bfly.hw.engine import ButterflyEngine
 from bfly.hw.impl import Implementation
 from bfly.hw.requant import PREP_CYCLES, REGS_LEAD, REQUANT_CYCLES, MASK_LAG, ShiftRegisters, Requantizer
 from bfly.sim.model import engine_forward, random_params, requantize as requantize_model
@@ -60,9 +60,9 @@ async def _write(ctx, dut, addr, value):
 
 
 async def _read(ctx, dut, addr):
-    """One parameter read: the answer PARAM_READ_CYCLES clocks after the address."""
+    """One parameter read: the answer ``param_read_cycles`` clocks after the address."""
     ctx.set(dut.params.raddr, addr)
-    for _ in range(PARAM_READ_CYCLES):
+    for _ in range(dut.param_read_cycles):
         await ctx.tick()
     return ctx.get(dut.params.rdata) & 0xFFFFFFFF
 

@@ -8,6 +8,7 @@ from amaranth.sim import Simulator
 from bfly.hw.config import EngineConfig
 from bfly.hw.regmap import register_map
 from bfly.hw.axi import WRITE_SETUP
+from bfly.hw.engine import ButterflyEngine
 from bfly.hw.regs import RegisterBank, SAT_COUNT_BITS
 
 
@@ -17,7 +18,7 @@ def test_saturation_count_carries_and_stops_at_all_ones():
     # into the high half, past 2**32 - 1 (all ones, and it stays so), then cleared by a write
     cfg = EngineConfig.bft(16, 4)
     top = (1 << 15) - 1
-    dut = RegisterBank(cfg, 20, range(top + 1))
+    dut = RegisterBank(cfg, 20, range(top + 1), ButterflyEngine(cfg).param_read_cycles)
     word = {r.name: r.offset // 4 for r in register_map(cfg)}["SAT_COUNT"]
     rng = np.random.default_rng(4)
     limit = (1 << SAT_COUNT_BITS) - 1

@@ -1,0 +1,94 @@
+"""The weights of a fully parallel stage, double-buffered: a shadow bank that the host writes one
+weight at a time and reads back, and the active bank that feeds the multipliers.
+
+- writes fan out through a tree of registered copies (``hw/fanout.py``): the shadow registers sit
+  beside their multipliers all over the device;
+- read-back comes from a copy of the shadow bank in small memories, written with it (the
+  registers are spread over the device, the memories sit together): one memory per
+  ``mirror_depth`` weights (a LUT-RAM's depth: no decode between address and data);
+- ``load_stb`` copies the shadow bank into the active one, each node (``node_size`` weights)
+  through its own copy of the strobe, a clock later (as its multipliers take their inputs a clock
+  after the stage's input).
+
+Both banks are reset-less: a reset clears the stream, not the loaded parameters.
+"""
+
+from amaranth.hdl import Module, Signal, Array
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .arith import delay, READ_CYCLES
+from .fanout import write_tree
+from .impl import Implementation
+from .ports import ParamPort
+
+__all__ = ["WeightBank"]
+
+
+class WeightBank(wiring.Component):
+    """``count`` weights of ``shape`` in nodes of ``node_size``. ``params`` (a
+    :class:`bfly.hw.ports.ParamPort`): a write lands at most ``write_levels + 1`` clocks after
+    ``en`` (``write_levels`` is at most ``max_write_levels``); ``rdata`` answers
+    ``read_cycles`` clocks after ``raddr``. ``weights`` is the active bank, loaded a clock after
+    ``load_stb``."""
+
+    read_cycles = READ_CYCLES
+
+    def __init__(self, count, shape, node_size, max_write_levels, impl=None):
+        self._count, self._shape, self._node_size = count, shape, node_size
+        self._max_levels = max_write_levels
+        self._impl = impl or Implementation()
+        super().__init__({
+            "params": In(ParamPort(count, shape)),
+            "load_stb": In(1),
+            "weights": Out(data.ArrayLayout(shape, count)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        impl, p = self._impl, self.params
+        shadow = [Signal(self._shape, name=f"shadow_{i}", reset_less=True) for i in range(self._count)]
+        active = [Signal(self._shape, name=f"weight_{i}", reset_less=True) for i in range(self._count)]
+        # (the implementation's write_branching children per copy)
+        enables, datas, _ = write_tree(m, p.addr, p.data, p.en, self._count, "wt",
+                                       max_levels=self._max_levels, branching=impl.write_branching)
+        for reg, en, value in zip(shadow, enables, datas):
+            with m.If(en):
+                m.d.sync += reg.eq(value)
+        self._mirror(m)
+        size = self._node_size
+        for o in range(self._count // size):
+            with m.If(impl.local_copy(m, self.load_stb, f"load_{o}")):
+                m.d.sync += [active[o * size + j].eq(shadow[o * size + j]) for j in range(size)]
+        m.d.comb += [self.weights[i].eq(w) for i, w in enumerate(active)]
+        return m
+
+    def _mirror(self, m):
+        """The read-back copy. ``read_cycles``: each memory's own copy of the address, its read
+        register, the memory chosen (the high address bits travel beside), then ``rdata``."""
+        impl, p = self._impl, self.params
+        depth = impl.mirror_depth
+        banks = range(0, self._count, depth)
+        low = (depth - 1).bit_length()
+        outs = []
+        for b, lo in enumerate(banks):
+            mirror = Memory(shape=self._shape, depth=min(depth, self._count - lo), init=[])
+            m.submodules[f"shadow_mirror_{b}"] = mirror
+            mw = mirror.write_port()
+            mr = mirror.read_port(transparent_for=())
+            # (writes through copies beside the memory too, a clock later, as the reads)
+            w_bank = p.addr[low:] == b if len(banks) > 1 else 1
+            m.d.comb += [
+                mw.addr.eq(impl.local_copy(m, p.addr[:low], f"mirror_waddr_{b}")),
+                mw.data.eq(impl.local_copy(m, p.data, f"mirror_wdata_{b}")),
+                mw.en.eq(impl.local_copy(m, p.en & w_bank, f"mirror_wen_{b}", reset=True)),
+                mr.addr.eq(impl.local_copy(m, p.raddr[:low], f"mirror_raddr_{b}"))]
+            outs.append(mr.data)
+        chosen = Signal(self._shape, name="mirror_q", reset_less=True)
+        if len(outs) > 1:
+            bank = delay(m, p.raddr[low:], 2, "mirror_bank", reset_less=True)
+            m.d.sync += chosen.eq(Array(outs)[bank])
+        else:
+            m.d.sync += chosen.eq(outs[0])
+        m.d.sync += p.rdata.eq(delay(m, chosen, self.read_cycles - 4, "mirror_q", reset_less=True))
