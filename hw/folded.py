@@ -4,36 +4,35 @@ multipliers, so a pixel takes ``interval = (p / lanes) * (s / simd)`` clocks in 
 requantization (``docs/spec.md`` §2); with ``simd < s`` (the dense MVAU shape) each node adds
 ``s / simd`` partial sums in an accumulator before rounding.
 
-Schedule. ``i_valid`` is one pulse per pixel; ``i_data`` then stays still for ``interval`` clocks
-(the previous stage holds its output), and the next pulse comes ``interval`` or more clocks later.
-Clock ``c`` of a pixel is phase ``c = chunk * folds + fold``: lane ``j`` works on one output node
-per chunk with inputs ``fold*simd ... fold*simd + simd - 1`` of that node. The ``r`` nodes of a
-factor that read the same inputs (same block and ``u``) go to one lane in consecutive chunks when
-every size is a power of two, so each lane reads each of its input channels in one multiplexer
-input only (``n`` channel wires into a stage rather than ``n * k``); otherwise lane ``j`` takes
-nodes ``j * chunks ... (j + 1) * chunks - 1``. Per phase:
+Schedule (:class:`bfly.hw.fold.FoldSchedule`). ``i_valid`` is one pulse per pixel; ``i_data`` then
+stays still for ``interval`` clocks (the previous stage holds its output), and the next pulse comes
+``interval`` or more clocks later. Clock ``c`` of a pixel is phase ``c = chunk * folds + fold``:
+lane ``j`` works on one output node per chunk with inputs ``fold*simd ... fold*simd + simd - 1``
+of that node (the schedule says which node, which channels, where each weight lives). Per phase:
 
-1. the inputs of every lane are selected from ``i_data`` (a multiplexer over the phases, in two
-   registered levels) and
-   each lane's own copy of the weight address is registered (``OPERAND_CYCLES``: the phase
-   counter does not fan out to every memory); then the weights are read from the lane's memory
-   (its read register, then one beside it: a block RAM's clock-to-out is most of a clock);
-2. products ``x * w``: operands registered again, then the product (``hw/mult.py``: on an ECP5
-   the registers inside a ``MULT18X18D``);
+1. the inputs of every lane are selected from ``i_data`` (:class:`OperandSelect`: a multiplexer
+   over the phases, in two registered levels) while each lane's own copy of the weight address
+   is registered and the weights are read from the lane's memory (:class:`WeightBank`: its read
+   register, then one beside it: a block RAM's clock-to-out is most of a clock);
+   ``operand_cycles`` in all;
+2. products ``x * w`` (:class:`LaneMAC`): operands registered again, then the product
+   (``hw/mult.py``: on an ECP5 the registers inside a ``MULT18X18D``);
 3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
-4. requantization (``Requantizer.latency`` registers), then the chunk is shifted into its lane's chain of
-   registers; with the last chunk the whole output pixel is loaded into ``o_data`` (held until the
-   next pixel) and ``o_valid`` pulses.
+4. requantization (``Requantizer.latency`` registers), then the chunk is shifted into its lane's
+   chain of registers (:class:`OutputAssembly`); with the last chunk the whole output pixel is
+   loaded into ``o_data`` (held until the next pixel) and ``o_valid`` pulses.
 
 Weights. Each lane keeps its weights in one memory of two banks (active and shadow), one word per
 phase holding ``simd`` weights. Host writes go to the shadow bank (one weight at a time, a byte
 lane of the word). ``load_stb`` (high in the cycle before the first pixel of the new bank arrives)
 swaps the banks; a pixel in progress keeps the bank it arrived with. When it is done the stage
 copies the new active bank into the new shadow bank in ``interval`` clocks, so the shadow bank
-again holds what was written (the register map's contract). ``commit_cycles`` is how long after ``load_stb`` the stage is busy with a commit; no
-host write or read may arrive then (the register bank holds both while a commit propagates: the
+again holds what was written (the register map's contract; :class:`BankControl`).
+``commit_cycles`` is how long after ``load_stb`` the stage is busy with a commit; no host write or
+read may arrive then (the register bank holds both while a commit propagates: the
 copy shares the read-back port).
 """
+
 from amaranth.hdl import Module, Signal, Value, Cat, Const, Array, Mux, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
