@@ -130,9 +130,12 @@ def cmd_inspect(args):
         print(f"  epilogue: residual gain {e['gain']}, output shift {e['out_shift']}, "
               f"ReLU {'on' if e['relu'] else 'off'}, A in {e['mult_range']}, Bias in {e['bias_range']}"
               + (f", saturation {sat:.3%}" if sat is not None else ""))
-    print(f"  input scale {img.input_scale:.6g}, output scale {img.output_scale:.6g}"
-          + (f", final SQNR {img.report['final_sqnr_db']:.1f} dB on {img.report['calibration_pixels']} "
-             f"calibration pixels" if "final_sqnr_db" in img.report else ""))
+    final = ""
+    if "final_sqnr_db" in img.report:
+        final = f", final SQNR {img.report['final_sqnr_db']:.1f} dB"
+        if "calibration_pixels" in img.report:
+            final += f" on {img.report['calibration_pixels']} calibration pixels"
+    print(f"  input scale {img.input_scale:.6g}, output scale {img.output_scale:.6g}{final}")
     return 0
 
 
