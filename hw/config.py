@@ -217,13 +217,17 @@ class EngineConfig:
                 data = json.loads(stripped)
             except json.JSONDecodeError:
                 data = None  # one [p, q, r, s, t] per line also starts with '['
+            except RecursionError:
+                raise ConfigError(f"{source}: the JSON is nested too deeply")
             if isinstance(data, dict):
                 if "chain" not in data:
                     raise ConfigError(f"{source}: a JSON object needs a \"chain\" list of [p, q, r, s, t] rows")
                 data = data["chain"]
             if data is not None:
+                if isinstance(data, list) and data and not any(isinstance(r, list) for r in data):
+                    data = [data]               # one factor: [p, q, r, s, t]
                 if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
-                    raise ConfigError(f"{source}: expected a list of [p, q, r, s, t] rows")
+                    raise ConfigError(f"{source}: expected a list of [p, q, r, s, t] rows, not {data!r:.60}")
                 return cls.from_chain(data, **kwargs)
         rows = []
         for lineno, line in enumerate(text.splitlines(), 1):
@@ -242,11 +246,23 @@ class EngineConfig:
 
     @classmethod
     def from_dict(cls, d):
-        """The inverse of :meth:`to_dict` (as written in ``manifest.json``)."""
+        """The inverse of :meth:`to_dict` (as written in ``manifest.json``). The derived entries
+        (``id``, ``n_in``, ``n_out``, ``interval``, ``multipliers``) are optional, but where present
+        they must be what the chain and options give; unknown entries are refused."""
         if not isinstance(d, dict) or "chain" not in d:
             raise ConfigError("a configuration needs a \"chain\" of [p, q, r, s, t] rows")
-        keys = ("data_bits", "weight_bits", "rounding", "overflow", "name", "epilogue", "lanes", "simd")
-        return cls.from_chain(d["chain"], **{k: d[k] for k in keys if k in d})
+        chain = d["chain"]
+        if not isinstance(chain, list) or not all(isinstance(row, list) for row in chain):
+            raise ConfigError(f"\"chain\" must be a list of [p, q, r, s, t] rows, not {chain!r:.60}")
+        unknown = sorted(str(k) for k in d if k not in _OPTION_KEYS + _DERIVED_KEYS + ("chain",))
+        if unknown:
+            raise ConfigError(f"unknown configuration entries: {', '.join(unknown)}")
+        cfg = cls.from_chain(chain, **{k: d[k] for k in _OPTION_KEYS if k in d})
+        derived = cfg.to_dict()
+        for key in _DERIVED_KEYS:
+            if key in d and not _same(d[key], derived[key]):
+                raise ConfigError(f"\"{key}\" is {d[key]!r}, but the chain and options give {derived[key]!r}")
+        return cfg
 
     # --- derived facts ------------------------------------------------------------------------
 
@@ -384,6 +400,17 @@ class EngineConfig:
             "multipliers": self.multipliers,
             "chain": self.chain_rows(),
         }
+
+
+_OPTION_KEYS = ("data_bits", "weight_bits", "rounding", "overflow", "name", "epilogue", "lanes", "simd")
+_DERIVED_KEYS = ("id", "n_in", "n_out", "interval", "multipliers")
+
+
+def _same(a, b):
+    """Equal and of the same JSON type (``1``, ``1.0`` and ``true`` differ)."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return type(a) is type(b) and a == b
 
 
 def stream_bits(channels, data_bits):

@@ -6,6 +6,7 @@ configurations, 1 for a failed check), never a traceback.
 """
 
 import argparse
+import os
 import sys
 
 from bfly.hw.config import ConfigError
@@ -38,10 +39,15 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()              # a closed pipe shows here, not at the interpreter's exit
+        return code
     except (ConfigError, UserError) as e:
         print(f"bfly {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:             # bfly inspect --json | head: the reader has gone
+        _silence_stdout()
+        return 141                      # 128 + SIGPIPE, as a shell reports a tool the pipe ended
     except RuntimeError as e:           # a failed Verilator build or simulation run
         print(f"bfly {args.command}: error: {e}", file=sys.stderr)
         return 1
@@ -51,3 +57,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"bfly {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass

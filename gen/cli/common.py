@@ -2,19 +2,84 @@
 and the :class:`EngineConfig` they describe, input files, the one-line engine summary, and the
 connection to a board."""
 
+import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from bfly.hw.boards import BOARDS
-from bfly.hw.config import EngineConfig, ROUNDING_MODES, OVERFLOW_MODES
+from bfly.hw.config import EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_MODES
 
 __all__ = ["UserError", "add_config_args", "config_from_args", "read_text", "read_json",
-           "load_image", "pixels_per_clock_text", "summary", "time_limit", "port_baud", "connect"]
+           "load_image", "load_npy", "pixels_per_clock_text", "summary", "time_limit", "port_baud",
+           "connect", "nonempty", "output_path", "positive_float", "seed_arg", "board_baud",
+           "MIN_BAUD", "MAX_SEED"]
+
+MIN_BAUD = 300              # the slowest standard serial rate
+MAX_SEED = 2 ** 32 - 1      # seeds go to numpy and to the simulator as unsigned 32-bit numbers
 
 
 class UserError(Exception):
     """A problem with the user's input; printed as one line, exit code 2."""
+
+
+# --- argparse types: a bad value is a one-line usage error (exit 2) before anything runs
+
+def nonempty(text):
+    """A string option that must not be empty (``--chain ''`` is not "no --chain")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty value is not allowed")
+    return text
+
+
+def output_path(text):
+    """An output file or directory: not empty (``-o ''`` would write into the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not allowed (use . for the current directory)")
+    return text
+
+
+def positive_float(text):
+    """A finite number above 0 (``nan``, ``inf``, ``0`` and negatives are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def seed_arg(text):
+    """A random seed, 0 to :data:`MAX_SEED`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, not {text}")
+    return value
+
+
+def board_baud(board, baud):
+    """``--baud`` for ``board`` (a name of :data:`BOARDS`): None gives the board's own rate;
+    otherwise a rate of at least :data:`MIN_BAUD` that the board's clock divides into within the
+    UART's tolerance (:func:`bfly.hw.board.uart_divisor`), else a :class:`UserError`."""
+    b = BOARDS[board]
+    if baud is None:
+        return b.baud
+    from bfly.hw.board import uart_divisor
+    fastest = int(b.clk_hz // 4)
+    if not MIN_BAUD <= baud <= fastest:
+        raise UserError(f"--baud {baud}: the {board} board's UART runs at {MIN_BAUD:,} to {fastest:,} "
+                        f"baud (a {b.clk_hz / 1e6:g} MHz clock, at least 4 clocks per bit; default "
+                        f"{b.baud:,})")
+    try:
+        uart_divisor(b.clk_hz, baud)
+    except ValueError as e:
+        raise UserError(f"--baud {baud}: {e}")
+    return baud
 
 
 def add_config_args(p):
@@ -22,10 +87,11 @@ def add_config_args(p):
                              "default BFT(64, 4))")
     g.add_argument("--n", type=int, help="channels of BFT(n, k); n must be a power of k")
     g.add_argument("--k", type=int, help="radix of BFT(n, k) (default 4)")
-    g.add_argument("--radices", help="mixed radices k0,k1,... with n = k0*k1*... (e.g. 4,4,3)")
-    g.add_argument("--chain", metavar="FILE",
+    g.add_argument("--radices", type=nonempty,
+                   help="mixed radices k0,k1,... with n = k0*k1*... (e.g. 4,4,3)")
+    g.add_argument("--chain", metavar="FILE", type=nonempty,
                    help="DeBut chain: [p, q, r, s, t] per factor, input to output (text or JSON)")
-    g.add_argument("--config-from", metavar="FILE",
+    g.add_argument("--config-from", metavar="FILE", type=nonempty,
                    help="take the configuration from a manifest.json or a .bfly weight image")
     g.add_argument("--data-bits", type=int, default=None, help="activation width, 2..18 (default 8)")
     g.add_argument("--weight-bits", type=int, default=None, help="weight width, 2..18 (default 8)")
@@ -58,22 +124,11 @@ def config_from_args(args):
     kwargs = {key: getattr(args, key) for key in ("data_bits", "weight_bits", "rounding", "overflow",
                                                   "name", "epilogue", "lanes", "simd")
               if getattr(args, key) is not None}
-    if args.config_from and Path(args.config_from).suffix == ".bfly":
-        cfg = load_image(args.config_from).config
-        return EngineConfig.from_dict({**cfg.to_dict(), "name": "", **kwargs})
-    if args.config_from:
-        data = read_json(args.config_from)
-        cfg_dict = data.get("config", data) if isinstance(data, dict) else None
-        if not isinstance(cfg_dict, dict) or "chain" not in cfg_dict:
-            raise UserError(f"{args.config_from}: not a bfly manifest (no \"config\" with a \"chain\")")
-        merged = dict(cfg_dict)
-        merged.update(kwargs)
-        if "name" not in kwargs and "top" in data:
-            merged["name"] = data["top"]
-        return EngineConfig.from_dict(merged)
-    if args.chain:
+    if args.config_from is not None:
+        return _config_from_file(args.config_from, kwargs)
+    if args.chain is not None:
         return EngineConfig.from_chain_text(read_text(args.chain), source=args.chain, **kwargs)
-    if args.radices:
+    if args.radices is not None:
         try:
             radices = [int(v) for v in args.radices.replace("x", ",").split(",") if v.strip()]
         except ValueError:
@@ -84,6 +139,36 @@ def config_from_args(args):
         return EngineConfig.dense(n, **kwargs)
     k = 4 if args.k is None else args.k
     return EngineConfig.bft(n, k, **kwargs)
+
+
+def _config_from_file(path, overrides):
+    """``--config-from``: a weight image (by its magic bytes) or a manifest.json, whatever the
+    file's name; ``overrides`` (the other options given) replace its options."""
+    from bfly.sw.image import MAGIC
+    try:
+        with open(path, "rb") as f:
+            is_image = f.read(len(MAGIC)) == MAGIC
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}")
+    if is_image:
+        cfg_dict = load_image(path).config.to_dict()
+        cfg_dict["name"] = ""
+    else:
+        data = read_json(path)
+        cfg_dict = data.get("config", data) if isinstance(data, dict) else None
+        if not isinstance(cfg_dict, dict) or "chain" not in cfg_dict:
+            raise UserError(f"{path}: not a bfly manifest or weight image (no \"config\" with a \"chain\")")
+        try:
+            cfg_dict = EngineConfig.from_dict(cfg_dict).to_dict()       # the file as it is
+        except ConfigError as e:
+            raise UserError(f"{path}: {e}")
+        top = data.get("top")
+        if top is not None:
+            if not isinstance(top, str):
+                raise UserError(f"{path}: \"top\" must be a module name, not {top!r}")
+            cfg_dict["name"] = top
+    options = {k: v for k, v in cfg_dict.items() if k not in ("id", "n_in", "n_out", "interval", "multipliers")}
+    return EngineConfig.from_dict({**options, **overrides})
 
 
 def load_image(path):
@@ -106,10 +191,34 @@ def read_text(path):
 
 
 def read_json(path):
+    """The JSON document in ``path``; NaN and Infinity (not JSON) and deep nesting are refused."""
+    def constant(name):
+        raise ValueError(f"{name} is not a JSON number")
+    text = read_text(path)
     try:
-        return json.loads(read_text(path))
+        return json.loads(text, parse_constant=constant)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})")
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})")
+    except RecursionError:
+        raise UserError(f"{path}: the JSON is nested too deeply")
+
+
+def load_npy(path, what="array"):
+    """The array in the ``.npy`` file ``path``, without pickles; anything else is a
+    :class:`UserError` that says what the file is instead."""
+    import numpy as np
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or e}")
+    except (ValueError, EOFError):
+        raise UserError(f"{path}: not a .npy array file ({what})")
+    if not isinstance(arr, np.ndarray):             # an .npz (or a torch .pt) is a zip archive
+        arr.close()
+        raise UserError(f"{path}: a zip archive (.npz or .pt), not a .npy array file ({what})")
+    return arr
 
 
 def pixels_per_clock_text(cfg):
@@ -130,14 +239,15 @@ def time_limit(args):
     """``--time-limit`` (minutes) in seconds, or None."""
     if args.time_limit is None:
         return None
-    if args.time_limit <= 0:
+    if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise UserError(f"--time-limit must be positive, not {args.time_limit:g}")
     return args.time_limit * 60
 
 
 def port_baud(args):
-    """The baud rate of ``bfly load``/``bfly run``: ``--baud``, else ``--board``'s UART rate."""
-    return BOARDS[args.board].baud if args.baud is None else args.baud
+    """The baud rate of ``bfly load``/``bfly run``: ``--baud``, else ``--board``'s UART rate
+    (a rate that board cannot make is a :class:`UserError`)."""
+    return board_baud(args.board, args.baud)
 
 
 def connect(args):

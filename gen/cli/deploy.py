@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 
-from .common import UserError, add_config_args, config_from_args, connect, load_image
+from .common import UserError, add_config_args, board_baud, config_from_args, connect, load_image, \
+    output_path
 
 __all__ = ["register"]
 
@@ -15,9 +16,10 @@ __all__ = ["register"]
 def cmd_build(args):
     from bfly.gen.build import build_board, BuildError
     cfg = config_from_args(args)
+    baud = board_baud(args.board, args.baud)
     print(f"building {cfg.id} for {args.board} (synthesis, place and route, bitstream: minutes)", flush=True)
     try:
-        r = build_board(cfg, args.board, args.output, args.baud)
+        r = build_board(cfg, args.board, args.output, baud)
     except BuildError as e:
         raise RuntimeError(str(e))
     u, a = r["used"], r["available"]
@@ -107,7 +109,7 @@ def register(sub):
     add_config_args(p)
     p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
                    help=f"board (default {DEFAULT_BOARD})")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="build directory")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="build directory")
     p.add_argument("--baud", type=int, default=None, help="UART baud rate (default: the board's fastest exact rate)")
     p.add_argument("--program", action="store_true", help="print the command that programs the board")
     p.set_defaults(func=cmd_build)
@@ -133,7 +135,7 @@ def register(sub):
             p.add_argument("image", help="a .bfly weight image")
         else:
             p.add_argument("--input", required=True, help="integer feature map (C, H, W), .npy")
-            p.add_argument("-o", "--output", required=True, help="output feature map (P, H, W), .npy")
+            p.add_argument("-o", "--output", required=True, type=output_path, help="output feature map (P, H, W), .npy")
             p.add_argument("--check", action="store_true",
                            help="compare with the golden model using the parameters read back from the board")
         p.set_defaults(func=func)

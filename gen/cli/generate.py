@@ -4,7 +4,7 @@ from pathlib import Path
 
 from bfly.gen.synth import TARGETS
 
-from .common import UserError, add_config_args, config_from_args, summary
+from .common import UserError, add_config_args, config_from_args, output_path, summary
 
 __all__ = ["register"]
 
@@ -25,7 +25,7 @@ def cmd_gen(args):
 def register(sub):
     p = sub.add_parser("gen", help="generate Verilog, manifest.json, regmap.json and a C header")
     add_config_args(p)
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="output directory")
     p.add_argument("--target", default=None, choices=list(TARGETS),
                    help="the engine Verilog that bfly synth places and routes for this device, "
                         "vendor primitives included (default: generic Verilog)")

@@ -9,7 +9,8 @@ from pathlib import Path
 from bfly.gen.synth import TARGETS
 from bfly.hw.config import EngineConfig
 
-from .common import UserError, add_config_args, config_from_args, pixels_per_clock_text, time_limit
+from .common import UserError, add_config_args, config_from_args, output_path, pixels_per_clock_text, \
+    positive_float, time_limit
 
 __all__ = ["register"]
 
@@ -18,8 +19,6 @@ def cmd_synth(args):
     from bfly.gen.synth import synthesize, SynthError
     from tqdm import tqdm
     cfg = config_from_args(args)
-    if args.freq <= 0:
-        raise UserError(f"--freq must be positive, not {args.freq}")
     bar = tqdm(total=2, desc=f"{cfg.id} on {args.target}", unit="step", leave=False,
                disable=not sys.stderr.isatty(), bar_format="{desc}: {postfix} [{elapsed}]")
 
@@ -89,8 +88,6 @@ def cmd_dse(args):
     ns = _int_list("--n", args.n, 2)
     ks = _int_list("--k", args.k, 2)
     lanes = _int_list("--lanes", args.lanes, 0, allow_all=True)
-    if args.freq <= 0:
-        raise UserError(f"--freq must be positive, not {args.freq}")
     jobs = (os.cpu_count() or 1) if args.jobs is None else args.jobs
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {jobs}")
@@ -145,14 +142,14 @@ def register(sub):
     add_config_args(p)
     p.add_argument("--target", default="ecp5-85k", choices=list(TARGETS),
                    help="device (default ecp5-85k; both measure the engine inside a scan shell)")
-    p.add_argument("--freq", type=float, default=100.0, help="requested clock in MHz (default 100)")
+    p.add_argument("--freq", type=positive_float, default=100.0, help="requested clock in MHz (default 100)")
     p.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
     p.add_argument("--tmg-ripup", action="store_true",
                    help="nextpnr reroutes nets on failing paths (slower; often a higher Fmax when "
                         "the requested clock is near reach, very slow when it is far)")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="stop a tool that runs longer than this (default: no limit)")
-    p.add_argument("-o", "--output", metavar="JSON", help="also write the report here")
+    p.add_argument("-o", "--output", metavar="JSON", type=output_path, help="also write the report here")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("dse", help="design-space sweep: synthesize butterflies and dense baselines in "
@@ -164,12 +161,12 @@ def register(sub):
                    help="fold factors, comma-separated, all = fully parallel (default all)")
     p.add_argument("--data-bits", type=int, default=8, help="activation width (default 8)")
     p.add_argument("--weight-bits", type=int, default=8, help="weight width (default 8)")
-    p.add_argument("--freq", type=float, default=100.0, help="requested clock in MHz (default 100)")
+    p.add_argument("--freq", type=positive_float, default=100.0, help="requested clock in MHz (default 100)")
     p.add_argument("--jobs", type=int, default=None, help="syntheses at a time (default: one per CPU)")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="MINUTES",
                    help="a configuration whose synthesis or place and route runs longer is a row "
                         "with that reason (default 60)")
     p.add_argument("--no-dense", dest="dense_off", action="store_true",
                    help="butterflies only, no dense baselines")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="output directory")
     p.set_defaults(func=cmd_dse)

@@ -6,7 +6,7 @@ import sys
 
 from bfly.hw.config import EngineConfig, ROUNDING_MODES, OVERFLOW_MODES
 
-from .common import UserError, load_image
+from .common import UserError, load_image, load_npy, output_path
 
 __all__ = ["register"]
 
@@ -59,19 +59,25 @@ def _epoch_progress(epochs):
 def cmd_quantize(args):
     import numpy as np
     from bfly.examples.digits import load_model, quantize_model, quantized_accuracy, evaluate, load_digits_split, \
-        ModelFileError
+        ModelFileError, bft_blocks
     from bfly.sw.quantize import QuantizeError
     from bfly.gen.files import write_files
     try:
         model = load_model(args.model)
     except ModelFileError as e:
         raise UserError(str(e))
-    try:
-        calib = np.load(args.calib, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read calibration images {args.calib}: {e}")
+    if not list(bft_blocks(model)):
+        raise UserError(f"{args.model}: the model has no BFT blocks to quantize (a dense model?)")
+    calib = load_npy(args.calib, "calibration images")
     if calib.ndim != 4 or calib.shape[1:] != (1, 8, 8) or len(calib) == 0:
         raise UserError(f"{args.calib}: expected images shaped (N, 1, 8, 8), not {calib.shape}")
+    if not (np.issubdtype(calib.dtype, np.integer) or np.issubdtype(calib.dtype, np.floating)):
+        raise UserError(f"{args.calib}: expected real-valued images, not {calib.dtype}")
+    if not np.isfinite(calib).all():
+        raise UserError(f"{args.calib}: the calibration images hold NaN or infinite values")
+    if not np.any(calib):
+        raise UserError(f"{args.calib}: the calibration images are all zero; they set the scales, so "
+                        f"they must be real inputs")
     engine = {"data_bits": args.data_bits, "weight_bits": args.weight_bits,
               "rounding": args.rounding, "overflow": args.overflow}
     try:
@@ -130,15 +136,18 @@ def cmd_inspect(args):
         print(f"  epilogue: residual gain {e['gain']}, output shift {e['out_shift']}, "
               f"ReLU {'on' if e['relu'] else 'off'}, A in {e['mult_range']}, Bias in {e['bias_range']}"
               + (f", saturation {sat:.3%}" if sat is not None else ""))
-    print(f"  input scale {img.input_scale:.6g}, output scale {img.output_scale:.6g}"
-          + (f", final SQNR {img.report['final_sqnr_db']:.1f} dB on {img.report['calibration_pixels']} "
-             f"calibration pixels" if "final_sqnr_db" in img.report else ""))
+    final = ""
+    if "final_sqnr_db" in img.report:
+        final = f", final SQNR {img.report['final_sqnr_db']:.1f} dB"
+        if "calibration_pixels" in img.report:
+            final += f" on {img.report['calibration_pixels']} calibration pixels"
+    print(f"  input scale {img.input_scale:.6g}, output scale {img.output_scale:.6g}{final}")
     return 0
 
 
 def register(sub):
     p = sub.add_parser("train-demo", help="train the digits network (BFT and dense), save model.pt")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="output directory")
     p.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_train_demo)
@@ -146,7 +155,7 @@ def register(sub):
     p = sub.add_parser("quantize", help="quantize every BFT block of a trained model into weight images")
     p.add_argument("model", help="model.pt written by bfly train-demo")
     p.add_argument("--calib", required=True, metavar="NPY", help="calibration images, (N, 1, 8, 8)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="output directory")
     p.add_argument("--data-bits", type=int, default=8, help="engine activation width (default 8)")
     p.add_argument("--weight-bits", type=int, default=8, help="engine weight width (default 8)")
     p.add_argument("--rounding", choices=ROUNDING_MODES, default="half_even", help="engine rounding")

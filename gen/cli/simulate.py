@@ -4,9 +4,9 @@ from pathlib import Path
 
 from bfly.hw.config import EngineConfig
 
-from .common import UserError, add_config_args, config_from_args, summary
+from .common import UserError, add_config_args, config_from_args, output_path, seed_arg, summary
 
-__all__ = ["register", "run_sim"]
+__all__ = ["register", "run_sim", "check_sim_args"]
 
 
 def _check_prob(name, value):
@@ -14,10 +14,8 @@ def _check_prob(name, value):
         raise UserError(f"{name} must be in [0, 1), not {value}")
 
 
-def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=False, quiet=False):
-    """Build (cached) and run the stream check on ``cfg``; return ``(result dict, log path)``."""
-    from bfly.sim.api import SimRequest, simulate
-    from bfly.sim.runner import work_dir
+def check_sim_args(pixels, frames, commits, stall_prob, idle_prob):
+    """The stream check's options (a :class:`UserError` for a bad one), before anything runs."""
     if pixels < 1:
         raise UserError(f"--pixels must be at least 1, not {pixels}")
     if frames < 1:
@@ -26,6 +24,13 @@ def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=Fal
         raise UserError(f"--commits must be >= 0, not {commits}")
     _check_prob("--stall-prob", stall_prob)
     _check_prob("--idle-prob", idle_prob)
+
+
+def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=False, quiet=False):
+    """Build (cached) and run the stream check on ``cfg``; return ``(result dict, log path)``."""
+    from bfly.sim.api import SimRequest, simulate
+    from bfly.sim.runner import work_dir
+    check_sim_args(pixels, frames, commits, stall_prob, idle_prob)
     work_dir("sim").mkdir(parents=True, exist_ok=True)
     log = work_dir("sim", f"{cfg.id}.log")
     if not quiet:
@@ -76,15 +81,19 @@ def _report(result, log):
     return 1
 
 
+DEMO_SIM = {"stall_prob": 0.2, "idle_prob": 0.1, "frames": 4, "commits": 1}
+
+
 def cmd_demo(args):
     cfg = EngineConfig.bft(64, 4)
+    check_sim_args(args.pixels, **DEMO_SIM)         # before anything is written
     out = Path(args.output)
     from bfly.gen.emit import write_outputs
     man = write_outputs(cfg, out)
     print("bfly demo: the Butterfly Transform BFT(64, 4) as a pipelined engine")
     print(summary(cfg, man))
     print(f"  Verilog, manifest, register map and C header in {out}/")
-    result, log = run_sim(cfg, args.pixels, seed=1, stall_prob=0.2, idle_prob=0.1, frames=4, commits=1)
+    result, log = run_sim(cfg, args.pixels, seed=1, **DEMO_SIM)
     status = _report(result, log)
     if result is not None:
         outputs = result["pixels"] * cfg.n_out
@@ -98,7 +107,7 @@ def register(sub):
     p = sub.add_parser("sim", help="simulate under Verilator against the golden model")
     add_config_args(p)
     p.add_argument("--pixels", type=int, default=2000, help="pixels to stream (default 2000)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--seed", type=seed_arg, default=1, help="random seed (default 1)")
     p.add_argument("--stall-prob", type=float, default=0.0, help="probability the output is not ready")
     p.add_argument("--idle-prob", type=float, default=0.0, help="probability the input is idle")
     p.add_argument("--frames", type=int, default=4, help="frames (tlast) to split the pixels into")
@@ -107,6 +116,6 @@ def register(sub):
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("demo", help="generate BFT(64, 4) and simulate it with random weights")
-    p.add_argument("-o", "--output", default="build/demo", metavar="DIR", help="output directory")
+    p.add_argument("-o", "--output", default="build/demo", metavar="DIR", type=output_path, help="output directory")
     p.add_argument("--pixels", type=int, default=3000, help="pixels to stream (default 3000)")
     p.set_defaults(func=cmd_demo)
