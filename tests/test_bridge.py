@@ -390,3 +390,15 @@ def test_a_rejected_frame_that_never_ends_times_out_quietly():
     assert _replies(_run_link(cfg, frames)) == [
         (CMD["WRITE"], b"", "BAD_LEN"), (CMD["WRITE"], b"", "TIMEOUT"),
         (CMD["READ"], WORD.pack(0) * 2, "OK")]
+
+
+def test_register_semantics_over_the_link_are_the_documented_ones():
+    """docs/spec.md §8.3: a register keeps its width of a written word (SHIFT: 6 bits), a
+    window word its weight_bits (read back sign-extended), and write-only CTRL reads as 0."""
+    cfg, regs = _cfg_regs()
+    shift, weights = regs["SHIFT"], regs["WEIGHTS"]
+    replies = _replies(_run_link(cfg, [
+        write_cmd(shift.offset, [(1 << shift.width) + 1]), write_cmd(weights.offset, [0x1FF]),
+        read_cmd(shift.offset, 1), read_cmd(weights.offset, 1), read_cmd(regs["CTRL"].offset, 1)]))
+    assert replies[2:] == [(CMD["READ"], WORD.pack(1), "OK"), (CMD["READ"], WORD.pack(0xFFFFFFFF), "OK"),
+                           (CMD["READ"], WORD.pack(0), "OK")]
