@@ -150,7 +150,8 @@ class ReplyLink(wiring.Signature):
 class FrameReceiver(wiring.Component):
     """Parses frames from ``rx`` into commands on ``commands``. Pixels are ``pixel_bytes`` wide,
     a STREAM carries at most ``batch`` of them, and ``timeout`` clocks without a byte end a
-    frame."""
+    frame. Bytes come at least two clocks apart (a UART's are ten bit times apart): the header
+    is judged in the clock after its last byte."""
 
     def __init__(self, pixel_bytes, batch, timeout):
         self._ib, self._batch, self._timeout = pixel_bytes, batch, timeout
