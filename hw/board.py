@@ -3,7 +3,7 @@ one serial link (``hw/hostlink.py``). ``uart_rx``/``uart_tx`` are the only ports
 clock and reset."""
 
 from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
 from .bridge import HostBridge
@@ -11,7 +11,7 @@ from .top import BflyTop, AXIL_PREFIX
 from .ports import connect_flat
 from .uart import UARTRx, UARTTx
 
-__all__ = ["BoardTop", "uart_divisor"]
+__all__ = ["BoardTop", "LinkedEngine", "uart_divisor"]
 
 
 def uart_divisor(clk_hz, baud):
@@ -24,6 +24,41 @@ def uart_divisor(clk_hz, baud):
     return div
 
 
+class LinkedEngine(wiring.Component):
+    """The engine of ``cfg`` behind the host bridge: link bytes in on ``rx`` (``valid`` only, as
+    from a UART), reply bytes out on ``tx``; ``timeout`` is the bridge's, in clocks."""
+
+    rx: In(stream.Signature(8, always_ready=True))
+    tx: Out(stream.Signature(8))
+
+    def __init__(self, cfg, timeout, impl=None):
+        self._cfg = cfg
+        self._timeout = timeout
+        self._engine_top = BflyTop(cfg, impl)
+        super().__init__()
+
+    @property
+    def engine(self):
+        return self._engine_top
+
+    def elaborate(self, platform):
+        m = Module()
+        top = self._engine_top
+        m.submodules.engine_top = top
+        m.submodules.bridge = br = HostBridge(self._cfg, self._timeout)
+        connect_flat(m, top, AXIL_PREFIX, br.axil)
+        wiring.connect(m, wiring.flipped(self.rx), br.rx)
+        wiring.connect(m, br.tx, wiring.flipped(self.tx))
+        m.d.comb += [
+            top.s_axis_tdata.eq(br.px_out.payload[:len(top.s_axis_tdata)]),
+            top.s_axis_tlast.eq(br.px_out.payload[-1]),
+            top.s_axis_tvalid.eq(br.px_out.valid), br.px_out.ready.eq(top.s_axis_tready),
+            br.px_in.payload.eq(top.m_axis_tdata | (top.m_axis_tlast << len(top.m_axis_tdata))),
+            br.px_in.valid.eq(top.m_axis_tvalid), top.m_axis_tready.eq(br.px_in.ready),
+        ]
+        return m
+
+
 class BoardTop(wiring.Component):
     """Engine of ``cfg`` behind a UART at ``baud`` with a ``clk_hz`` clock; ``impl`` (a
     :class:`bfly.hw.impl.Implementation`, by default generic) makes the engine's physical choices."""
@@ -34,8 +69,7 @@ class BoardTop(wiring.Component):
     def __init__(self, cfg, clk_hz, baud, timeout_bytes=64, impl=None):
         self._cfg = cfg
         self._divisor = uart_divisor(clk_hz, baud)
-        self._timeout = self._divisor * 10 * timeout_bytes
-        self._engine_top = BflyTop(cfg, impl)
+        self._linked = LinkedEngine(cfg, self._divisor * 10 * timeout_bytes, impl)
         super().__init__()
 
     @property
@@ -44,28 +78,14 @@ class BoardTop(wiring.Component):
 
     @property
     def engine(self):
-        return self._engine_top
+        return self._linked.engine
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._cfg
-        top = self._engine_top
-        m.submodules.engine_top = top
+        m.submodules.linked = linked = self._linked
         m.submodules.rx = rx = UARTRx(self._divisor)
         m.submodules.tx = tx = UARTTx(self._divisor)
-        m.submodules.bridge = br = HostBridge(cfg, self._timeout)
-        # (the bridge's 32-bit addresses keep their low address_bits on the way)
-        connect_flat(m, top, AXIL_PREFIX, br.axil)
-        m.d.comb += [
-            rx.rx.eq(self.uart_rx),
-            self.uart_tx.eq(tx.tx),
-            br.rx.payload.eq(rx.o_stream.payload), br.rx.valid.eq(rx.o_stream.valid),
-            tx.i_stream.payload.eq(br.tx.payload), tx.i_stream.valid.eq(br.tx.valid),
-            br.tx.ready.eq(tx.i_stream.ready),
-            top.s_axis_tdata.eq(br.px_out.payload[:len(top.s_axis_tdata)]),
-            top.s_axis_tlast.eq(br.px_out.payload[-1]),
-            top.s_axis_tvalid.eq(br.px_out.valid), br.px_out.ready.eq(top.s_axis_tready),
-            br.px_in.payload.eq(top.m_axis_tdata | (top.m_axis_tlast << len(top.m_axis_tdata))),
-            br.px_in.valid.eq(top.m_axis_tvalid), top.m_axis_tready.eq(br.px_in.ready),
-        ]
+        m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]
+        wiring.connect(m, rx.o_stream, linked.rx)
+        wiring.connect(m, linked.tx, tx.i_stream)
         return m

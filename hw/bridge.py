@@ -1,30 +1,58 @@
 """The host bridge: parses command frames from a byte stream (the UART), acts as the AXI4-Lite
-master of the engine's registers and feeds/drains its AXI4-Stream ports, and answers with reply
-frames. The protocol, and every size and layout of its frames, is ``hw/hostlink.py``.
+manager of the engine's registers and feeds/drains its AXI4-Stream ports, and answers with reply
+frames. The protocol, and every size and layout of its frames, is ``hw/hostlink.py``; what the
+bridge does with each frame is ``docs/spec.md`` §8.
 
-Bytes in come with ``valid`` only (a UART cannot be held back); bytes out are a stream. The
-receive side and the reply side run concurrently, so a STREAM command's output pixels leave while
-its input pixels still arrive.
+Three blocks, wired in :class:`HostBridge`:
+
+- :class:`FrameReceiver` takes the bytes (``valid`` only: a UART cannot be held back), checks
+  each frame's header, length and CRC, keeps a WRITE's words and a STREAM's pixels, and hands one
+  command at a time to the executor over a :class:`CommandLink`; a frame it rejects, or one that
+  arrives while a command already waits, has its declared bytes skipped;
+- :class:`CommandExecutor` checks the addresses against the register map, performs the command
+  (AXI4-Lite reads and writes, the STREAM's pixels through the engine, released only once the
+  frame's CRC has checked) and produces the reply over a :class:`ReplyLink`;
+- :class:`ReplyTransmitter` frames the reply: sync, header, payload, status, CRC.
+
+The receiver parses the next frame while a command executes and its reply goes out, so a
+command sent early waits its turn instead of disturbing the reply.
 """
 
+import struct
+
 from amaranth.hdl import Module, Signal, Cat, Mux
-from amaranth.lib import wiring, stream, fifo
+from amaranth.lib import wiring, stream, fifo, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Lite
 from .config import stream_bits
+from .regmap import register_map, address_bits
 from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS, LENGTH,
-                       ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD, STREAM_LAST, write_payload_bytes,
-                       stream_payload_bytes, stream_batch)
+                       CRC, ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD, STREAM_LAST,
+                       write_payload_bytes, stream_payload_bytes, stream_batch)
 
-# the receive states take the fields of this layout byte by byte into 32-bit shift registers
-# (a READ's count lands in the top half of `word`), and a STREAM's flags then count in states of
-# their own
-assert (ADDRESS.size, WORD.size, READ_PAYLOAD.format, STREAM_HEAD.format, STREAM_LAST) == \
-    (4, 4, "<IH", "<BH", 1)
+__all__ = ["HostBridge", "FrameReceiver", "CommandExecutor", "ReplyTransmitter", "CommandLink",
+           "ReplyLink", "crc16_step", "address_runs"]
 
-__all__ = ["HostBridge", "crc16_step"]
+
+def _fields(st):
+    """``(byte offset, size)`` of each field of the little-endian ``struct.Struct`` ``st``."""
+    codes = st.format.lstrip("<")
+    return [(struct.calcsize("<" + codes[:i]), struct.calcsize("<" + c)) for i, c in enumerate(codes)]
+
+
+def _field(value, offset, size):
+    return value[8 * offset:8 * (offset + size)]
+
+
+# the fields of the payloads' heads: (offset, size) of the READ's address and count, of the
+# STREAM's flags and pixel count; a WRITE's address is ADDRESS at offset 0
+(_READ_ADDR, _READ_COUNT) = _fields(READ_PAYLOAD)
+(_STREAM_FLAGS, _STREAM_COUNT) = _fields(STREAM_HEAD)
+assert _READ_ADDR == (0, ADDRESS.size)
+_PREFIX = {"READ": READ_PAYLOAD.size, "WRITE": ADDRESS.size, "STREAM": STREAM_HEAD.size}
+_HEAD = 1 + LENGTH.size                # a frame's header after its sync byte: cmd, then L
 
 
 def _crc16_taps():
@@ -52,6 +80,481 @@ def crc16_step(crc, byte):
     return Cat(*bits)
 
 
+def address_runs(cfg, writable):
+    """The byte ranges ``(start, end)`` of consecutive mapped words of the engine of ``cfg``: all
+    of them, or with ``writable`` only the words a write may change (not read-only ones)."""
+    runs = []
+    for r in register_map(cfg):
+        if writable and r.access == "ro":
+            continue
+        if runs and runs[-1][1] == r.offset:
+            runs[-1] = (runs[-1][0], r.end)
+        else:
+            runs.append((r.offset, r.end))
+    return runs
+
+
+COUNT_BITS = max(MAX_READ_WORDS, MAX_WRITE_WORDS, 1 << 8 * _STREAM_COUNT[1]).bit_length()
+
+# a command handed from the receiver to the executor: its command byte, the receiver's verdict
+# (OK, or the error status to answer), the address (READ, WRITE) and the count of words or
+# pixels (READ: asked for; WRITE: received; STREAM: received, all of them when OK)
+COMMAND = data.StructLayout({"cmd": 8, "status": 8, "addr": 8 * ADDRESS.size, "count": COUNT_BITS})
+
+
+class CommandLink(wiring.Signature):
+    """From the receiver to the executor: ``command``, the WRITE's words (``word`` is the one at
+    ``word_index``, a clock later) and the STREAM's pixels (``pixel_bits``, ``last`` on top);
+    ``words_busy``/``pixels_busy`` say that the command in execution still uses them."""
+
+    def __init__(self, pixel_bits):
+        self._pixel_bits = pixel_bits
+        super().__init__({
+            "command": Out(stream.Signature(COMMAND)),
+            "word_index": In(range(MAX_WRITE_WORDS)), "word": Out(8 * WORD.size),
+            "pixels": Out(stream.Signature(pixel_bits)),
+            "words_busy": In(1), "pixels_busy": In(1),
+        })
+
+    def __eq__(self, other):
+        return isinstance(other, CommandLink) and other._pixel_bits == self._pixel_bits
+
+    def __repr__(self):
+        return f"CommandLink({self._pixel_bits})"
+
+
+def reply_item(item_bytes):
+    """One item of a reply's payload: ``size`` bytes of ``data``, lowest first; the item with
+    ``last`` is the status byte."""
+    return data.StructLayout({"data": 8 * item_bytes, "size": range(item_bytes + 1), "last": 1})
+
+
+class ReplyLink(wiring.Signature):
+    """From the executor to the transmitter: a reply's ``head`` (command byte, payload length),
+    then its ``item``s, the payload in pieces of up to ``item_bytes`` bytes and the status."""
+
+    def __init__(self, item_bytes):
+        self._item_bytes = item_bytes
+        super().__init__({
+            "head": Out(stream.Signature(data.StructLayout({"cmd": 8, "length": 8 * LENGTH.size}))),
+            "item": Out(stream.Signature(reply_item(item_bytes))),
+        })
+
+    def __eq__(self, other):
+        return isinstance(other, ReplyLink) and other._item_bytes == self._item_bytes
+
+    def __repr__(self):
+        return f"ReplyLink({self._item_bytes})"
+
+
+class FrameReceiver(wiring.Component):
+    """Parses frames from ``rx`` into commands on ``commands``. Pixels are ``pixel_bytes`` wide,
+    a STREAM carries at most ``batch`` of them, and ``timeout`` clocks without a byte end a
+    frame. Bytes come at least two clocks apart (a UART's are ten bit times apart): the header
+    is judged in the clock after its last byte."""
+
+    def __init__(self, pixel_bytes, batch, timeout):
+        self._ib, self._batch, self._timeout = pixel_bytes, batch, timeout
+        super().__init__({
+            "rx": In(stream.Signature(8, always_ready=True)),
+            "commands": Out(CommandLink(8 * pixel_bytes + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ib, link = self._ib, self.commands
+        self.byte, self.stb = self.rx.payload, self.rx.valid
+        self.head = Signal(8 * _HEAD)                   # cmd, L
+        self.cmd, self.length = self.head[:8], self.head[8:]
+        self.count = Signal(8 * LENGTH.size + 1)        # bytes left: payload (and CRC when skipping)
+        self.crc = Signal(16)
+        self.crc_got = Signal(8 * CRC.size)
+        self.idx = Signal(range(max(_HEAD, *_PREFIX.values(), WORD.size, ib, CRC.size)))
+        self.prefix = Signal(8 * max(_PREFIX.values()))
+        self.items = Signal(COUNT_BITS)                 # words or pixels kept
+        self.word = Signal(8 * WORD.size)
+        self.pixel = Signal(8 * ib)
+        self.idle = Signal(range(self._timeout + 1))
+        with m.If(self.stb):
+            m.d.sync += self.idle.eq(0)
+        with m.Elif(self.idle != self._timeout):
+            m.d.sync += self.idle.eq(self.idle + 1)
+        self.timed_out = self.idle == self._timeout
+
+        m.submodules.words = words = Memory(shape=8 * WORD.size, depth=MAX_WRITE_WORDS, init=[])
+        self.words_w = words.write_port()
+        words_r = words.read_port()
+        m.d.comb += [words_r.addr.eq(link.word_index), link.word.eq(words_r.data)]
+        # a whole batch fits, so no input pixel is lost however slowly the engine takes them
+        m.submodules.pixels = self.pixels = fifo.SyncFIFOBuffered(width=8 * ib + 1, depth=self._batch)
+        m.d.comb += [link.pixels.valid.eq(self.pixels.r_rdy), link.pixels.payload.eq(self.pixels.r_data),
+                     self.pixels.r_en.eq(link.pixels.ready)]
+        with m.If(link.command.ready):
+            m.d.sync += link.command.valid.eq(0)
+
+        with m.FSM(name="rx_fsm"):
+            with m.State("HUNT"):
+                with m.If(self.stb & (self.byte == SYNC_CMD)):
+                    m.d.sync += [self.crc.eq(0xFFFF), self.idx.eq(0)]
+                    m.next = "HEAD"
+            with m.State("HEAD"):
+                with m.If(self.stb):
+                    m.d.sync += [self.head.word_select(self.idx, 8).eq(self.byte),
+                                 self.crc.eq(crc16_step(self.crc, self.byte)), self.idx.eq(self.idx + 1)]
+                    with m.If(self.idx == _HEAD - 1):
+                        m.next = "CHECK"
+                with m.Elif(self.timed_out):
+                    m.next = "HUNT"
+            with m.State("CHECK"):
+                self._check(m)
+            with m.State("PREFIX"):
+                self._prefix(m)
+            with m.State("WORDS"):
+                self._payload(m, self.word, WORD.size, self._keep_word)
+            with m.State("PIXELS"):
+                self._payload(m, self.pixel, ib, self._keep_pixel)
+            with m.State("CRC"):
+                self._crc(m)
+            with m.State("SKIP"):
+                with m.If(self.stb):
+                    m.d.sync += self.count.eq(self.count - 1)
+                    with m.If(self.count == 1):
+                        m.next = "HUNT"
+                with m.Elif(self.timed_out):
+                    m.next = "HUNT"
+        return m
+
+    def _emit(self, m, status, count=0):
+        """Hand the frame's command (or its error status) to the executor."""
+        c = self.commands.command
+        m.d.sync += [c.valid.eq(1), c.payload.cmd.eq(self.cmd), c.payload.status.eq(status),
+                     c.payload.addr.eq(_field(self.prefix, *_READ_ADDR)), c.payload.count.eq(count)]
+
+    def _skip(self, m, count):
+        m.d.sync += self.count.eq(count)
+        m.next = "SKIP"
+
+    def _check(self, m):
+        """The header is in: take the frame, or answer it at once and skip its declared bytes,
+        or (a command already waits, or the one in execution uses this frame's buffer) skip it
+        without an answer."""
+        link, length = self.commands, self.length
+        fits = {
+            "READ": length == READ_PAYLOAD.size,
+            "WRITE": ((length >= write_payload_bytes(1)) & (length <= write_payload_bytes(MAX_WRITE_WORDS))
+                      & ((length - ADDRESS.size) % WORD.size == 0)),
+            "STREAM": length >= stream_payload_bytes(1, self._ib),
+        }
+        busy = (link.command.valid | ((self.cmd == CMD["WRITE"]) & link.words_busy)
+                | ((self.cmd == CMD["STREAM"]) & link.pixels_busy))
+        known = Cat(*(self.cmd == code for code in CMD.values())).any()
+        ok = Cat(*((self.cmd == CMD[name]) & f for name, f in fits.items())).any()
+        m.d.sync += [self.idx.eq(0), self.items.eq(0), self.count.eq(length), self.prefix.eq(0)]
+        with m.If(busy):
+            self._skip(m, length + CRC.size)
+        with m.Elif(~known | ~ok):
+            self._emit(m, Mux(known, STATUS["BAD_LEN"], STATUS["BAD_CMD"]))
+            self._skip(m, length + CRC.size)
+        with m.Else():
+            m.next = "PREFIX"
+
+    def _consume(self, m):
+        """A payload byte: it enters the CRC and counts against the length."""
+        m.d.sync += [self.crc.eq(crc16_step(self.crc, self.byte)), self.count.eq(self.count - 1)]
+
+    def _prefix(self, m):
+        """The payload's head: READ's address and count, WRITE's address, STREAM's flags and
+        pixel count (which must account for the rest of the payload exactly)."""
+        with m.If(self.stb):
+            self._consume(m)
+            m.d.sync += [self.prefix.word_select(self.idx, 8).eq(self.byte), self.idx.eq(self.idx + 1)]
+            full = Signal.like(self.prefix)
+            m.d.comb += [full.eq(self.prefix), full.word_select(self.idx, 8).eq(self.byte)]
+            n_px = _field(full, *_STREAM_COUNT)
+            for name, size in _PREFIX.items():
+                with m.If((self.cmd == CMD[name]) & (self.idx == size - 1)):
+                    m.d.sync += self.idx.eq(0)
+                    if name == "READ":
+                        m.next = "CRC"
+                    elif name == "WRITE":
+                        m.next = "WORDS"
+                    else:
+                        with m.If((n_px != 0) & (n_px <= self._batch)
+                                  & (self.length == stream_payload_bytes(n_px, self._ib))):
+                            m.next = "PIXELS"
+                        with m.Else():
+                            self._emit(m, STATUS["BAD_LEN"])
+                            self._skip(m, self.count - 1 + CRC.size)
+        with m.Elif(self.timed_out):
+            self._emit(m, STATUS["TIMEOUT"])
+            m.next = "HUNT"
+
+    def _payload(self, m, reg, size, keep):
+        """WRITE's words or STREAM's pixels, ``size`` bytes each, lowest byte first."""
+        with m.If(self.stb):
+            self._consume(m)
+            whole = Cat(reg[8:], self.byte) if size > 1 else self.byte
+            m.d.sync += [reg.eq(whole), self.idx.eq(self.idx + 1)]
+            with m.If(self.idx == size - 1):
+                keep(m, whole)
+                m.d.sync += [self.idx.eq(0), self.items.eq(self.items + 1)]
+            with m.If(self.count == 1):
+                m.next = "CRC"
+        with m.Elif(self.timed_out):
+            self._emit(m, STATUS["TIMEOUT"], self.items)
+            m.next = "HUNT"
+
+    def _keep_word(self, m, word):
+        m.d.comb += [self.words_w.en.eq(1), self.words_w.addr.eq(self.items), self.words_w.data.eq(word)]
+
+    def _keep_pixel(self, m, pixel):
+        flags, n_px = _field(self.prefix, *_STREAM_FLAGS), _field(self.prefix, *_STREAM_COUNT)
+        last = (flags & STREAM_LAST).any() & (self.items == n_px - 1)
+        m.d.comb += [self.pixels.w_en.eq(1), self.pixels.w_data.eq(Cat(pixel, last))]
+
+    def _crc(self, m):
+        """The CRC, then the command, or its error: BAD_CRC, or BAD_LEN for a READ count out of
+        range or an address that is not a word's."""
+        with m.If(self.stb):
+            m.d.sync += [self.crc_got.word_select(self.idx, 8).eq(self.byte), self.idx.eq(self.idx + 1)]
+            with m.If(self.idx == CRC.size - 1):
+                got = Signal.like(self.crc_got)
+                m.d.comb += [got.eq(self.crc_got), got.word_select(self.idx, 8).eq(self.byte)]
+                n_read = _field(self.prefix, *_READ_COUNT)
+                addressed = (self.cmd == CMD["READ"]) | (self.cmd == CMD["WRITE"])
+                misaligned = _field(self.prefix, *_READ_ADDR)[:(WORD.size - 1).bit_length()].any()
+                bad_count = (self.cmd == CMD["READ"]) & ((n_read == 0) | (n_read > MAX_READ_WORDS))
+                status = Mux(got != self.crc, STATUS["BAD_CRC"],
+                             Mux(bad_count | (addressed & misaligned), STATUS["BAD_LEN"], STATUS["OK"]))
+                self._emit(m, status, Mux(self.cmd == CMD["READ"], n_read, self.items))
+                m.next = "HUNT"
+        with m.Elif(self.timed_out):
+            self._emit(m, STATUS["TIMEOUT"], self.items)
+            m.next = "HUNT"
+
+
+class CommandExecutor(wiring.Component):
+    """Performs the commands of ``commands`` on the engine of ``cfg``: its registers through
+    ``axil``, its pixels through ``px_out`` and ``px_in``; answers each over ``reply``. An
+    access that is not all inside the register map (or, for a WRITE, touches a read-only word)
+    is refused whole with AXI_ERROR, before any register is touched."""
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        self._ib = stream_bits(cfg.n_in, cfg.data_bits) // 8
+        self._ob = stream_bits(cfg.n_out, cfg.data_bits) // 8
+        super().__init__({
+            "commands": In(CommandLink(8 * self._ib + 1)),
+            "reply": Out(ReplyLink(max(WORD.size, self._ob))),
+            "axil": Out(AXI4Lite(address_bits(cfg))),
+            "px_out": Out(stream.Signature(8 * self._ib + 1)),
+            "px_in": In(stream.Signature(8 * self._ob + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.commands.command
+        axil = self.axil
+        self.cmd = Signal(COMMAND)
+        self.idx = Signal(COUNT_BITS)
+        self.length = Signal(8 * LENGTH.size)
+        self.err = Signal()
+        self.end = Signal(8 * ADDRESS.size + 1)          # the byte address after the last word
+        self.at = (self.cmd.addr + (self.idx << 2))[:len(axil.awaddr)]
+        m.d.comb += [axil.wstrb.eq(0b1111), axil.bready.eq(1), axil.rready.eq(1)]
+        kind = {name: self.cmd.cmd == code for name, code in CMD.items()}
+        holding = Signal()
+        # a STREAM's pixels taken from the receiver (into the engine, or discarded): only the
+        # command's own, as the next STREAM's may follow them once all are taken
+        taken = Signal(COUNT_BITS)
+        more = taken != self.cmd.count
+        pixels = self.commands.pixels
+        with m.If(pixels.valid & pixels.ready):
+            m.d.sync += taken.eq(taken + 1)
+        m.d.comb += [self.commands.words_busy.eq(holding & kind["WRITE"]),
+                     self.commands.pixels_busy.eq(holding & kind["STREAM"] & more)]
+        self.more = more
+
+        with m.FSM(name="exec_fsm"):
+            with m.State("IDLE"):
+                m.d.comb += c.ready.eq(1)
+                with m.If(c.valid):
+                    m.d.sync += [self.cmd.eq(c.payload), self.idx.eq(0), self.err.eq(0), holding.eq(1), taken.eq(0),
+                                 self.end.eq(c.payload.addr + (c.payload.count << 2))]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                self._check(m, kind)
+            with m.State("FLUSH"):                # a bad STREAM's pixels never reach the engine
+                m.d.comb += self.commands.pixels.ready.eq(more)
+                with m.If(~more):
+                    m.next = "HEAD"
+            with m.State("HEAD"):
+                self._head(m, kind)
+            with m.State("READ"):
+                self._read(m)
+            with m.State("WRITE"):
+                self._write(m)
+            with m.State("STREAM"):
+                self._stream(m)
+            with m.State("STATUS"):
+                item = self.reply.item
+                m.d.comb += [item.valid.eq(1), item.payload.size.eq(1), item.payload.last.eq(1),
+                             item.payload.data.eq(Mux(self.err, STATUS["AXI_ERROR"], self.cmd.status))]
+                with m.If(item.ready):
+                    m.d.sync += holding.eq(0)
+                    m.next = "IDLE"
+        return m
+
+    def _fits(self, writable):
+        """The command's words are all inside one run of mapped (or writable) words."""
+        addr = self.cmd.addr
+        return Cat(*((addr >= lo) & (self.end <= hi) for lo, hi in address_runs(self._cfg, writable))).any()
+
+    def _check(self, m, kind):
+        ok = self.cmd.status == STATUS["OK"]
+        m.d.sync += self.length.eq(0)
+        with m.If(~ok & kind["STREAM"]):
+            m.next = "FLUSH"
+        with m.Elif(~ok):
+            m.next = "HEAD"
+        with m.Elif(kind["READ"] & ~self._fits(writable=False) | kind["WRITE"] & ~self._fits(writable=True)):
+            m.d.sync += self.cmd.status.eq(STATUS["AXI_ERROR"])
+            m.next = "HEAD"
+        with m.Elif(kind["READ"]):
+            m.d.sync += self.length.eq(self.cmd.count * WORD.size)
+            m.next = "HEAD"
+        with m.Elif(kind["WRITE"]):
+            m.next = "WRITE"
+        with m.Else():
+            m.d.sync += self.length.eq(self.cmd.count * self._ob)
+            m.next = "HEAD"
+
+    def _head(self, m, kind):
+        """The reply's head; then the payload, or straight the status."""
+        head = self.reply.head
+        m.d.comb += [head.valid.eq(1), head.payload.cmd.eq(self.cmd.cmd), head.payload.length.eq(self.length)]
+        with m.If(head.ready):
+            ok = self.cmd.status == STATUS["OK"]
+            with m.If(ok & kind["READ"]):
+                m.next = "READ"
+            with m.Elif(ok & kind["STREAM"]):
+                m.next = "STREAM"
+            with m.Else():
+                m.next = "STATUS"
+
+    def _read(self, m):
+        """One AXI read per word, each word an item of the reply as soon as it is read."""
+        axil, item = self.axil, self.reply.item
+        word = Signal(8 * WORD.size)
+        have = Signal()
+        issued = Signal()
+        with m.If(~issued & ~have):
+            m.d.sync += [axil.araddr.eq(self.at), axil.arvalid.eq(1), issued.eq(1)]
+        with m.If(axil.arvalid & axil.arready):
+            m.d.sync += axil.arvalid.eq(0)
+        with m.If(issued & axil.rvalid):
+            m.d.sync += [word.eq(axil.rdata), have.eq(1), issued.eq(0), self.err.eq(self.err | (axil.rresp != 0))]
+        m.d.comb += [item.valid.eq(have), item.payload.data.eq(word), item.payload.size.eq(WORD.size)]
+        with m.If(have & item.ready):
+            m.d.sync += [have.eq(0), self.idx.eq(self.idx + 1)]
+            with m.If(self.idx + 1 == self.cmd.count):
+                m.next = "STATUS"
+
+    def _write(self, m):
+        """One AXI write per word from the receiver's buffer (its read port is registered), then
+        the reply."""
+        axil = self.axil
+        step = Signal(2)             # 0: fetch the word, 1: issue, 2: wait for the response
+        m.d.comb += self.commands.word_index.eq(self.idx)
+        with m.Switch(step):
+            with m.Case(0):
+                m.d.sync += step.eq(1)
+            with m.Case(1):
+                m.d.sync += [axil.awaddr.eq(self.at), axil.wdata.eq(self.commands.word),
+                             axil.awvalid.eq(1), axil.wvalid.eq(1), step.eq(2)]
+            with m.Case(2):
+                with m.If(axil.awready):
+                    m.d.sync += axil.awvalid.eq(0)
+                with m.If(axil.wready):
+                    m.d.sync += axil.wvalid.eq(0)
+                with m.If(axil.bvalid):
+                    m.d.sync += [step.eq(0), self.idx.eq(self.idx + 1),
+                                 self.err.eq(self.err | (axil.bresp != 0))]
+                    with m.If(self.idx + 1 == self.cmd.count):
+                        m.next = "HEAD"
+
+    def _stream(self, m):
+        """The checked batch into the engine; each output pixel an item of the reply."""
+        pixels, item = self.commands.pixels, self.reply.item
+        ob = self._ob
+        m.d.comb += [self.px_out.valid.eq(pixels.valid & self.more), self.px_out.payload.eq(pixels.payload),
+                     pixels.ready.eq(self.px_out.ready & self.more)]
+        m.d.comb += [item.valid.eq(self.px_in.valid), item.payload.data.eq(self.px_in.payload[:8 * ob]),
+                     item.payload.size.eq(ob), self.px_in.ready.eq(item.ready)]
+        with m.If(self.px_in.valid & item.ready):
+            m.d.sync += self.idx.eq(self.idx + 1)
+            with m.If(self.idx + 1 == self.cmd.count):
+                m.next = "STATUS"
+
+
+class ReplyTransmitter(wiring.Component):
+    """Frames the replies of ``reply`` onto ``tx``: sync, command, length, the payload items,
+    the status, and the CRC over command .. status."""
+
+    def __init__(self, item_bytes):
+        self._item_bytes = item_bytes
+        super().__init__({
+            "reply": In(ReplyLink(item_bytes)),
+            "tx": Out(stream.Signature(8)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        head, item = self.reply.head, self.reply.item
+        crc = Signal(16)
+        fields = Signal(8 * _HEAD)                      # cmd, L
+        current = Signal(reply_item(self._item_bytes))
+        idx = Signal(range(max(_HEAD, self._item_bytes, CRC.size)))
+        sent = self.tx.valid & self.tx.ready
+
+        def emit(byte, last, nxt, add_crc=True):
+            """Send ``byte`` (the ``idx``-th of its field); after the one for which ``last``
+            holds, go to ``nxt``."""
+            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
+            with m.If(sent):
+                if add_crc:
+                    m.d.sync += crc.eq(crc16_step(crc, byte))
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(last):
+                    m.d.sync += idx.eq(0)
+                    m.next = nxt
+
+        with m.FSM(name="tx_fsm"):
+            with m.State("IDLE"):
+                m.d.comb += head.ready.eq(1)
+                with m.If(head.valid):
+                    m.d.sync += [fields.eq(Cat(head.payload.cmd, head.payload.length)), crc.eq(0xFFFF),
+                                 idx.eq(0)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                emit(SYNC_REPLY, 1, "HEAD", add_crc=False)
+            with m.State("HEAD"):
+                emit(fields.word_select(idx, 8), idx == _HEAD - 1, "ITEM")
+            with m.State("ITEM"):
+                m.d.comb += item.ready.eq(1)
+                with m.If(item.valid):
+                    m.d.sync += [current.eq(item.payload), idx.eq(0)]
+                    m.next = "BYTES"
+            with m.State("BYTES"):
+                done = idx == current.size - 1
+                emit(current.data.word_select(idx, 8), done, "ITEM")
+                with m.If(sent & done & current.last):
+                    m.next = "CRC"
+            with m.State("CRC"):
+                emit(crc.word_select(idx, 8), idx == CRC.size - 1, "IDLE", add_crc=False)
+        return m
+
+
 class HostBridge(wiring.Component):
     """Bridge for the engine built from ``cfg``; ``timeout`` is the number of clocks without a
     byte after which a half-received frame is abandoned."""
@@ -68,7 +571,7 @@ class HostBridge(wiring.Component):
             "rx": In(stream.Signature(8, always_ready=True)),
             "tx": Out(stream.Signature(8)),
             # AXI4-Lite manager of the engine's registers
-            "axil": Out(AXI4Lite(8 * ADDRESS.size)),
+            "axil": Out(AXI4Lite(address_bits(cfg))),
             # AXI4-Stream towards the engine and back
             # pixels: payload = word (docs/spec.md §4, padded to bytes) with `last` as the top bit
             "px_out": Out(stream.Signature(self._in_bytes * 8 + 1)),
@@ -77,340 +580,14 @@ class HostBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        ib, ob, batch = self._in_bytes, self._out_bytes, self._batch
-        rx_byte, rx_stb = self.rx.payload, self.rx.valid
-        m.d.comb += self.axil.wstrb.eq(0b1111)      # every register is written whole
-
-        # ---------------------------------------------------------------- receive side
-        cmd = Signal(8)
-        length = Signal(8 * LENGTH.size)
-        count = Signal(8 * LENGTH.size)    # bytes of payload left to receive
-        crc_rx = Signal(16)
-        crc_got = Signal(16)
-        addr = Signal(32)
-        n_words = Signal(range(MAX_READ_WORDS + 1))
-        word = Signal(32)
-        byte_idx = Signal(range(max(WORD.size, ib) + 1))
-        idle = Signal(range(self._timeout + 1))
-        wbuf = Memory(shape=32, depth=MAX_WRITE_WORDS, init=[])
-        m.submodules.wbuf = wbuf
-        wbuf_w = wbuf.write_port()
-        wbuf_r = wbuf.read_port()
-
-        # requests from the receive side to the reply side
-        reply_start = Signal()
-        reply_cmd = Signal(8)
-        reply_len = Signal(8 * LENGTH.size)
-        reply_mode = Signal(2)             # 0 empty, 1 read words, 2 stream pixels
-        reply_status = Signal(8)
-        reply_busy = Signal()
-        stream_done = Signal()             # the STREAM's input part is over (pushed is final)
-        stream_status = Signal(8)
-        pixels_total = Signal(range(batch + 1))
-        pixels_received = Signal(range(batch + 1))
-        last_flag = Signal()
-        pixel = Signal(ib * 8)
-        # A whole batch fits in this FIFO, so no input pixel is ever lost, however slowly the
-        # replies (which can be longer than the inputs) drain the engine.
-        m.submodules.px_fifo = px_fifo = fifo.SyncFIFOBuffered(width=ib * 8 + 1, depth=batch)
-        px_push = Signal()
-        m.d.comb += [px_fifo.w_en.eq(px_push),
-                     px_fifo.w_data.eq(Cat(pixel, last_flag & (pixels_received == pixels_total - 1))),
-                     self.px_out.valid.eq(px_fifo.r_rdy), self.px_out.payload.eq(px_fifo.r_data),
-                     px_fifo.r_en.eq(self.px_out.ready)]
-        with m.If(px_push):
-            m.d.sync += pixels_received.eq(pixels_received + 1)
-        write_start = Signal()
-        write_status = Signal(8)
-
-        with m.If(rx_stb):
-            m.d.sync += idle.eq(0)
-        with m.Elif(idle != self._timeout):
-            m.d.sync += idle.eq(idle + 1)
-        timed_out = idle == self._timeout
-
-        def consume(*stmts):
-            """Take a received payload byte: it enters the CRC and counts against the length."""
-            m.d.sync += [crc_rx.eq(crc16_step(crc_rx, rx_byte)), count.eq(count - 1), *stmts]
-
-        def abort():
-            """The link went quiet mid-frame: end a STREAM (the reply side pads it), or answer
-            TIMEOUT; either way, hunt for the next frame."""
-            with m.If(cmd == CMD["STREAM"]):
-                m.d.sync += [stream_status.eq(STATUS["TIMEOUT"]), stream_done.eq(1)]
-            with m.Else():
-                reply(STATUS["TIMEOUT"])
-            m.next = "HUNT"
-
-        def reply(status, mode=0, length_=0):
-            m.d.sync += [reply_start.eq(1), reply_cmd.eq(cmd), reply_status.eq(status),
-                         reply_mode.eq(mode), reply_len.eq(length_)]
-
-        m.d.sync += [reply_start.eq(0), write_start.eq(0), wbuf_w.en.eq(0), px_push.eq(0)]
-        with m.FSM(name="rx_fsm"):
-            with m.State("HUNT"):
-                with m.If(rx_stb & (rx_byte == SYNC_CMD)):
-                    m.d.sync += crc_rx.eq(0xFFFF)
-                    m.next = "CMD"
-            with m.State("CMD"):
-                with m.If(rx_stb):
-                    m.d.sync += [cmd.eq(rx_byte), crc_rx.eq(crc16_step(crc_rx, rx_byte))]
-                    m.next = "LEN0"
-                with m.Elif(timed_out):
-                    m.next = "HUNT"
-            with m.State("LEN0"):
-                with m.If(rx_stb):
-                    m.d.sync += [length[:8].eq(rx_byte), crc_rx.eq(crc16_step(crc_rx, rx_byte))]
-                    m.next = "LEN1"
-                with m.Elif(timed_out):
-                    m.next = "HUNT"
-            with m.State("LEN1"):
-                with m.If(rx_stb):
-                    full = Cat(length[:8], rx_byte)
-                    m.d.sync += [length[8:].eq(rx_byte), crc_rx.eq(crc16_step(crc_rx, rx_byte)),
-                                 count.eq(full), byte_idx.eq(0), addr.eq(0), n_words.eq(0)]
-                    m.next = "CHECK"
-                with m.Elif(timed_out):
-                    m.next = "HUNT"
-            with m.State("CHECK"):
-                # a command is only taken when the reply side is free
-                with m.If(~reply_busy & ~reply_start):
-                    with m.Switch(cmd):
-                        with m.Case(CMD["READ"]):
-                            with m.If(length == READ_PAYLOAD.size):
-                                m.next = "ADDR"
-                            with m.Else():
-                                reply(STATUS["BAD_LEN"])
-                                m.next = "HUNT"
-                        with m.Case(CMD["WRITE"]):
-                            # (address and words are 4 bytes: whole words when length[:2] == 0)
-                            with m.If((length >= write_payload_bytes(1)) & (length[:2] == 0)
-                                      & (length <= write_payload_bytes(MAX_WRITE_WORDS))):
-                                m.next = "ADDR"
-                            with m.Else():
-                                reply(STATUS["BAD_LEN"])
-                                m.next = "HUNT"
-                        with m.Case(CMD["STREAM"]):
-                            with m.If(length >= stream_payload_bytes(1, ib)):
-                                m.next = "FLAGS"
-                            with m.Else():
-                                reply(STATUS["BAD_LEN"])
-                                m.next = "HUNT"
-                        with m.Default():
-                            reply(STATUS["BAD_CMD"])
-                            m.next = "HUNT"
-            with m.State("ADDR"):
-                with m.If(rx_stb):
-                    consume(addr.eq(Cat(addr[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
-                    with m.If(byte_idx == ADDRESS.size - 1):
-                        m.d.sync += byte_idx.eq(0)
-                        m.next = "COUNT"
-                with m.Elif(timed_out):
-                    abort()
-            with m.State("COUNT"):
-                # READ: two bytes of word count; WRITE: the words themselves
-                with m.If(rx_stb):
-                    consume(word.eq(Cat(word[8:], rx_byte)), byte_idx.eq(byte_idx + 1))
-                    with m.If(cmd == CMD["READ"]):
-                        with m.If(byte_idx == READ_PAYLOAD.size - ADDRESS.size - 1):
-                            m.d.sync += byte_idx.eq(0)
-                            m.next = "CRC0"
-                    with m.Elif(byte_idx == WORD.size - 1):
-                        m.d.sync += [byte_idx.eq(0), wbuf_w.en.eq(1), wbuf_w.addr.eq(n_words),
-                                     wbuf_w.data.eq(Cat(word[8:], rx_byte)), n_words.eq(n_words + 1)]
-                        with m.If(count == 1):
-                            m.next = "CRC0"
-                with m.Elif(timed_out):
-                    abort()
-            with m.State("FLAGS"):
-                with m.If(rx_stb):
-                    consume(last_flag.eq(rx_byte[0]))          # STREAM_LAST
-                    m.next = "NPIX0"
-                with m.Elif(timed_out):
-                    m.next = "HUNT"
-            with m.State("NPIX0"):
-                with m.If(rx_stb):
-                    consume(word[:8].eq(rx_byte))
-                    m.next = "NPIX1"
-                with m.Elif(timed_out):
-                    m.next = "HUNT"
-            with m.State("NPIX1"):
-                with m.If(rx_stb):
-                    n_px = Cat(word[:8], rx_byte)
-                    consume()
-                    # the pixel count must account for the rest of the payload exactly
-                    with m.If((n_px != 0) & (n_px <= batch)
-                              & (length == stream_payload_bytes(n_px, ib))):
-                        m.d.sync += [pixels_total.eq(n_px), pixels_received.eq(0), byte_idx.eq(0),
-                                     stream_done.eq(0), stream_status.eq(STATUS["OK"])]
-                        reply(STATUS["OK"], mode=2, length_=n_px * ob)
-                        m.next = "PIXELS"
-                    with m.Else():
-                        reply(STATUS["BAD_LEN"])
-                        m.next = "HUNT"
-                with m.Elif(timed_out):
-                    m.next = "HUNT"
-            with m.State("PIXELS"):
-                with m.If(rx_stb):
-                    consume(pixel.eq(Cat(pixel[8:], rx_byte)) if ib > 1 else pixel.eq(rx_byte),
-                            byte_idx.eq(byte_idx + 1))
-                    with m.If(byte_idx == ib - 1):
-                        m.d.sync += [byte_idx.eq(0), px_push.eq(1)]
-                    with m.If(count == 1):
-                        m.next = "CRC0"
-                with m.Elif(timed_out):
-                    abort()
-            with m.State("CRC0"):
-                with m.If(rx_stb):
-                    m.d.sync += crc_got[:8].eq(rx_byte)
-                    m.next = "CRC1"
-                with m.Elif(timed_out):
-                    abort()
-            with m.State("CRC1"):
-                with m.If(rx_stb):
-                    good = Cat(crc_got[:8], rx_byte) == crc_rx
-                    with m.If(cmd == CMD["STREAM"]):
-                        m.d.sync += [stream_status.eq(Mux(good, STATUS["OK"], STATUS["BAD_CRC"])),
-                                     stream_done.eq(1)]
-                        m.next = "HUNT"
-                    with m.Elif(~good):
-                        reply(STATUS["BAD_CRC"])
-                        m.next = "HUNT"
-                    with m.Elif(cmd == CMD["READ"]):
-                        with m.If((word[16:] == 0) | (word[16:] > MAX_READ_WORDS)):
-                            reply(STATUS["BAD_LEN"])
-                        with m.Else():
-                            m.d.sync += n_words.eq(word[16:])
-                            reply(STATUS["OK"], mode=1, length_=word[16:] * WORD.size)
-                        m.next = "HUNT"
-                    with m.Else():
-                        m.d.sync += write_start.eq(1)
-                        m.next = "WRITING"
-                with m.Elif(timed_out):
-                    abort()
-            with m.State("WRITING"):
-                with m.If(~write_start & (write_status != 0xFF)):
-                    reply(write_status)
-                    m.next = "HUNT"
-
-        # ---------------------------------------------------------------- AXI4-Lite writes
-        w_idx = Signal(range(MAX_WRITE_WORDS + 1))
-        m.d.comb += [wbuf_r.addr.eq(w_idx), self.axil.bready.eq(1)]
-        with m.FSM(name="axi_w"):
-            with m.State("IDLE"):
-                with m.If(write_start):
-                    m.d.sync += [w_idx.eq(0), write_status.eq(0xFF)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):             # the buffer's read port is registered
-                m.next = "ISSUE"
-            with m.State("ISSUE"):
-                m.d.sync += [self.axil.awaddr.eq(addr + (w_idx << 2)), self.axil.wdata.eq(wbuf_r.data),
-                             self.axil.awvalid.eq(1), self.axil.wvalid.eq(1)]
-                m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(self.axil.awready):
-                    m.d.sync += self.axil.awvalid.eq(0)
-                with m.If(self.axil.wready):
-                    m.d.sync += self.axil.wvalid.eq(0)
-                with m.If(self.axil.bvalid):
-                    with m.If(self.axil.bresp != 0):
-                        m.d.sync += write_status.eq(STATUS["AXI_ERROR"])
-                    with m.If(w_idx + 1 == n_words):
-                        with m.If(self.axil.bresp == 0):
-                            m.d.sync += write_status.eq(Mux(write_status == 0xFF, STATUS["OK"], write_status))
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += w_idx.eq(w_idx + 1)
-                        m.next = "FETCH"
-
-        # ---------------------------------------------------------------- reply side
-        crc_tx = Signal(16)
-        t_len = Signal(8 * LENGTH.size)
-        t_cmd = Signal(8)
-        t_mode = Signal(2)
-        t_status = Signal(8)
-        t_word = Signal(32)
-        t_byte = Signal(range(max(WORD.size, ob) + 1))
-        t_items = Signal(range(max(MAX_READ_WORDS, batch) + 1))
-        out_px = Signal(ob * 8)
-        axi_err = Signal()
-        tx_byte = Signal(8)
-        m.d.comb += [self.tx.payload.eq(tx_byte), self.axil.rready.eq(1), self.px_in.ready.eq(0)]
-        sent = self.tx.valid & self.tx.ready
-
-        def emit(value, nxt, add_crc=True):
-            m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(value)]
-            with m.If(sent):
-                if add_crc:
-                    m.d.sync += crc_tx.eq(crc16_step(crc_tx, tx_byte))
-                m.next = nxt
-
-        with m.FSM(name="tx_fsm"):
-            with m.State("IDLE"):
-                with m.If(reply_start):
-                    m.d.sync += [reply_busy.eq(1), t_cmd.eq(reply_cmd), t_len.eq(reply_len),
-                                 t_mode.eq(reply_mode), t_status.eq(reply_status), crc_tx.eq(0xFFFF),
-                                 t_items.eq(0), t_byte.eq(0), axi_err.eq(0)]
-                    m.next = "SYNC"
-            with m.State("SYNC"):
-                emit(SYNC_REPLY, "CMD", add_crc=False)
-            with m.State("CMD"):
-                emit(t_cmd, "LEN0")
-            with m.State("LEN0"):
-                emit(t_len[:8], "LEN1")
-            with m.State("LEN1"):
-                emit(t_len[8:], "ITEM")
-            with m.State("ITEM"):          # fetch the next payload item, or finish
-                with m.If(t_mode == 1):
-                    with m.If(t_items == n_words):
-                        m.next = "STATUS"
-                    with m.Else():
-                        m.d.sync += [self.axil.araddr.eq(addr + (t_items << 2)), self.axil.arvalid.eq(1)]
-                        m.next = "READ_WAIT"
-                with m.Elif(t_mode == 2):
-                    with m.If(t_items == pixels_total):
-                        with m.If(stream_done):
-                            m.d.sync += t_status.eq(stream_status)
-                            m.next = "STATUS"
-                    with m.Elif(t_items < pixels_received):
-                        m.d.comb += self.px_in.ready.eq(1)
-                        with m.If(self.px_in.valid):
-                            m.d.sync += [out_px.eq(self.px_in.payload[:ob * 8]), t_byte.eq(0)]
-                            m.next = "PIXEL"
-                    with m.Elif(stream_done):
-                        m.d.sync += [out_px.eq(0), t_byte.eq(0)]     # never pushed: padding
-                        m.next = "PIXEL"
-                with m.Else():
-                    m.next = "STATUS"
-            with m.State("READ_WAIT"):
-                with m.If(self.axil.arready):
-                    m.d.sync += self.axil.arvalid.eq(0)
-                with m.If(self.axil.rvalid):
-                    m.d.sync += [t_word.eq(self.axil.rdata), t_byte.eq(0)]
-                    with m.If(self.axil.rresp != 0):
-                        m.d.sync += axi_err.eq(1)
-                    m.next = "WORD"
-            with m.State("WORD"):
-                m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(t_word.word_select(t_byte[:2], 8))]
-                with m.If(sent):
-                    m.d.sync += [crc_tx.eq(crc16_step(crc_tx, tx_byte)), t_byte.eq(t_byte + 1)]
-                    with m.If(t_byte == WORD.size - 1):
-                        m.d.sync += t_items.eq(t_items + 1)
-                        m.next = "ITEM"
-            with m.State("PIXEL"):
-                m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(out_px.word_select(t_byte, 8))]
-                with m.If(sent):
-                    m.d.sync += [crc_tx.eq(crc16_step(crc_tx, tx_byte)), t_byte.eq(t_byte + 1)]
-                    with m.If(t_byte == ob - 1):
-                        m.d.sync += t_items.eq(t_items + 1)
-                        m.next = "ITEM"
-            with m.State("STATUS"):
-                emit(Mux(axi_err, STATUS["AXI_ERROR"], t_status), "CRC0")
-            with m.State("CRC0"):
-                emit(crc_tx[:8], "CRC1", add_crc=False)
-            with m.State("CRC1"):
-                m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(crc_tx[8:])]
-                with m.If(sent):
-                    m.d.sync += reply_busy.eq(0)
-                    m.next = "IDLE"
+        m.submodules.receiver = receiver = FrameReceiver(self._in_bytes, self._batch, self._timeout)
+        m.submodules.executor = executor = CommandExecutor(self._cfg)
+        m.submodules.transmitter = transmitter = ReplyTransmitter(max(WORD.size, self._out_bytes))
+        wiring.connect(m, wiring.flipped(self.rx), receiver.rx)
+        wiring.connect(m, receiver.commands, executor.commands)
+        wiring.connect(m, executor.reply, transmitter.reply)
+        wiring.connect(m, transmitter.tx, wiring.flipped(self.tx))
+        wiring.connect(m, executor.axil, wiring.flipped(self.axil))
+        wiring.connect(m, executor.px_out, wiring.flipped(self.px_out))
+        wiring.connect(m, wiring.flipped(self.px_in), executor.px_in)
         return m

@@ -21,12 +21,12 @@ Commands:
   ``ceil(n_out*data_bits/8)`` bytes, sent as the engine produces them. ``stream_batch`` keeps
   both the command's and the reply's payload within the length field.
 
-The status of a STREAM reply comes after its pixels: when the command turns out bad (CRC error,
-or the link went quiet mid-frame) the reply still has the declared length, its pixels must be
-discarded, and the missing ones are zeros. A frame the bridge cannot parse (unknown command, bad
-length) gets an empty reply with the error status; bytes outside frames are ignored, and a link
-quiet for ``timeout`` mid-frame resets the parser (``TIMEOUT``), so the bridge always
-resynchronizes on the next command.
+Every reply whose status is not OK has an empty payload and answers a command that changed
+nothing (a STREAM's pixels reach the engine only after its CRC has checked). A frame the bridge
+rejects at its header (unknown command, bad length) is answered at once and its declared bytes
+are skipped; bytes outside frames are ignored, and a link quiet for ``timeout`` mid-frame ends
+the frame (``TIMEOUT`` once its header was in), so the bridge always resynchronizes on the next
+command. The whole behaviour, errors and queueing included: ``docs/spec.md`` §8.
 """
 
 import struct

@@ -9,14 +9,15 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from bfly.hw.config import EngineConfig
-from bfly.hw.hostlink import (crc16, CMD, MAX_PAYLOAD, MAX_STREAM_PIXELS, HEAD_BYTES, CRC,
-                              stream_batch, stream_payload_bytes)
-from bfly.hw.regmap import BFLY_ID, register_map, config_words
-from bfly.hw.board import BoardTop, uart_divisor
+from bfly.hw.hostlink import (crc16, CMD, MAX_PAYLOAD, MAX_STREAM_PIXELS, MAX_WRITE_WORDS, HEAD_BYTES,
+                              CRC, LENGTH, STATUS_BYTES, STATUS_NAMES, SYNC_REPLY, ADDRESS, WORD,
+                              STREAM_HEAD, STREAM_LAST, stream_batch, stream_payload_bytes)
+from bfly.hw.regmap import BFLY_ID, register_map, config_words, address_bits, param_window
+from bfly.hw.board import BoardTop, LinkedEngine, uart_divisor
 from bfly.hw.bridge import crc16_step
 from bfly.sim.model import random_params, engine_forward
 from bfly.sim.words import pack_pixels, unpack_pixels, param_words
-from bfly.sw.link import read_cmd, write_cmd, stream_cmd, decode_reply, LinkError
+from bfly.sw.link import encode, read_cmd, write_cmd, stream_cmd, decode_reply, LinkError
 from bfly.sw.driver import stream_frames
 
 
@@ -160,7 +161,7 @@ def test_the_drivers_largest_stream_is_what_the_bridge_takes():
     assert [n for _, n in frames] == [batch, 1]
     assert len(frames[0][0]) == HEAD_BYTES + stream_payload_bytes(batch, 4) + CRC.size
     too_long = stream_cmd(bytes(4 * (batch + 1)), batch + 1, True)
-    rd = _Reader(_run_board(cfg, [write_cmd(regs["WEIGHTS"].offset, param_words(cfg, params)),
+    rd = _Reader(_run_link(cfg, [write_cmd(regs["WEIGHTS"].offset, param_words(cfg, params)),
                                   write_cmd(regs["SHIFT"].offset, params.shifts),
                                   write_cmd(regs["CTRL"].offset, [1])]
                             + [f for f, _ in frames] + [too_long]))
@@ -172,3 +173,232 @@ def test_the_drivers_largest_stream_is_what_the_bridge_takes():
     with pytest.raises(LinkError) as e:
         decode_reply(rd, CMD["STREAM"])
     assert e.value.status == "BAD_LEN"
+
+
+# --- the bridge and the engine on the link's byte streams (no UART: fast), byte by byte
+
+BYTE_CLOCKS = 12          # clocks between link bytes, both ways (a UART byte takes 10 bit times)
+TIMEOUT = 8 * BYTE_CLOCKS
+
+
+class Early(bytes):
+    """A frame the host sends without waiting for its reply."""
+
+
+class Quiet(bytes):
+    """Bytes the host sends expecting no reply."""
+
+
+def _complete_replies(data):
+    n, pos = 0, 0
+    while pos + HEAD_BYTES <= len(data):
+        end = pos + HEAD_BYTES + LENGTH.unpack_from(data, pos + 2)[0] + STATUS_BYTES + CRC.size
+        if end > len(data):
+            break
+        n, pos = n + 1, end
+    return n
+
+
+def _run_link(cfg, items, tail=500, patience=40000):
+    """Send ``items`` to the engine behind the bridge, taking reply bytes at the link's pace, and
+    return the reply bytes. An item is a frame (sent one byte every BYTE_CLOCKS, then the host
+    waits for its reply, at most ``patience`` clocks), an :class:`Early` frame (sent without
+    waiting), :class:`Quiet` bytes (that get no reply) or an int (that many idle clocks)."""
+    dut = LinkedEngine(cfg, TIMEOUT)
+    received = bytearray()
+
+    async def host(ctx):
+        expected = 0
+        for item in items:
+            if isinstance(item, int):
+                if item:
+                    await ctx.tick().repeat(item)
+                continue
+            for byte in item:
+                ctx.set(dut.rx.payload, byte)
+                ctx.set(dut.rx.valid, 1)
+                await ctx.tick()
+                ctx.set(dut.rx.valid, 0)
+                await ctx.tick().repeat(BYTE_CLOCKS - 1)
+            if isinstance(item, Quiet):
+                continue
+            expected += 1
+            if not isinstance(item, Early):
+                for _ in range(patience // BYTE_CLOCKS):
+                    if _complete_replies(received) >= expected:
+                        break
+                    await ctx.tick().repeat(BYTE_CLOCKS)
+        await ctx.tick().repeat(tail)
+
+    async def listen(ctx):
+        while True:
+            ctx.set(dut.tx.ready, 1)
+            _, _, valid, byte = await ctx.tick().sample(dut.tx.valid, dut.tx.payload)
+            if valid:
+                received.append(byte)
+                ctx.set(dut.tx.ready, 0)
+                for _ in range(BYTE_CLOCKS - 1):
+                    await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.add_testbench(listen, background=True)
+    sim.run()
+    return bytes(received)
+
+
+def _replies(data):
+    """Split reply bytes into ``(cmd, payload, status name)``, checking every frame strictly:
+    sync, declared length, CRC; nothing may be left over."""
+    out, pos = [], 0
+    while pos < len(data):
+        assert data[pos] == SYNC_REPLY, f"byte {pos}: 0x{data[pos]:02X} where a reply starts"
+        (length,) = LENGTH.unpack_from(data, pos + 2)
+        end = pos + HEAD_BYTES + length + STATUS_BYTES + CRC.size
+        assert end <= len(data), f"a reply at byte {pos} declares {length} bytes, {len(data) - pos} follow"
+        body = data[pos + 1:end - CRC.size]
+        assert CRC.unpack_from(data, end - CRC.size)[0] == crc16(body), f"reply at byte {pos}: bad CRC"
+        out.append((data[pos + 1], bytes(body[1 + LENGTH.size:-STATUS_BYTES]), STATUS_NAMES[body[-1]]))
+        pos = end
+    return out
+
+
+def _words(payload):
+    return [w for (w,) in WORD.iter_unpack(payload)]
+
+
+def _cfg_regs():
+    cfg = EngineConfig.bft(4, 2)
+    return cfg, {r.name: r for r in register_map(cfg)}
+
+
+def test_unmapped_addresses_answer_axi_error_and_change_nothing():
+    """Issue 19 item 3: the 32-bit address is decoded whole (no aliasing on the low
+    address_bits), holes in the map and words past its end answer AXI_ERROR with an empty
+    payload, and a WRITE with one bad word writes none of its words."""
+    cfg, regs = _cfg_regs()
+    shift, weights = regs["SHIFT"].offset, regs["WEIGHTS"].offset
+    span = 1 << address_bits(cfg)
+    hole = regs["CONFIG3"].end                      # between CONFIG3 and FACTOR
+    assert not any(r.offset <= hole < r.end for r in regs.values())
+    bad_writes = [0x80000000 | shift, span + shift, span + weights, hole,
+                  regs["WEIGHTS"].end, 0xFFFFFFFC]
+    frames = [write_cmd(a, [7]) for a in bad_writes]
+    frames += [write_cmd(shift + 4, [3, 4]),        # SHIFT[1] and the word after it
+               write_cmd(regs["STATUS"].offset - 4, [1, 1]),   # CTRL, then read-only STATUS
+               read_cmd(span + weights, 1), read_cmd(hole, 1), read_cmd(regs["WEIGHTS"].end - 4, 2),
+               read_cmd(shift, 2), read_cmd(weights, 1), read_cmd(regs["ID"].offset, 1)]
+    replies = _replies(_run_link(cfg, frames))
+    assert [(c, p, s) for c, p, s in replies[:len(bad_writes) + 2]] == \
+        [(CMD["WRITE"], b"", "AXI_ERROR")] * (len(bad_writes) + 2)
+    assert replies[len(bad_writes) + 2:] == [(CMD["READ"], b"", "AXI_ERROR")] * 3 + [
+        (CMD["READ"], WORD.pack(0) * 2, "OK"), (CMD["READ"], WORD.pack(0), "OK"),
+        (CMD["READ"], WORD.pack(BFLY_ID), "OK")]
+
+
+def test_misaligned_addresses_are_refused():
+    cfg, regs = _cfg_regs()
+    shift = regs["SHIFT"].offset
+    replies = _replies(_run_link(cfg, [write_cmd(shift + 2, [5]), read_cmd(shift + 1, 1),
+                                       read_cmd(shift, 1)]))
+    assert replies == [(CMD["WRITE"], b"", "BAD_LEN"), (CMD["READ"], b"", "BAD_LEN"),
+                       (CMD["READ"], WORD.pack(0), "OK")]
+
+
+def _saturating_load(cfg, regs):
+    """Weights of all ones and shifts of 0 (so a pixel of large values saturates), committed."""
+    words = [1] * param_window(cfg)[1]
+    return [write_cmd(regs["WEIGHTS"].offset, words), write_cmd(regs["SHIFT"].offset, [0] * cfg.n_stages),
+            write_cmd(regs["CTRL"].offset, [1])]
+
+
+def test_a_bad_stream_frame_changes_nothing():
+    """Issue 19 item 5: a STREAM with a bad CRC, or cut off mid-way, puts no pixel through the
+    engine (SAT_COUNT stays 0) and gets an empty error reply; a good one saturates."""
+    cfg, regs = _cfg_regs()
+    sat = regs["SAT_COUNT"]
+    pixels = bytes([0x7F] * 4 * 3)
+    good = stream_cmd(pixels, 3, True)
+    bad_crc = good[:-1] + bytes([good[-1] ^ 1])
+    frames = _saturating_load(cfg, regs) + [bad_crc, read_cmd(sat.offset, sat.count),
+                                            Early(good[:-6]), 3 * TIMEOUT, read_cmd(sat.offset, sat.count),
+                                            good, read_cmd(sat.offset, sat.count)]
+    replies = _replies(_run_link(cfg, frames))
+    assert [s for _, _, s in replies[:3]] == ["OK"] * 3
+    assert replies[3] == (CMD["STREAM"], b"", "BAD_CRC")
+    assert replies[4] == (CMD["READ"], WORD.pack(0) * sat.count, "OK")
+    assert replies[5] == (CMD["STREAM"], b"", "TIMEOUT")
+    assert replies[6] == (CMD["READ"], WORD.pack(0) * sat.count, "OK")
+    assert replies[7][0] == CMD["STREAM"] and replies[7][2] == "OK" and len(replies[7][1]) == 3 * 4
+    assert _words(replies[8][1])[0] > 0
+
+
+def test_a_command_during_a_reply_is_queued():
+    """Issue 19 item 6: a READ arriving 0 to 3 byte times after a long READ, while that READ's
+    reply goes out, is answered after it, both frames intact. The bridge queues one command: a
+    frame arriving while one already waits is skipped whole (no reply, nothing done) and the
+    link goes on."""
+    cfg, regs = _cfg_regs()
+    weights, shift = regs["WEIGHTS"].offset, regs["SHIFT"].offset
+    n = regs["WEIGHTS"].count
+    long_reply = (CMD["READ"], b"".join(WORD.pack(w) for w in range(n)), "OK")
+    id_reply = (CMD["READ"], WORD.pack(BFLY_ID) + WORD.pack(config_words(cfg, 0)["CONFIG0"]), "OK")
+    for gap in (0, 1, 3):
+        frames = [write_cmd(weights, list(range(n))), Early(read_cmd(weights, n)), gap * BYTE_CLOCKS,
+                  read_cmd(regs["ID"].offset, 2), read_cmd(shift, 2)]
+        assert _replies(_run_link(cfg, frames)) == [
+            (CMD["WRITE"], b"", "OK"), long_reply, id_reply, (CMD["READ"], WORD.pack(0) * 2, "OK")], \
+            f"gap {gap}"
+    frames = [write_cmd(weights, list(range(n))), Early(read_cmd(weights, n)),
+              Early(read_cmd(regs["ID"].offset, 2)), Quiet(write_cmd(shift, [9, 10])),
+              (n + 20) * WORD.size * BYTE_CLOCKS, read_cmd(shift, 2)]
+    assert _replies(_run_link(cfg, frames)) == [
+        (CMD["WRITE"], b"", "OK"), long_reply, id_reply, (CMD["READ"], WORD.pack(0) * 2, "OK")]
+
+
+def test_a_rejected_frames_declared_bytes_are_skipped():
+    """Issue 19 item 7: a valid command inside the payload of a rejected frame (a WRITE of
+    MAX_WRITE_WORDS + 1 words, a STREAM whose pixel count contradicts its length, an unknown
+    command) is not executed; the next frame is."""
+    cfg, regs = _cfg_regs()
+    shift = regs["SHIFT"].offset
+    inner = write_cmd(shift, [5, 6])
+    pad = lambda n: inner + bytes(n - len(inner))
+    too_long = encode(CMD["WRITE"], ADDRESS.pack(shift) + pad(WORD.size * (MAX_WRITE_WORDS + 1)))
+    wrong_count = encode(CMD["STREAM"], STREAM_HEAD.pack(STREAM_LAST, 1) + pad(40))
+    unknown = encode(0x7E, inner)
+    frames = [too_long, read_cmd(shift, 2), wrong_count, read_cmd(shift, 2), unknown,
+              read_cmd(shift, 2), inner, read_cmd(shift, 2)]
+    replies = _replies(_run_link(cfg, frames))
+    zeros = (CMD["READ"], WORD.pack(0) * 2, "OK")
+    assert replies == [(CMD["WRITE"], b"", "BAD_LEN"), zeros, (CMD["STREAM"], b"", "BAD_LEN"), zeros,
+                       (0x7E, b"", "BAD_CMD"), zeros, (CMD["WRITE"], b"", "OK"),
+                       (CMD["READ"], WORD.pack(5) + WORD.pack(6), "OK")]
+
+
+def test_a_rejected_frame_that_never_ends_times_out_quietly():
+    """The skip of a rejected frame's declared bytes ends when the link goes quiet; the next
+    command is then taken. A frame cut off in its header gets no reply, one cut off after it
+    gets TIMEOUT."""
+    cfg, regs = _cfg_regs()
+    shift = regs["SHIFT"].offset
+    cut = encode(CMD["WRITE"], ADDRESS.pack(shift) + bytes(WORD.size * (MAX_WRITE_WORDS + 1)))[:40]
+    good = write_cmd(shift, [1, 2])
+    frames = [Early(cut), 3 * TIMEOUT, Quiet(good[:HEAD_BYTES - 1]), 3 * TIMEOUT,
+              Early(good[:HEAD_BYTES + 1]), 3 * TIMEOUT, read_cmd(shift, 2)]
+    assert _replies(_run_link(cfg, frames)) == [
+        (CMD["WRITE"], b"", "BAD_LEN"), (CMD["WRITE"], b"", "TIMEOUT"),
+        (CMD["READ"], WORD.pack(0) * 2, "OK")]
+
+
+def test_register_semantics_over_the_link_are_the_documented_ones():
+    """docs/spec.md §8.3: a register keeps its width of a written word (SHIFT: 6 bits), a
+    window word its weight_bits (read back sign-extended), and write-only CTRL reads as 0."""
+    cfg, regs = _cfg_regs()
+    shift, weights = regs["SHIFT"], regs["WEIGHTS"]
+    replies = _replies(_run_link(cfg, [
+        write_cmd(shift.offset, [(1 << shift.width) + 1]), write_cmd(weights.offset, [0x1FF]),
+        read_cmd(shift.offset, 1), read_cmd(weights.offset, 1), read_cmd(regs["CTRL"].offset, 1)]))
+    assert replies[2:] == [(CMD["READ"], WORD.pack(1), "OK"), (CMD["READ"], WORD.pack(0xFFFFFFFF), "OK"),
+                           (CMD["READ"], WORD.pack(0), "OK")]
