@@ -185,18 +185,8 @@ class EmulatedPointwise(nn.Module):
 
 def block_inputs(model, images):
     """``{block name: (N*H*W, C) float pixels}``: what each BFT block's pointwise layer sees."""
-    seen, hooks = {}, []
-    for name, block in bft_blocks(model):
-        def hook(module, inputs, output, name=name):
-            x = inputs[0]
-            seen[name] = x.movedim(1, -1).reshape(-1, x.shape[1]).double().numpy()
-        hooks.append(block.pw.register_forward_hook(hook))
-    model.eval()
-    with torch.no_grad():
-        model(torch.as_tensor(np.asarray(images, dtype=np.float32)))
-    for h in hooks:
-        h.remove()
-    return seen
+    from bfly.sw.network import layer_inputs
+    return layer_inputs(model, images, [(name, block.pw) for name, block in bft_blocks(model)])
 
 
 def quantize_model(model, calib_images, **engine):

@@ -334,8 +334,8 @@ def test_quantize_refuses_what_it_cannot_use(capsys, tmp_path, models):
         (models["bft"], models["bft"], "a zip archive (.npz or .pt), not a .npy array file"),
         (models["bft"], nan, "hold NaN or infinite values"),
         (models["bft"], zero, "are all zero"),
-        (models["bft"], text, "not a .npy array file (calibration images)"),
-        (models["bft"], tmp_path / "missing.npy", "cannot read calibration images"),
+        (models["bft"], text, "not a .npy array file (calibration inputs)"),
+        (models["bft"], tmp_path / "missing.npy", "cannot read calibration inputs"),
     ]:
         err = one_line_error(capsys, "quantize", model, "--calib", data, "-o", out)
         assert message in err and "unsafely" not in err, err

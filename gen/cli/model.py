@@ -56,40 +56,35 @@ def _epoch_progress(epochs):
     return progress
 
 
-def cmd_quantize(args):
+def _calibration(path, shape=None):
+    """The calibration array in ``path``: real, finite, not all zero (and of ``shape`` after the
+    batch axis, when given)."""
     import numpy as np
-    from bfly.examples.digits import load_model, quantize_model, quantized_accuracy, evaluate, load_digits_split, \
-        ModelFileError, bft_blocks
-    from bfly.sw.quantize import QuantizeError
-    from bfly.gen.files import write_files
-    try:
-        model = load_model(args.model)
-    except ModelFileError as e:
-        raise UserError(str(e))
-    if not list(bft_blocks(model)):
-        raise UserError(f"{args.model}: the model has no BFT blocks to quantize (a dense model?)")
-    calib = load_npy(args.calib, "calibration images")
-    if calib.ndim != 4 or calib.shape[1:] != (1, 8, 8) or len(calib) == 0:
-        raise UserError(f"{args.calib}: expected images shaped (N, 1, 8, 8), not {calib.shape}")
+    calib = load_npy(path, "calibration inputs")
+    if shape is not None and (calib.ndim != 1 + len(shape) or calib.shape[1:] != shape):
+        raise UserError(f"{path}: expected images shaped (N, {', '.join(map(str, shape))}), "
+                        f"not {calib.shape}")
+    if calib.ndim < 2 or len(calib) == 0:
+        raise UserError(f"{path}: expected a batch of inputs (N, ...), not shape {calib.shape}")
     if not (np.issubdtype(calib.dtype, np.integer) or np.issubdtype(calib.dtype, np.floating)):
-        raise UserError(f"{args.calib}: expected real-valued images, not {calib.dtype}")
+        raise UserError(f"{path}: expected real-valued inputs, not {calib.dtype}")
     if not np.isfinite(calib).all():
-        raise UserError(f"{args.calib}: the calibration images hold NaN or infinite values")
+        raise UserError(f"{path}: the calibration inputs hold NaN or infinite values")
     if not np.any(calib):
-        raise UserError(f"{args.calib}: the calibration images are all zero; they set the scales, so "
+        raise UserError(f"{path}: the calibration inputs are all zero; they set the scales, so "
                         f"they must be real inputs")
+    return calib.astype(np.float32)
+
+
+def _engine_args(args):
     engine = {"data_bits": args.data_bits, "weight_bits": args.weight_bits,
               "rounding": args.rounding, "overflow": args.overflow}
-    try:
-        EngineConfig.bft(4, 2, **engine)          # validates widths and modes with the usual messages
-        images = quantize_model(model, calib.astype(np.float32), **engine)
-    except QuantizeError as e:
-        raise UserError(str(e))
-    _, _, xte, yte = load_digits_split()
-    acc_float = evaluate(model, xte, yte)
-    acc_quant = quantized_accuracy(model, images)
-    report = {"engine": engine, "float_accuracy": acc_float, "quantized_accuracy": acc_quant,
-              "blocks": {name: img.report for name, img in images.items()}}
+    EngineConfig.bft(4, 2, **engine)          # validates widths and modes with the usual messages
+    return engine
+
+
+def _write_images(args, images, report, summary_line):
+    from bfly.gen.files import write_files
     files = {f"{name}.bfly": img.to_bytes() for name, img in images.items()}
     files["quantize_report.json"] = json.dumps(report, indent=2) + "\n"
     write_files(args.output, files)
@@ -98,9 +93,62 @@ def cmd_quantize(args):
         sat = max(s["saturation_rate"] for s in r["stages"])
         print(f"  {name}.bfly  chain {img.config.chain_rows()}  shifts {img.params.shifts}  "
               f"final SQNR {r['final_sqnr_db']:.1f} dB, worst stage saturation {sat:.2%}")
-    print(f"test accuracy: float {acc_float:.2%}, every BFT block {args.data_bits}-bit through the "
-          f"golden model {acc_quant:.2%}")
+    if summary_line:
+        print(summary_line)
     print(f"wrote {len(images)} weight images and quantize_report.json to {args.output}")
+
+
+def cmd_quantize(args):
+    from bfly.sw.network import is_model_spec
+    if is_model_spec(args.model):
+        return _quantize_user_model(args)
+    if args.weights is not None:
+        raise UserError("--weights goes with a model named FILE.py:CLASS")
+    from bfly.examples.digits import load_model, quantize_model, quantized_accuracy, evaluate, load_digits_split, \
+        ModelFileError, bft_blocks
+    from bfly.sw.quantize import QuantizeError
+    try:
+        model = load_model(args.model)
+    except ModelFileError as e:
+        raise UserError(f"{e} (for your own network, name it FILE.py:CLASS)")
+    if not list(bft_blocks(model)):
+        raise UserError(f"{args.model}: the model has no BFT blocks to quantize (a dense model?)")
+    calib = _calibration(args.calib, (1, 8, 8))
+    try:
+        engine = _engine_args(args)
+        images = quantize_model(model, calib, **engine)
+    except QuantizeError as e:
+        raise UserError(str(e))
+    _, _, xte, yte = load_digits_split()
+    acc_float = evaluate(model, xte, yte)
+    acc_quant = quantized_accuracy(model, images)
+    report = {"engine": engine, "float_accuracy": acc_float, "quantized_accuracy": acc_quant,
+              "blocks": {name: img.report for name, img in images.items()}}
+    _write_images(args, images, report,
+                  f"test accuracy: float {acc_float:.2%}, every BFT block {args.data_bits}-bit through "
+                  f"the golden model {acc_quant:.2%}")
+    return 0
+
+
+def _quantize_user_model(args):
+    """``bfly quantize FILE.py:CLASS``: every BFTConv2d layer of the user's network, each with its
+    bias (what follows it stays on the host)."""
+    from bfly.sw.network import ModelError, load_user_model, quantize_layers, bft_layers, image_name
+    try:
+        engine = _engine_args(args)
+        model = load_user_model(args.model, args.weights)
+        if not bft_layers(model):
+            raise ModelError(f"{args.model}: the model has no BFTConv2d layer to quantize")
+        calib = _calibration(args.calib)
+        images = quantize_layers(model, calib, **engine)
+    except ModelError as e:
+        raise UserError(str(e))
+    report = {"engine": engine, "model": args.model,
+              "layers": {name: f"{image_name(name)}.bfly" for name, _ in bft_layers(model)},
+              "on_host": "everything but the BFT layers (each image holds a layer's chain and "
+                         "bias): batch norms, activations and the rest of the forward",
+              "blocks": {name: img.report for name, img in images.items()}}
+    _write_images(args, images, report, None)
     return 0
 
 
@@ -153,8 +201,12 @@ def register(sub):
     p.set_defaults(func=cmd_train_demo)
 
     p = sub.add_parser("quantize", help="quantize every BFT block of a trained model into weight images")
-    p.add_argument("model", help="model.pt written by bfly train-demo")
-    p.add_argument("--calib", required=True, metavar="NPY", help="calibration images, (N, 1, 8, 8)")
+    p.add_argument("model", help="FILE.py:CLASS, your own network (built with no arguments), or "
+                                 "model.pt written by bfly train-demo")
+    p.add_argument("--weights", metavar="PT", help="state_dict for FILE.py:CLASS (torch.save)")
+    p.add_argument("--calib", required=True, metavar="NPY",
+                   help="calibration inputs, a batch of what the model's forward takes "
+                        "((N, 1, 8, 8) for the digits model)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="output directory")
     p.add_argument("--data-bits", type=int, default=8, help="engine activation width (default 8)")
     p.add_argument("--weight-bits", type=int, default=8, help="engine weight width (default 8)")
