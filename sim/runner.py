@@ -1,9 +1,10 @@
 """Build a configuration's Verilog under Verilator (cached per configuration) and run the cocotb
 testbench ``sim/tb_engine.py`` on it. Used by the pytest suite and by ``bfly sim``.
 
-Builds live in ``build/sim/<config id>/``; a build is reused while the Verilog and the build
-arguments are unchanged (a stamp file holds their digest), so only the first run of a
-configuration pays for Verilator and the C++ compiler.
+Builds live in ``build/sim/<config id>/`` (``build`` is ``$BFLY_BUILD_DIR`` when set, else
+``./build``); a build is reused while the Verilog and the build arguments are unchanged (a stamp
+file holds their digest), so only the first run of a configuration pays for Verilator and the
+C++ compiler. A complete build is used as it is, even where nothing can be written.
 """
 
 import fcntl
@@ -18,10 +19,15 @@ __all__ = ["work_dir", "verilator_env", "build_dir_for", "build", "run_cocotb", 
 
 
 
+BUILD_DIR_ENV = "BFLY_BUILD_DIR"
+
+
 def work_dir(*parts):
-    """``build/<parts>`` under the current directory: where builds, runs and benchmark results
-    go (never inside the installed package)."""
-    return Path.cwd().joinpath("build", *parts)
+    """``<build>/<parts>``, where ``<build>`` is ``$BFLY_BUILD_DIR`` or ``build`` under the
+    current directory: where builds, runs and benchmark results go (never inside the installed
+    package)."""
+    root = os.environ.get(BUILD_DIR_ENV)
+    return (Path(root).resolve() if root else Path.cwd() / "build").joinpath(*parts)
 
 
 # Amaranth's Verilog trips Verilator's width lints (tests/test_gen.py's LINT_WARNINGS says why)
@@ -81,10 +87,15 @@ def build(cfg, waves=False, log=None, target=None, models=()):
     A lock file serializes builds of one configuration across processes (pytest-xdist workers).
     """
     build_dir = build_dir_for(cfg, waves, target)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with open(build_dir / ".lock", "w") as lock:
+    models = [Path(m) for m in models]
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(build_dir / ".lock", "w")
+    except OSError as e:                # a read-only cache: usable if the build is complete
+        return _build_locked(cfg, build_dir, waves, log, target, models, read_only=e)
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_locked(cfg, build_dir, waves, log, target, [Path(m) for m in models])
+        return _build_locked(cfg, build_dir, waves, log, target, models)
 
 
 def _model_sources(cfg, text, target, models):
@@ -112,7 +123,12 @@ def _model_sources(cfg, text, target, models):
     return files + list(models), includes
 
 
-def _build_locked(cfg, build_dir, waves, log, target, models):
+def _cannot_rebuild(build_dir, err):
+    return RuntimeError(f"the build in {build_dir} is out of date and cannot be written "
+                        f"({err.strerror or err}); set {BUILD_DIR_ENV} to a writable directory")
+
+
+def _build_locked(cfg, build_dir, waves, log, target, models, read_only=None):
     from cocotb_tools.runner import VerilatorControlFile
     from bfly.hw.targets import engine_verilog
 
@@ -120,6 +136,8 @@ def _build_locked(cfg, build_dir, waves, log, target, models):
     man = {"latency_cycles": top.latency}
     vfile = build_dir / f"{cfg.name}.v"
     if not vfile.exists() or vfile.read_text() != text:
+        if read_only:
+            raise _cannot_rebuild(build_dir, read_only)
         vfile.write_text(text)
     model_files, includes = _model_sources(cfg, text, target, models)
     # the models and their includes (yosys's cells_sim.v pulls in the .vh files beside it)
@@ -131,6 +149,8 @@ def _build_locked(cfg, build_dir, waves, log, target, models):
     exe = build_dir / cfg.name
     if stamp.exists() and exe.exists() and stamp.read_text() == digest:
         return build_dir, man
+    if read_only:
+        raise _cannot_rebuild(build_dir, read_only)
     stamp.unlink(missing_ok=True)
     vlt = build_dir / "public.vlt"
     vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{cfg.name}" -var "*"\n')

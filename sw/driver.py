@@ -15,7 +15,8 @@ import numpy as np
 
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.config import ConfigError
-from bfly.hw.hostlink import CMD, MAX_READ_WORDS, MAX_WRITE_WORDS, WORD, stream_batch
+from bfly.hw.hostlink import (CMD, CRC, HEAD_BYTES, MAX_PAYLOAD, MAX_READ_WORDS, MAX_WRITE_WORDS,
+                              STATUS_BYTES, WORD, stream_batch)
 from bfly.hw.regmap import (BFLY_ID, ID, CONFIG0, CONFIG1, CONFIG2, CONFIG3, FACTOR, CTRL, STATUS,
                             register_map, config_from_words)
 from bfly.sim.model import BlockParams, Epilogue
@@ -25,6 +26,8 @@ from .link import LinkError, read_cmd, write_cmd, stream_cmd, decode_reply
 __all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError", "stream_frames"]
 
 RETRYABLE = (None, "BAD_CRC", "TIMEOUT")      # lost or damaged on the way: send again
+QUIET = 0.05              # seconds without a byte that make the link quiet (drain)
+MAX_REPLY_BYTES = HEAD_BYTES + MAX_PAYLOAD + STATUS_BYTES + CRC.size
 COMMIT_POLLS = 100        # STATUS reads before a commit counts as stuck (it takes a few hundred
                           # clocks; one read over the link takes far longer)
 
@@ -36,34 +39,58 @@ class DriverError(RuntimeError):
 class SerialTransport:
     """A pyserial URL: a real port, or ``socket://host:port`` for the simulated board; ``baud``
     (bits per second, a real port's only) defaults to the rate ``bfly build`` gives its default
-    board's UART; ``timeout`` in seconds."""
+    board's UART; ``timeout`` in seconds: the longest wait for a byte."""
 
     def __init__(self, url, baud=BOARDS[DEFAULT_BOARD].baud, timeout=2.0):
         import serial
+        if not timeout > 0:
+            raise LinkError(f"the timeout must be positive, not {timeout}")
+        self._serial = serial
         self.url, self.baud, self.timeout = url, baud, timeout
+        self.byte_time = 10 / baud if baud and baud > 0 else 0.0     # 8N1: 10 bits a byte
         try:
             self.port = serial.serial_for_url(url, baudrate=baud, timeout=timeout)
         except (serial.SerialException, ValueError, OSError) as e:
             raise LinkError(f"cannot open {url}: {e}")
 
     def write(self, data):
-        self.port.write(data)
-        self.port.flush()
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except (self._serial.SerialException, OSError) as e:
+            raise LinkError(f"{self.url}: {e}")
 
     def read(self, n):
+        """Up to ``n`` bytes; fewer when no byte came for ``timeout`` or ``n`` bytes' worth of
+        time (at the baud rate) plus ``timeout`` has passed."""
         out = bytearray()
-        deadline = time.monotonic() + self.timeout
-        while len(out) < n and time.monotonic() < deadline:
-            out += self.port.read(n - len(out))
+        deadline = time.monotonic() + self.timeout + n * self.byte_time
+        try:
+            while len(out) < n and time.monotonic() < deadline:
+                got = self.port.read(n - len(out))
+                if not got:
+                    break
+                out += got
+        except (self._serial.SerialException, OSError) as e:
+            raise LinkError(f"{self.url}: {e}")
         return bytes(out)
 
-    def drain(self, quiet=0.05):
-        """Discard input until the link has been quiet for ``quiet`` seconds."""
+    def drain(self, quiet=QUIET, limit=None):
+        """Discard input until the link has been quiet for ``quiet`` seconds (0: discard what
+        has arrived); give up after ``limit`` seconds (default: ``timeout`` plus the time the
+        longest reply takes, after ``quiet``). Returns whether the link went quiet."""
+        if limit is None:
+            limit = quiet + self.timeout + MAX_REPLY_BYTES * self.byte_time
+        end = time.monotonic() + limit
         old = self.port.timeout
-        self.port.timeout = quiet
         try:
+            self.port.timeout = quiet
             while self.port.read(4096):
-                pass
+                if time.monotonic() > end:
+                    return False
+            return True
+        except (self._serial.SerialException, OSError) as e:
+            raise LinkError(f"{self.url}: {e}")
         finally:
             self.port.timeout = old
 
@@ -95,8 +122,9 @@ class Accelerator:
         self.retries = retries
         self.progress = progress
         self.commit_polls = commit_polls
-        self.image = None
+        self.image = self.params = None      # the image last loaded and committed, its parameters
         self.stats = {"retries": 0}
+        self._unsettled = "reply"        # leftovers of an earlier client may still be arriving
         ident = self.read(ID.offset, 1)[0]
         if ident != BFLY_ID:
             raise DriverError(f"the device answers ID 0x{ident:08X}, not a bfly engine (0x{BFLY_ID:08X})")
@@ -110,29 +138,57 @@ class Accelerator:
 
     # --- transactions
 
-    def _transact(self, frame, cmd):
+    def _transact(self, frame, cmd, reply_len):
+        """Send ``frame`` and return the payload of its reply, a ``cmd`` reply of ``reply_len``
+        bytes. One command is in flight at a time: a command goes out only once the previous
+        reply has arrived whole, or, after a failed attempt, once the link has gone quiet
+        (:meth:`_settle`); bytes that arrived between commands are stale and dropped. Lost,
+        damaged, late or malformed replies are retried ``retries`` times. Every step is bounded
+        in time, so a transaction always ends, with its reply or a :class:`LinkError`."""
+        t = self.transport
+        budget = getattr(t, "timeout", 1.0) + (HEAD_BYTES + reply_len + STATUS_BYTES + CRC.size) * \
+            getattr(t, "byte_time", 0.0)
         for attempt in range(self.retries + 1):
-            self.transport.write(frame)
+            self._settle()
+            self._unsettled = "pending"
+            t.write(frame)
             try:
-                return decode_reply(self.transport.read, cmd)
+                payload = decode_reply(t.read, cmd, reply_len, deadline=time.monotonic() + budget)
             except LinkError as e:
+                if e.complete:
+                    self._unsettled = "reply"
                 if e.status not in RETRYABLE or attempt == self.retries:
                     raise
                 self.stats["retries"] += 1
-                self.transport.drain()
+                continue
+            self._unsettled = None
+            return payload
+
+    def _settle(self):
+        """Before a command: drop the bytes that arrived since the last reply (stale: no command
+        was in flight). After a failed exchange, wait until the link is quiet: for ``QUIET``
+        seconds after a whole reply (a bad one), for a whole timeout when the reply did not come
+        or came in part (a late reply is still waited out). A :class:`LinkError` if the link
+        does not go quiet in time (a device sending without pause, such as a port at the wrong
+        baud rate)."""
+        quiet = {None: 0, "reply": QUIET, "pending": max(QUIET, getattr(self.transport, "timeout", 0))}
+        if not self.transport.drain(quiet[self._unsettled]):
+            raise LinkError("the device keeps sending and the link never goes quiet "
+                            "(is the baud rate right?)")
+        self._unsettled = None
 
     def read(self, addr, count):
         words = []
         for start in range(0, count, MAX_READ_WORDS):
             n = min(MAX_READ_WORDS, count - start)
-            payload = self._transact(read_cmd(addr + WORD.size * start, n), CMD["READ"])
+            payload = self._transact(read_cmd(addr + WORD.size * start, n), CMD["READ"], WORD.size * n)
             words += [w for (w,) in WORD.iter_unpack(payload)]
         return words
 
     def write(self, addr, words, bar=None):
         for start in range(0, len(words), MAX_WRITE_WORDS):
             chunk = words[start:start + MAX_WRITE_WORDS]
-            self._transact(write_cmd(addr + WORD.size * start, chunk), CMD["WRITE"])
+            self._transact(write_cmd(addr + WORD.size * start, chunk), CMD["WRITE"], 0)
             if bar:
                 bar.update(len(chunk))
 
@@ -148,10 +204,9 @@ class Accelerator:
             image.check_engine({"config": self.config.to_dict()})
         except ImageError as e:
             raise DriverError(f"refused before writing anything: {e}")
-        params = image.params
-        if self.config.epilogue and params.epilogue is None:
-            params = BlockParams(params.weights, params.shifts, Epilogue.identity(self.config))
+        params = self.bank_params(image)
         plan = load_plan(self.config, params)
+        self.image = self.params = None
         bar = self._bar(sum(len(words) for _, words in plan), "load", "word")
         for name, words in plan:
             self.write(self.reg(name), words, bar)
@@ -164,7 +219,15 @@ class Accelerator:
                 raise DriverError(f"read-back of {name}[{first}] differs from what was written")
         self.write(self.reg(CTRL.name), [CTRL.pack(commit=1)])
         self._wait_commit()
-        self.image = image
+        self.image, self.params = image, params
+
+    def bank_params(self, image):
+        """The parameters :meth:`load` writes for ``image``: what the engine computes with once
+        it is committed (an epilogue the image lacks is the identity)."""
+        params = image.params
+        if self.config.epilogue and params.epilogue is None:
+            params = BlockParams(params.weights, params.shifts, Epilogue.identity(self.config))
+        return params
 
     def _wait_commit(self):
         """Poll STATUS until commit_busy clears; :class:`DriverError` after ``commit_polls``."""
@@ -175,7 +238,9 @@ class Accelerator:
                           f"{self.commit_polls} reads")
 
     def read_params(self):
-        """The bank as the device holds it (the shadow registers, which a commit made active)."""
+        """The shadow bank as the device holds it: what the next commit makes active. The active
+        bank cannot be read; it equals this only if nothing was written since the last commit
+        (``self.params`` is what this driver last committed)."""
         return params_from_registers(self.config, lambda name, n: self.read(self.reg(name), n))
 
     # --- streaming
@@ -186,6 +251,8 @@ class Accelerator:
         fmap = np.asarray(fmap)
         if fmap.ndim != 3 or fmap.shape[0] != cfg.n_in:
             raise DriverError(f"the feature map must be shaped ({cfg.n_in}, H, W), not {fmap.shape}")
+        if fmap.size == 0:
+            raise DriverError(f"the feature map {fmap.shape} has no pixels")
         if not np.issubdtype(fmap.dtype, np.integer) or fmap.min() < cfg.data_min or fmap.max() > cfg.data_max:
             raise DriverError(f"the feature map must hold integers in [{cfg.data_min}, {cfg.data_max}]")
         _, h, w = fmap.shape
@@ -194,7 +261,7 @@ class Accelerator:
         bar = self._bar(len(pixels), "run", "pixel")
         out = []
         for frame, count in stream_frames(cfg, pixels):
-            reply = self._transact(frame, CMD["STREAM"])
+            reply = self._transact(frame, CMD["STREAM"], count * out_bytes)
             words = [int.from_bytes(reply[i:i + out_bytes], "little") for i in range(0, len(reply), out_bytes)]
             out.append(unpack_pixels(words, cfg.n_out, cfg.data_bits))
             if bar:

@@ -1,6 +1,8 @@
 """Host side of the link protocol (``hw/hostlink.py``): encoding command frames and decoding
 reply frames from a byte source, with the CRC checked."""
 
+import time
+
 from bfly.hw.hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS_NAMES, LENGTH, CRC, HEAD_BYTES,
                               STATUS_BYTES, MAX_PAYLOAD, ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD,
                               STREAM_LAST, crc16)
@@ -9,11 +11,13 @@ __all__ = ["LinkError", "encode", "read_cmd", "write_cmd", "stream_cmd", "decode
 
 
 class LinkError(IOError):
-    """A reply that did not arrive, or arrived damaged; ``status`` names a status the board sent."""
+    """A reply that did not arrive, or arrived damaged; ``status`` names a status the board sent;
+    ``complete``: a whole reply frame arrived (nothing more of it is on the way)."""
 
-    def __init__(self, message, status=None):
+    def __init__(self, message, status=None, complete=False):
         super().__init__(message)
         self.status = status
+        self.complete = complete
 
 
 def encode(cmd, payload):
@@ -40,15 +44,24 @@ def stream_cmd(pixel_bytes, count, last):
     return encode(CMD["STREAM"], STREAM_HEAD.pack(STREAM_LAST if last else 0, count) + pixel_bytes)
 
 
-def decode_reply(read, expect_cmd):
-    """Read one reply with ``read(n) -> bytes`` (which raises or returns short on timeout);
-    return its payload. Bytes before the sync byte are skipped."""
+def decode_reply(read, expect_cmd, expect_len=None, deadline=None):
+    """Read one reply with ``read(n) -> bytes`` (which returns short on timeout) and return its
+    payload. Bytes before the sync byte are skipped, until ``deadline`` (a ``time.monotonic()``
+    value, or None: no limit). A reply must answer ``expect_cmd`` and, when it says OK, carry
+    ``expect_len`` payload bytes (None: any length); anything else is a :class:`LinkError` whose
+    ``status`` is None (nothing the board reported: the attempt failed on the way)."""
+    skipped = 0
     while True:
         b = read(1)
         if len(b) < 1:
-            raise LinkError("no reply (timeout)")
+            raise LinkError("no reply (timeout)" if not skipped else
+                            f"no reply: {skipped} bytes arrived without a reply's sync byte")
         if b[0] == SYNC_REPLY:
             break
+        skipped += 1
+        if deadline is not None and time.monotonic() > deadline:
+            raise LinkError(f"no reply: {skipped} bytes arrived without a reply's sync byte "
+                            f"(is the baud rate right?)")
     head = read(HEAD_BYTES - 1)                 # cmd and length
     if len(head) < HEAD_BYTES - 1:
         raise LinkError("reply cut short (timeout)")
@@ -60,10 +73,12 @@ def decode_reply(read, expect_cmd):
     payload, status = rest[:length], rest[length]
     (crc,) = CRC.unpack(rest[length + STATUS_BYTES:])
     if crc16(head + rest[:length + STATUS_BYTES]) != crc:
-        raise LinkError("reply failed its CRC check")
+        raise LinkError("reply failed its CRC check", complete=True)
     if cmd != expect_cmd:
-        raise LinkError(f"reply to command {cmd:#x}, expected {expect_cmd:#x}")
+        raise LinkError(f"reply to command {cmd:#x}, expected {expect_cmd:#x}", complete=True)
     if status != 0:
         name = STATUS_NAMES.get(status, f"status {status}")
-        raise LinkError(f"the board answered {name}", status=name)
+        raise LinkError(f"the board answered {name}", status=name, complete=True)
+    if expect_len is not None and length != expect_len:
+        raise LinkError(f"a reply of {length} bytes, expected {expect_len}", complete=True)
     return payload

@@ -72,8 +72,9 @@ class SimulatedBoard:
         out, self._out = bytes(self._out[:n]), self._out[n:]
         return out
 
-    def drain(self, quiet=0.0):
+    def drain(self, quiet=0.0, limit=None):
         self._out.clear()
+        return True
 
     def reopen(self):
         self._out.clear()

@@ -2,6 +2,9 @@
 bitstream or simulated behind a TCP socket, and the host side that loads weights and streams
 feature maps over its UART."""
 
+import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -33,8 +36,54 @@ def cmd_build(args):
     return 0
 
 
-def cmd_sim_board(args):
+def _die_with_parent(parent):
+    """For ``preexec_fn``: on Linux, the child gets SIGTERM when the process that started it
+    dies, however it dies (``prctl(PR_SET_PDEATHSIG)``)."""
+    def setup():
+        import ctypes
+        import signal
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:      # the parent died before the prctl
+            os._exit(1)
+    return setup if sys.platform.startswith("linux") else None
+
+
+class _Stopped(Exception):
+    pass
+
+
+def run_child(cmd):
+    """Run ``cmd`` (the simulated board) until it exits and return its exit code; it does not
+    outlive this process: SIGINT, SIGTERM or SIGHUP here stops it (then 0 is returned), and on
+    Linux it is sent SIGTERM if this process dies any other way."""
+    import signal
     import subprocess
+
+    def stop(signum, frame):
+        raise _Stopped(signum)
+    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent(os.getpid()))
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return proc.wait()
+    except (KeyboardInterrupt, _Stopped):
+        return 0
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def cmd_sim_board(args):
     from bfly.sim.board_sim import build_board_sim
     cfg = config_from_args(args)
     host, _, port = args.listen.rpartition(":")
@@ -43,16 +92,22 @@ def cmd_sim_board(args):
     print(f"building the simulated board for {cfg.id} (cached after the first time)", flush=True)
     exe, divisor = build_board_sim(cfg)
     cmd = [str(exe), "--port", port, "--divisor", str(divisor)] + (["--once"] if args.once else [])
-    proc = subprocess.Popen(cmd)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.wait()
-        return 0
+    return run_child(cmd)
+
+
+def _check_timeout(args):
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        raise UserError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+
+
+def _link_error(args, e):
+    """A link failure in the middle of ``load`` or ``run``: one line, exit 2."""
+    return UserError(f"{args.port}: {e}")
 
 
 def cmd_load(args):
     from bfly.sw.driver import DriverError, LinkError
+    _check_timeout(args)
     image = load_image(args.image)
     acc = connect(args)
     t0 = time.time()
@@ -61,30 +116,63 @@ def cmd_load(args):
     except DriverError as e:
         raise UserError(str(e))
     except LinkError as e:
-        raise RuntimeError(f"{args.port}: {e}")
+        raise _link_error(args, e)
     print(f"loaded {args.image} onto {acc.config.id} in {time.time() - t0:.2f} s "
           f"({acc.stats['retries']} retries), committed")
     return 0
 
 
+def read_fmap(path):
+    """The integer ``(C, H, W)`` feature map in the ``.npy`` file ``path``; anything else is a
+    :class:`UserError`."""
+    import numpy as np
+    try:
+        fmap = np.load(path, allow_pickle=False)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}")
+    except EOFError:
+        raise UserError(f"{path} is empty, not a .npy array")
+    except ValueError as e:
+        raise UserError(f"{path} is not a .npy array of numbers" if "pickle" in str(e)
+                        else f"{path}: {e}")
+    if not isinstance(fmap, np.ndarray):
+        fmap.close()
+        raise UserError(f"{path} is an .npz archive, not a .npy array")
+    if fmap.ndim != 3:
+        raise UserError(f"{path}: the feature map must be shaped (C, H, W), not {fmap.shape}")
+    if fmap.size == 0:
+        raise UserError(f"{path}: the feature map {fmap.shape} has no pixels")
+    if not np.issubdtype(fmap.dtype, np.integer):
+        raise UserError(f"{path}: the feature map must hold integers, not {fmap.dtype}")
+    return fmap
+
+
 def cmd_run(args):
     import numpy as np
     from bfly.sw.driver import DriverError, LinkError
+    from bfly.sw.image import ImageError
     from bfly.sim.model import engine_forward
-    try:
-        fmap = np.load(args.input, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {args.input}: {e}")
+    _check_timeout(args)
+    fmap = read_fmap(args.input)
+    image = load_image(args.check) if isinstance(args.check, str) else None
     acc = connect(args)
-    t0 = time.time()
     try:
+        if image is not None:
+            try:
+                image.check_engine({"config": acc.config.to_dict()})
+            except ImageError as e:
+                raise DriverError(f"--check {args.check}: {e}")
+        t0 = time.time()
         out = acc.run(fmap)
         dt = time.time() - t0
-        params = acc.read_params() if args.check else None
+        if image is not None:
+            params, source = acc.bank_params(image), f"of {args.check}"
+        elif args.check:
+            params, source = acc.read_params(), "read back from the board's shadow bank"
     except DriverError as e:
         raise UserError(str(e))
     except LinkError as e:
-        raise RuntimeError(f"{args.port}: {e}")
+        raise _link_error(args, e)
     pixels = fmap.shape[1] * fmap.shape[2]
     from bfly.gen.files import write_files
     import io
@@ -92,15 +180,19 @@ def cmd_run(args):
     np.save(buf, out)
     out_path = Path(args.output)
     write_files(out_path.parent, {out_path.name: buf.getvalue()})
-    print(f"{pixels} pixels in {dt:.2f} s ({pixels / dt:,.0f} pixels/s); wrote {args.output} {out.shape}")
+    print(f"{pixels} pixels in {dt:.2f} s ({pixels / max(dt, 1e-9):,.0f} pixels/s); wrote {args.output} {out.shape}")
     if args.check:
         want = engine_forward(acc.config, params, fmap.reshape(fmap.shape[0], -1).T).y
         got = out.reshape(out.shape[0], -1).T
         if not np.array_equal(got, want):
             bad = np.argwhere(got != want)[0]
-            print(f"FAIL pixel {bad[0]} channel {bad[1]}: board {got[tuple(bad)]}, golden model {want[tuple(bad)]}")
+            hint = "" if image is not None else (" (the shadow bank is what the engine computes with "
+                                                 "only if nothing was written since the last commit: "
+                                                 "--check IMAGE checks against the image loaded)")
+            print(f"FAIL pixel {bad[0]} channel {bad[1]}: board {got[tuple(bad)]}, golden model "
+                  f"{want[tuple(bad)]} with the parameters {source}{hint}")
             return 1
-        print(f"PASS {pixels} pixels equal the golden model with the parameters read back from the board")
+        print(f"PASS {pixels} pixels equal the golden model with the parameters {source}")
     return 0
 
 
@@ -136,6 +228,8 @@ def register(sub):
         else:
             p.add_argument("--input", required=True, help="integer feature map (C, H, W), .npy")
             p.add_argument("-o", "--output", required=True, type=output_path, help="output feature map (P, H, W), .npy")
-            p.add_argument("--check", action="store_true",
-                           help="compare with the golden model using the parameters read back from the board")
+            p.add_argument("--check", nargs="?", const=True, default=False, metavar="IMAGE",
+                           help="compare with the golden model: with the parameters of IMAGE, the "
+                                "weight image loaded onto the board (what the engine computes with), "
+                                "or without it with the shadow bank read back from the board")
         p.set_defaults(func=func)

@@ -1,0 +1,184 @@
+"""The driver against a faulty board on 127.0.0.1 (``tests/fakeboard.py``, over pyserial's
+``socket://``): silent, late, damaged, short, long and stale replies, a wrong sync byte, a slow
+drip, a device that never stops sending. Each exchange ends with the right answer or one
+:class:`LinkError` in bounded time; a command is never sent while a reply is on its way."""
+
+import time
+
+import numpy as np
+import pytest
+
+from bfly.hw.config import EngineConfig
+from bfly.hw.regmap import BFLY_ID, ID
+from bfly.sim.model import engine_forward, random_params
+from bfly.sim.words import stream_bits
+from bfly.sw.driver import Accelerator, SerialTransport, LinkError
+from bfly.sw.image import WeightImage
+
+from fakeboard import FakeBoard
+
+CFG = EngineConfig.bft(16, 4)
+OUT_BYTES = stream_bits(CFG.n_out, CFG.data_bits) // 8
+TIMEOUT = 0.2
+CONNECT_READS = 6                       # ID, CONFIG0..3, FACTOR
+
+
+def _only(name, k, mode):
+    return lambda n, i: mode if (n, i) == (name, k) else None
+
+
+def _connect(board, **kw):
+    return Accelerator(SerialTransport(board.url, timeout=TIMEOUT), **kw)
+
+
+def _image(seed=3):
+    return WeightImage(CFG, random_params(CFG, np.random.default_rng(seed)), 0.1, 0.1)
+
+
+def _fmap(seed=4, h=3, w=30):                   # 90 pixels: two STREAM commands
+    return np.random.default_rng(seed).integers(CFG.data_min, CFG.data_max + 1, size=(CFG.n_in, h, w))
+
+
+def _want(params, fmap):
+    return engine_forward(CFG, params, fmap.reshape(CFG.n_in, -1).T).y.T.reshape(CFG.n_out, *fmap.shape[1:])
+
+
+# --- item 1: retries while connecting
+
+@pytest.mark.parametrize("mode", ["silent", "late", "short", "wrong_sync"])
+def test_connect_retries_a_failed_first_read(mode):
+    with FakeBoard(CFG, fault=lambda n, k: mode if n == "READ" and k < 2 else None, late=0.3) as board:
+        acc = _connect(board)
+        assert acc.config.id == CFG.id and acc.stats["retries"] == 2
+        acc.transport.close()
+
+
+# --- item 2: every exchange ends in bounded time
+
+def test_a_device_sending_junk_forever_fails_connect_in_bounded_time():
+    with FakeBoard(CFG, on_connect="junk") as board:
+        t0 = time.monotonic()
+        with pytest.raises(LinkError, match="never goes quiet"):
+            _connect(board)
+        assert time.monotonic() - t0 < 3
+
+
+def test_junk_starting_mid_session_fails_the_call_in_bounded_time():
+    with FakeBoard(CFG, fault=_only("READ", CONNECT_READS, "junk_after")) as board:
+        acc = _connect(board)
+        acc.read(ID.offset, 1)                                    # answered, then junk
+        t0 = time.monotonic()
+        with pytest.raises(LinkError, match="never goes quiet"):
+            acc.read(ID.offset, 1)
+        assert time.monotonic() - t0 < 3
+
+
+def test_a_reply_that_drips_for_ever_is_given_up_in_bounded_time():
+    """A reply sent one byte at a time, each within the quiet time: the reply's deadline
+    passes, the drain's limit passes, one LinkError."""
+    drip = FakeBoard(CFG, fault=lambda n, k: "drip" if n == "STREAM" else None, drip=0.01)
+    with drip as board:
+        acc = _connect(board)
+        t0 = time.monotonic()
+        with pytest.raises(LinkError):
+            acc.run(_fmap())
+        assert time.monotonic() - t0 < 6
+
+
+def test_junk_before_the_reply_sync_is_bounded_by_the_deadline():
+    """A read that keeps returning bytes without the sync byte stops at the reply deadline
+    (before, the decoder looped for as long as bytes came)."""
+    from bfly.sw.link import decode_reply
+    from fakeboard import junk
+    t0 = time.monotonic()
+    with pytest.raises(LinkError, match="without a reply's sync byte"):
+        decode_reply(lambda n: junk(n + 8)[:n] or b"\0", 1, deadline=time.monotonic() + 0.2)
+    assert time.monotonic() - t0 < 1
+
+
+# --- item 4: reply lengths and stale replies
+
+LENGTH_FAULTS = [("READ", "short"), ("READ", "long"), ("STREAM", "pixel_short"),
+                 ("STREAM", "pixel_long"), ("STREAM", "cut3")]
+
+
+@pytest.mark.parametrize("name, mode", LENGTH_FAULTS)
+def test_a_reply_of_the_wrong_length_is_a_failed_attempt(name, mode):
+    image, fmap = _image(), _fmap()
+    k = CONNECT_READS if name == "READ" else 1
+    with FakeBoard(CFG, fault=_only(name, k, mode), out_bytes=OUT_BYTES) as board:
+        acc = _connect(board)
+        if name == "READ":
+            assert acc.read(ID.offset, 1) == [BFLY_ID]
+        else:
+            acc.load(image)
+            assert np.array_equal(acc.run(fmap), _want(image.params, fmap))
+        assert acc.stats["retries"] == 1
+        acc.transport.close()
+
+
+@pytest.mark.parametrize("name, mode", LENGTH_FAULTS)
+def test_a_board_that_always_answers_the_wrong_length_is_a_link_error(name, mode):
+    first = CONNECT_READS if name == "READ" else 0
+    fault = (lambda n, k: mode if n == name and k >= first else None)
+    with FakeBoard(CFG, fault=fault, out_bytes=OUT_BYTES) as board:
+        acc = _connect(board, retries=2)
+        with pytest.raises(LinkError, match="a reply of .* bytes, expected"):
+            acc.read(ID.offset, 1) if name == "READ" else acc.run(_fmap())
+        assert acc.stats["retries"] == 2
+        acc.transport.close()
+
+
+def test_leftover_replies_of_an_earlier_client_are_not_taken():
+    with FakeBoard(CFG, on_connect="leftovers") as board:
+        acc = _connect(board)
+        assert acc.config.id == CFG.id and acc.read(ID.offset, 1) == [BFLY_ID]
+        acc.transport.close()
+
+
+def test_a_stale_complete_reply_is_not_the_next_commands_reply():
+    """After the reply to CONFIG0 the board also sends a copy of the one to ID, of the same
+    command and length: the read of CONFIG1 must not take it."""
+    with FakeBoard(CFG, fault=_only("READ", 1, "stale")) as board:
+        acc = _connect(board)
+        assert acc.config.id == CFG.id and acc.stats["retries"] == 0
+        image, fmap = _image(), _fmap()
+        acc.load(image)
+        assert np.array_equal(acc.run(fmap), _want(image.params, fmap))
+        acc.transport.close()
+
+
+# --- item 6: one command in flight
+
+def test_no_command_is_sent_while_a_reply_is_still_arriving():
+    """A reply dripping in slower than the timeout: the read gives up, and the next command
+    (a retry, or the caller's next call after the last attempt failed) waits until the link
+    has gone quiet."""
+    with FakeBoard(CFG, fault=_only("READ", CONNECT_READS, "drip"), drip=0.03) as board:
+        acc = _connect(board, retries=0)
+        with pytest.raises(LinkError, match="cut short"):
+            acc.read(ID.offset, 1)
+        assert acc.read(ID.offset, 1) == [BFLY_ID]
+        assert board.early == 0
+        acc.transport.close()
+    with FakeBoard(CFG, fault=_only("READ", CONNECT_READS, "drip"), drip=0.03) as board:
+        acc = _connect(board)
+        assert acc.read(ID.offset, 1) == [BFLY_ID] and acc.stats["retries"] == 1
+        assert board.early == 0
+        acc.transport.close()
+
+
+def test_a_late_reply_is_waited_out_before_the_retry():
+    with FakeBoard(CFG, fault=_only("READ", CONNECT_READS, "late"), late=TIMEOUT + 0.02) as board:
+        acc = _connect(board)
+        assert acc.read(ID.offset, 1) == [BFLY_ID]
+        assert board.early == 0
+        acc.transport.close()
+
+
+def test_a_board_that_goes_away_is_a_link_error():
+    board = FakeBoard(CFG)
+    acc = _connect(board, retries=1)
+    board.close()
+    with pytest.raises(LinkError):
+        acc.read(ID.offset, 1)
