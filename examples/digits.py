@@ -148,12 +148,11 @@ def save_model(model, path, extra=None):
 
 def load_model(path):
     """Rebuild a :class:`DigitsNet` saved by :func:`save_model`."""
+    from bfly.sw.network import ModelError, read_torch_file
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelFileError(f"cannot read {path}: no such file")
-    except Exception as e:
-        raise ModelFileError(f"{path}: not a torch file ({type(e).__name__})")
+        blob = read_torch_file(path)
+    except ModelError as e:
+        raise ModelFileError(str(e))
     if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path}: not a bfly digits model (saved by bfly train-demo)")
     arch = blob["arch"]

@@ -21,7 +21,7 @@ from .butterfly import BFTConv2d
 from .quantize import FloatBlock, QuantizeError, quantize_block
 
 __all__ = ["ModelError", "is_model_spec", "load_user_model", "bft_layers", "layer_inputs",
-           "quantize_layers", "image_name"]
+           "quantize_layers", "image_name", "read_torch_file"]
 
 
 class ModelError(ValueError):
@@ -63,14 +63,20 @@ def load_user_model(spec, weights=None):
     return model.eval()
 
 
-def _load_weights(model, weights):
+def read_torch_file(path):
+    """What ``torch.save`` wrote to ``path``, loaded without code (``weights_only``)."""
     import torch
     try:
-        blob = torch.load(weights, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ModelError(f"cannot read {weights}: no such file")
+        raise ModelError(f"cannot read {path}: no such file")
     except Exception as e:
-        raise ModelError(f"{weights}: not a torch weights file ({type(e).__name__})")
+        raise ModelError(f"{path}: not a torch weights file ({type(e).__name__})")
+
+
+def _load_weights(model, weights):
+    import torch
+    blob = read_torch_file(weights)
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{weights}: expected a state_dict (a dict of tensors)")

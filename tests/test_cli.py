@@ -121,7 +121,7 @@ def test_sw_command_errors_are_one_line(capsys, tmp_path):
     import numpy as np
     np.save(calib, np.zeros((4, 3, 8, 8), dtype=np.float32))
     for argv, message in [
-        (["quantize", str(junk), "--calib", str(calib), "-o", str(tmp_path / "o")], "not a torch file"),
+        (["quantize", str(junk), "--calib", str(calib), "-o", str(tmp_path / "o")], "not a torch weights file"),
         (["inspect", str(bad)], "bad.bfly: "),
         (["inspect", str(tmp_path / "missing.bfly")], "cannot read"),
         (["train-demo", "-o", str(tmp_path / "t"), "--epochs", "0"], "--epochs must be at least 1"),

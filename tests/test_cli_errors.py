@@ -12,20 +12,13 @@ import numpy as np
 import pytest
 
 from bfly.gen.cli import main
+from cliutil import run
 from bfly.gen.files import write_files
 from bfly.hw.config import EngineConfig
 from bfly.sim.model import random_params
 from bfly.sw.image import WeightImage
 
 
-def run(capsys, *argv):
-    """``bfly ARGV``: (exit code, stdout, stderr); a usage error exits from argparse."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(capsys, *argv, code=2):

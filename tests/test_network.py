@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bfly.gen.cli import main
+from cliutil import run
 from bfly.sw.image import WeightImage
 from bfly.sw.network import load_user_model, bft_layers, layer_inputs, quantize_layers, ModelError
 from bfly.sw.quantize import quantize_input, emulate, sqnr_db
@@ -57,13 +57,6 @@ def user_net(tmp_path):
     return spec, tmp_path / "w.pt", tmp_path / "calib.npy"
 
 
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_every_bft_layer_becomes_an_image_that_computes_it(capsys, tmp_path, user_net):
