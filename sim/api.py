@@ -129,12 +129,13 @@ class SimResult:
 def simulate(request, run_dir=None, log=None, on_built=None):
     """Run ``request`` (a :class:`SimRequest`); return a :class:`SimResult`.
 
-    ``run_dir``: where the testbench runs (default ``build/sim/<id>/run``); ``log``: the build
+    ``run_dir``: where the testbench runs (default ``build/sim/<id>/run``, or a temporary
+    directory where the build cannot be written); ``log``: the build
     and simulation log (default: printed); ``on_built``: called with the build's seconds once
     the Verilator build is ready. Raises :class:`SimError` when the build fails or the
     simulation writes no results.
     """
-    from .runner import build, run_cocotb, results_ok
+    from .runner import build, run_cocotb, results_ok, writable_dir
     t0 = time.perf_counter()
     try:
         build_dir, info = build(request.cfg, waves=request.waves, log=log, target=request.target,
@@ -144,7 +145,7 @@ def simulate(request, run_dir=None, log=None, on_built=None):
     build_seconds = time.perf_counter() - t0
     if on_built:
         on_built(build_seconds)
-    run_dir = Path(run_dir) if run_dir else build_dir / "run"
+    run_dir = Path(run_dir) if run_dir else writable_dir(build_dir / "run", f"{request.cfg.id}_run")
     run_dir.mkdir(parents=True, exist_ok=True)
     for old in run_dir.glob("result_*.json"):
         old.unlink()

@@ -13,9 +13,10 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
-__all__ = ["work_dir", "verilator_env", "build_dir_for", "build", "run_cocotb", "results_ok"]
+__all__ = ["work_dir", "writable_dir", "verilator_env", "build_dir_for", "build", "run_cocotb", "results_ok"]
 
 
 
@@ -28,6 +29,19 @@ def work_dir(*parts):
     package)."""
     root = os.environ.get(BUILD_DIR_ENV)
     return (Path(root).resolve() if root else Path.cwd() / "build").joinpath(*parts)
+
+
+def writable_dir(path, label):
+    """``path``, made if needed; where it cannot be written (a read-only cache), a new temporary
+    directory named after ``label`` instead, so a complete cache is still usable."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".bfly_probe_")
+        probe.close()
+        return path
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=f"bfly_{label}_"))
 
 
 # Amaranth's Verilog trips Verilator's width lints (tests/test_gen.py's LINT_WARNINGS says why)

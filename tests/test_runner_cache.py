@@ -55,3 +55,15 @@ def test_a_complete_read_only_build_is_used_without_writing(monkeypatch, tmp_pat
     monkeypatch.setattr(Path, "unlink", refuse)
     with pytest.raises(RuntimeError, match=f"out of date and cannot be written .*{runner.BUILD_DIR_ENV}"):
         runner.build(CFG)
+
+
+def test_runs_and_logs_of_a_read_only_cache_go_to_a_temporary_directory(monkeypatch, tmp_path):
+    # bfly sim writes its log and the testbench's run directory beside the build: where the
+    # cache cannot be written they go to a new temporary directory instead
+    assert runner.writable_dir(tmp_path / "cache" / "run", "x") == tmp_path / "cache" / "run"
+
+    def refuse(*a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(runner.tempfile, "NamedTemporaryFile", refuse)
+    other = runner.writable_dir(tmp_path / "cache" / "run", "x")
+    assert other != tmp_path / "cache" / "run" and other.is_dir() and other.name.startswith("bfly_x_")

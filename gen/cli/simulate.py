@@ -29,10 +29,9 @@ def check_sim_args(pixels, frames, commits, stall_prob, idle_prob):
 def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=False, quiet=False):
     """Build (cached) and run the stream check on ``cfg``; return ``(result dict, log path)``."""
     from bfly.sim.api import SimRequest, simulate
-    from bfly.sim.runner import work_dir
+    from bfly.sim.runner import work_dir, writable_dir
     check_sim_args(pixels, frames, commits, stall_prob, idle_prob)
-    work_dir("sim").mkdir(parents=True, exist_ok=True)
-    log = work_dir("sim", f"{cfg.id}.log")
+    log = writable_dir(work_dir("sim"), "sim_log") / f"{cfg.id}.log"
     if not quiet:
         print(f"building {cfg.id} under Verilator (cached after the first time; log: {log})", flush=True)
 
