@@ -265,6 +265,8 @@ def test_demo_checks_pixels_before_writing(capsys, tmp_path, no_tools):
     (["dse", "--n", "16", "--k", "4", "--freq", "nan", "-o", "DIR"], "argument --freq: must be a positive"),
     (["sim", "--n", "16", "--seed", "-1"], "argument --seed: must be an integer from 0 to 4294967295, not -1"),
     (["sim", "--n", "16", "--seed", str(2 ** 32)], "argument --seed: must be an integer from 0"),
+    (["synth", "--n", "16", "--seed", "-3"], "argument --seed: must be an integer from 0"),
+    (["train-demo", "--seed", "x", "-o", "DIR"], "argument --seed: expected an integer"),
     (["build", "--n", "16", "--baud", "-1", "-o", "DIR"], "--baud -1: the ulx3s board's UART runs at 300 to 6,250,000 baud"),
     (["build", "--n", "16", "--baud", "0", "-o", "DIR"], "--baud 0: the ulx3s board's UART runs at 300"),
     (["build", "--n", "16", "--baud", "1", "-o", "DIR"], "--baud 1: "),

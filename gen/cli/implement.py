@@ -10,7 +10,7 @@ from bfly.gen.synth import TARGETS
 from bfly.hw.config import EngineConfig
 
 from .common import UserError, add_config_args, config_from_args, output_path, pixels_per_clock_text, \
-    positive_float, time_limit
+    positive_float, seed_arg, time_limit
 
 __all__ = ["register"]
 
@@ -143,7 +143,7 @@ def register(sub):
     p.add_argument("--target", default="ecp5-85k", choices=list(TARGETS),
                    help="device (default ecp5-85k; both measure the engine inside a scan shell)")
     p.add_argument("--freq", type=positive_float, default=100.0, help="requested clock in MHz (default 100)")
-    p.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
+    p.add_argument("--seed", type=seed_arg, default=1, help="placer seed (default 1)")
     p.add_argument("--tmg-ripup", action="store_true",
                    help="nextpnr reroutes nets on failing paths (slower; often a higher Fmax when "
                         "the requested clock is near reach, very slow when it is far)")

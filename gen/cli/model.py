@@ -6,7 +6,7 @@ import sys
 
 from bfly.hw.config import EngineConfig, ROUNDING_MODES, OVERFLOW_MODES
 
-from .common import UserError, load_image, load_npy, output_path
+from .common import UserError, load_image, load_npy, output_path, seed_arg
 
 __all__ = ["register"]
 
@@ -197,7 +197,7 @@ def register(sub):
     p = sub.add_parser("train-demo", help="train the digits network (BFT and dense), save model.pt")
     p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="output directory")
     p.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_train_demo)
 
     p = sub.add_parser("quantize", help="quantize every BFT block of a trained model into weight images")
