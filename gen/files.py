@@ -20,8 +20,9 @@ def write_files(outdir, files):
     files goes beside it, the old one is renamed away, the new one in, and the old one deleted.
     Where that cannot be done (one file, a mount point, the working directory, a directory with
     subdirectories, a parent that is not writable, another file system) the temporary directory
-    is made inside ``outdir`` and each file renamed into place, every one atomic. A failure
-    leaves nothing behind, and error messages name ``outdir``, never a temporary path.
+    is made inside ``outdir`` and each file renamed into place, every one atomic: a failure part
+    way leaves each file whole, old or new. Error messages name ``outdir``, never a temporary
+    path.
     """
     outdir = Path(outdir)
     try:

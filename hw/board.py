@@ -11,16 +11,19 @@ from .top import BflyTop, AXIL_PREFIX
 from .ports import connect_flat
 from .uart import UARTRx, UARTTx
 
-__all__ = ["BoardTop", "LinkedEngine", "uart_divisor"]
+__all__ = ["BoardTop", "LinkedEngine", "uart_divisor", "MIN_CLOCKS_PER_BIT", "BAUD_TOLERANCE"]
+
+MIN_CLOCKS_PER_BIT = 4      # the UART samples a bit in its middle clock
+BAUD_TOLERANCE = 0.02       # the rate made may differ from the one asked for by this fraction
 
 
 def uart_divisor(clk_hz, baud):
-    """Clocks per bit; the baud rate must be reachable within 2%."""
+    """Clocks per bit; the baud rate must be reachable within ``BAUD_TOLERANCE``."""
     div = round(clk_hz / baud)
-    if div < 4 or abs(clk_hz / div - baud) / baud > 0.02:
+    if div < MIN_CLOCKS_PER_BIT or abs(clk_hz / div - baud) / baud > BAUD_TOLERANCE:
         raise ValueError(f"{baud} baud cannot be made from a {clk_hz / 1e6:g} MHz clock "
                          f"(closest: {clk_hz / max(div, 1):.0f} baud with {div} clocks per bit; "
-                         f"at least 4 are needed)")
+                         f"at least {MIN_CLOCKS_PER_BIT} are needed)")
     return div
 
 

@@ -360,8 +360,8 @@ class CommandExecutor(wiring.Component):
         self.length = Signal(8 * LENGTH.size)
         self.err = Signal()
         self.end = Signal(8 * ADDRESS.size + 1)          # the byte address after the last word
-        self.at = (self.cmd.addr + (self.idx << 2))[:len(axil.awaddr)]
-        m.d.comb += [axil.wstrb.eq(0b1111), axil.bready.eq(1), axil.rready.eq(1)]
+        self.at = (self.cmd.addr + self.idx * WORD.size)[:len(axil.awaddr)]
+        m.d.comb += [axil.wstrb.eq((1 << WORD.size) - 1), axil.bready.eq(1), axil.rready.eq(1)]
         kind = {name: self.cmd.cmd == code for name, code in CMD.items()}
         holding = Signal()
         # a STREAM's pixels taken from the receiver (into the engine, or discarded): only the
@@ -380,7 +380,7 @@ class CommandExecutor(wiring.Component):
                 m.d.comb += c.ready.eq(1)
                 with m.If(c.valid):
                     m.d.sync += [self.cmd.eq(c.payload), self.idx.eq(0), self.err.eq(0), holding.eq(1), taken.eq(0),
-                                 self.end.eq(c.payload.addr + (c.payload.count << 2))]
+                                 self.end.eq(c.payload.addr + c.payload.count * WORD.size)]
                     m.next = "CHECK"
             with m.State("CHECK"):
                 self._check(m, kind)

@@ -16,7 +16,7 @@ from .regmap import Rounding, Overflow, MAX_SHIFT, MAX_STAGES, MAX_CHANNELS, MAX
 
 __all__ = [
     "ConfigError", "Factor", "EngineConfig", "stream_bits", "radix_factorization",
-    "ROUNDING_MODES", "OVERFLOW_MODES", "WIDTH_RANGE", "MAX_SHIFT", "MAX_STAGES",
+    "ROUNDING_MODES", "OVERFLOW_MODES", "WIDTH_RANGE", "MAX_SHIFT", "MAX_STAGES", "DERIVED_KEYS",
 ]
 
 # the modes are CONFIG0's codes; the limits are the room the register map's fields have (a shift
@@ -254,12 +254,12 @@ class EngineConfig:
         chain = d["chain"]
         if not isinstance(chain, list) or not all(isinstance(row, list) for row in chain):
             raise ConfigError(f"\"chain\" must be a list of [p, q, r, s, t] rows, not {chain!r:.60}")
-        unknown = sorted(str(k) for k in d if k not in _OPTION_KEYS + _DERIVED_KEYS + ("chain",))
+        unknown = sorted(str(k) for k in d if k not in _OPTION_KEYS + DERIVED_KEYS + ("chain",))
         if unknown:
             raise ConfigError(f"unknown configuration entries: {', '.join(unknown)}")
         cfg = cls.from_chain(chain, **{k: d[k] for k in _OPTION_KEYS if k in d})
         derived = cfg.to_dict()
-        for key in _DERIVED_KEYS:
+        for key in DERIVED_KEYS:
             if key in d and not _same(d[key], derived[key]):
                 raise ConfigError(f"\"{key}\" is {d[key]!r}, but the chain and options give {derived[key]!r}")
         return cfg
@@ -403,7 +403,7 @@ class EngineConfig:
 
 
 _OPTION_KEYS = ("data_bits", "weight_bits", "rounding", "overflow", "name", "epilogue", "lanes", "simd")
-_DERIVED_KEYS = ("id", "n_in", "n_out", "interval", "multipliers")
+DERIVED_KEYS = ("id", "n_in", "n_out", "interval", "multipliers")
 
 
 def _same(a, b):

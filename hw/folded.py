@@ -4,13 +4,13 @@ multipliers, so a pixel takes ``interval = (p / lanes) * (s / simd)`` clocks in 
 requantization (``docs/spec.md`` §2); with ``simd < s`` (the dense MVAU shape) each node adds
 ``s / simd`` partial sums in an accumulator before rounding.
 
-Schedule (:class:`bfly.hw.fold.FoldSchedule`). ``i_valid`` is one pulse per pixel; ``i_data`` then
+Schedule (:class:`bfly.hw.fold.FoldSchedule`). ``i.valid`` is one pulse per pixel; ``i.payload`` then
 stays still for ``interval`` clocks (the previous stage holds its output), and the next pulse comes
 ``interval`` or more clocks later. Clock ``c`` of a pixel is phase ``c = chunk * folds + fold``:
 lane ``j`` works on one output node per chunk with inputs ``fold*simd ... fold*simd + simd - 1``
 of that node (the schedule says which node, which channels, where each weight lives). Per phase:
 
-1. the inputs of every lane are selected from ``i_data`` (:class:`OperandSelect`: a multiplexer
+1. the inputs of every lane are selected from ``i.payload`` (:class:`OperandSelect`: a multiplexer
    over the phases, in two registered levels) while each lane's own copy of the weight address
    is registered and the weights are read from the lane's memory (:class:`LaneWeights`: its read
    register, then one beside it: a block RAM's clock-to-out is most of a clock);
@@ -20,7 +20,7 @@ of that node (the schedule says which node, which channels, where each weight li
 3. adder tree, one register per level (``ceil(log2 simd)``); with folds, the accumulator;
 4. requantization (``Requantizer.latency`` registers), then the chunk is shifted into its lane's
    chain of registers (:class:`OutputAssembly`); with the last chunk the whole output pixel is
-   loaded into ``o_data`` (held until the next pixel) and ``o_valid`` pulses.
+   loaded into ``o.payload`` (held until the next pixel) and ``o.valid`` pulses.
 
 Weights. Each lane keeps its weights in one memory of two banks (active and shadow), one word per
 phase holding ``simd`` weights. Host writes go to the shadow bank (one weight at a time, a byte
@@ -478,8 +478,8 @@ class OutputAssembly(wiring.Component):
 class FoldedStage(wiring.Component):
     """Stage ``index`` of the chain of ``cfg``, folded as ``cfg.stage_fold(index)`` says.
 
-    Ports as :class:`bfly.hw.stage.ButterflyStage`; ``i_data`` must stay still for ``interval`` clocks
-    after ``i_valid``, and ``o_data`` holds each result until the next ``o_valid``. ``impl`` and
+    Ports as :class:`bfly.hw.stage.ButterflyStage`; ``i.payload`` must stay still for ``interval`` clocks
+    after ``i.valid``, and ``o.payload`` holds each result until the next ``o.valid``. ``impl`` and
     ``first_dsp`` as for a parallel stage (the multipliers numbered lane by lane).
 
     Made of a :class:`PhaseCounter`, a :class:`BankControl`, a :class:`LaneWeights` and a
@@ -533,7 +533,7 @@ class FoldedStage(wiring.Component):
 
     @property
     def latency(self):
-        """Clocks from ``i_valid`` to ``o_valid``: the last phase's results, then the output."""
+        """Clocks from ``i.valid`` to ``o.valid``: the last phase's results, then the output."""
         return self._tag_delay + OutputAssembly.LATENCY + self._interval - 1
 
     @property

@@ -23,8 +23,8 @@ Commands:
 
 Every reply whose status is not OK has an empty payload and answers a command that changed
 nothing (a STREAM's pixels reach the engine only after its CRC has checked). A frame the bridge
-rejects at its header (unknown command, bad length) is answered at once and its declared bytes
-are skipped; bytes outside frames are ignored, and a link quiet for ``timeout`` mid-frame ends
+rejects at its header (unknown command, bad length) is answered (after the reply in progress;
+not at all when a command already waits, §8.4) and its declared bytes are skipped; bytes outside frames are ignored, and a link quiet for ``timeout`` mid-frame ends
 the frame (``TIMEOUT`` once its header was in), so the bridge always resynchronizes on the next
 command. The whole behaviour, errors and queueing included: ``docs/spec.md`` §8.
 """

@@ -34,8 +34,8 @@ class ParamPort(wiring.Signature):
 
     Write: ``addr`` and ``data``, with ``en`` high for one clock per write (the receiving block
     says how long address and data must be held around it, and how far apart writes must be).
-    Read: ``raddr``, answered on ``rdata`` a fixed number of clocks later (the block's
-    ``read_cycles``)."""
+    Read: ``raddr``, held until the answer, which is on ``rdata`` a fixed number of clocks later
+    (the block's ``read_cycles``)."""
 
     def __init__(self, depth, shape):
         self._depth, self._shape = depth, shape

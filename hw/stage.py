@@ -66,7 +66,7 @@ class ButterflyStage(wiring.Component):
     choices; the stage's multipliers are its multipliers ``first_dsp`` onwards, node by node.
     """
 
-    #: clocks from ``i_data`` to the multipliers' operand registers (a copy per multiplier)
+    #: clocks from ``i.payload`` to the multipliers' operand registers (a copy per multiplier)
     INPUT_CYCLES = 1
     #: registers after the requantization: the next stage's multipliers are across the device
     OUTPUT_CYCLES = 1
@@ -92,7 +92,7 @@ class ButterflyStage(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from a pixel on ``i_data`` to its result on ``o_data``."""
+        """Cycles from a pixel on ``i.payload`` to its result on ``o.payload``."""
         return self._to_acc + Requantizer.latency + self.OUTPUT_CYCLES
 
     @property
@@ -164,7 +164,7 @@ class ButterflyStage(wiring.Component):
             self.o.valid.eq(delay(m, valid, self.OUTPUT_CYCLES, "valid_out")),
             self.o.payload.last.eq(delay(m, self.i.payload.last, self.latency - 1, "last")),
         ]
-        # each group of outputs has its own copy of o_valid for its saturation flags
+        # each group of outputs has its own copy of o.valid for its saturation flags
         counted = [Signal(name=f"satv_{o}") for o in range(f.p)]
         for o, (c, flag) in enumerate(zip(counted, sat_flags)):
             if o % impl.copy_group == 0:

@@ -32,8 +32,9 @@ def work_dir(*parts):
 
 
 def writable_dir(path, label):
-    """``path``, made if needed; where it cannot be written (a read-only cache), a new temporary
-    directory named after ``label`` instead, so a complete cache is still usable."""
+    """``path``, made if needed; where it cannot be written (a read-only cache), the user's own
+    directory ``label`` under the system's temporary directory instead (made once, reused), so a
+    complete cache is still usable."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -41,7 +42,10 @@ def writable_dir(path, label):
         probe.close()
         return path
     except OSError:
-        return Path(tempfile.mkdtemp(prefix=f"bfly_{label}_"))
+        user = Path(tempfile.gettempdir()) / f"bfly-{os.getuid()}"
+        user.mkdir(mode=0o700, exist_ok=True)
+        (user / label).mkdir(exist_ok=True)
+        return user / label
 
 
 # Amaranth's Verilog trips Verilator's width lints (tests/test_gen.py's LINT_WARNINGS says why)

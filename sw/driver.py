@@ -123,7 +123,9 @@ class Accelerator:
         self.progress = progress
         self.commit_polls = commit_polls
         self.image = self.params = None      # the image last loaded and committed, its parameters
-        self.stats = {"retries": 0}
+        # retries: commands sent again; resent_streams: STREAMs sent again after a reply was lost
+        # on the way back (the board ran the first copy too: SAT_COUNT counts its pixels twice)
+        self.stats = {"retries": 0, "resent_streams": 0}
         self._unsettled = "reply"        # leftovers of an earlier client may still be arriving
         ident = self.read(ID.offset, 1)[0]
         if ident != BFLY_ID:
@@ -160,6 +162,8 @@ class Accelerator:
                 if e.status not in RETRYABLE or attempt == self.retries:
                     raise
                 self.stats["retries"] += 1
+                if e.status is None and cmd == CMD["STREAM"]:
+                    self.stats["resent_streams"] += 1
                 continue
             self._unsettled = None
             return payload
@@ -193,7 +197,7 @@ class Accelerator:
                 bar.update(len(chunk))
 
     def reg(self, name, index=0):
-        return self.regs[name].offset + 4 * index
+        return self.regs[name].offset + WORD.size * index
 
     # --- parameters
 

@@ -49,14 +49,14 @@ def load_user_model(spec, weights=None):
         module_spec = importlib.util.spec_from_file_location(name, file)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
-    except Exception as e:          # the user's file: any error it raises is theirs to see
+    except (Exception, SystemExit) as e:    # the user's file: any error it raises is theirs to see
         raise ModelError(f"{path}: importing it failed: {type(e).__name__}: {e}")
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise ModelError(f"{spec}: {path} has no torch.nn.Module subclass named {cls_name}")
     try:
         model = cls()
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise ModelError(f"{spec}: {cls_name}() failed: {type(e).__name__}: {e}")
     if weights is not None:
         _load_weights(model, weights)
@@ -102,15 +102,16 @@ def layer_inputs(model, inputs, layers):
     import torch
     seen, hooks = {}, []
     for name, module in layers:
-        def hook(mod, args, output, name=name):
+        def hook(mod, args, output, name=name):        # (a layer used twice: both inputs)
             x = args[0]
-            seen[name] = x.detach().movedim(1, -1).reshape(-1, x.shape[1]).double().numpy()
+            seen.setdefault(name, []).append(x.detach().movedim(1, -1).reshape(-1, x.shape[1])
+                                             .double().numpy())
         hooks.append(module.register_forward_hook(hook))
     model.eval()
     try:
         with torch.no_grad():
             model(torch.as_tensor(np.asarray(inputs, dtype=np.float32)))
-    except Exception as e:          # a shape the user's forward does not take, typically
+    except (Exception, SystemExit) as e:          # a shape the user's forward does not take, typically
         raise ModelError(f"the model cannot run on the calibration inputs shaped "
                          f"{tuple(np.shape(inputs))}: {type(e).__name__}: {str(e).splitlines()[0]}")
     finally:
@@ -119,7 +120,7 @@ def layer_inputs(model, inputs, layers):
     missing = [name for name, _ in layers if name not in seen]
     if missing:
         raise ModelError(f"layers {', '.join(missing)} were not used by the model's forward")
-    return seen
+    return {name: np.concatenate(parts) for name, parts in seen.items()}
 
 
 def quantize_layers(model, calib, **engine):

@@ -114,6 +114,8 @@ def test_a_reply_of_the_wrong_length_is_a_failed_attempt(name, mode):
             acc.load(image)
             assert np.array_equal(acc.run(fmap), _want(image.params, fmap))
         assert acc.stats["retries"] == 1
+        # the board ran the STREAM whose reply came back damaged: its batch counts twice
+        assert acc.stats["resent_streams"] == (name == "STREAM")
         acc.transport.close()
 
 

@@ -65,5 +65,8 @@ def test_runs_and_logs_of_a_read_only_cache_go_to_a_temporary_directory(monkeypa
     def refuse(*a, **kw):
         raise OSError(errno.EROFS, "Read-only file system")
     monkeypatch.setattr(runner.tempfile, "NamedTemporaryFile", refuse)
+    monkeypatch.setattr(runner.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     other = runner.writable_dir(tmp_path / "cache" / "run", "x")
-    assert other != tmp_path / "cache" / "run" and other.is_dir() and other.name.startswith("bfly_x_")
+    assert other.is_dir() and other.parent.parent == tmp_path / "tmp" and other.name == "x"
+    assert runner.writable_dir(tmp_path / "cache" / "run", "x") == other         # reused

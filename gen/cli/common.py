@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bfly.hw.boards import BOARDS
-from bfly.hw.config import EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_MODES
+from bfly.hw.config import EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_MODES, DERIVED_KEYS
 
 __all__ = ["UserError", "add_config_args", "config_from_args", "read_text", "read_json",
            "load_image", "load_npy", "pixels_per_clock_text", "summary", "time_limit", "port_baud",
@@ -69,11 +69,11 @@ def board_baud(board, baud):
     b = BOARDS[board]
     if baud is None:
         return b.baud
-    from bfly.hw.board import uart_divisor
-    fastest = int(b.clk_hz // 4)
+    from bfly.hw.board import uart_divisor, MIN_CLOCKS_PER_BIT
+    fastest = int(b.clk_hz // MIN_CLOCKS_PER_BIT)
     if not MIN_BAUD <= baud <= fastest:
         raise UserError(f"--baud {baud}: the {board} board's UART runs at {MIN_BAUD:,} to {fastest:,} "
-                        f"baud (a {b.clk_hz / 1e6:g} MHz clock, at least 4 clocks per bit; default "
+                        f"baud (a {b.clk_hz / 1e6:g} MHz clock, at least {MIN_CLOCKS_PER_BIT} clocks per bit; default "
                         f"{b.baud:,})")
     try:
         uart_divisor(b.clk_hz, baud)
@@ -167,7 +167,7 @@ def _config_from_file(path, overrides):
             if not isinstance(top, str):
                 raise UserError(f"{path}: \"top\" must be a module name, not {top!r}")
             cfg_dict["name"] = top
-    options = {k: v for k, v in cfg_dict.items() if k not in ("id", "n_in", "n_out", "interval", "multipliers")}
+    options = {k: v for k, v in cfg_dict.items() if k not in DERIVED_KEYS}
     return EngineConfig.from_dict({**options, **overrides})
 
 

@@ -155,6 +155,10 @@ def cmd_run(args):
     _check_timeout(args)
     fmap = read_fmap(args.input)
     image = load_image(args.check) if isinstance(args.check, str) else None
+    out_path = Path(args.output)
+    out_dir = out_path.parent
+    if out_path.is_dir() or (out_dir.exists() and not out_dir.is_dir()):
+        raise UserError(f"-o {args.output}: not a place for a .npy file")
     acc = connect(args)
     try:
         if image is not None:
@@ -178,9 +182,14 @@ def cmd_run(args):
     import io
     buf = io.BytesIO()
     np.save(buf, out)
-    out_path = Path(args.output)
-    write_files(out_path.parent, {out_path.name: buf.getvalue()})
-    print(f"{pixels} pixels in {dt:.2f} s ({pixels / max(dt, 1e-9):,.0f} pixels/s); wrote {args.output} {out.shape}")
+    try:
+        write_files(out_dir, {out_path.name: buf.getvalue()})
+    except OSError as e:
+        raise UserError(f"-o {args.output}: cannot write it: {e.strerror or e}")
+    resent = acc.stats["resent_streams"]
+    print(f"{pixels} pixels in {dt:.2f} s ({pixels / max(dt, 1e-9):,.0f} pixels/s); wrote {args.output} {out.shape}"
+          + (f" ({resent} batches sent again after a lost reply: SAT_COUNT counts them twice)"
+             if resent else ""))
     if args.check:
         want = engine_forward(acc.config, params, fmap.reshape(fmap.shape[0], -1).T).y
         got = out.reshape(out.shape[0], -1).T

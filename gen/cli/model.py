@@ -85,7 +85,11 @@ def _engine_args(args):
 
 def _write_images(args, images, report, summary_line):
     from bfly.gen.files import write_files
-    files = {f"{name}.bfly": img.to_bytes() for name, img in images.items()}
+    from bfly.sw.image import ImageError
+    try:
+        files = {f"{name}.bfly": img.to_bytes() for name, img in images.items()}
+    except ImageError as e:
+        raise UserError(f"cannot write the weight images: {e}")
     files["quantize_report.json"] = json.dumps(report, indent=2) + "\n"
     write_files(args.output, files)
     for name, img in images.items():
