@@ -11,9 +11,10 @@ import enum
 import operator
 from dataclasses import dataclass, replace
 
-__all__ = ["WORD_BITS", "ACCESS", "Field", "Register"]
+__all__ = ["WORD_BITS", "WORD_MASK", "ACCESS", "Field", "Register"]
 
 WORD_BITS = 32
+WORD_MASK = (1 << WORD_BITS) - 1
 
 ACCESS = {
     "ro": "read-only",

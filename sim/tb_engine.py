@@ -24,7 +24,10 @@ from cocotbext.axi import (AxiStreamBus, AxiStreamSource, AxiStreamSink, AxiStre
 
 from bfly.hw.regmap import (register_map, config_from_words, BFLY_ID, ID, CONFIG0, CONFIG1, CONFIG2,
                             CONFIG3, CTRL, FACTOR, SAT_COUNT, WEIGHTS)
+from bfly.hw.csr import WORD_BITS, WORD_MASK
 from bfly.sim.api import SimRequest, summary_path
+
+WORD_BYTES = WORD_BITS // 8
 from bfly.sim.model import engine_forward, random_params
 from bfly.sim.words import pack_pixels, unpack_pixels, param_words, load_plan
 
@@ -125,14 +128,14 @@ class TB:
 
     def param_addr(self, i):
         """Byte address of word ``i`` of the parameter window (WEIGHTS, EPI_MULT, EPI_BIAS)."""
-        return self.regs[WEIGHTS.name].offset + 4 * i
+        return self.regs[WEIGHTS.name].offset + WORD_BYTES * i
 
     async def write_word(self, addr, value, expect=AxiResp.OKAY):
-        resp = await self.axil.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
+        resp = await self.axil.write(addr, (value & WORD_MASK).to_bytes(WORD_BYTES, "little"))
         assert resp.resp == expect, f"write 0x{addr:x}: {resp.resp!r}"
 
     async def read_word(self, addr, expect=AxiResp.OKAY):
-        resp = await self.axil.read(addr, 4)
+        resp = await self.axil.read(addr, WORD_BYTES)
         assert resp.resp == expect, f"read 0x{addr:x}: {resp.resp!r}"
         return int.from_bytes(resp.data, "little")
 

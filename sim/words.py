@@ -8,6 +8,7 @@ bits to a whole number of bytes (:func:`stream_bits`).
 import numpy as np
 
 from bfly.hw.config import stream_bits
+from bfly.hw.csr import WORD_MASK
 from bfly.hw.regmap import epi_ctrl_word, epi_ctrl_fields, SHIFT, EPI_CTRL, OUT_SHIFT, WEIGHTS
 
 __all__ = ["stream_bits", "pack_pixels", "unpack_pixels", "to_signed", "param_words",
@@ -57,7 +58,7 @@ def param_words(cfg, params):
     if [b.size for b in blocks] != sizes:
         raise ValueError(f"the parameters have blocks of {[b.size for b in blocks]} words, "
                          f"the window of {cfg.id} blocks of {sizes}")
-    return [int(v) & 0xFFFFFFFF for v in np.concatenate(blocks)]
+    return [int(v) & WORD_MASK for v in np.concatenate(blocks)]
 
 
 def split_param_words(cfg, words):

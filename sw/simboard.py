@@ -14,6 +14,7 @@ counted from 0) so the driver's retries can be exercised.
 from bfly.hw.hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS as LINK_STATUS, LENGTH, CRC, HEAD_BYTES,
                               ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD, MAX_READ_WORDS,
                               MAX_WRITE_WORDS, crc16)
+from bfly.hw.csr import WORD_MASK
 from bfly.hw.regmap import BFLY_ID, ID, CTRL, STATUS, register_map, config_words
 from bfly.sim.model import engine_forward
 from bfly.sim.words import (pack_pixels, unpack_pixels, params_from_registers, stream_bits,
@@ -122,7 +123,7 @@ class SimulatedBoard:
                 self._busy, busy = max(0, self._busy - 1), self._busy > 0
                 words.append(STATUS.pack(commit_busy=busy))
             else:
-                words.append(0 if r.access == "wo" else self._words[w] & 0xFFFFFFFF)
+                words.append(0 if r.access == "wo" else self._words[w] & WORD_MASK)
         self._reply(cmd, b"".join(WORD.pack(v) for v in words))
 
     def _write(self, cmd, addr, words):
@@ -146,7 +147,7 @@ class SimulatedBoard:
         """What the engine keeps of a word written to ``r`` (and reads back)."""
         if r.window:
             bits = self.cfg.weight_bits if r.name != "EPI_BIAS" else r.width
-            return int(to_signed(value, bits)) & 0xFFFFFFFF
+            return int(to_signed(value, bits)) & WORD_MASK
         return value & ((1 << r.width) - 1)
 
     def _commit(self):
@@ -167,6 +168,6 @@ class SimulatedBoard:
         res = engine_forward(cfg, self._active, unpack_pixels(words, cfg.n_in, cfg.data_bits))
         sat = next(r for r in self._regs if r.name == "SAT_COUNT")
         for l, c in enumerate(res.sat_counts):
-            self._words[sat.word + l] = min(self._words[sat.word + l] + int(c), 0xFFFFFFFF)
+            self._words[sat.word + l] = min(self._words[sat.word + l] + int(c), WORD_MASK)
         self._reply(cmd, b"".join(v.to_bytes(out_bytes, "little")
                                   for v in pack_pixels(res.y, cfg.data_bits)))

@@ -8,18 +8,12 @@ import threading
 import pytest
 
 import bfly.gen.dse as dse
-from bfly.gen.cli import main
+from cliutil import run
 from bfly.hw.config import EngineConfig
 from bfly.gen.dse import sweep_configs, dense_match, run_sweep, pareto_front, pareto_fronts, write_outputs, FIELDS
 from bfly.gen.synth import SynthError, synthesize as real_synthesize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def fake_report(cfg):
@@ -196,7 +190,7 @@ def test_write_outputs_with_nothing_synthesized(tmp_path):
     (["--n", "64", "--k", "1"], "--k values must be at least 2, not 1"),
     (["--n", "64", "--k", "4", "--target", "xc7"], "unknown target 'xc7'; choose from ecp5-85k"),
     (["--n", "64", "--k", "4", "--jobs", "0"], "--jobs must be at least 1, not 0"),
-    (["--n", "64", "--k", "4", "--freq", "0"], "--freq must be positive"),
+    (["--n", "64", "--k", "4", "--freq", "0"], "--freq: must be a positive number, not 0"),
     (["--n", "64", "--k", "4", "--data-bits", "30"], "--data-bits must be an integer from 2 to 18, not 30"),
     (["--n", "48", "--k", "4"], "no configuration to synthesize: butterfly n=48 k=4: 48 is not a power of 4"),
 ])

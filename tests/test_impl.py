@@ -21,7 +21,9 @@ def _pins(text):
     pins = {}
     for m in _PIN.finditer(text):
         module = [name for start, name in modules if start < m.start()][-1]
-        pins[int(module.rsplit("stage", 1)[1]), int(m.group(2)), int(m.group(3))] = m.group(1)
+        # (a parallel stage's multipliers are in its module, a folded stage's in its lanes')
+        stage = int(re.search(r"stage(\d+)", module).group(1))
+        pins[stage, int(m.group(2)), int(m.group(3))] = m.group(1)
     return pins
 
 
