@@ -24,19 +24,20 @@ from bfly.sim.runner import work_dir
 CLOCK_NS = 10     # the testbench's clock period
 
 
-def model_throughput(cfg, pixels, repeats):
+def model_throughput(cfg, pixels, repeats, allow_float=True):
     rng = np.random.default_rng(0)
     weights, shifts = random_weights(cfg, rng), random_shifts(cfg, rng)
     x = rng.integers(cfg.data_min, cfg.data_max + 1, size=(pixels, cfg.n_in))
-    chain_forward(cfg, weights, shifts, x)             # warm-up
+    chain_forward(cfg, weights, shifts, x, allow_float)             # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        chain_forward(cfg, weights, shifts, x)
+        chain_forward(cfg, weights, shifts, x, allow_float)
         times.append(time.perf_counter() - t0)
     best = min(times)
     return {"config": cfg.id, "pixels": pixels, "repeats": repeats, "best_seconds": best,
-            "median_seconds": float(np.median(times)), "pixels_per_second": pixels / best}
+            "median_seconds": float(np.median(times)), "pixels_per_second": pixels / best,
+            "path": "float64 (BLAS) where exact" if allow_float else "int64"}
 
 
 def rtl_throughput(cfg, pixels, workdir):
@@ -61,17 +62,27 @@ def rtl_throughput(cfg, pixels, workdir):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pixels", type=int, default=20000, help="pixels per RTL run (default 20000)")
+    p.add_argument("--no-rtl", action="store_true", help="the golden model only")
     p.add_argument("-o", "--output", default=str(work_dir("bench", "core.json")))
     args = p.parse_args(argv)
     out = Path(args.output)
     workdir = out.parent / "core"
     workdir.mkdir(parents=True, exist_ok=True)
 
-    report = {"golden_model": model_throughput(EngineConfig.bft(64, 4), 56 * 56, repeats=50), "rtl": []}
-    gm = report["golden_model"]
-    print(f"golden model {gm['config']}: {gm['pixels_per_second']:,.0f} pixels/s "
-          f"({gm['pixels']} pixels in {gm['best_seconds'] * 1e3:.2f} ms, best of {gm['repeats']})")
-    for cfg in (EngineConfig.bft(16, 4), EngineConfig.bft(64, 4)):
+    # the two paths of the golden model side by side, alternating, so the ratio sees the same load
+    cfg, runs = EngineConfig.bft(64, 4), {True: [], False: []}
+    for _ in range(3):
+        for allow_float in (True, False):
+            runs[allow_float].append(model_throughput(cfg, 56 * 56 * 4, 20, allow_float))
+    best = {k: max(v, key=lambda r: r["pixels_per_second"]) for k, v in runs.items()}
+    report = {"golden_model": best[True], "golden_model_int64": best[False],
+              "golden_model_speedup": best[True]["pixels_per_second"] / best[False]["pixels_per_second"],
+              "rtl": []}
+    for r in (best[True], best[False]):
+        print(f"golden model {r['config']}, {r['path']}: {r['pixels_per_second']:,.0f} pixels/s "
+              f"({r['pixels']} pixels in {r['best_seconds'] * 1e3:.2f} ms, best of {r['repeats']} x 3)")
+    print(f"  float path / int64 path: {report['golden_model_speedup']:.2f}x")
+    for cfg in () if args.no_rtl else (EngineConfig.bft(16, 4), EngineConfig.bft(64, 4)):
         r = rtl_throughput(cfg, args.pixels, workdir)
         report["rtl"].append(r)
         print(f"RTL simulation {r['config']}: {r['cycles_per_second']:,.0f} cycles/s "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bfly.hw.config import MAX_SHIFT, ROUNDING_MODES, OVERFLOW_MODES
-from bfly.hw.connectivity import factor_product, input_index
+from bfly.hw.connectivity import factor_product, input_index, input_grid, output_grid
 from bfly.hw.regmap import RESIDUAL_SHIFT_MAX, BIAS_BITS, epi_ctrl_word
 
 __all__ = [
@@ -68,13 +68,51 @@ def requantize(acc, shift, data_bits, rounding, overflow):
     return v, out_of_range
 
 
-def factor_apply(factor, weights, x):
-    """One factor, exact: ``(N, q)`` integer pixels -> ``(N, p)`` accumulators (no rounding).
+# float64 holds every integer below 2**53 in magnitude exactly (FLOAT_EXACT_LIMIT)
+FLOAT_EXACT_LIMIT = 1 << 53
+
+
+def _max_abs(a):
+    return int(np.abs(a).max()) if a.size else 0
+
+
+def float_is_exact(factor, weights, x):
+    """Whether :func:`factor_apply` may compute in float64 and stay exact. Every accumulator is a
+    sum of ``s`` products ``W[o, j] * x[c]``; each partial sum, in whatever order a BLAS adds
+    them (with or without fused multiply-adds), is a sum of some of those products, so its
+    magnitude is at most ``s * max|W| * max|x|``. Below ``2**53`` every such value is an integer
+    float64 holds exactly, so every multiplication and addition is exact (IEEE 754 rounds only
+    results it cannot represent) and the float result equals the integer one."""
+    return factor.s * _max_abs(weights) * _max_abs(x) < FLOAT_EXACT_LIMIT
+
+
+def _factor_product_float(f, weights, x):
+    """:func:`bfly.hw.connectivity.factor_product` as one batched matrix product in float64
+    (BLAS): for each group ``(blk, u)``, ``(N, s) @ (s, r)``; each layout change is made in the
+    same pass as a type conversion."""
+    n = x.shape[0]
+    xs = x.reshape(n, *input_grid(f)).transpose(1, 3, 0, 2).astype(np.float64, order="C")  # [blk, u, n, j]
+    ws = weights.reshape(*output_grid(f), f.s).transpose(0, 2, 3, 1).astype(np.float64, order="C")
+    y = np.matmul(xs, ws)                                                           # [blk, u, n, i]
+    out = np.empty((n, *output_grid(f)), dtype=np.int64)                            # [n, blk, i, u]
+    np.copyto(out.transpose(1, 3, 0, 2), y, casting="unsafe")
+    return out.reshape(n, f.p)
+
+
+def factor_apply(factor, weights, x, allow_float=True):
+    """One factor, exact: ``(N, q)`` integer pixels -> ``(N, p)`` accumulators (no rounding;
+    float arrays are multiplied as they are).
 
     ``y[o] = sum_j W[o, j] * x[(blk*s + j)*t + u]`` with ``o = (blk*r + i)*t + u``
-    (:mod:`bfly.hw.connectivity`).
+    (:mod:`bfly.hw.connectivity`). In float64 through BLAS where :func:`float_is_exact` proves
+    the result exact (every engine configuration: 18-bit operands and the register map's largest
+    radix stay far below the bound) and ``allow_float``, else in int64.
     """
-    return factor_product(factor, np.asarray(weights), np.asarray(x), np.einsum)
+    weights, x = np.asarray(weights), np.asarray(x)
+    integers = np.issubdtype(weights.dtype, np.integer) and np.issubdtype(x.dtype, np.integer)
+    if allow_float and integers and float_is_exact(factor, weights, x):
+        return _factor_product_float(factor, weights, x)
+    return factor_product(factor, weights, x, np.einsum)
 
 
 @dataclass
@@ -113,11 +151,12 @@ def check_shifts(cfg, shifts):
     return shifts
 
 
-def chain_forward(cfg, weights, shifts, x):
+def chain_forward(cfg, weights, shifts, x, allow_float=True):
     """The engine's chain: ``(N, n_in)`` pixels -> :class:`ChainResult` with ``(N, n_out)``.
 
     Each factor's exact accumulator is requantized to ``data_bits`` (docs/spec.md §2) with the stage's
-    ``shift`` and the configuration's rounding and overflow modes.
+    ``shift`` and the configuration's rounding and overflow modes. ``allow_float``: as
+    :func:`factor_apply` (the same result either way; False only to measure the integer path).
     """
     weights = check_weights(cfg, weights)
     shifts = check_shifts(cfg, shifts)
@@ -128,7 +167,7 @@ def chain_forward(cfg, weights, shifts, x):
         raise ValueError(f"pixels must lie in [{cfg.data_min}, {cfg.data_max}]")
     stages, sat_counts = [], []
     for f, w, sh in zip(cfg.factors, weights, shifts):
-        acc = factor_apply(f, w, x)
+        acc = factor_apply(f, w, x, allow_float)
         x, sat = requantize(acc, sh, cfg.data_bits, cfg.rounding, cfg.overflow)
         stages.append(x)
         sat_counts.append(int(sat.sum()))

@@ -273,3 +273,51 @@ def test_epilogue_matches_python_reference(cfg, seed):
             if epi.relu:
                 v = max(v, 0)
             assert z[n, c] == v and sat[n, c] == out
+
+
+# --- the float64 path of factor_apply (bfly.sim.model.float_is_exact)
+
+from bfly.sim.model import float_is_exact                              # noqa: E402
+from bfly.hw.connectivity import factor_product                      # noqa: E402
+
+
+@pytest.mark.parametrize("cfg", CHAINS + [EngineConfig.bft(64, 4, data_bits=18, weight_bits=18)],
+                         ids=lambda c: c.id)
+def test_float_path_is_bit_exact_at_the_extremes(cfg):
+    # the widest operands, every sign: the float path (taken for every engine configuration)
+    # equals the int64 einsum exactly
+    rng = np.random.default_rng(3)
+    lo, hi = cfg.data_min, cfg.data_max
+    for f in cfg.factors:
+        w = rng.choice([lo, hi, -1, 0, 1], size=(f.p, f.s)) if cfg.weight_bits == cfg.data_bits else \
+            rng.integers(-(1 << cfg.weight_bits - 1), 1 << cfg.weight_bits - 1, (f.p, f.s))
+        x = rng.choice([lo, hi, lo + 1, 0], size=(500, f.q))
+        assert float_is_exact(f, w, x)
+        got = factor_apply(f, w, x)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, factor_product(f, w, x, np.einsum))
+
+
+def test_past_the_bound_the_integer_path_is_used():
+    # an accumulator float64 cannot hold (2**53 + 1): the bound says so, the result is still the
+    # exact int64 one, and the float product would have rounded it
+    from bfly.sim.model import _factor_product_float
+    f = EngineConfig.bft(4, 2).factors[0]              # node u=0 sums channels 0 and 2
+    w = np.ones((f.p, f.s), dtype=np.int64)
+    x = np.zeros((3, f.q), dtype=np.int64)
+    x[:, 0], x[:, 2] = (1 << 53) - 1, 2
+    assert not float_is_exact(f, w, x)
+    want = factor_product(f, w, x, np.einsum)
+    assert want[0, 0] == (1 << 53) + 1 and float((1 << 53) + 1) != (1 << 53) + 1
+    assert np.array_equal(factor_apply(f, w, x), want)
+    assert not np.array_equal(_factor_product_float(f, w, x), want)
+
+
+def test_both_paths_give_the_same_chain():
+    cfg = EngineConfig.bft(64, 4)
+    rng = np.random.default_rng(5)
+    weights, shifts = random_weights(cfg, rng), random_shifts(cfg, rng)
+    x = rng.integers(cfg.data_min, cfg.data_max + 1, (2000, cfg.n_in))
+    a = chain_forward(cfg, weights, shifts, x)
+    b = chain_forward(cfg, weights, shifts, x, allow_float=False)
+    assert np.array_equal(a.y, b.y) and a.sat_counts == b.sat_counts
