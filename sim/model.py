@@ -155,8 +155,10 @@ def chain_forward(cfg, weights, shifts, x, allow_float=True):
     """The engine's chain: ``(N, n_in)`` pixels -> :class:`ChainResult` with ``(N, n_out)``.
 
     Each factor's exact accumulator is requantized to ``data_bits`` (docs/spec.md §2) with the stage's
-    ``shift`` and the configuration's rounding and overflow modes. ``allow_float``: as
-    :func:`factor_apply` (the same result either way; False only to measure the integer path).
+    ``shift`` and the configuration's rounding and overflow modes. With ``allow_float`` the
+    chain runs in float64 where :func:`chain_float_is_exact` proves it exact (every engine
+    configuration), else factor by factor as :func:`factor_apply` does: the same result either
+    way (False only to measure the integer path).
     """
     weights = check_weights(cfg, weights)
     shifts = check_shifts(cfg, shifts)
@@ -165,6 +167,8 @@ def chain_forward(cfg, weights, shifts, x, allow_float=True):
         raise ValueError(f"pixels must be shaped (N, {cfg.n_in}), not {x.shape}")
     if x.size and (x.min() < cfg.data_min or x.max() > cfg.data_max):
         raise ValueError(f"pixels must lie in [{cfg.data_min}, {cfg.data_max}]")
+    if allow_float and chain_float_is_exact(cfg, weights, x):
+        return _chain_forward_float(cfg, weights, shifts, x)
     stages, sat_counts = [], []
     for f, w, sh in zip(cfg.factors, weights, shifts):
         acc = factor_apply(f, w, x, allow_float)
@@ -172,6 +176,83 @@ def chain_forward(cfg, weights, shifts, x, allow_float=True):
         stages.append(x)
         sat_counts.append(int(sat.sum()))
     return ChainResult(y=x, sat_counts=sat_counts, stages=stages)
+
+
+# a float64 chain rounds with half a unit to spare (FLOAT_CHAIN_LIMIT, see chain_float_is_exact)
+FLOAT_CHAIN_LIMIT = 1 << 52
+
+
+def chain_float_is_exact(cfg, weights, x):
+    """Whether the whole chain may run in float64 and stay bit-exact (:func:`_chain_forward_float`).
+
+    Stage ``l``'s accumulators and every partial sum are at most ``s * max|W_l| * m_l`` in
+    magnitude, ``m_0 = max|x|`` and, after a requantization, ``m_l = 2**(data_bits - 1)``. Below
+    ``2**52`` each is an integer float64 holds exactly, so the products and sums are exact (as
+    :func:`float_is_exact` says); then ``acc * 2**-shift`` is exact (a power-of-two scaling of
+    such an integer, far from underflow), and so is ``acc * 2**-shift + 1/2`` for ``half_up``
+    (its bits span at most ``2**(52 - shift)`` down to ``2**-shift``: 53 bits). ``floor``,
+    ``rint`` (round half to even), comparisons, ``clip`` and ``mod`` by ``2**data_bits`` of
+    exact integers are exact."""
+    m = _max_abs(x)
+    for f, w in zip(cfg.factors, weights):
+        if f.s * _max_abs(w) * m >= FLOAT_CHAIN_LIMIT:
+            return False
+        m = 1 << (cfg.data_bits - 1)
+    return True
+
+
+def _requantize_float(acc, shift, data_bits, rounding, overflow):
+    """:func:`requantize` in place on float64 accumulators that :func:`chain_float_is_exact`
+    bounds; returns ``(values, number out of range)``."""
+    shift = min(int(shift), _NUMPY_SHIFT_LIMIT)
+    v = acc
+    if shift:
+        np.multiply(v, 2.0 ** -shift, out=v)
+        if rounding == "floor":
+            np.floor(v, out=v)
+        elif rounding == "half_up":
+            np.add(v, 0.5, out=v)
+            np.floor(v, out=v)
+        else:
+            np.rint(v, out=v)                  # round half to even
+    lo, hi = -(1 << (data_bits - 1)), (1 << (data_bits - 1)) - 1
+    out_of_range = int(np.count_nonzero(v < lo)) + int(np.count_nonzero(v > hi))
+    if overflow == "saturate":
+        np.clip(v, lo, hi, out=v)
+    else:
+        np.subtract(v, lo, out=v)
+        np.mod(v, float(1 << data_bits), out=v)
+        np.add(v, lo, out=v)
+    return v, out_of_range
+
+
+# a factor whose inputs are at most this many times its fan-in is multiplied as a dense (q, p)
+# matrix: one BLAS product of p*q multiplies per pixel beats p*s of them in b*t small batches
+_DENSE_FAN_IN_RATIO = 16
+
+
+def _factor_float(f, w, h):
+    """``(N, q)`` float64 pixels ``h`` times factor ``f`` with weights ``w``: ``(N, p)``."""
+    n = h.shape[0]
+    if f.q <= _DENSE_FAN_IN_RATIO * f.s:
+        return h @ factor_dense(f, w).T.astype(np.float64)
+    ws = w.reshape(*output_grid(f), f.s).transpose(0, 2, 3, 1).astype(np.float64)  # [blk, u, j, i]
+    acc = np.empty((n, *output_grid(f)))                                          # [n, blk, i, u]
+    np.matmul(h.reshape(n, *input_grid(f)).transpose(1, 3, 0, 2), ws, out=acc.transpose(1, 3, 0, 2))
+    return acc.reshape(n, f.p)
+
+
+def _chain_forward_float(cfg, weights, shifts, x):
+    """:func:`chain_forward` in float64 (exact where :func:`chain_float_is_exact`: zeros of a
+    dense factor add nothing to any partial sum's bound)."""
+    h = x.astype(np.float64)
+    stages, sat_counts = [], []
+    for f, w, sh in zip(cfg.factors, weights, shifts):
+        h, sat = _requantize_float(_factor_float(f, w, h), sh, cfg.data_bits, cfg.rounding,
+                                   cfg.overflow)
+        stages.append(h.astype(np.int64))
+        sat_counts.append(sat)
+    return ChainResult(y=stages[-1], sat_counts=sat_counts, stages=stages)
 
 
 # --- epilogue (docs/spec.md §3) ------------------------------------------------------------------

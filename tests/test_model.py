@@ -277,7 +277,7 @@ def test_epilogue_matches_python_reference(cfg, seed):
 
 # --- the float64 path of factor_apply (bfly.sim.model.float_is_exact)
 
-from bfly.sim.model import float_is_exact                              # noqa: E402
+from bfly.sim.model import float_is_exact, chain_float_is_exact, check_weights   # noqa: E402
 from bfly.hw.connectivity import factor_product                      # noqa: E402
 
 
@@ -313,11 +313,38 @@ def test_past_the_bound_the_integer_path_is_used():
     assert not np.array_equal(_factor_product_float(f, w, x), want)
 
 
-def test_both_paths_give_the_same_chain():
-    cfg = EngineConfig.bft(64, 4)
+@pytest.mark.parametrize("rounding", ["floor", "half_up", "half_even"])
+@pytest.mark.parametrize("overflow", ["saturate", "wrap"])
+@pytest.mark.parametrize("cfg", [EngineConfig.bft(64, 4), EngineConfig.mixed_radix([4, 4, 3]),
+                                 EngineConfig.from_chain([[32, 64, 2, 4, 4], [16, 32, 1, 2, 8]]),
+                                 EngineConfig.dense(16), EngineConfig.bft(256, 4)],
+                         ids=lambda c: c.id)
+@pytest.mark.parametrize("bits", [(2, 2), (8, 8), (18, 18)])
+def test_both_paths_give_the_same_chain(cfg, rounding, overflow, bits):
+    # the float64 chain (dense and batched factors) against the int64 one, bit for bit: every
+    # shift from 0 past the accumulator width, ties, the extremes of the operands
+    d, wb = bits
+    cfg = EngineConfig(factors=cfg.factors, data_bits=d, weight_bits=wb, rounding=rounding,
+                       overflow=overflow)
     rng = np.random.default_rng(5)
-    weights, shifts = random_weights(cfg, rng), random_shifts(cfg, rng)
-    x = rng.integers(cfg.data_min, cfg.data_max + 1, (2000, cfg.n_in))
-    a = chain_forward(cfg, weights, shifts, x)
-    b = chain_forward(cfg, weights, shifts, x, allow_float=False)
-    assert np.array_equal(a.y, b.y) and a.sat_counts == b.sat_counts
+    x = rng.integers(cfg.data_min, cfg.data_max + 1, (600, cfg.n_in))
+    x[::7], x[::11] = cfg.data_min, cfg.data_max
+    for trial, shifts in enumerate([[0] * cfg.n_stages, [62] * cfg.n_stages,
+                                    [1 + (l % 5) for l in range(cfg.n_stages)],
+                                    random_shifts(cfg, rng)]):
+        weights = random_weights(cfg, rng, extremes=0.3)
+        assert chain_float_is_exact(cfg, check_weights(cfg, weights), x)
+        a = chain_forward(cfg, weights, shifts, x)
+        b = chain_forward(cfg, weights, shifts, x, allow_float=False)
+        assert a.y.dtype == np.int64 and np.array_equal(a.y, b.y), trial
+        assert a.sat_counts == b.sat_counts, trial
+        assert all(np.array_equal(p, q) for p, q in zip(a.stages, b.stages)), trial
+
+
+def test_the_float_chain_is_not_taken_past_its_bound():
+    # inputs far outside the engine's range (never legal for chain_forward, which checks them)
+    # would break the bound: the check says so
+    cfg = EngineConfig.bft(4, 2)
+    w = check_weights(cfg, random_weights(cfg, np.random.default_rng(0)))
+    assert chain_float_is_exact(cfg, w, np.full((2, 4), 127))
+    assert not chain_float_is_exact(cfg, w, np.full((2, 4), 1 << 50))
