@@ -76,6 +76,12 @@ def _max_abs(a):
     return int(np.abs(a).max()) if a.size else 0
 
 
+def _sum_bound(factor, weights, max_x):
+    """The largest magnitude any accumulator of ``factor`` or any partial sum of one can have:
+    ``s`` products of at most ``max|W| * max_x`` each."""
+    return factor.s * _max_abs(weights) * max_x
+
+
 def float_is_exact(factor, weights, x):
     """Whether :func:`factor_apply` may compute in float64 and stay exact. Every accumulator is a
     sum of ``s`` products ``W[o, j] * x[c]``; each partial sum, in whatever order a BLAS adds
@@ -83,20 +89,7 @@ def float_is_exact(factor, weights, x):
     magnitude is at most ``s * max|W| * max|x|``. Below ``2**53`` every such value is an integer
     float64 holds exactly, so every multiplication and addition is exact (IEEE 754 rounds only
     results it cannot represent) and the float result equals the integer one."""
-    return factor.s * _max_abs(weights) * _max_abs(x) < FLOAT_EXACT_LIMIT
-
-
-def _factor_product_float(f, weights, x):
-    """:func:`bfly.hw.connectivity.factor_product` as one batched matrix product in float64
-    (BLAS): for each group ``(blk, u)``, ``(N, s) @ (s, r)``; each layout change is made in the
-    same pass as a type conversion."""
-    n = x.shape[0]
-    xs = x.reshape(n, *input_grid(f)).transpose(1, 3, 0, 2).astype(np.float64, order="C")  # [blk, u, n, j]
-    ws = weights.reshape(*output_grid(f), f.s).transpose(0, 2, 3, 1).astype(np.float64, order="C")
-    y = np.matmul(xs, ws)                                                           # [blk, u, n, i]
-    out = np.empty((n, *output_grid(f)), dtype=np.int64)                            # [n, blk, i, u]
-    np.copyto(out.transpose(1, 3, 0, 2), y, casting="unsafe")
-    return out.reshape(n, f.p)
+    return _sum_bound(factor, weights, _max_abs(x)) < FLOAT_EXACT_LIMIT
 
 
 def factor_apply(factor, weights, x, allow_float=True):
@@ -111,7 +104,7 @@ def factor_apply(factor, weights, x, allow_float=True):
     weights, x = np.asarray(weights), np.asarray(x)
     integers = np.issubdtype(weights.dtype, np.integer) and np.issubdtype(x.dtype, np.integer)
     if allow_float and integers and float_is_exact(factor, weights, x):
-        return _factor_product_float(factor, weights, x)
+        return _factor_float(factor, weights, x.astype(np.float64)).astype(np.int64)
     return factor_product(factor, weights, x, np.einsum)
 
 
@@ -195,7 +188,7 @@ def chain_float_is_exact(cfg, weights, x):
     exact integers are exact."""
     m = _max_abs(x)
     for f, w in zip(cfg.factors, weights):
-        if f.s * _max_abs(w) * m >= FLOAT_CHAIN_LIMIT:
+        if _sum_bound(f, w, m) >= FLOAT_CHAIN_LIMIT:
             return False
         m = 1 << (cfg.data_bits - 1)
     return True

@@ -26,10 +26,10 @@ from bfly.hw.regmap import (register_map, config_from_words, BFLY_ID, ID, CONFIG
                             CONFIG3, CTRL, FACTOR, SAT_COUNT, WEIGHTS)
 from bfly.hw.csr import WORD_BITS, WORD_MASK
 from bfly.sim.api import SimRequest, summary_path
-
-WORD_BYTES = WORD_BITS // 8
 from bfly.sim.model import engine_forward, random_params
 from bfly.sim.words import pack_pixels, unpack_pixels, param_words, load_plan
+
+WORD_BYTES = WORD_BITS // 8
 
 # cocotbext-axi 0.1.28 still calls APIs that cocotb 2 deprecates; they work, so keep logs readable
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
