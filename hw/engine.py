@@ -31,7 +31,6 @@ from .stage import ButterflyStage
 __all__ = ["ButterflyEngine"]
 
 
-
 class ButterflyEngine(wiring.Component):
     """The chain of ``cfg`` between ``i_stream`` and ``o_stream`` (payload: ``data``, ``last``).
 
@@ -45,8 +44,9 @@ class ButterflyEngine(wiring.Component):
     the register map lays it out: every stage's weights (stage, then ``o*s + j``), then the
     epilogue's ``A_c`` and ``Bias_c``; ``shadow_shifts``, and with an epilogue ``shadow_epi_ctrl``
     and ``shadow_out_shift``; ``commit_stb``. The shadow shifts (and epilogue control) must hold
-    still for ``Requantizer.prep_cycles`` clocks before ``commit_stb``: their derived constants are computed
-    ahead (the register bank guarantees it, its writes being ``WRITE_SPACING`` clocks apart).
+    still for ``Requantizer.prep_cycles`` clocks before ``commit_stb``: their derived constants are
+    computed ahead (the register bank guarantees it, its writes being ``WRITE_SPACING`` clocks
+    apart).
     ``commit_busy`` is high while a commit propagates (the shadow bank must not change then); ``sat_counts`` gives, per stage (and the epilogue),
     the saturations of the pixel leaving it this cycle.
 
@@ -63,7 +63,8 @@ class ButterflyEngine(wiring.Component):
             self._stages.append(stage(cfg, l, impl, first_dsp))
             first_dsp += self._stages[-1].multipliers
         self._epilogue = Epilogue(cfg, impl) if cfg.epilogue else None
-        blocks = self._stages + ([self._epilogue] if self._epilogue else [])
+        # the blocks in pipeline order: the stages, then the epilogue
+        self._blocks = blocks = self._stages + ([self._epilogue] if self._epilogue else [])
         offsets, off = [], 0     # cycles from the input register to each block's input
         for b in blocks:
             offsets.append(off)
@@ -123,8 +124,7 @@ class ButterflyEngine(wiring.Component):
 
     @property
     def _block_read_cycles(self):
-        blocks = self._stages + ([self._epilogue] if self._epilogue else [])
-        return max(b.read_cycles for b in blocks)
+        return max(b.read_cycles for b in self._blocks)
 
     @property
     def param_read_cycles(self):
@@ -149,7 +149,7 @@ class ButterflyEngine(wiring.Component):
         cfg = self._cfg
         in_data, in_valid, in_last = self._take(m)
         commit_line = self._commit_wavefront(m)
-        blocks = self._stages + ([self._epilogue] if self._epilogue else [])
+        blocks = self._blocks
         self._route_params(m, blocks)
 
         # --- the chain, then the epilogue, then the output FIFO
@@ -237,9 +237,9 @@ class ButterflyEngine(wiring.Component):
 
     def _commit_wavefront(self, m):
         """``commit_line``: bit i is the commit seen i+1 cycles ago."""
-        # It spans the whole
-        # pipeline, so the shadow bank stays still until every block has loaded from it; it is
-        # reset-less, so a commit that started always completes and the banks never end up mixed.
+        # it spans the whole pipeline, so the shadow bank stays still until every block has
+        # loaded from it; it is reset-less, so a commit that started always completes and the
+        # banks never end up mixed
         commit_line = Signal(self._commit_span, reset_less=True)
         m.d.sync += commit_line.eq(Cat(self.commit_stb, commit_line[:-1]))
         # registered: equal to commit_line.any() in every cycle (a commit never starts while one
@@ -276,8 +276,8 @@ class ButterflyEngine(wiring.Component):
                 m.d.sync += w_addr.eq(p.addr - lo)
             # each block's own copy of the data, loaded only while the address is in its block
             # (so no two copies are the same register and synthesis keeps them apart): a
-            # shorter route to each block. the data is held from a clock before the strobe to a clock
-            # after it, so the copy holds it when w_en rises; the strobe is not in its enable
+            # shorter route to each block. The data is held from a clock before the strobe to a
+            # clock after it, so the copy holds it when w_en rises; the strobe is not in its enable
             with m.If(w_hit):
                 m.d.sync += w_data.eq(p.data[:len(w_data)])
             # each block's read address is loaded only by reads of its own parameters (so the

@@ -6,7 +6,7 @@
 
 Pipeline: residual add, product, bias add (one register each), then the shared requantization
 (round, shift, saturate with ReLU). Parameters are double-buffered like the weights: the shadow
-multipliers and biases sit here (port ``w_*``/``r_*``: index ``c`` is ``A_c``, ``n_out + c`` is
+multipliers and biases sit here (port ``params``: index ``c`` is ``A_c``, ``n_out + c`` is
 ``Bias_c``), the shadow control word and output shift come from the register bank, and after
 ``load_stb`` each parameter switches to the new bank when the first pixel of that bank reaches
 the step that uses it.

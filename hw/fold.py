@@ -17,10 +17,11 @@ index ``o*s + j'`` of the register map.
 
 from .connectivity import input_channel, node as factor_node
 
-__all__ = ["FoldSchedule"]
+__all__ = ["FoldSchedule", "is_pow2"]
 
 
-def _pow2(v):
+def is_pow2(v):
+    """Whether the positive integer ``v`` is a power of two."""
     return v & (v - 1) == 0
 
 
@@ -41,7 +42,7 @@ class FoldSchedule:
                              f"{self.chunks * self.folds}")
         self.interval = interval
         sizes = (f.r, f.s, f.t, f.b, lanes, self.chunks, simd)
-        self.grouped = (all(map(_pow2, sizes)) and self.chunks % f.r == 0
+        self.grouped = (all(map(is_pow2, sizes)) and self.chunks % f.r == 0
                         and (f.b * f.t) % lanes == 0 and f.b * f.t > 1)
         self._place = {}
         for lane in range(lanes):

@@ -44,20 +44,16 @@ from .impl import Implementation
 from .requant import Requantizer
 from .stage import stage_signature
 from .ports import pixel_stream
-from .fold import FoldSchedule
+from .fold import FoldSchedule, is_pow2
 
 __all__ = ["FoldedStage", "PhaseCounter", "BankControl", "LaneWeights", "OperandSelect", "LaneMAC",
            "OutputAssembly", "decode"]
 
 
-def _pow2(v):
-    return v & (v - 1) == 0
-
-
 def word_addr(interval, bank, index):
     """Word ``index`` of bank ``bank`` (bank 1 is the upper half) of a lane's memory: a
     concatenation when ``interval`` is a power of two."""
-    if _pow2(interval):
+    if is_pow2(interval):
         return Cat(Value.cast(index)[:(interval - 1).bit_length()], bank)
     return Mux(bank, interval, 0) + index
 
@@ -78,7 +74,7 @@ def decode(schedule, addr):
         lane, chunk = divmod_const(o, schedule.chunks)
     fold, slot = divmod_const(j, schedule.simd)
     folds = schedule.folds
-    if _pow2(folds):
+    if is_pow2(folds):
         word = Cat(fold[:(folds - 1).bit_length()], chunk)
     else:
         word = chunk * folds + fold
@@ -437,8 +433,8 @@ class OutputAssembly(wiring.Component):
         """``(done_soon, complete_early, done, complete, last)``: the tags a clock ahead of the
         results (``soon``, ``early`` a clock before that) and in step with them."""
         R, tag_delay = self._sched.chunks, self._tag_delay
-        done_early = delay(m, self.done, tag_delay - 2, "done")
-        chunk_early = delay(m, self.chunk, tag_delay - 2, "done_chunk", reset_less=True)
+        done_early = delay(m, self.done, tag_delay - self.EARLY, "done")
+        chunk_early = delay(m, self.chunk, tag_delay - self.EARLY, "done_chunk", reset_less=True)
         complete_early = done_early & (chunk_early == R - 1)
         done_soon = delay(m, done_early, 1, "done_soon")
         chunk_soon = delay(m, chunk_early, 1, "done_chunk_soon", reset_less=True)

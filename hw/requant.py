@@ -39,7 +39,6 @@ def _all_equal(bits):
     return bits.all() | ~bits.any()
 
 
-
 class Requantizer(wiring.Component):
     """Requantization of ``count`` signed accumulators of ``acc_bits`` to ``cfg.data_bits``
     (``cfg.rounding``, ``cfg.overflow``), with a double-buffered run-time shift.
@@ -190,9 +189,8 @@ class ShiftRegisters:
     change, so it is still for at least ``PREP_CYCLES`` clocks before a commit reaches this
     block). The derived constants are computed from it ahead of time, in ``PREP_CYCLES`` register
     steps (off the critical path); ``commit`` (one cycle) takes them as the pending bank, and
-    ``load`` (one cycle,
-    ``REGS_LEAD`` cycles before the cycle before the first accumulator of the new bank reaches
-    :func:`requantize`) makes the pending bank active. Shifts at or past the accumulator width
+    ``load`` (one cycle, ``REGS_LEAD`` cycles before the cycle before the first accumulator of
+    the new bank reaches the :class:`Requantizer`'s ``acc``) makes the pending bank active. Shifts at or past the accumulator width
     all give the result of a shift of ``acc_bits`` (0 or the sign), so the shifter only needs
     ``range(acc_bits + 1)``.
 

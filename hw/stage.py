@@ -21,7 +21,6 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-
 from .regmap import SHIFT_BITS
 from .connectivity import input_channel
 from .arith import pipelined_sum, tree_levels, delay
