@@ -25,12 +25,12 @@ from amaranth.lib import wiring, stream, fifo, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .axi import AXI4Lite
+from .axi import AXI4Lite, RESP_OKAY
 from .config import stream_bits
 from .regmap import register_map, address_bits
 from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS, LENGTH,
-                       CRC, ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD, STREAM_LAST,
-                       write_payload_bytes, stream_payload_bytes, stream_batch)
+                       CRC, CRC_BITS, CRC_POLY, CRC_INIT, ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD,
+                       STREAM_LAST, write_payload_bytes, stream_payload_bytes, stream_batch)
 
 __all__ = ["HostBridge", "FrameReceiver", "CommandExecutor", "ReplyTransmitter", "CommandLink",
            "ReplyLink", "crc16_step", "address_runs"]
@@ -57,11 +57,13 @@ _HEAD = 1 + LENGTH.size                # a frame's header after its sync byte: c
 
 def _crc16_taps():
     """For each bit of the next CRC, the CRC bits and byte bits it is the XOR of (the update is
-    linear over GF(2)); derived once by running the bitwise algorithm on sets of symbols."""
-    crc = [{("c", i)} for i in range(16)]
+    linear over GF(2)); derived once by running the bitwise algorithm of ``hostlink.crc16`` (its
+    polynomial ``CRC_POLY``) on sets of symbols."""
+    crc = [{("c", i)} for i in range(CRC_BITS)]
     for i in range(8):
-        bit = crc[15] ^ {("b", 7 - i)}
-        crc = [bit] + [crc[j - 1] ^ bit if j in (5, 12) else crc[j - 1] for j in range(1, 16)]
+        bit = crc[-1] ^ {("b", 7 - i)}
+        shifted = [set()] + crc[:-1]
+        crc = [s ^ bit if (CRC_POLY >> j) & 1 else s for j, s in enumerate(shifted)]
     return crc
 
 
@@ -167,7 +169,7 @@ class FrameReceiver(wiring.Component):
         self.head = Signal(8 * _HEAD)                   # cmd, L
         self.cmd, self.length = self.head[:8], self.head[8:]
         self.count = Signal(8 * LENGTH.size + 1)        # bytes left: payload (and CRC when skipping)
-        self.crc = Signal(16)
+        self.crc = Signal(CRC_BITS)
         self.crc_got = Signal(8 * CRC.size)
         self.idx = Signal(range(max(_HEAD, *_PREFIX.values(), WORD.size, ib, CRC.size)))
         self.prefix = Signal(8 * max(_PREFIX.values()))
@@ -195,7 +197,7 @@ class FrameReceiver(wiring.Component):
         with m.FSM(name="rx_fsm"):
             with m.State("HUNT"):
                 with m.If(self.stb & (self.byte == SYNC_CMD)):
-                    m.d.sync += [self.crc.eq(0xFFFF), self.idx.eq(0)]
+                    m.d.sync += [self.crc.eq(CRC_INIT), self.idx.eq(0)]
                     m.next = "HEAD"
             with m.State("HEAD"):
                 with m.If(self.stb):
@@ -453,7 +455,7 @@ class CommandExecutor(wiring.Component):
         with m.If(axil.arvalid & axil.arready):
             m.d.sync += axil.arvalid.eq(0)
         with m.If(issued & axil.rvalid):
-            m.d.sync += [word.eq(axil.rdata), have.eq(1), issued.eq(0), self.err.eq(self.err | (axil.rresp != 0))]
+            m.d.sync += [word.eq(axil.rdata), have.eq(1), issued.eq(0), self.err.eq(self.err | (axil.rresp != RESP_OKAY))]
         m.d.comb += [item.valid.eq(have), item.payload.data.eq(word), item.payload.size.eq(WORD.size)]
         with m.If(have & item.ready):
             m.d.sync += [have.eq(0), self.idx.eq(self.idx + 1)]
@@ -479,7 +481,7 @@ class CommandExecutor(wiring.Component):
                     m.d.sync += axil.wvalid.eq(0)
                 with m.If(axil.bvalid):
                     m.d.sync += [step.eq(0), self.idx.eq(self.idx + 1),
-                                 self.err.eq(self.err | (axil.bresp != 0))]
+                                 self.err.eq(self.err | (axil.bresp != RESP_OKAY))]
                     with m.If(self.idx + 1 == self.cmd.count):
                         m.next = "HEAD"
 
@@ -511,7 +513,7 @@ class ReplyTransmitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         head, item = self.reply.head, self.reply.item
-        crc = Signal(16)
+        crc = Signal(CRC_BITS)
         fields = Signal(8 * _HEAD)                      # cmd, L
         current = Signal(reply_item(self._item_bytes))
         idx = Signal(range(max(_HEAD, self._item_bytes, CRC.size)))
@@ -533,7 +535,7 @@ class ReplyTransmitter(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += head.ready.eq(1)
                 with m.If(head.valid):
-                    m.d.sync += [fields.eq(Cat(head.payload.cmd, head.payload.length)), crc.eq(0xFFFF),
+                    m.d.sync += [fields.eq(Cat(head.payload.cmd, head.payload.length)), crc.eq(CRC_INIT),
                                  idx.eq(0)]
                     m.next = "SYNC"
             with m.State("SYNC"):

@@ -24,9 +24,9 @@ Commands:
 Every reply whose status is not OK has an empty payload and answers a command that changed
 nothing (a STREAM's pixels reach the engine only after its CRC has checked). A frame the bridge
 rejects at its header (unknown command, bad length) is answered (after the reply in progress;
-not at all when a command already waits, §8.4) and its declared bytes are skipped; bytes outside frames are ignored, and a link quiet for ``timeout`` mid-frame ends
-the frame (``TIMEOUT`` once its header was in), so the bridge always resynchronizes on the next
-command. The whole behaviour, errors and queueing included: ``docs/spec.md`` §8.
+not at all when a command already waits, §8.4) and its declared bytes are skipped; bytes outside
+frames are ignored, and a link quiet for ``timeout`` mid-frame ends the frame (``TIMEOUT`` once
+its header was in), so the bridge always resynchronizes on the next command. The whole behaviour, errors and queueing included: ``docs/spec.md`` §8.
 """
 
 import struct
@@ -34,7 +34,8 @@ import struct
 __all__ = ["SYNC_CMD", "SYNC_REPLY", "CMD", "STATUS", "STATUS_NAMES", "MAX_READ_WORDS",
            "MAX_WRITE_WORDS", "MAX_STREAM_PIXELS", "LENGTH", "CRC", "HEAD_BYTES", "STATUS_BYTES",
            "MAX_PAYLOAD", "ADDRESS", "WORD", "READ_PAYLOAD", "STREAM_HEAD", "STREAM_LAST",
-           "write_payload_bytes", "stream_payload_bytes", "stream_batch", "crc16"]
+           "write_payload_bytes", "stream_payload_bytes", "stream_batch", "reply_frame_bytes",
+           "CRC_BITS", "CRC_POLY", "CRC_INIT", "crc16"]
 
 SYNC_CMD = 0xA5
 SYNC_REPLY = 0x5A
@@ -76,11 +77,23 @@ def stream_batch(in_bytes, out_bytes):
     return min(MAX_STREAM_PIXELS, (MAX_PAYLOAD - STREAM_HEAD.size) // in_bytes, MAX_PAYLOAD // out_bytes)
 
 
-def crc16(data, crc=0xFFFF):
-    """CRC-16/CCITT-FALSE (polynomial 0x1021, initial 0xFFFF, no reflection): b"123456789"
+def reply_frame_bytes(payload_bytes):
+    """Length of a whole reply frame with ``payload_bytes`` of payload: head, payload, status,
+    CRC."""
+    return HEAD_BYTES + payload_bytes + STATUS_BYTES + CRC.size
+
+
+CRC_BITS = 8 * CRC.size
+CRC_POLY = 0x1021            # CRC-16/CCITT-FALSE: x^16 + x^12 + x^5 + 1, no reflection
+CRC_INIT = 0xFFFF
+
+
+def crc16(data, crc=CRC_INIT):
+    """CRC-16/CCITT-FALSE (``CRC_POLY``, initial ``CRC_INIT``, no reflection): b"123456789"
     gives 0x29B1."""
+    top, mask = 1 << (CRC_BITS - 1), (1 << CRC_BITS) - 1
     for byte in data:
-        crc ^= byte << 8
+        crc ^= byte << (CRC_BITS - 8)
         for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+            crc = ((crc << 1) ^ CRC_POLY) & mask if crc & top else (crc << 1) & mask
     return crc

@@ -7,6 +7,10 @@ writes the shadow bank, reads it back, then commits; ``run(fmap)`` streams an in
 feature map and returns ``(P, H, W)``; ``infer(x)`` does the same from floats with the image's
 scales. Every reply is CRC-checked; damaged or lost replies are retried after resynchronizing, and
 nothing is returned that the board did not confirm.
+
+A transport has ``write(data)``, ``read(n)``, ``drain(quiet, limit)``, ``timeout`` (the longest
+wait for a byte, seconds) and ``byte_time`` (seconds a byte takes on the link): a
+:class:`SerialTransport`, or :class:`bfly.sw.simboard.SimulatedBoard` in process.
 """
 
 import time
@@ -15,8 +19,8 @@ import numpy as np
 
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.config import ConfigError
-from bfly.hw.hostlink import (CMD, CRC, HEAD_BYTES, MAX_PAYLOAD, MAX_READ_WORDS, MAX_WRITE_WORDS,
-                              STATUS_BYTES, WORD, stream_batch)
+from bfly.hw.hostlink import (CMD, MAX_PAYLOAD, MAX_READ_WORDS, MAX_WRITE_WORDS, WORD, stream_batch,
+                              reply_frame_bytes)
 from bfly.hw.regmap import (BFLY_ID, ID, CONFIG0, CONFIG1, CONFIG2, CONFIG3, FACTOR, CTRL, STATUS,
                             register_map, config_from_words)
 from bfly.sim.model import BlockParams, Epilogue
@@ -27,7 +31,7 @@ __all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError", "stream
 
 RETRYABLE = (None, "BAD_CRC", "TIMEOUT")      # lost or damaged on the way: send again
 QUIET = 0.05              # seconds without a byte that make the link quiet (drain)
-MAX_REPLY_BYTES = HEAD_BYTES + MAX_PAYLOAD + STATUS_BYTES + CRC.size
+MAX_REPLY_BYTES = reply_frame_bytes(MAX_PAYLOAD)
 COMMIT_POLLS = 100        # STATUS reads before a commit counts as stuck (it takes a few hundred
                           # clocks; one read over the link takes far longer)
 
@@ -148,8 +152,7 @@ class Accelerator:
         damaged, late or malformed replies are retried ``retries`` times. Every step is bounded
         in time, so a transaction always ends, with its reply or a :class:`LinkError`."""
         t = self.transport
-        budget = getattr(t, "timeout", 1.0) + (HEAD_BYTES + reply_len + STATUS_BYTES + CRC.size) * \
-            getattr(t, "byte_time", 0.0)
+        budget = t.timeout + reply_frame_bytes(reply_len) * t.byte_time
         for attempt in range(self.retries + 1):
             self._settle()
             self._unsettled = "pending"
@@ -175,7 +178,7 @@ class Accelerator:
         or came in part (a late reply is still waited out). A :class:`LinkError` if the link
         does not go quiet in time (a device sending without pause, such as a port at the wrong
         baud rate)."""
-        quiet = {None: 0, "reply": QUIET, "pending": max(QUIET, getattr(self.transport, "timeout", 0))}
+        quiet = {None: 0, "reply": QUIET, "pending": max(QUIET, self.transport.timeout)}
         if not self.transport.drain(quiet[self._unsettled]):
             raise LinkError("the device keeps sending and the link never goes quiet "
                             "(is the baud rate right?)")

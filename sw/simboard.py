@@ -51,7 +51,11 @@ class SimulatedBoard:
         self._out = bytearray()
         self._commit()                   # registers power up at 0: the active bank is all zeros
 
-    # --- the transport interface of the driver
+    # --- the transport interface of the driver: its replies are ready at once (no byte takes
+    # time; a reply that is not there does not come)
+
+    timeout = 1.0
+    byte_time = 0.0
 
     def write(self, data):
         data = bytes(data)

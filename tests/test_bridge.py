@@ -11,7 +11,8 @@ from amaranth.sim import Simulator
 from bfly.hw.config import EngineConfig
 from bfly.hw.hostlink import (crc16, CMD, MAX_PAYLOAD, MAX_STREAM_PIXELS, MAX_WRITE_WORDS, HEAD_BYTES,
                               CRC, LENGTH, STATUS_BYTES, STATUS_NAMES, SYNC_REPLY, ADDRESS, WORD,
-                              STREAM_HEAD, STREAM_LAST, stream_batch, stream_payload_bytes)
+                              STREAM_HEAD, STREAM_LAST, stream_batch, stream_payload_bytes,
+                              reply_frame_bytes)
 from bfly.hw.regmap import BFLY_ID, register_map, config_words, address_bits, param_window
 from bfly.hw.board import BoardTop, LinkedEngine, uart_divisor
 from bfly.hw.bridge import crc16_step
@@ -192,7 +193,7 @@ class Quiet(bytes):
 def _complete_replies(data):
     n, pos = 0, 0
     while pos + HEAD_BYTES <= len(data):
-        end = pos + HEAD_BYTES + LENGTH.unpack_from(data, pos + 2)[0] + STATUS_BYTES + CRC.size
+        end = pos + reply_frame_bytes(LENGTH.unpack_from(data, pos + 2)[0])
         if end > len(data):
             break
         n, pos = n + 1, end
@@ -255,7 +256,7 @@ def _replies(data):
     while pos < len(data):
         assert data[pos] == SYNC_REPLY, f"byte {pos}: 0x{data[pos]:02X} where a reply starts"
         (length,) = LENGTH.unpack_from(data, pos + 2)
-        end = pos + HEAD_BYTES + length + STATUS_BYTES + CRC.size
+        end = pos + reply_frame_bytes(length)
         assert end <= len(data), f"a reply at byte {pos} declares {length} bytes, {len(data) - pos} follow"
         body = data[pos + 1:end - CRC.size]
         assert CRC.unpack_from(data, end - CRC.size)[0] == crc16(body), f"reply at byte {pos}: bad CRC"
