@@ -17,6 +17,7 @@ from .regmap import Rounding, Overflow, MAX_SHIFT, MAX_STAGES, MAX_CHANNELS, MAX
 __all__ = [
     "ConfigError", "Factor", "EngineConfig", "stream_bits", "radix_factorization",
     "ROUNDING_MODES", "OVERFLOW_MODES", "WIDTH_RANGE", "MAX_SHIFT", "MAX_STAGES", "DERIVED_KEYS",
+    "loads_json",
 ]
 
 # the modes are CONFIG0's codes; the limits are the room the register map's fields have (a shift
@@ -411,6 +412,14 @@ def _same(a, b):
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(map(_same, a, b))
     return type(a) is type(b) and a == b
+
+
+def loads_json(text):
+    """``json.loads`` of JSON proper, for the project's files (manifests, weight-image headers):
+    ``NaN`` and ``Infinity``, which Python's ``json`` reads, are a ``ValueError``."""
+    def refuse(name):
+        raise ValueError(f"{name} is not a JSON number")
+    return json.loads(text, parse_constant=refuse)
 
 
 def stream_bits(channels, data_bits):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bfly.hw.config import EngineConfig, ConfigError
+from bfly.hw.config import EngineConfig, ConfigError, loads_json
 from bfly.sim.model import BlockParams, Epilogue, check_weights, check_shifts, check_epilogue
 from bfly.sim.words import param_words, split_param_words
 
@@ -212,10 +212,8 @@ _HEADER_KEYS = {"config", "shifts", "epilogue", "input_scale", "output_scale", "
 
 
 def _parse_header(raw):
-    def constant(name):
-        raise ValueError(f"{name} is not a JSON number")
     try:
-        header = json.loads(raw, parse_constant=constant)
+        header = loads_json(raw)
     except RecursionError:
         raise ImageError("nested too deeply")
     except ValueError as e:                 # also a UnicodeDecodeError

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from bfly.hw.boards import BOARDS
-from bfly.hw.config import EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_MODES, DERIVED_KEYS
+from bfly.hw.config import (EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_MODES, DERIVED_KEYS,
+                            loads_json)
 
 __all__ = ["UserError", "add_config_args", "config_from_args", "read_text", "read_json",
            "load_image", "load_npy", "pixels_per_clock_text", "summary", "time_limit", "port_baud",
@@ -192,11 +193,9 @@ def read_text(path):
 
 def read_json(path):
     """The JSON document in ``path``; NaN and Infinity (not JSON) and deep nesting are refused."""
-    def constant(name):
-        raise ValueError(f"{name} is not a JSON number")
     text = read_text(path)
     try:
-        return json.loads(text, parse_constant=constant)
+        return loads_json(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})")
     except ValueError as e:
