@@ -123,11 +123,12 @@ def layer_inputs(model, inputs, layers):
     return {name: np.concatenate(parts) for name, parts in seen.items()}
 
 
-def quantize_layers(model, calib, **engine):
-    """Every BFT layer of ``model`` quantized on calibration inputs ``calib`` (what the model's
-    forward takes): ``{image name: WeightImage}``. ``engine`` passes ``data_bits``,
-    ``weight_bits``, ``rounding`` and ``overflow`` to :func:`bfly.sw.quantize.quantize_block`."""
-    layers = bft_layers(model)
+def quantize_layers(model, calib, layers=None, **engine):
+    """Every BFT layer of ``model`` (``layers``, :func:`bft_layers` by default) quantized on
+    calibration inputs ``calib`` (what the model's forward takes): ``{image name: WeightImage}``.
+    ``engine`` passes ``data_bits``, ``weight_bits``, ``rounding`` and ``overflow`` to
+    :func:`bfly.sw.quantize.quantize_block`."""
+    layers = bft_layers(model) if layers is None else layers
     if not layers:
         raise ModelError("the model has no BFTConv2d layer to quantize")
     inputs = layer_inputs(model, calib, layers)

@@ -141,14 +141,15 @@ def _quantize_user_model(args):
     try:
         engine = _engine_args(args)
         model = load_user_model(args.model, args.weights)
-        if not bft_layers(model):
+        layers = bft_layers(model)
+        if not layers:
             raise ModelError(f"{args.model}: the model has no BFTConv2d layer to quantize")
         calib = _calibration(args.calib)
-        images = quantize_layers(model, calib, **engine)
+        images = quantize_layers(model, calib, layers, **engine)
     except ModelError as e:
         raise UserError(str(e))
     report = {"engine": engine, "model": args.model,
-              "layers": {name: f"{image_name(name)}.bfly" for name, _ in bft_layers(model)},
+              "layers": {name: f"{image_name(name)}.bfly" for name, _ in layers},
               "on_host": "everything but the BFT layers (each image holds a layer's chain and "
                          "bias): batch norms, activations and the rest of the forward",
               "blocks": {name: img.report for name, img in images.items()}}
