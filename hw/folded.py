@@ -296,7 +296,7 @@ class LaneWeights(wiring.Component):
             ]
         m.d.comb += self.weights.eq(w_q)
         # the slot selected with a copy of its own, beside the memory (one register for all
-        # lanes was an 8 ns route across the device)
+        # lanes would be a route across the device)
         r_byte = Signal(wb, name=f"r_byte_{j}", reset_less=True)
         r_slot = impl.local_copy(m, self.r_slot, f"r_slot_{j}")
         m.d.sync += r_byte.eq(Array(c_q[i * wb:(i + 1) * wb] for i in range(S))[r_slot])
