@@ -17,14 +17,18 @@ import numpy as np
 from bfly.hw.config import EngineConfig
 from .model import BlockParams, save_params, load_params
 
-__all__ = ["SimRequest", "SimResult", "SimError", "simulate", "summary_path", "REQUEST_FILE", "ALL_TESTS"]
+__all__ = ["SimRequest", "SimResult", "SimError", "simulate", "summary_path", "REQUEST_FILE", "ALL_TESTS",
+           "FAST_TESTS"]
 
 REQUEST_FILE = "request.json"
 _ARRAYS_FILE = "request_inputs.npy"
 _PARAMS_FILE = "request_params.npz"
 
 #: the testbench's tests that need nothing but the configuration
-ALL_TESTS = ("test_registers", "test_stream", "test_throughput", "test_reset_mid_stream")
+ALL_TESTS = ("test_registers", "test_stream", "test_throughput", "test_reset_mid_stream",
+             "test_fast_stream")
+#: the fast path alone (``bfly sim``): the stream through the harness's source and sink
+FAST_TESTS = ("test_fast_stream",)
 
 
 class SimError(RuntimeError):
@@ -35,10 +39,13 @@ class SimError(RuntimeError):
 class SimRequest:
     """What to simulate.
 
-    ``tests``: names of the testbench's tests to run (``ALL_TESTS``, or ``("test_image",)`` with
-    ``inputs`` and ``params``). ``pixels`` random pixels in ``frames`` frames for ``test_stream``,
-    with ``commits`` weight commits while they flow; ``idle_prob`` (input not valid) and
-    ``stall_prob`` (output not ready) per clock; ``throughput_pixels`` for ``test_throughput``.
+    ``tests``: names of the testbench's tests to run (``ALL_TESTS``, ``FAST_TESTS``, or
+    ``("test_image",)`` with ``inputs`` and ``params``). ``pixels`` random pixels in ``frames``
+    frames for ``test_stream`` (cocotb's bus models, a monitor in every clock), with ``commits``
+    weight commits while they flow; ``fast_pixels`` for ``test_fast_stream`` (the harness's
+    source and sink, ``sim/harness.py``), with as many frames and commits; ``idle_prob`` (input
+    not valid) and ``stall_prob`` (output not ready) per clock; ``throughput_pixels`` for
+    ``test_throughput``.
     ``inputs``: given integer pixels, shape ``(N, n_in)``; ``params``: the bank to load
     (:class:`bfly.sim.model.BlockParams`). ``target``: simulate the netlist made for that target
     (vendor primitives) instead of the generic one, with ``models``: Verilog files that model the
@@ -53,6 +60,7 @@ class SimRequest:
     idle_prob: float = 0.2
     stall_prob: float = 0.3
     throughput_pixels: int = 300
+    fast_pixels: int = 20000
     inputs: np.ndarray = field(default=None, compare=False)
     params: BlockParams = field(default=None, compare=False)
     waves: bool = False
@@ -64,7 +72,7 @@ class SimRequest:
             raise TypeError(f"cfg must be an EngineConfig, not {self.cfg!r}")
         object.__setattr__(self, "tests", tuple(self.tests))
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
-        for name in ("pixels", "frames", "commits", "throughput_pixels"):
+        for name in ("pixels", "frames", "commits", "throughput_pixels", "fast_pixels"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)!r}")
         for name in ("idle_prob", "stall_prob"):

@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .harness import HARNESS_NAME, DPI_SOURCE, harness_verilog
+
 __all__ = ["work_dir", "writable_dir", "verilator_env", "build_dir_for", "build", "run_cocotb", "results_ok"]
 
 
@@ -152,31 +154,33 @@ def _build_locked(cfg, build_dir, waves, log, target, models, read_only=None):
 
     text, top = engine_verilog(cfg, target)
     man = {"latency_cycles": top.latency}
-    vfile = build_dir / f"{cfg.name}.v"
-    if not vfile.exists() or vfile.read_text() != text:
-        if read_only:
-            raise _cannot_rebuild(build_dir, read_only)
-        vfile.write_text(text)
+    vfile, hfile = build_dir / f"{cfg.name}.v", build_dir / f"{HARNESS_NAME}.v"
+    for path, want in ((vfile, text), (hfile, harness_verilog(top, cfg.name))):
+        if not path.exists() or path.read_text() != want:
+            if read_only:
+                raise _cannot_rebuild(build_dir, read_only)
+            path.write_text(want)
     model_files, includes = _model_sources(cfg, text, target, models)
     # the models and their includes (yosys's cells_sim.v pulls in the .vh files beside it)
     inputs = model_files + sorted(p for d in includes for p in d.glob("*.vh"))
-    args = BUILD_ARGS + (MODEL_BUILD_ARGS if inputs else [])
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in [vfile] + inputs) + json.dumps(
-        [args, waves, "lean-vpi"] + ([str(p) for p in inputs] if inputs else [])).encode()).hexdigest()
+    args = BUILD_ARGS + (MODEL_BUILD_ARGS if inputs else []) + [str(DPI_SOURCE)]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in [vfile, hfile, DPI_SOURCE] + inputs)
+                            + json.dumps([args, waves, "lean-vpi"] + (
+                                [str(p) for p in inputs] if inputs else [])).encode()).hexdigest()
     stamp = build_dir / "build.stamp"
-    exe = build_dir / cfg.name
+    exe = build_dir / HARNESS_NAME
     if stamp.exists() and exe.exists() and stamp.read_text() == digest:
         return build_dir, man
     if read_only:
         raise _cannot_rebuild(build_dir, read_only)
     stamp.unlink(missing_ok=True)
     vlt = build_dir / "public.vlt"
-    vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{cfg.name}" -var "*"\n')
+    vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{HARNESS_NAME}" -var "*"\n')
     os.environ.update(verilator_env())
     runner = _runner()
     try:
-        runner.build(sources=[VerilatorControlFile(vlt), vfile] + model_files, includes=includes,
-                     hdl_toplevel=cfg.name, build_dir=build_dir, build_args=args, waves=waves,
+        runner.build(sources=[VerilatorControlFile(vlt), vfile, hfile] + model_files, includes=includes,
+                     hdl_toplevel=HARNESS_NAME, build_dir=build_dir, build_args=args, waves=waves,
                      always=True, log_file=log)
     except (subprocess.CalledProcessError, SystemExit) as e:
         raise RuntimeError(f"the Verilator build of {cfg.id} failed; see {log or 'the output above'}") from e
@@ -195,7 +199,7 @@ def run_cocotb(cfg, build_dir, run_dir, tests=None, seed=1, waves=False, log=Non
     results.unlink(missing_ok=True)
     extra = {"COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")}
     try:
-        runner.test(test_module="bfly.sim.tb_engine", hdl_toplevel=cfg.name, build_dir=build_dir,
+        runner.test(test_module="bfly.sim.tb_engine", hdl_toplevel=HARNESS_NAME, build_dir=build_dir,
                     test_dir=run_dir, testcase=list(tests) if tests else None, seed=seed,
                     extra_env=extra, hdl_toplevel_lang="verilog", waves=waves, log_file=log,
                     results_xml=str(results))

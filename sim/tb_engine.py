@@ -12,13 +12,14 @@ write completes, so each pixel is checked against the bank that was active when 
 import itertools
 import json
 import logging
+import time
 import warnings
 from pathlib import Path
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge, ReadOnly, ClockCycles
+from cocotb.triggers import RisingEdge, ReadOnly, ClockCycles, First
 from cocotbext.axi import (AxiStreamBus, AxiStreamSource, AxiStreamSink, AxiStreamFrame,
                            AxiLiteBus, AxiLiteMaster, AxiResp)
 
@@ -27,9 +28,11 @@ from bfly.hw.regmap import (register_map, config_from_words, BFLY_ID, ID, CONFIG
 from bfly.hw.csr import WORD_BITS, WORD_MASK
 from bfly.sim.api import SimRequest, summary_path
 from bfly.sim.model import engine_forward, random_params
-from bfly.sim.words import pack_pixels, unpack_pixels, param_words, load_plan
+from bfly.sim.words import pack_pixels, unpack_pixels, param_words, load_plan, stream_bits
+from bfly.sim import harness
 
 WORD_BYTES = WORD_BITS // 8
+CLOCK_NS = 10
 
 # cocotbext-axi 0.1.28 still calls APIs that cocotb 2 deprecates; they work, so keep logs readable
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
@@ -80,7 +83,7 @@ class Monitor:
 
 
 class TB:
-    def __init__(self, dut):
+    def __init__(self, dut, fast=False):
         self.dut = dut
         self.request = REQUEST
         self.cfg = REQUEST.cfg
@@ -91,17 +94,25 @@ class TB:
         self.log.info("configuration %s, seed %d", self.cfg.id, self.seed)
         self.regs = {r.name: r for r in register_map(self.cfg)}
 
-        Clock(dut.clk, 10, unit="ns").start()
-        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst,
+        # the bus models drive the engine's stream (ext) and a monitor logs every clock; a
+        # fast-path test has neither (no Python in the clock: only cocotb's clock, in C) and
+        # hands the stream to the harness's own source and sink
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        dut.ext.value = 0 if fast else 1
+        dut.start.value = 0
+        dut.mark.value = 0
+        if not fast:
+            self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk,
+                                          dut.rst, byte_lanes=1)
+            self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst,
                                       byte_lanes=1)
-        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst,
-                                  byte_lanes=1)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         for bus in ("s_axis", "m_axis", "s_axil"):
             # bus models log every transaction; a reset's flushed frame is expected here
             logging.getLogger(f"cocotb.{dut._name}.{bus}").setLevel(logging.ERROR)
 
-        self.monitor = Monitor(dut, self.regs[CTRL.name].offset)
+        self.monitor = None if fast else Monitor(dut, self.regs[CTRL.name].offset)
+        self.harness_time = [0.0, 0]     # seconds and clocks the fast path's runs took
         self.banks = []          # BlockParams per commit: bank k is self.banks[k - 1]
         self.n_sat = self.regs[SAT_COUNT.name].count
 
@@ -112,7 +123,8 @@ class TB:
         await ClockCycles(self.dut.clk, cycles)
         self.dut.rst.value = 0
         await ClockCycles(self.dut.clk, 2)
-        self.monitor.clear()
+        if self.monitor:
+            self.monitor.clear()
 
     def set_pauses(self, idle_prob, stall_prob):
         def pauses(p):
@@ -164,6 +176,69 @@ class TB:
         pick = self.rng.random(x.shape) < 0.05
         x[pick] = self.rng.choice([cfg.data_min, cfg.data_max], size=int(pick.sum()))
         return x
+
+    async def timed_commit(self, params):
+        """Commit ``params`` with no cycle monitor running: returns the clock (the harness's
+        ``cycle``) in which the write's response came, from which on entering pixels use it."""
+        dut = self.dut
+
+        async def watch():
+            while True:
+                await RisingEdge(dut.clk)
+                await ReadOnly()
+                if int(dut.s_axil_bvalid.value):
+                    return int(dut.cycle.value)
+
+        watcher = cocotb.start_soon(watch())
+        await self.commit(params)
+        cycle = await watcher
+        await RisingEdge(dut.clk)          # out of the read-only phase the watcher ended in
+        return cycle
+
+    async def fast_run(self, pixels, last, idle, stall, commit_at=()):
+        """Stream ``pixels`` through the harness's source and sink (no Python in the clock),
+        with ``last`` flags; for each ``(pixel count, bank)`` of ``commit_at`` (in order), write
+        the bank into the shadow registers while the stream runs and commit it once that many
+        pixels have entered.
+
+        Returns ``(outputs, out_last, accept_cycles, out_cycles, commit_cycles)``."""
+        dut, cfg = self.dut, self.cfg
+        iw = stream_bits(cfg.n_in, cfg.data_bits)
+        harness.write_source(RUN_DIR / harness.SOURCE_FILE, pixels, last, cfg.data_bits, iw)
+        dut.n_pixels.value = len(pixels)
+        dut.src_seed.value = int(self.rng.integers(1, 1 << 32))
+        dut.sink_seed.value = int(self.rng.integers(1, 1 << 32))
+        dut.idle_level.value = harness.level(idle)
+        dut.stall_level.value = harness.level(stall)
+        dut.mark.value = (1 << 32) - 1
+        for name in (harness.ACCEPT_FILE, harness.SINK_FILE):
+            (RUN_DIR / name).unlink(missing_ok=True)
+        await RisingEdge(dut.clk)
+        dut.start.value = 1
+        await RisingEdge(dut.clk)
+        dut.start.value = 0
+        while int(dut.done.value) or not int(dut.running.value):    # until the start is taken
+            await RisingEdge(dut.clk)
+        t0, clock0 = time.perf_counter(), int(dut.cycle.value)
+        done = RisingEdge(dut.done)
+        commit_cycles = []
+        for at, bank in commit_at:
+            await self.write_bank(bank)
+            dut.mark.value = int(at)
+            await RisingEdge(dut.clk)
+            if not int(dut.at_mark.value):
+                await First(RisingEdge(dut.at_mark), done)
+            commit_cycles.append(await self.timed_commit(bank))
+            dut.mark.value = (1 << 32) - 1
+        if not int(dut.done.value):
+            await done
+        assert int(dut.in_count.value) == int(dut.out_count.value) == len(pixels)
+        self.harness_time[0] += time.perf_counter() - t0
+        self.harness_time[1] += int(dut.cycle.value) - clock0
+        accepts = harness.read_accepts(RUN_DIR / harness.ACCEPT_FILE)
+        out_cycles, out_last, got = harness.read_sink(
+            RUN_DIR / harness.SINK_FILE, cfg.n_out, cfg.data_bits, stream_bits(cfg.n_out, cfg.data_bits))
+        return got, out_last, accepts, out_cycles, commit_cycles
 
     # --- scoreboard
 
@@ -388,3 +463,66 @@ async def test_image(dut):
                                   "outputs_nonzero": int(np.count_nonzero(got))})
     assert mismatch is None, f"first mismatch: {mismatch}"
     assert sat == [int(v) for v in want_sat]
+
+
+FAST_CHUNK = 1 << 18      # pixels per harness run: bounds the files and the arrays in memory
+
+
+@cocotb.test()
+async def test_fast_stream(dut):
+    """The fast path: ``fast_pixels`` random pixels (with extremes) through the harness's source and
+    sink, in ``frames`` frames, idle input and stalled output clocks from the harness's seeded
+    generators, ``commits`` new banks committed while the stream runs. Every output word, every
+    ``last`` and every SAT_COUNT equals the golden model's for the bank each pixel entered with;
+    none lost, duplicated or reordered."""
+    tb = TB(dut, fast=True)
+    await tb.reset()
+    cfg, req = tb.cfg, tb.request
+    n = req.fast_pixels
+    bank = tb.random_bank()
+    await tb.write_bank(bank)
+    await tb.commit(bank)
+    await tb.clear_sat_counts()
+    ends = np.cumsum(_frame_sizes(tb.rng, n, req.frames)) - 1 if n else np.zeros(0, int)
+    commits = np.sort(tb.rng.integers(n // 10, n - n // 10, size=req.commits)) if n else []
+    want_sat = np.zeros(tb.n_sat, dtype=np.int64)
+    mismatch, lasts_ok, cycles = None, True, 0
+    wall, clock0 = time.perf_counter(), int(dut.cycle.value)
+    for lo in range(0, n, FAST_CHUNK):
+        hi = min(n, lo + FAST_CHUNK)
+        pixels = tb.random_pixels(hi - lo)
+        last = np.isin(np.arange(lo, hi), ends)
+        plan = []
+        for at in commits[(commits >= lo) & (commits < hi)]:
+            plan.append((int(at - lo), tb.random_bank()))
+        got, out_last, accepts, out_cycles, commit_cycles = await tb.fast_run(
+            pixels, last, req.idle_prob, req.stall_prob, plan)
+        # the bank of each pixel: the one committed last before the clock it entered in
+        bank_of = np.full(len(accepts), len(tb.banks) - len(commit_cycles), dtype=np.int64)
+        for c in commit_cycles:
+            bank_of[accepts >= c] += 1
+        want, sat = tb.expected(pixels, bank_of) if len(accepts) == len(pixels) else (None, 0)
+        want_sat += sat
+        if want is None:
+            mismatch = {"pixel": lo + len(accepts), "why": f"{len(accepts)} of {len(pixels)} pixels entered"}
+        else:
+            mismatch = tb.compare(got, want)
+            if mismatch is not None:
+                mismatch["pixel"] += lo
+        lasts_ok = lasts_ok and np.array_equal(out_last, last)
+        if len(accepts) and len(out_cycles):
+            cycles += int(out_cycles[-1] - accepts[0])
+        if mismatch is not None or not lasts_ok:
+            break
+    wall, clocks = time.perf_counter() - wall, int(dut.cycle.value) - clock0
+    sat = await tb.sat_counts()
+    result = {"config": cfg.id, "seed": tb.seed, "pixels": n, "cycles": cycles,
+              "run_clocks": clocks, "run_seconds": wall, "harness_seconds": tb.harness_time[0],
+              "harness_clocks": tb.harness_time[1], "frames": len(ends),
+              "banks_used": 1 + len(commits), "sat_counts": sat,
+              "expected_sat_counts": [int(v) for v in want_sat], "mismatch": mismatch,
+              "frames_ok": bool(lasts_ok), "path": "fast"}
+    _write_summary("test_fast_stream", result)
+    assert mismatch is None, f"first mismatch: {mismatch}"
+    assert lasts_ok, "the output's last flags differ from the input's"
+    assert sat == [int(v) for v in want_sat], f"SAT_COUNT {sat}, model {list(want_sat)}"

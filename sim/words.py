@@ -11,7 +11,7 @@ from bfly.hw.config import stream_bits
 from bfly.hw.csr import WORD_MASK
 from bfly.hw.regmap import epi_ctrl_word, epi_ctrl_fields, SHIFT, EPI_CTRL, OUT_SHIFT, WEIGHTS
 
-__all__ = ["stream_bits", "pack_pixels", "unpack_pixels", "to_signed", "param_words",
+__all__ = ["stream_bits", "pack_pixels", "unpack_pixels", "pack_u32", "unpack_u32", "to_signed", "param_words",
            "split_param_words", "scalar_registers", "load_plan", "params_from_registers"]
 
 
@@ -43,6 +43,40 @@ def unpack_pixels(words, channels, data_bits):
     bits = bits[:, :channels * data_bits].reshape(len(words), channels, data_bits).astype(np.int64)
     values = (bits << np.arange(data_bits)).sum(axis=2)
     return to_signed(values, data_bits)
+
+
+def _fields(channels, data_bits):
+    if not 0 < data_bits <= 32:
+        raise ValueError(f"channels of 1 to 32 bits pack into 32-bit words, not {data_bits}")
+    for c in range(channels):
+        yield c, (c * data_bits) // 32, (c * data_bits) % 32
+
+
+def pack_u32(pixels, data_bits, nwords):
+    """``(N, C)`` signed integers -> ``(N, nwords)`` ``uint32``: each pixel's word (the layout
+    above) in 32-bit pieces, least significant first (vectorized: the fast stream path's files)."""
+    pixels = np.asarray(pixels, dtype=np.int64)
+    n, c = pixels.shape
+    acc = np.zeros((n, nwords + 1), dtype=np.uint64)
+    u = (pixels & ((1 << data_bits) - 1)).astype(np.uint64)
+    for ch, w, lo in _fields(c, data_bits):
+        v = u[:, ch] << np.uint64(lo)
+        acc[:, w] |= v & np.uint64(0xFFFFFFFF)
+        acc[:, w + 1] |= v >> np.uint64(32)
+    return acc[:, :nwords].astype(np.uint32)
+
+
+def unpack_u32(words, channels, data_bits):
+    """The inverse of :func:`pack_u32`: ``(N, nwords)`` 32-bit pieces -> ``(N, channels)``
+    signed ``int64``."""
+    words = np.asarray(words, dtype=np.uint64)
+    words = np.concatenate([words, np.zeros((len(words), 1), dtype=np.uint64)], axis=1)
+    out = np.empty((len(words), channels), dtype=np.int64)
+    mask = np.uint64((1 << data_bits) - 1)
+    for ch, w, lo in _fields(channels, data_bits):
+        v = ((words[:, w] | (words[:, w + 1] << np.uint64(32))) >> np.uint64(lo)) & mask
+        out[:, ch] = v.astype(np.int64)
+    return to_signed(out, data_bits)
 
 
 def param_words(cfg, params):
