@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/bfly demo
 
+PYTEST_ARGS ?=
 test: setup
-	$(BIN)/pytest -n $(JOBS)
+	$(BIN)/pytest -n $(JOBS) $(PYTEST_ARGS)
 
 test-long: setup
-	$(BIN)/pytest -n $(JOBS) -m long
+	$(BIN)/pytest -n $(JOBS) -m long $(PYTEST_ARGS)
 
 # the FPGA table (synthesis, place and route of six engines, each tool run stopped after
 # BENCH_LIMIT minutes; docs/bench.md says how long a run takes)

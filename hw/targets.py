@@ -4,6 +4,7 @@ engine's Verilog then instantiates. The synthesis flow (``bfly.gen.synth``) adds
 arguments; the simulation runner (``bfly.sim.runner``) uses the implementation and the models.
 """
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +83,13 @@ def hardware_target(target):
     return HARDWARE_TARGETS[target]
 
 
+@functools.lru_cache(maxsize=4)
 def engine_verilog(cfg, target=None):
     """``(verilog_text, top)``: the engine top for ``target`` (see :func:`hardware_target`),
     elaborated with its implementation. This text is what ``bfly gen --target`` writes, what
-    synthesis places and routes, and what the simulation runner builds for a target."""
+    synthesis places and routes, and what the simulation runner builds for a target. Kept for
+    the last few configurations: a command that writes the Verilog and then simulates it (``bfly
+    demo``) elaborates once."""
     from .top import elaborate
     t = hardware_target(target)
     return elaborate(cfg, t.implementation() if t else None)

@@ -45,7 +45,8 @@ class SimRequest:
     weight commits while they flow; ``fast_pixels`` for ``test_fast_stream`` (the harness's
     source and sink, ``sim/harness.py``), with as many frames and commits; ``idle_prob`` (input
     not valid) and ``stall_prob`` (output not ready) per clock; ``throughput_pixels`` for
-    ``test_throughput``.
+    ``test_throughput``. ``calm``: random banks whose shifts rarely saturate
+    (:func:`bfly.sim.model.calm_shifts`) instead of random shifts that often do.
     ``inputs``: given integer pixels, shape ``(N, n_in)``; ``params``: the bank to load
     (:class:`bfly.sim.model.BlockParams`). ``target``: simulate the netlist made for that target
     (vendor primitives) instead of the generic one, with ``models``: Verilog files that model the
@@ -61,6 +62,7 @@ class SimRequest:
     stall_prob: float = 0.3
     throughput_pixels: int = 300
     fast_pixels: int = 20000
+    calm: bool = False
     inputs: np.ndarray = field(default=None, compare=False)
     params: BlockParams = field(default=None, compare=False)
     waves: bool = False

@@ -2,7 +2,10 @@
 
 - golden-model throughput (pixels per second) of BFT(64, 4) on a 56x56 feature map;
 - RTL simulation throughput (simulated clock cycles per wall-clock second) of the Verilated
-  engine driven by the cocotb testbench, for BFT(16, 4) and BFT(64, 4).
+  engine, for BFT(16, 4) and BFT(64, 4), on both paths in the same run: cocotb's AXI4-Stream bus
+  models and a monitor in every clock (``test_stream``), and the fast path, the harness's source
+  and sink in the simulator (``test_fast_stream``: its clocks per second while the harness
+  runs, and its pixels per second generated, simulated and checked end to end).
 
 Not a test: these machines are noisy, so the figures are reported, not asserted.
 """
@@ -18,7 +21,7 @@ import numpy as np
 
 from bfly.hw.config import EngineConfig
 from bfly.sim.model import chain_forward, random_weights, random_shifts
-from bfly.sim.api import SimRequest, simulate
+from bfly.sim.api import SimRequest, simulate, FAST_TESTS
 from bfly.sim.runner import work_dir
 
 CLOCK_NS = 10     # the testbench's clock period
@@ -40,6 +43,22 @@ def model_throughput(cfg, pixels, repeats, allow_float=True):
             "path": "float64 (BLAS) where exact" if allow_float else "int64"}
 
 
+def fast_throughput(cfg, pixels, workdir):
+    test_dir = workdir / f"{cfg.id}_fast"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    request = SimRequest(cfg, tests=FAST_TESTS, fast_pixels=pixels, frames=1, commits=0,
+                         stall_prob=0, idle_prob=0)
+    res = simulate(request, run_dir=test_dir, log=test_dir / "sim.log")
+    result = res.summaries.get(FAST_TESTS[0])
+    if result is None or result["mismatch"] is not None or not res.passed:
+        raise RuntimeError(f"{cfg.id}: the simulation did not pass; see {test_dir / 'sim.log'}")
+    return {"config": cfg.id, "path": "fast", "pixels": pixels,
+            "harness_clocks": result["harness_clocks"], "harness_seconds": result["harness_seconds"],
+            "cycles_per_second": result["harness_clocks"] / result["harness_seconds"],
+            "checked_pixels_per_second": pixels / result["run_seconds"],
+            "run_seconds": result["run_seconds"]}
+
+
 def rtl_throughput(cfg, pixels, workdir):
     test_dir = workdir / cfg.id
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -54,14 +73,18 @@ def rtl_throughput(cfg, pixels, workdir):
         raise RuntimeError(f"{cfg.id}: the simulation did not pass; see {test_dir / 'sim.log'}")
     cycles = float(props["sim_time_duration"]) / CLOCK_NS
     wall = float(case.get("time"))
-    return {"config": cfg.id, "pixels": pixels, "simulated_cycles": cycles, "wall_seconds": wall,
+    return {"config": cfg.id, "path": "bus models", "pixels": pixels, "simulated_cycles": cycles,
+            "wall_seconds": wall,
             "cycles_per_second": cycles / wall, "pixels_per_second": pixels / wall,
             "stream_cycles": result["cycles"], "build_seconds_this_run": build_seconds}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pixels", type=int, default=20000, help="pixels per RTL run (default 20000)")
+    p.add_argument("--pixels", type=int, default=20000,
+                   help="pixels per RTL run through the bus models (default 20000)")
+    p.add_argument("--fast-pixels", type=int, default=1_000_000,
+                   help="pixels per RTL run through the fast path (default 1000000)")
     p.add_argument("--no-rtl", action="store_true", help="the golden model only")
     p.add_argument("-o", "--output", default=str(work_dir("bench", "core.json")))
     args = p.parse_args(argv)
@@ -84,10 +107,16 @@ def main(argv=None):
     print(f"  float path / int64 path: {report['golden_model_speedup']:.2f}x")
     for cfg in () if args.no_rtl else (EngineConfig.bft(16, 4), EngineConfig.bft(64, 4)):
         r = rtl_throughput(cfg, args.pixels, workdir)
-        report["rtl"].append(r)
-        print(f"RTL simulation {r['config']}: {r['cycles_per_second']:,.0f} cycles/s "
+        f = fast_throughput(cfg, args.fast_pixels, workdir)
+        report["rtl"] += [r, f]
+        print(f"RTL simulation {r['config']}, bus models: {r['cycles_per_second']:,.0f} cycles/s "
               f"({r['simulated_cycles']:,.0f} cycles incl. weight loading in {r['wall_seconds']:.1f} s; "
               f"{r['pixels']} pixels streamed in {r['stream_cycles']} cycles)")
+        print(f"RTL simulation {f['config']}, fast path:  {f['cycles_per_second']:,.0f} cycles/s "
+              f"({f['harness_clocks']:,} clocks in {f['harness_seconds']:.2f} s), "
+              f"{f['checked_pixels_per_second']:,.0f} pixels/s generated, simulated and checked "
+              f"({f['pixels']:,} pixels); {f['cycles_per_second'] / r['cycles_per_second']:.1f}x "
+              f"the bus models' cycles/s")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -21,7 +21,7 @@ __all__ = [
     "BlockParams", "engine_forward", "random_params",
     "RESIDUAL_SHIFT_MAX", "BIAS_BITS",
     "factor_dense", "chain_dense", "chain_float", "check_weights", "check_shifts",
-    "random_weights", "random_shifts",
+    "random_weights", "random_shifts", "calm_shifts",
 ]
 
 # numpy's >> is undefined past the word size; every accumulator here is far below 2**61, and for
@@ -379,9 +379,12 @@ def engine_forward(cfg, params, x):
     return chain_forward(cfg, params.weights, params.shifts, x)
 
 
-def random_params(cfg, rng):
-    """A random bank (with extremes) for ``cfg``."""
-    return BlockParams(weights=random_weights(cfg, rng), shifts=random_shifts(cfg, rng),
+def random_params(cfg, rng, calm=False):
+    """A random bank (with extremes) for ``cfg``; ``calm``: with :func:`calm_shifts`, not
+    random ones (that saturate often, to test saturation)."""
+    weights = random_weights(cfg, rng)                  # drawn first: seeds keep their banks
+    shifts = calm_shifts(cfg) if calm else random_shifts(cfg, rng)
+    return BlockParams(weights=weights, shifts=shifts,
                        epilogue=random_epilogue(cfg, rng) if cfg.epilogue else None)
 
 
@@ -421,6 +424,14 @@ def random_weights(cfg, rng, extremes=0.1):
         w[pick] = rng.choice([cfg.weight_min, cfg.weight_max], size=int(pick.sum()))
         out.append(w.astype(np.int64))
     return out
+
+
+def calm_shifts(cfg):
+    """Per-stage shifts under which uniform random pixels and weights rarely saturate: the first
+    stage's output spread about a quarter of the output range (its ``weight_bits - 1 +
+    log2(s)``), later stages two bits less, as their inputs are narrower than uniform."""
+    typical = [cfg.weight_bits - 1 + max(0, (f.s - 1).bit_length()) for f in cfg.factors]
+    return [int(np.clip(t - (2 if l else 0), 0, MAX_SHIFT)) for l, t in enumerate(typical)]
 
 
 def random_shifts(cfg, rng):

@@ -168,7 +168,7 @@ class TB:
         await self.write(CTRL.name, CTRL.pack(commit=1))
 
     def random_bank(self):
-        return random_params(self.cfg, self.rng)
+        return random_params(self.cfg, self.rng, calm=self.request.calm)
 
     def random_pixels(self, n):
         cfg = self.cfg

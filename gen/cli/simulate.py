@@ -26,9 +26,12 @@ def check_sim_args(pixels, frames, commits, stall_prob, idle_prob):
     _check_prob("--idle-prob", idle_prob)
 
 
-def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=False, quiet=False):
-    """Build (cached) and run the stream check on ``cfg``; return ``(result dict, log path)``."""
-    from bfly.sim.api import SimRequest, simulate
+def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=False, quiet=False,
+            bus_models=False, calm=False):
+    """Build (cached) and run the stream check on ``cfg``, through the fast path (the harness's
+    source and sink) or with ``bus_models`` through cocotb's; return ``(result dict, log
+    path)``."""
+    from bfly.sim.api import SimRequest, simulate, FAST_TESTS
     from bfly.sim.runner import work_dir, writable_dir
     check_sim_args(pixels, frames, commits, stall_prob, idle_prob)
     log = writable_dir(work_dir("sim"), "sim_log") / f"{cfg.id}.log"
@@ -41,11 +44,12 @@ def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=Fal
                   f"probability {stall_prob}, input idle {idle_prob}, {frames} frame(s), {commits} "
                   f"commit(s) while streaming, seed {seed})", flush=True)
 
-    request = SimRequest(cfg, tests=("test_stream",), seed=seed, pixels=pixels,
+    test = "test_stream" if bus_models else FAST_TESTS[0]
+    request = SimRequest(cfg, tests=(test,), seed=seed, pixels=pixels, fast_pixels=pixels,
                          frames=min(frames, pixels), commits=commits, stall_prob=stall_prob,
-                         idle_prob=idle_prob, waves=waves)
+                         idle_prob=idle_prob, waves=waves, calm=calm)
     res = simulate(request, log=log, on_built=built)   # a failed build: SimError, a RuntimeError
-    result = res.summaries.get("test_stream")
+    result = res.summaries.get(test)
     if result is not None:
         result["wall_seconds"] = res.sim_seconds
     return result, log
@@ -54,7 +58,7 @@ def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=Fal
 def cmd_sim(args):
     cfg = config_from_args(args)
     result, log = run_sim(cfg, args.pixels, args.seed, args.stall_prob, args.idle_prob,
-                          args.frames, args.commits, waves=args.waves)
+                          args.frames, args.commits, waves=args.waves, bus_models=args.bus_models)
     if args.waves:
         from bfly.sim.runner import build_dir_for
         print(f"  waveform: {build_dir_for(cfg, waves=True) / 'run' / 'dump.vcd'}")
@@ -67,7 +71,9 @@ def _report(result, log):
         return 1
     mm = result["mismatch"]
     if mm is None and result["frames_ok"] and result["sat_counts"] == result["expected_sat_counts"]:
-        print(f"PASS {result['pixels']} pixels bit-exact in {result['cycles']} cycles")
+        rate = f", {result['pixels'] / result['run_seconds']:,.0f} pixels/s checked" \
+            if result.get("run_seconds") else ""
+        print(f"PASS {result['pixels']} pixels bit-exact in {result['cycles']} cycles{rate}")
         return 0
     if mm is not None:
         where = (f"pixel {mm['pixel']} channel {mm['channel']}: expected {mm['expected']}, got {mm['got']} "
@@ -81,6 +87,7 @@ def _report(result, log):
 
 
 DEMO_SIM = {"stall_prob": 0.2, "idle_prob": 0.1, "frames": 4, "commits": 1}
+DEMO_PIXELS = 56 * 56 * 32       # a 56x56 feature map, 32 times
 
 
 def cmd_demo(args):
@@ -92,13 +99,21 @@ def cmd_demo(args):
     print("bfly demo: the Butterfly Transform BFT(64, 4) as a pipelined engine")
     print(summary(cfg, man))
     print(f"  Verilog, manifest, register map and C header in {out}/")
-    result, log = run_sim(cfg, args.pixels, seed=1, **DEMO_SIM)
+    result, log = run_sim(cfg, args.pixels, seed=1, calm=True, **DEMO_SIM)
     status = _report(result, log)
     if result is not None:
         outputs = result["pixels"] * cfg.n_out
-        print(f"  {result['frames']} frames; {result['banks_used']} weight banks used, swapped while "
-              f"streaming; saturated outputs per stage {result['sat_counts']} of {outputs} each "
-              f"(the random shifts are tight on purpose); {result['wall_seconds']:.1f} s of simulation")
+        share = ", ".join(f"{100 * v / outputs:.2f}%" for v in result["sat_counts"])
+        print(f"  {result['frames']} frames with random idle and stall clocks; "
+              f"{result['banks_used']} weight banks, one swapped in while streaming; saturated "
+              f"outputs per stage {share}")
+        print(f"  {result['wall_seconds']:.1f} s in the simulator process, {result['run_seconds']:.1f} s "
+              f"streaming: "
+              f"{result['harness_clocks'] / result['harness_seconds']:,.0f} clocks/s in Verilator, "
+              f"{result['pixels'] / result['run_seconds']:,.0f} pixels/s generated, simulated "
+              f"and checked")
+        from bfly.sim.runner import build_dir_for
+        print(f"  the simulator, its Verilog and the run's files: {build_dir_for(cfg)}/; log: {log}")
     return status
 
 
@@ -112,9 +127,13 @@ def register(sub):
     p.add_argument("--frames", type=int, default=4, help="frames (tlast) to split the pixels into")
     p.add_argument("--commits", type=int, default=0, help="new weight banks committed while streaming")
     p.add_argument("--waves", action="store_true", help="write a VCD waveform (in build/sim/<id>_waves/run/)")
+    p.add_argument("--bus-models", action="store_true",
+                   help="drive the stream with cocotb's AXI4-Stream models, clock by clock, "
+                        "instead of the fast path's source and sink in the simulator (slower)")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("demo", help="generate BFT(64, 4) and simulate it with random weights")
     p.add_argument("-o", "--output", default="build/demo", metavar="DIR", type=output_path, help="output directory")
-    p.add_argument("--pixels", type=int, default=3000, help="pixels to stream (default 3000)")
+    p.add_argument("--pixels", type=int, default=DEMO_PIXELS,
+                   help=f"pixels to stream (default {DEMO_PIXELS})")
     p.set_defaults(func=cmd_demo)
