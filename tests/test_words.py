@@ -74,3 +74,16 @@ def test_parameter_window_refuses_wrong_sizes():
         param_words(cfg, params)
     with pytest.raises(ValueError, match=f"has {cfg.n_params} words, not {cfg.n_params - 1}"):
         split_param_words(cfg, [0] * (cfg.n_params - 1))
+
+
+@pytest.mark.parametrize("data_bits", [2, 5, 8, 12, 16, 32])
+@pytest.mark.parametrize("channels", [1, 3, 16])
+def test_u32_pieces_match_the_bus_word(data_bits, channels):
+    """The fast path's vectorized packing gives the bus word of pack_pixels, in 32-bit pieces."""
+    from bfly.sim.words import pack_u32, unpack_u32
+    rng = np.random.default_rng(data_bits * 100 + channels)
+    x = rng.integers(-(1 << (data_bits - 1)), 1 << (data_bits - 1), size=(40, channels))
+    pieces = (stream_bits(channels, data_bits) + 31) // 32
+    words = pack_u32(x, data_bits, pieces)
+    assert [sum(int(v) << (32 * i) for i, v in enumerate(row)) for row in words] == pack_pixels(x, data_bits)
+    np.testing.assert_array_equal(unpack_u32(words, channels, data_bits), x)
