@@ -65,16 +65,19 @@ def run_child(cmd):
 
     def stop(signum, frame):
         raise _Stopped(signum)
-    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent(os.getpid()))
-    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # the handlers come first: a signal while the child starts stops it too (and if it comes
+    # before Popen returns, the child, which dies with this process, goes when it exits)
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    proc = None
     try:
+        proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent(os.getpid()))
         return proc.wait()
     except (KeyboardInterrupt, _Stopped):
         return 0
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
                 proc.wait(timeout=5)
