@@ -187,16 +187,21 @@ def target_entry(text, target):
     }
 
 
-def write_outputs(cfg, outdir, target=None):
+def write_outputs(cfg, outdir, target=None, progress=None):
     """Generate everything for ``cfg`` into ``outdir``; return the manifest. All content is made
     in memory first and written with :func:`bfly.gen.files.write_files`, so a failure never leaves a
     half-written output.
 
     ``target`` (a name of :data:`bfly.gen.synth.TARGETS`, or None for generic Verilog): ``<name>.v``
     is then the engine Verilog that synthesis for that target places and routes (vendor
-    primitives included), and the manifest's ``"target"`` entry says so."""
+    primitives included), and the manifest's ``"target"`` entry says so. ``progress(step)`` is
+    called as each step starts."""
     hw = hardware_target(target)
+    if progress:
+        progress(f"elaborating {cfg.multipliers} multipliers")
     text, top = engine_verilog(cfg, hw)
+    if progress:
+        progress(f"writing {len(text) / 1e6:.1f} MB of Verilog")
     man = manifest(cfg, top)
     if hw is not None:
         man["target"] = target_entry(text, hw)

@@ -7,6 +7,8 @@ one summary per test beside it; nothing passes between the caller and the testbe
 environment variables.
 """
 
+import concurrent.futures
+import functools
 import json
 import time
 from dataclasses import dataclass, field, asdict
@@ -17,7 +19,7 @@ import numpy as np
 from bfly.hw.config import EngineConfig
 from .model import BlockParams, save_params, load_params
 
-__all__ = ["SimRequest", "SimResult", "SimError", "simulate", "summary_path", "REQUEST_FILE", "ALL_TESTS",
+__all__ = ["SimRequest", "SimResult", "SimError", "simulate", "summary_path", "progress_path", "REQUEST_FILE", "ALL_TESTS",
            "FAST_TESTS"]
 
 REQUEST_FILE = "request.json"
@@ -116,6 +118,19 @@ def summary_path(run_dir, test):
     return Path(run_dir) / f"result_{test}.json"
 
 
+def progress_path(run_dir):
+    """Where the fast path writes how many pixels it has checked (after each chunk)."""
+    return Path(run_dir) / "progress.json"
+
+
+def _read_progress(run_dir):
+    try:
+        doc = json.loads(progress_path(run_dir).read_text())
+        return doc["done"], doc["total"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 @dataclass(frozen=True)
 class SimResult:
     """What a simulation found: cocotb's counts, each test's summary (``{test: dict}``, as the
@@ -136,14 +151,15 @@ class SimResult:
         return self.failures == 0 and self.tests > 0
 
 
-def simulate(request, run_dir=None, log=None, on_built=None):
+def simulate(request, run_dir=None, log=None, on_built=None, on_progress=None):
     """Run ``request`` (a :class:`SimRequest`); return a :class:`SimResult`.
 
     ``run_dir``: where the testbench runs (default ``build/sim/<id>/run``, or a temporary
     directory where the build cannot be written); ``log``: the build
     and simulation log (default: printed); ``on_built``: called with the build's seconds once
-    the Verilator build is ready. Raises :class:`SimError` when the build fails or the
-    simulation writes no results.
+    the Verilator build is ready; ``on_progress(done, total)``: called a few times a second
+    with the fast path's pixels checked so far. Raises :class:`SimError` when the build fails
+    or the simulation writes no results.
     """
     from .runner import build, run_cocotb, results_ok, writable_dir
     t0 = time.perf_counter()
@@ -157,12 +173,13 @@ def simulate(request, run_dir=None, log=None, on_built=None):
         on_built(build_seconds)
     run_dir = Path(run_dir) if run_dir else writable_dir(build_dir / "run", f"{request.cfg.id}_run")
     run_dir.mkdir(parents=True, exist_ok=True)
-    for old in run_dir.glob("result_*.json"):
-        old.unlink()
+    for old in [*run_dir.glob("result_*.json"), progress_path(run_dir)]:
+        old.unlink(missing_ok=True)
     request.write(run_dir, info["latency_cycles"])
     t0 = time.perf_counter()
-    xml = run_cocotb(request.cfg, build_dir, run_dir, tests=request.tests, seed=request.seed,
-                     waves=request.waves, log=log)
+    run = functools.partial(run_cocotb, request.cfg, build_dir, run_dir, tests=request.tests,
+                            seed=request.seed, waves=request.waves, log=log)
+    xml = _watching(run, run_dir, on_progress) if on_progress else run()
     if not Path(xml).exists():
         raise SimError(f"the simulation of {request.cfg.id} wrote no results; see {log or 'the output above'}")
     sim_seconds = time.perf_counter() - t0
@@ -172,3 +189,17 @@ def simulate(request, run_dir=None, log=None, on_built=None):
     return SimResult(tests=tests, failures=failures, summaries=summaries, run_dir=run_dir,
                      results_xml=Path(xml), log=log, build_seconds=build_seconds,
                      sim_seconds=sim_seconds)
+
+
+def _watching(run, run_dir, on_progress, every=0.25):
+    """``run()`` in a thread, calling ``on_progress`` with the progress file's figures meanwhile."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(run)
+        while True:
+            try:
+                return future.result(timeout=every)
+            except concurrent.futures.TimeoutError:
+                seen = _read_progress(run_dir)
+                if seen:
+                    on_progress(*seen)
+

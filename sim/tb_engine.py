@@ -26,7 +26,7 @@ from cocotbext.axi import (AxiStreamBus, AxiStreamSource, AxiStreamSink, AxiStre
 from bfly.hw.regmap import (register_map, config_from_words, BFLY_ID, ID, CONFIG0, CONFIG1, CONFIG2,
                             CONFIG3, CTRL, FACTOR, SAT_COUNT, WEIGHTS)
 from bfly.hw.csr import WORD_BITS, WORD_MASK
-from bfly.sim.api import SimRequest, summary_path
+from bfly.sim.api import SimRequest, summary_path, progress_path
 from bfly.sim.model import engine_forward, random_params
 from bfly.sim.words import pack_pixels, unpack_pixels, param_words, load_plan, stream_bits
 from bfly.sim import harness
@@ -45,6 +45,13 @@ REQUEST, LATENCY = SimRequest.read(RUN_DIR)
 
 def _write_summary(test, summary):
     summary_path(RUN_DIR, test).write_text(json.dumps(summary) + "\n")
+
+
+def _write_progress(done, total):
+    """The pixels checked so far, for a caller that shows progress (written whole, then renamed)."""
+    tmp = progress_path(RUN_DIR).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"done": done, "total": total}))
+    tmp.replace(progress_path(RUN_DIR))
 
 
 class Monitor:
@@ -465,7 +472,7 @@ async def test_image(dut):
     assert sat == [int(v) for v in want_sat]
 
 
-FAST_CHUNK = 1 << 18      # pixels per harness run: bounds the files and the arrays in memory
+FAST_CHUNK = 1 << 16      # pixels per harness run: bounds the files and the arrays in memory
 
 
 @cocotb.test()
@@ -512,6 +519,7 @@ async def test_fast_stream(dut):
         lasts_ok = lasts_ok and np.array_equal(out_last, last)
         if len(accepts) and len(out_cycles):
             cycles += int(out_cycles[-1] - accepts[0])
+        _write_progress(hi, n)
         if mismatch is not None or not lasts_ok:
             break
     wall, clocks = time.perf_counter() - wall, int(dut.cycle.value) - clock0

@@ -51,3 +51,26 @@ def test_request_rejects_bad_fields(fields, message):
 def test_request_needs_a_configuration():
     with pytest.raises(TypeError, match="cfg must be an EngineConfig"):
         SimRequest({"n": 16})
+
+
+def test_the_fast_path_reports_progress_and_its_clocks(tmp_path):
+    """simulate() passes on the fast path's progress after each chunk, up to every pixel; the
+    summary has the harness's clocks, one pixel per clock and the latency when nothing stalls."""
+    from bfly.sim.api import FAST_TESTS, simulate
+    cfg = EngineConfig.bft(16, 4)
+    n = 3 * (1 << 16) + 5
+    seen = []
+    res = simulate(SimRequest(cfg, tests=FAST_TESTS, fast_pixels=n, frames=3, commits=0,
+                              idle_prob=0, stall_prob=0),
+                   run_dir=tmp_path, log=tmp_path / "sim.log", on_progress=lambda d, t: seen.append((d, t)))
+    assert res.passed, res.log
+    summary = res.summaries["test_fast_stream"]
+    assert summary["mismatch"] is None and summary["frames_ok"]
+    assert seen and all(t == n for _, t in seen)
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] <= n
+    # four chunks: each drains the pipeline, so n pixels take n + 4 * (latency - 1) clocks of stream
+    from bfly.hw.targets import engine_verilog
+    latency = engine_verilog(cfg)[1].latency
+    assert summary["cycles"] == n + 4 * (latency - 1)
+    assert summary["harness_clocks"] >= summary["cycles"]

@@ -3,6 +3,7 @@ and the :class:`EngineConfig` they describe, input files, the one-line engine su
 connection to a board."""
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -256,3 +257,29 @@ def connect(args):
                            progress=sys.stderr.isatty())
     except (LinkError, DriverError) as e:
         raise UserError(f"{args.port}: {e}")
+
+
+@contextlib.contextmanager
+def step_bar(desc):
+    """A one-line display on a terminal's stderr of the step a long command is in and the time
+    so far (nothing when stderr is not a terminal); yields ``progress(step)``."""
+    from tqdm import tqdm
+    bar = tqdm(total=None, desc=desc, leave=False, disable=not sys.stderr.isatty(),
+               bar_format="{desc}{postfix} [{elapsed}]")      # tqdm puts ", " before the postfix
+    try:
+        yield bar.set_postfix_str
+    finally:
+        bar.close()
+
+
+def pixel_bar(desc, total):
+    """A progress bar of ``total`` pixels on a terminal's stderr (disabled elsewhere); returns
+    ``(update(done), close())``."""
+    from tqdm import tqdm
+    bar = tqdm(total=total, desc=desc, unit="pixel", unit_scale=True, leave=False,
+               disable=not sys.stderr.isatty())
+
+    def update(done):
+        bar.update(done - bar.n)
+    return update, bar.close
+

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from bfly.gen.synth import TARGETS
 
-from .common import UserError, add_config_args, config_from_args, output_path, summary
+from .common import UserError, add_config_args, config_from_args, output_path, step_bar, summary
 
 __all__ = ["register"]
 
@@ -15,7 +15,8 @@ def cmd_gen(args):
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: exists and is not a directory")
-    man = write_outputs(cfg, out, target=args.target)
+    with step_bar(f"bfly gen {cfg.id}") as progress:
+        man = write_outputs(cfg, out, target=args.target, progress=progress)
     print(summary(cfg, man))
     for name in (f"{cfg.name}.v", "manifest.json", "regmap.json", f"{cfg.name}_regs.h"):
         print(f"  wrote {out / name}")

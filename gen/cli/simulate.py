@@ -4,7 +4,8 @@ from pathlib import Path
 
 from bfly.hw.config import EngineConfig
 
-from .common import UserError, add_config_args, config_from_args, output_path, seed_arg, summary
+from .common import (UserError, add_config_args, config_from_args, output_path, pixel_bar,
+                     seed_arg, summary)
 
 __all__ = ["register", "run_sim", "check_sim_args"]
 
@@ -48,7 +49,18 @@ def run_sim(cfg, pixels, seed, stall_prob, idle_prob, frames, commits, waves=Fal
     request = SimRequest(cfg, tests=(test,), seed=seed, pixels=pixels, fast_pixels=pixels,
                          frames=min(frames, pixels), commits=commits, stall_prob=stall_prob,
                          idle_prob=idle_prob, waves=waves, calm=calm)
-    res = simulate(request, log=log, on_built=built)   # a failed build: SimError, a RuntimeError
+    bar = []                    # made once the build is ready
+
+    def progress(done, total):
+        if not bar:
+            bar.extend(pixel_bar(f"bfly sim {cfg.id}", total))
+        bar[0](done)
+    try:                        # a failed build: SimError, a RuntimeError
+        res = simulate(request, log=log, on_built=built,
+                       on_progress=None if quiet or bus_models else progress)
+    finally:
+        if bar:
+            bar[1]()
     result = res.summaries.get(test)
     if result is not None:
         result["wall_seconds"] = res.sim_seconds
