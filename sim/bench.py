@@ -40,7 +40,7 @@ def model_throughput(cfg, pixels, repeats, allow_float=True):
     best = min(times)
     return {"config": cfg.id, "pixels": pixels, "repeats": repeats, "best_seconds": best,
             "median_seconds": float(np.median(times)), "pixels_per_second": pixels / best,
-            "path": "float64 (BLAS) where exact" if allow_float else "int64"}
+            "path": "float32 or float64 (BLAS) where exact" if allow_float else "int64"}
 
 
 def fast_throughput(cfg, pixels, workdir):

@@ -20,7 +20,7 @@ __all__ = [
     "Epilogue", "check_epilogue", "epilogue_apply", "block_forward", "random_epilogue",
     "BlockParams", "engine_forward", "random_params",
     "RESIDUAL_SHIFT_MAX", "BIAS_BITS",
-    "factor_dense", "chain_dense", "chain_float", "check_weights", "check_shifts",
+    "factor_dense", "chain_dense", "chain_float", "chain_float_dtype", "check_weights", "check_shifts",
     "random_weights", "random_shifts", "calm_shifts",
 ]
 
@@ -149,8 +149,8 @@ def chain_forward(cfg, weights, shifts, x, allow_float=True):
 
     Each factor's exact accumulator is requantized to ``data_bits`` (docs/spec.md §2) with the stage's
     ``shift`` and the configuration's rounding and overflow modes. With ``allow_float`` the
-    chain runs in float64 where :func:`chain_float_is_exact` proves it exact (every engine
-    configuration), else factor by factor as :func:`factor_apply` does: the same result either
+    chain runs in float32 or float64 where :func:`chain_float_dtype` proves it exact (every
+    engine configuration), else factor by factor as :func:`factor_apply` does: the same result either
     way (False only to measure the integer path).
     """
     weights = check_weights(cfg, weights)
@@ -160,8 +160,9 @@ def chain_forward(cfg, weights, shifts, x, allow_float=True):
         raise ValueError(f"pixels must be shaped (N, {cfg.n_in}), not {x.shape}")
     if x.size and (x.min() < cfg.data_min or x.max() > cfg.data_max):
         raise ValueError(f"pixels must lie in [{cfg.data_min}, {cfg.data_max}]")
-    if allow_float and chain_float_is_exact(cfg, weights, x):
-        return _chain_forward_float(cfg, weights, shifts, x)
+    dtype = chain_float_dtype(cfg, weights, x) if allow_float else None
+    if dtype is not None:
+        return _chain_forward_float(cfg, weights, shifts, x, dtype)
     stages, sat_counts = [], []
     for f, w, sh in zip(cfg.factors, weights, shifts):
         acc = factor_apply(f, w, x, allow_float)
@@ -171,32 +172,43 @@ def chain_forward(cfg, weights, shifts, x, allow_float=True):
     return ChainResult(y=x, sat_counts=sat_counts, stages=stages)
 
 
-# a float64 chain rounds with half a unit to spare (FLOAT_CHAIN_LIMIT, see chain_float_is_exact)
+# a float chain rounds with half a unit to spare: accumulators below 2**23 in float32 (24
+# significant bits), below 2**52 in float64 (53); see chain_float_dtype
+FLOAT32_CHAIN_LIMIT = 1 << 23
 FLOAT_CHAIN_LIMIT = 1 << 52
 
 
-def chain_float_is_exact(cfg, weights, x):
-    """Whether the whole chain may run in float64 and stay bit-exact (:func:`_chain_forward_float`).
+def chain_float_dtype(cfg, weights, x):
+    """The float type in which the whole chain may run and stay bit-exact
+    (:func:`_chain_forward_float`): ``float32`` or ``float64``, or ``None`` for neither.
 
     Stage ``l``'s accumulators and every partial sum are at most ``s * max|W_l| * m_l`` in
     magnitude, ``m_0 = max|x|`` and, after a requantization, ``m_l = 2**(data_bits - 1)``. Below
-    ``2**52`` each is an integer float64 holds exactly, so the products and sums are exact (as
-    :func:`float_is_exact` says); then ``acc * 2**-shift`` is exact (a power-of-two scaling of
-    such an integer, far from underflow), and so is ``acc * 2**-shift + 1/2`` for ``half_up``
-    (its bits span at most ``2**(52 - shift)`` down to ``2**-shift``: 53 bits). ``floor``,
-    ``rint`` (round half to even), comparisons, ``clip`` and ``mod`` by ``2**data_bits`` of
-    exact integers are exact."""
-    m = _max_abs(x)
+    ``2**23`` (float32) or ``2**52`` (float64) each is an integer the type holds exactly, so the
+    products and sums are exact (as :func:`float_is_exact` says); then ``acc * 2**-shift`` is
+    exact (a power-of-two scaling of such an integer, far from underflow), and so is ``acc *
+    2**-shift + 1/2`` for ``half_up`` (its bits span at most ``2**(limit - shift)`` down to
+    ``2**-shift``: one bit fewer than the significand). ``floor``, ``rint`` (round half to
+    even), comparisons, ``clip`` and ``mod`` by ``2**data_bits`` of exact integers are exact."""
+    bounds, m = [], _max_abs(x)
     for f, w in zip(cfg.factors, weights):
-        if _sum_bound(f, w, m) >= FLOAT_CHAIN_LIMIT:
-            return False
+        bounds.append(_sum_bound(f, w, m))
         m = 1 << (cfg.data_bits - 1)
-    return True
+    worst = max(bounds, default=0)
+    if worst < FLOAT32_CHAIN_LIMIT:
+        return np.float32
+    return np.float64 if worst < FLOAT_CHAIN_LIMIT else None
+
+
+def chain_float_is_exact(cfg, weights, x):
+    """Whether the whole chain may run in floating point and stay bit-exact
+    (:func:`chain_float_dtype`)."""
+    return chain_float_dtype(cfg, weights, x) is not None
 
 
 def _requantize_float(acc, shift, data_bits, rounding, overflow):
-    """:func:`requantize` in place on float64 accumulators that :func:`chain_float_is_exact`
-    bounds; returns ``(values, number out of range)``."""
+    """:func:`requantize` in place on float accumulators that :func:`chain_float_dtype` bounds;
+    returns ``(values, number out of range)``."""
     shift = min(int(shift), _NUMPY_SHIFT_LIMIT)
     v = acc
     if shift:
@@ -225,20 +237,21 @@ _DENSE_FAN_IN_RATIO = 16
 
 
 def _factor_float(f, w, h):
-    """``(N, q)`` float64 pixels ``h`` times factor ``f`` with weights ``w``: ``(N, p)``."""
+    """``(N, q)`` float pixels ``h`` times factor ``f`` with weights ``w``: ``(N, p)``, in
+    ``h``'s float type."""
     n = h.shape[0]
     if f.q <= _DENSE_FAN_IN_RATIO * f.s:
-        return h @ factor_dense(f, w).T.astype(np.float64)
-    ws = w.reshape(*output_grid(f), f.s).transpose(0, 2, 3, 1).astype(np.float64)  # [blk, u, j, i]
-    acc = np.empty((n, *output_grid(f)))                                          # [n, blk, i, u]
+        return h @ factor_dense(f, w).T.astype(h.dtype)
+    ws = w.reshape(*output_grid(f), f.s).transpose(0, 2, 3, 1).astype(h.dtype)    # [blk, u, j, i]
+    acc = np.empty((n, *output_grid(f)), dtype=h.dtype)                           # [n, blk, i, u]
     np.matmul(h.reshape(n, *input_grid(f)).transpose(1, 3, 0, 2), ws, out=acc.transpose(1, 3, 0, 2))
     return acc.reshape(n, f.p)
 
 
-def _chain_forward_float(cfg, weights, shifts, x):
-    """:func:`chain_forward` in float64 (exact where :func:`chain_float_is_exact`: zeros of a
-    dense factor add nothing to any partial sum's bound)."""
-    h = x.astype(np.float64)
+def _chain_forward_float(cfg, weights, shifts, x, dtype):
+    """:func:`chain_forward` in ``dtype`` (exact where :func:`chain_float_dtype` says so: zeros
+    of a dense factor add nothing to any partial sum's bound)."""
+    h = x.astype(dtype)
     stages, sat_counts = [], []
     for f, w, sh in zip(cfg.factors, weights, shifts):
         h, sat = _requantize_float(_factor_float(f, w, h), sh, cfg.data_bits, cfg.rounding,

@@ -348,3 +348,18 @@ def test_the_float_chain_is_not_taken_past_its_bound():
     w = check_weights(cfg, random_weights(cfg, np.random.default_rng(0)))
     assert chain_float_is_exact(cfg, w, np.full((2, 4), 127))
     assert not chain_float_is_exact(cfg, w, np.full((2, 4), 1 << 50))
+
+
+def test_the_chain_takes_float32_only_below_its_bound():
+    # BFT(64,4) at 8 bits: every accumulator is below 4 * 128 * 128 = 2**16, exact in float32;
+    # at 11 bits 4 * 2**10 * 2**10 = 2**22 still is; at 12 bits 2**24 is not: float64 (past
+    # 2**52, neither: test_the_float_chain_is_not_taken_past_its_bound)
+    from bfly.sim.model import chain_float_dtype
+    for bits, want in [(8, np.float32), (11, np.float32), (12, np.float64), (18, np.float64)]:
+        cfg = EngineConfig.bft(64, 4, data_bits=bits, weight_bits=bits)
+        w = check_weights(cfg, [np.full((f.p, f.s), cfg.weight_min) for f in cfg.factors])
+        x = np.full((3, cfg.n_in), cfg.data_min)
+        assert chain_float_dtype(cfg, w, x) is want, bits
+        a = chain_forward(cfg, w, [bits + 2] * cfg.n_stages, x)
+        b = chain_forward(cfg, w, [bits + 2] * cfg.n_stages, x, allow_float=False)
+        assert np.array_equal(a.y, b.y) and a.sat_counts == b.sat_counts, bits
