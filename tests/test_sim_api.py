@@ -58,7 +58,7 @@ def test_the_fast_path_reports_progress_and_its_clocks(tmp_path):
     summary has the harness's clocks, one pixel per clock and the latency when nothing stalls."""
     from bfly.sim.api import FAST_TESTS, simulate
     cfg = EngineConfig.bft(16, 4)
-    n = 3 * (1 << 16) + 5
+    n = 2 * (1 << 16) + 5
     seen = []
     res = simulate(SimRequest(cfg, tests=FAST_TESTS, fast_pixels=n, frames=3, commits=0,
                               idle_prob=0, stall_prob=0),
@@ -69,8 +69,8 @@ def test_the_fast_path_reports_progress_and_its_clocks(tmp_path):
     assert seen and all(t == n for _, t in seen)
     done = [d for d, _ in seen]
     assert done == sorted(done) and done[-1] <= n
-    # four chunks: each drains the pipeline, so n pixels take n + 4 * (latency - 1) clocks of stream
+    # three chunks: each drains the pipeline, so n pixels take n + 3 * (latency - 1) clocks of stream
     from bfly.hw.targets import engine_verilog
     latency = engine_verilog(cfg)[1].latency
-    assert summary["cycles"] == n + 4 * (latency - 1)
+    assert summary["cycles"] == n + 3 * (latency - 1)
     assert summary["harness_clocks"] >= summary["cycles"]
