@@ -22,9 +22,8 @@ import numpy as np
 from bfly.hw.config import EngineConfig
 from bfly.sim.model import chain_forward, random_weights, random_shifts
 from bfly.sim.api import SimRequest, simulate, FAST_TESTS
+from bfly.sim.harness import CLOCK_NS
 from bfly.sim.runner import work_dir
-
-CLOCK_NS = 10     # the testbench's clock period
 
 
 def model_throughput(cfg, pixels, repeats, allow_float=True):
@@ -43,15 +42,20 @@ def model_throughput(cfg, pixels, repeats, allow_float=True):
             "path": "float32 or float64 (BLAS) where exact" if allow_float else "int64"}
 
 
-def fast_throughput(cfg, pixels, workdir):
-    test_dir = workdir / f"{cfg.id}_fast"
+def _stream_run(cfg, test, test_dir, **counts):
+    """Run ``test`` alone on ``cfg`` with no stalls, in one frame, without commits; return
+    ``(SimResult, its summary)``, or raise if it did not pass."""
     test_dir.mkdir(parents=True, exist_ok=True)
-    request = SimRequest(cfg, tests=FAST_TESTS, fast_pixels=pixels, frames=1, commits=0,
-                         stall_prob=0, idle_prob=0)
+    request = SimRequest(cfg, tests=(test,), frames=1, commits=0, stall_prob=0, idle_prob=0, **counts)
     res = simulate(request, run_dir=test_dir, log=test_dir / "sim.log")
-    result = res.summaries.get(FAST_TESTS[0])
+    result = res.summaries.get(test)
     if result is None or result["mismatch"] is not None or not res.passed:
         raise RuntimeError(f"{cfg.id}: the simulation did not pass; see {test_dir / 'sim.log'}")
+    return res, result
+
+
+def fast_throughput(cfg, pixels, workdir):
+    _, result = _stream_run(cfg, FAST_TESTS[0], workdir / f"{cfg.id}_fast", fast_pixels=pixels)
     return {"config": cfg.id, "path": "fast", "pixels": pixels,
             "harness_clocks": result["harness_clocks"], "harness_seconds": result["harness_seconds"],
             "cycles_per_second": result["harness_clocks"] / result["harness_seconds"],
@@ -60,17 +64,10 @@ def fast_throughput(cfg, pixels, workdir):
 
 
 def rtl_throughput(cfg, pixels, workdir):
-    test_dir = workdir / cfg.id
-    test_dir.mkdir(parents=True, exist_ok=True)
-    request = SimRequest(cfg, tests=("test_stream",), pixels=pixels, frames=1, commits=0,
-                         stall_prob=0, idle_prob=0)
-    res = simulate(request, run_dir=test_dir, log=test_dir / "sim.log")
+    res, result = _stream_run(cfg, "test_stream", workdir / cfg.id, pixels=pixels)
     build_seconds = res.build_seconds
     case = ET.parse(res.results_xml).getroot().find(".//testcase[@name='test_stream']")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
-    result = res.summaries["test_stream"]
-    if result["mismatch"] is not None or not res.passed:
-        raise RuntimeError(f"{cfg.id}: the simulation did not pass; see {test_dir / 'sim.log'}")
     cycles = float(props["sim_time_duration"]) / CLOCK_NS
     wall = float(case.get("time"))
     return {"config": cfg.id, "path": "bus models", "pixels": pixels, "simulated_cycles": cycles,

@@ -26,11 +26,10 @@ are the NumPy side.
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Shape
 
-from .words import pack_u32, unpack_u32
+from .words import pack_u32, unpack_u32, stream_bits
 
-__all__ = ["HARNESS_NAME", "SOURCE_FILE", "ACCEPT_FILE", "SINK_FILE",
+__all__ = ["HARNESS_NAME", "SOURCE_FILE", "ACCEPT_FILE", "SINK_FILE", "CLOCK_NS",
            "DPI_SOURCE", "harness_verilog", "write_source", "read_sink", "read_accepts", "level"]
 
 HARNESS_NAME = "bfly_harness"
@@ -38,10 +37,10 @@ SOURCE_FILE = "stream_in.bin"
 ACCEPT_FILE = "stream_accepted.bin"
 SINK_FILE = "stream_out.bin"
 DPI_SOURCE = Path(__file__).with_name("harness.cpp")
+CLOCK_NS = 10                 # the period of the clock the testbench drives
 CYCLE_BITS = 64
 LEVEL_BITS = 16
-STREAM_PORTS = ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "s_axis_tlast",
-                "m_axis_tdata", "m_axis_tvalid", "m_axis_tready", "m_axis_tlast")
+STREAM_PREFIXES = ("s_axis_", "m_axis_")    # the engine top's stream ports: the harness muxes them
 
 
 def level(prob):
@@ -61,10 +60,11 @@ def _decl(direction, width, name):
 def harness_verilog(top, engine_name):
     """The harness's Verilog around the engine module ``engine_name`` whose ports are those of
     the component ``top`` (a :class:`bfly.hw.top.BflyTop`)."""
+    from amaranth.hdl import Shape
     members = top.signature.members
     width = {name: Shape.cast(m.shape).width for name, m in members.items()}
     iw, ow = width["s_axis_tdata"], width["m_axis_tdata"]
-    through = [n for n in members if n not in STREAM_PORTS]
+    through = [n for n in members if not n.startswith(STREAM_PREFIXES)]
     ports = [_decl("input" if members[n].flow.name == "In" else "output", width[n], n) for n in through]
     ports += [_decl("input", 1, "rst"), _decl("input", 1, "ext"),
               _decl("input", iw, "s_axis_tdata"), _decl("input", 1, "s_axis_tvalid"),
@@ -182,10 +182,10 @@ endmodule
 """
 
 
-def write_source(path, pixels, last, data_bits, width):
-    """Write the source file: ``pixels`` (``(N, C)`` integers) packed into ``width``-bit words,
-    and their ``last`` flags."""
-    words = pack_u32(pixels, data_bits, _pieces(width))
+def write_source(path, cfg, pixels, last):
+    """Write the source file: ``pixels`` (``(N, n_in)`` integers) packed into the engine's input
+    words (``cfg``'s layout), and their ``last`` flags."""
+    words = pack_u32(pixels, cfg.data_bits, _pieces(stream_bits(cfg.n_in, cfg.data_bits)))
     rec = np.concatenate([words, np.asarray(last, dtype=np.uint32)[:, None]], axis=1)
     rec.astype("<u4").tofile(path)
 
@@ -195,8 +195,8 @@ def read_accepts(path):
     return np.fromfile(path, dtype="<u8").astype(np.int64)
 
 
-def read_sink(path, channels, data_bits, width):
-    """``(cycles, last, pixels)`` of every delivered pixel, in order."""
-    rec = np.fromfile(path, dtype="<u4").reshape(-1, 3 + _pieces(width))
+def read_sink(path, cfg):
+    """``(cycles, last, pixels)`` of every pixel the engine of ``cfg`` delivered, in order."""
+    rec = np.fromfile(path, dtype="<u4").reshape(-1, 3 + _pieces(stream_bits(cfg.n_out, cfg.data_bits)))
     cycles = (rec[:, 0].astype(np.int64) | (rec[:, 1].astype(np.int64) << 32))
-    return cycles, rec[:, 2].astype(bool), unpack_u32(rec[:, 3:], channels, data_bits)
+    return cycles, rec[:, 2].astype(bool), unpack_u32(rec[:, 3:], cfg.n_out, cfg.data_bits)

