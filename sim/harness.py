@@ -29,7 +29,7 @@ import numpy as np
 
 from .words import pack_u32, unpack_u32, stream_bits
 
-__all__ = ["HARNESS_NAME", "SOURCE_FILE", "ACCEPT_FILE", "SINK_FILE", "CLOCK_NS",
+__all__ = ["HARNESS_NAME", "SOURCE_FILE", "ACCEPT_FILE", "SINK_FILE", "CLOCK_NS", "CHUNK_PIXELS",
            "DPI_SOURCE", "harness_verilog", "write_source", "read_sink", "read_accepts", "level"]
 
 HARNESS_NAME = "bfly_harness"
@@ -38,6 +38,7 @@ ACCEPT_FILE = "stream_accepted.bin"
 SINK_FILE = "stream_out.bin"
 DPI_SOURCE = Path(__file__).with_name("harness.cpp")
 CLOCK_NS = 10                 # the period of the clock the testbench drives
+CHUNK_PIXELS = 1 << 16        # pixels per harness run: bounds the files and the arrays in memory
 CYCLE_BITS = 64
 LEVEL_BITS = 16
 STREAM_PREFIXES = ("s_axis_", "m_axis_")    # the engine top's stream ports: the harness muxes them

@@ -474,9 +474,6 @@ async def test_image(dut):
     assert sat == [int(v) for v in want_sat]
 
 
-FAST_CHUNK = 1 << 16      # pixels per harness run: bounds the files and the arrays in memory
-
-
 @cocotb.test()
 async def test_fast_stream(dut):
     """The fast path: ``fast_pixels`` random pixels (with extremes) through the harness's source and
@@ -497,8 +494,8 @@ async def test_fast_stream(dut):
     want_sat = np.zeros(tb.n_sat, dtype=np.int64)
     mismatch, lasts_ok, cycles = None, True, 0
     wall = time.perf_counter()
-    for lo in range(0, n, FAST_CHUNK):
-        hi = min(n, lo + FAST_CHUNK)
+    for lo in range(0, n, harness.CHUNK_PIXELS):
+        hi = min(n, lo + harness.CHUNK_PIXELS)
         pixels = tb.random_pixels(hi - lo)
         last = np.isin(np.arange(lo, hi), ends)
         plan = [(int(at - lo), tb.random_bank()) for at in commits[(commits >= lo) & (commits < hi)]]

@@ -57,8 +57,9 @@ def test_the_fast_path_reports_progress_and_its_clocks(tmp_path):
     """simulate() passes on the fast path's progress after each chunk, up to every pixel; the
     summary has the harness's clocks, one pixel per clock and the latency when nothing stalls."""
     from bfly.sim.api import FAST_TESTS, simulate
+    from bfly.sim.harness import CHUNK_PIXELS
     cfg = EngineConfig.bft(16, 4)
-    n = 2 * (1 << 16) + 5
+    n = 2 * CHUNK_PIXELS + 5
     seen = []
     res = simulate(SimRequest(cfg, tests=FAST_TESTS, fast_pixels=n, frames=3, commits=0,
                               idle_prob=0, stall_prob=0),
