@@ -22,7 +22,7 @@ from torch import nn
 from bfly.sw.butterfly import BFTConv2d, parameter_groups
 
 __all__ = ["DigitsNet", "load_digits_split", "train", "evaluate", "pointwise_macs", "bft_blocks",
-           "block_inputs", "quantize_model", "emulated_model", "EmulatedPointwise",
+           "block_inputs", "layer_names", "export_model", "quantize_model", "emulated_model",
            "build_and_train", "train_demo", "quantized_accuracy",
            "save_model", "load_model", "ModelFileError"]
 
@@ -165,50 +165,43 @@ def load_model(path):
     return model
 
 
-class EmulatedPointwise(nn.Module):
-    """Stands in for a block's pointwise layer, batch norm and ReLU: quantizes the input with the
-    image's scale, runs the golden model of the engine, and dequantizes."""
-
-    def __init__(self, image):
-        super().__init__()
-        self.image = image
-
-    def forward(self, x):
-        from bfly.sw.quantize import quantize_input, emulate
-        n, c, h, w = x.shape
-        pixels = x.movedim(1, -1).reshape(-1, c).detach().double().numpy()
-        z = emulate(self.image, quantize_input(pixels, self.image.input_scale, self.image.config))
-        out = torch.from_numpy(z * self.image.output_scale).float()
-        return out.reshape(n, h, w, -1).movedim(-1, 1)
-
-
 def block_inputs(model, images):
     """``{block name: (N*H*W, C) float pixels}``: what each BFT block's pointwise layer sees."""
     from bfly.sw.network import layer_inputs
     return layer_inputs(model, images, [(name, block.pw) for name, block in bft_blocks(model)])
 
 
+def layer_names(model):
+    """``{pointwise layer's module path: block name}``."""
+    return {f"blocks.{i}.pw": f"block{i + 1}" for i, b in enumerate(model.blocks)
+            if isinstance(b.pw, BFTConv2d)}
+
+
+def export_model(model, calib_images, **engine):
+    """The generic export (:func:`bfly.sw.export.export_network`) of the digits network: each
+    block's pointwise layer with its batch norm and ReLU folded. ``engine`` passes
+    ``data_bits``, ``weight_bits``, ``rounding``, ``overflow``."""
+    from bfly.sw.export import export_network
+    return export_network(model, calib_images, names=layer_names(model), **engine)
+
+
 def quantize_model(model, calib_images, **engine):
-    """Quantize every BFT block on calibration images; ``{name: WeightImage}``. ``engine`` passes
-    ``data_bits``, ``weight_bits``, ``rounding``, ``overflow`` to :func:`quantize_block`."""
-    from bfly.sw.quantize import FloatBlock, quantize_block
-    inputs = block_inputs(model, calib_images)
-    images = {}
-    for name, block in bft_blocks(model):
-        fb = FloatBlock.from_torch(block.pw, block.pw_bn, relu=True)
-        images[name] = quantize_block(fb, inputs[name], name=f"bfly_{name}", **engine)
-    return images
+    """Every BFT block quantized on calibration images through the generic export:
+    ``{block name: WeightImage}``."""
+    export = export_model(model, calib_images, **engine)
+    return {layer["image"].removesuffix(".bfly"): export.image(layer) for layer in export.layers}
 
 
 def emulated_model(model, images):
-    """A copy of ``model`` whose BFT blocks run through the golden model with ``images``."""
-    import copy
-    emu = copy.deepcopy(model)
-    for name, block in bft_blocks(emu):
-        block.pw = EmulatedPointwise(images[name])
-        block.pw_bn = nn.Identity()
-    emu.eval()
-    return emu
+    """``model`` with every BFT block run through the golden model with ``images`` (``{block
+    name: WeightImage}``), by the generic runner (:mod:`bfly.sw.infer`)."""
+    from bfly.sw.infer import accelerated_model, EmulatedBackend
+    from bfly.sw.export import Export, trace_blocks
+    names = layer_names(model)
+    blocks, _, _ = trace_blocks(model)
+    layers = [{"name": b.name, "image": names[b.name], "engine": 0, "folded": b.folded} for b in blocks]
+    return accelerated_model(model, Export({"layers": layers, "traced": True}, dict(images)),
+                             EmulatedBackend())
 
 
 def build_and_train(pointwise, epochs=40, seed=0, progress=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module
 
-from bfly.hw.board import BoardTop, uart_divisor
+from bfly.hw.board import BoardTop, config_list, uart_divisor
 from bfly.hw.boards import BOARDS
 from .synth import read_pnr_report
 
@@ -33,8 +33,9 @@ class _BoardDesign(Elaboratable):
 
 
 def board_design(cfg, board, baud=None):
-    """The design :func:`build_board` builds: ``cfg``'s board top with its UART at ``baud``
-    bits per second (default: ``board``'s rate in :data:`BOARDS`)."""
+    """The design :func:`build_board` builds: the board top of ``cfg`` (a configuration, or a
+    list: one engine each) with its UART at ``baud`` bits per second (default: ``board``'s rate
+    in :data:`BOARDS`)."""
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
     clk_hz, baud = BOARDS[board].clk_hz, baud or BOARDS[board].baud
@@ -46,7 +47,8 @@ def board_design(cfg, board, baud=None):
 
 
 def build_board(cfg, board, outdir, baud=None):
-    """Build ``cfg`` for ``board`` into ``outdir``; return the report (also ``build.json``)."""
+    """Build ``cfg`` (a configuration, or a list: one engine each) for ``board`` into ``outdir``;
+    return the report (also ``build.json``)."""
     import importlib
     design = board_design(cfg, board, baud)
     b = BOARDS[board]
@@ -76,7 +78,8 @@ def build_board(cfg, board, outdir, baud=None):
     if bitstream is None:
         raise BuildError(f"the tools finished but wrote no bitstream (logs in {outdir})")
     report = {
-        "board": board, "config": cfg.to_dict(), "clock_mhz": clk_hz / 1e6, "baud": baud,
+        "board": board, "engines": [c.to_dict() for c in config_list(cfg)], "clock_mhz": clk_hz / 1e6,
+        "baud": baud,
         "uart_clocks_per_bit": design.board.divisor, "fmax_mhz": fmax,
         "meets_timing": fmax is not None and fmax >= clk_hz / 1e6,
         "used": used,

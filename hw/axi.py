@@ -18,7 +18,7 @@ from amaranth.hdl import Module, Signal, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AXI4Lite", "RegisterBus", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "WRITE_SETUP", "WRITE_SPACING"]
+__all__ = ["AXI4Lite", "RegisterBus", "AXI4LiteSlave", "AXI4LiteDecoder", "RESP_OKAY", "RESP_SLVERR", "WRITE_SETUP", "WRITE_SPACING"]
 
 WRITE_SETUP = 3      # clocks the write address and data are held before the bank's strobe
 # clocks from one write strobe to the next at the least: the strobe, BVALID, its handshake, then
@@ -138,4 +138,46 @@ class AXI4LiteSlave(wiring.Component):
                          axil.rresp.eq(Mux(bus.r_err, RESP_SLVERR, RESP_OKAY))]
         with m.Elif(axil.rvalid & axil.rready):
             m.d.sync += axil.rvalid.eq(0)
+        return m
+
+
+class AXI4LiteDecoder(wiring.Component):
+    """One AXI4-Lite manager (``bus``, ``addr_bits`` wide) to several slaves (``slaves[i]``,
+    each ``slave_bits[i]`` wide), slave ``i`` at byte address ``i << shift``.
+
+    For a manager with one transaction at a time that holds its address until the response (the
+    host bridge's executor): the slave is chosen from ``awaddr`` and ``araddr`` as they are, with
+    no state. Addresses past the last slave reach none (the manager refuses them first)."""
+
+    def __init__(self, addr_bits, slave_bits, shift):
+        self._shift, self._count = shift, len(slave_bits)
+        if any(b > shift for b in slave_bits) or addr_bits < shift + (self._count - 1).bit_length():
+            raise ValueError(f"slaves of {slave_bits} address bits at {1 << shift}-byte steps do not "
+                             f"fit {addr_bits} address bits")
+        super().__init__({
+            "bus": In(AXI4Lite(addr_bits)),
+            "slaves": Out(AXI4Lite(max(slave_bits))).array(self._count),
+        })
+        self._slave_bits = slave_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        w_sel, r_sel = bus.awaddr[self._shift:], bus.araddr[self._shift:]
+        for i, s in enumerate(self.slaves):
+            w_hit, r_hit = w_sel == i, r_sel == i
+            m.d.comb += [
+                s.awaddr.eq(bus.awaddr[:self._slave_bits[i]]), s.awprot.eq(bus.awprot),
+                s.awvalid.eq(bus.awvalid & w_hit),
+                s.wdata.eq(bus.wdata), s.wstrb.eq(bus.wstrb), s.wvalid.eq(bus.wvalid & w_hit),
+                s.bready.eq(bus.bready & w_hit),
+                s.araddr.eq(bus.araddr[:self._slave_bits[i]]), s.arprot.eq(bus.arprot),
+                s.arvalid.eq(bus.arvalid & r_hit), s.rready.eq(bus.rready & r_hit),
+            ]
+            with m.If(w_hit):
+                m.d.comb += [bus.awready.eq(s.awready), bus.wready.eq(s.wready),
+                             bus.bvalid.eq(s.bvalid), bus.bresp.eq(s.bresp)]
+            with m.If(r_hit):
+                m.d.comb += [bus.arready.eq(s.arready), bus.rvalid.eq(s.rvalid),
+                             bus.rdata.eq(s.rdata), bus.rresp.eq(s.rresp)]
         return m

@@ -6,12 +6,15 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
+from .axi import AXI4LiteDecoder
 from .bridge import HostBridge
+from .hostlink import ENGINE_ADDRESS_BITS, MAX_ENGINES
+from .regmap import address_bits
 from .top import BflyTop, AXIL_PREFIX
 from .ports import connect_flat
 from .uart import UARTRx, UARTTx
 
-__all__ = ["BoardTop", "LinkedEngine", "uart_divisor", "MIN_CLOCKS_PER_BIT", "BAUD_TOLERANCE"]
+__all__ = ["BoardTop", "LinkedEngine", "config_list", "uart_divisor", "MIN_CLOCKS_PER_BIT", "BAUD_TOLERANCE"]
 
 MIN_CLOCKS_PER_BIT = 4      # the UART samples a bit in its middle clock
 BAUD_TOLERANCE = 0.02       # the rate made may differ from the one asked for by this fraction
@@ -27,44 +30,78 @@ def uart_divisor(clk_hz, baud):
     return div
 
 
+def config_list(cfgs):
+    """``cfgs`` (one configuration, or a sequence of them) as a non-empty list."""
+    cfgs = list(cfgs) if isinstance(cfgs, (list, tuple)) else [cfgs]
+    if not 1 <= len(cfgs) <= MAX_ENGINES:
+        raise ValueError(f"a board holds 1 to {MAX_ENGINES} engines, not {len(cfgs)}")
+    return cfgs
+
+
 class LinkedEngine(wiring.Component):
-    """The engine of ``cfg`` behind the host bridge: link bytes in on ``rx`` (``valid`` only, as
-    from a UART), reply bytes out on ``tx``; ``timeout`` is the bridge's, in clocks."""
+    """The engines of ``cfgs`` (one configuration, or a list: engine ``e`` is ``cfgs[e]``)
+    behind the host bridge: link bytes in on ``rx`` (``valid`` only, as from a UART), reply
+    bytes out on ``tx``; ``timeout`` is the bridge's, in clocks. With several engines, an
+    AXI4-Lite decoder gives each its registers at :func:`bfly.hw.hostlink.engine_base` and the
+    bridge's pixels go to (and come from) the engine its ``engine`` names."""
 
     rx: In(stream.Signature(8, always_ready=True))
     tx: Out(stream.Signature(8))
 
-    def __init__(self, cfg, timeout, impl=None):
-        self._cfg = cfg
+    def __init__(self, cfgs, timeout, impl=None):
+        self._cfgs = config_list(cfgs)
         self._timeout = timeout
-        self._engine_top = BflyTop(cfg, impl)
+        self._tops = [BflyTop(cfg, impl) for cfg in self._cfgs]
         super().__init__()
 
     @property
     def engine(self):
-        return self._engine_top
+        """The first engine's top (the only one of a single-engine board)."""
+        return self._tops[0]
+
+    @property
+    def engines(self):
+        return list(self._tops)
 
     def elaborate(self, platform):
         m = Module()
-        top = self._engine_top
-        m.submodules.engine_top = top
-        m.submodules.bridge = br = HostBridge(self._cfg, self._timeout)
-        connect_flat(m, top, AXIL_PREFIX, br.axil)
+        tops = self._tops
+        m.submodules.bridge = br = HostBridge(self._cfgs, self._timeout)
         wiring.connect(m, wiring.flipped(self.rx), br.rx)
         wiring.connect(m, br.tx, wiring.flipped(self.tx))
-        m.d.comb += [
-            top.s_axis_tdata.eq(br.px_out.payload[:len(top.s_axis_tdata)]),
-            top.s_axis_tlast.eq(br.px_out.payload[-1]),
-            top.s_axis_tvalid.eq(br.px_out.valid), br.px_out.ready.eq(top.s_axis_tready),
-            br.px_in.payload.eq(top.m_axis_tdata | (top.m_axis_tlast << len(top.m_axis_tdata))),
-            br.px_in.valid.eq(top.m_axis_tvalid), top.m_axis_tready.eq(br.px_in.ready),
-        ]
+        if len(tops) == 1:
+            m.submodules.engine_top = tops[0]
+            connect_flat(m, tops[0], AXIL_PREFIX, br.axil)
+        else:
+            m.submodules.decoder = dec = AXI4LiteDecoder(
+                len(br.axil.awaddr), [address_bits(c) for c in self._cfgs], ENGINE_ADDRESS_BITS)
+            wiring.connect(m, br.axil, dec.bus)
+            for e, top in enumerate(tops):
+                m.submodules[f"engine_top{e}"] = top
+                connect_flat(m, top, AXIL_PREFIX, dec.slaves[e])
+        for e, top in enumerate(tops):
+            chosen = (br.engine == e) if len(tops) > 1 else 1
+            m.d.comb += [
+                top.s_axis_tdata.eq(br.px_out.payload[:len(top.s_axis_tdata)]),
+                top.s_axis_tlast.eq(br.px_out.payload[-1]),
+                top.s_axis_tvalid.eq(br.px_out.valid & chosen),
+                top.m_axis_tready.eq(br.px_in.ready & chosen),
+            ]
+            back = [br.px_out.ready.eq(top.s_axis_tready),
+                    br.px_in.payload.eq(top.m_axis_tdata | (top.m_axis_tlast << (len(br.px_in.payload) - 1))),
+                    br.px_in.valid.eq(top.m_axis_tvalid)]
+            if len(tops) == 1:
+                m.d.comb += back
+            else:
+                with m.If(chosen):
+                    m.d.comb += back
         return m
 
 
 class BoardTop(wiring.Component):
-    """Engine of ``cfg`` behind a UART at ``baud`` with a ``clk_hz`` clock; ``impl`` (a
-    :class:`bfly.hw.impl.Implementation`, by default generic) makes the engine's physical choices."""
+    """The engine of ``cfg`` (or the engines of a list of configurations) behind a UART at
+    ``baud`` with a ``clk_hz`` clock; ``impl`` (a :class:`bfly.hw.impl.Implementation`, by
+    default generic) makes the engines' physical choices."""
 
     uart_rx: In(1, init=1)
     uart_tx: Out(1, init=1)
@@ -82,6 +119,10 @@ class BoardTop(wiring.Component):
     @property
     def engine(self):
         return self._linked.engine
+
+    @property
+    def engines(self):
+        return self._linked.engines
 
     def elaborate(self, platform):
         m = Module()

@@ -30,7 +30,8 @@ from .config import stream_bits
 from .regmap import register_map, address_bits
 from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS, LENGTH,
                        CRC, CRC_BITS, CRC_POLY, CRC_INIT, ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD,
-                       STREAM_LAST, write_payload_bytes, stream_payload_bytes, stream_batch)
+                       STREAM_LAST, STREAM_ENGINE_SHIFT, ENGINE_BITS, ENGINE_ADDRESS_BITS, engine_base,
+                       write_payload_bytes, stream_payload_bytes, stream_batch)
 
 __all__ = ["HostBridge", "FrameReceiver", "CommandExecutor", "ReplyTransmitter", "CommandLink",
            "ReplyLink", "crc16_step", "address_runs"]
@@ -82,18 +83,40 @@ def crc16_step(crc, byte):
     return Cat(*bits)
 
 
-def address_runs(cfg, writable):
-    """The byte ranges ``(start, end)`` of consecutive mapped words of the engine of ``cfg``: all
-    of them, or with ``writable`` only the words a write may change (not read-only ones)."""
+def address_runs(cfg, writable, base=0):
+    """The byte ranges ``(start, end)`` of consecutive mapped words of the engine of ``cfg`` whose
+    registers start at ``base``: all of them, or with ``writable`` only the words a write may
+    change (not read-only ones)."""
     runs = []
     for r in register_map(cfg):
         if writable and r.access == "ro":
             continue
-        if runs and runs[-1][1] == r.offset:
-            runs[-1] = (runs[-1][0], r.end)
+        if runs and runs[-1][1] == base + r.offset:
+            runs[-1] = (runs[-1][0], base + r.end)
         else:
-            runs.append((r.offset, r.end))
+            runs.append((base + r.offset, base + r.end))
     return runs
+
+
+def choose(index, values):
+    """``values[index]`` for a short list of constants (or values): a chain of multiplexers;
+    ``values[0]`` when ``index`` is past the end."""
+    out = values[0]
+    for i, v in enumerate(values[1:], 1):
+        out = Mux(index == i, v, out)
+    return out
+
+
+def engine_address_bits(cfgs):
+    """The AXI4-Lite byte address width that reaches every engine of ``cfgs`` (one engine: its
+    own; more: engine ``e`` at :func:`bfly.hw.hostlink.engine_base` ``(e)``)."""
+    for e, cfg in enumerate(cfgs):
+        if address_bits(cfg) > ENGINE_ADDRESS_BITS:
+            raise ValueError(f"engine {e} ({cfg.id}) needs {address_bits(cfg)} address bits; a "
+                             f"board's engines have {ENGINE_ADDRESS_BITS} each")
+    if len(cfgs) == 1:
+        return address_bits(cfgs[0])
+    return ENGINE_ADDRESS_BITS + (len(cfgs) - 1).bit_length()
 
 
 COUNT_BITS = max(MAX_READ_WORDS, MAX_WRITE_WORDS, 1 << 8 * _STREAM_COUNT[1]).bit_length()
@@ -101,7 +124,8 @@ COUNT_BITS = max(MAX_READ_WORDS, MAX_WRITE_WORDS, 1 << 8 * _STREAM_COUNT[1]).bit
 # a command handed from the receiver to the executor: its command byte, the receiver's verdict
 # (OK, or the error status to answer), the address (READ, WRITE) and the count of words or
 # pixels (READ: asked for; WRITE: received; STREAM: received, all of them when OK)
-COMMAND = data.StructLayout({"cmd": 8, "status": 8, "addr": 8 * ADDRESS.size, "count": COUNT_BITS})
+COMMAND = data.StructLayout({"cmd": 8, "status": 8, "addr": 8 * ADDRESS.size, "count": COUNT_BITS,
+                             "engine": ENGINE_BITS})
 
 
 class CommandLink(wiring.Signature):
@@ -150,16 +174,21 @@ class ReplyLink(wiring.Signature):
 
 
 class FrameReceiver(wiring.Component):
-    """Parses frames from ``rx`` into commands on ``commands``. Pixels are ``pixel_bytes`` wide,
-    a STREAM carries at most ``batch`` of them, and ``timeout`` clocks without a byte end a
-    frame. Bytes come at least two clocks apart (a UART's are ten bit times apart): the header
-    is judged in the clock after its last byte."""
+    """Parses frames from ``rx`` into commands on ``commands``. A STREAM to engine ``e`` carries
+    pixels ``pixel_bytes[e]`` wide, at most ``batch[e]`` of them (a single engine: two
+    integers), and ``timeout`` clocks without a byte end a frame. Bytes come at least two clocks
+    apart (a UART's are ten bit times apart): the header is judged in the clock after its last
+    byte. Pixels go to the executor in ``max(pixel_bytes)`` bytes, the engine's low."""
 
     def __init__(self, pixel_bytes, batch, timeout):
-        self._ib, self._batch, self._timeout = pixel_bytes, batch, timeout
+        self._sizes = tuple(pixel_bytes) if isinstance(pixel_bytes, (tuple, list)) else (pixel_bytes,)
+        self._batches = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        if len(self._sizes) != len(self._batches):
+            raise ValueError("one pixel size and one batch per engine")
+        self._ib, self._batch, self._timeout = max(self._sizes), max(self._batches), timeout
         super().__init__({
             "rx": In(stream.Signature(8, always_ready=True)),
-            "commands": Out(CommandLink(8 * pixel_bytes + 1)),
+            "commands": Out(CommandLink(8 * self._ib + 1)),
         })
 
     def elaborate(self, platform):
@@ -176,6 +205,7 @@ class FrameReceiver(wiring.Component):
         self.items = Signal(COUNT_BITS)                 # words or pixels kept
         self.word = Signal(8 * WORD.size)
         self.pixel = Signal(8 * ib)
+        self.engine = Signal(ENGINE_BITS)               # a STREAM's, from its flags
         self.idle = Signal(range(self._timeout + 1))
         with m.If(self.stb):
             m.d.sync += self.idle.eq(0)
@@ -214,7 +244,7 @@ class FrameReceiver(wiring.Component):
             with m.State("WORDS"):
                 self._payload(m, self.word, WORD.size, self._keep_word)
             with m.State("PIXELS"):
-                self._payload(m, self.pixel, ib, self._keep_pixel)
+                self._payload(m, self.pixel, ib, self._keep_pixel, choose(self.engine, self._sizes))
             with m.State("CRC"):
                 self._crc(m)
             with m.State("SKIP"):
@@ -230,7 +260,8 @@ class FrameReceiver(wiring.Component):
         """Hand the frame's command (or its error status) to the executor."""
         c = self.commands.command
         m.d.sync += [c.valid.eq(1), c.payload.cmd.eq(self.cmd), c.payload.status.eq(status),
-                     c.payload.addr.eq(_field(self.prefix, *_READ_ADDR)), c.payload.count.eq(count)]
+                     c.payload.addr.eq(_field(self.prefix, *_READ_ADDR)), c.payload.count.eq(count),
+                     c.payload.engine.eq(self.engine)]
 
     def _skip(self, m, count):
         m.d.sync += self.count.eq(count)
@@ -245,13 +276,14 @@ class FrameReceiver(wiring.Component):
             "READ": length == READ_PAYLOAD.size,
             "WRITE": ((length >= write_payload_bytes(1)) & (length <= write_payload_bytes(MAX_WRITE_WORDS))
                       & ((length - ADDRESS.size) % WORD.size == 0)),
-            "STREAM": length >= stream_payload_bytes(1, self._ib),
+            "STREAM": length >= stream_payload_bytes(1, min(self._sizes)),
         }
         busy = (link.command.valid | ((self.cmd == CMD["WRITE"]) & link.words_busy)
                 | ((self.cmd == CMD["STREAM"]) & link.pixels_busy))
         known = Cat(*(self.cmd == code for code in CMD.values())).any()
         ok = Cat(*((self.cmd == CMD[name]) & f for name, f in fits.items())).any()
-        m.d.sync += [self.idx.eq(0), self.items.eq(0), self.count.eq(length), self.prefix.eq(0)]
+        m.d.sync += [self.idx.eq(0), self.items.eq(0), self.count.eq(length), self.prefix.eq(0),
+                     self.engine.eq(0)]
         with m.If(busy):
             self._skip(m, length + CRC.size)
         with m.Elif(~known | ~ok):
@@ -273,6 +305,7 @@ class FrameReceiver(wiring.Component):
             full = Signal.like(self.prefix)
             m.d.comb += [full.eq(self.prefix), full.word_select(self.idx, 8).eq(self.byte)]
             n_px = _field(full, *_STREAM_COUNT)
+            engine = _field(full, *_STREAM_FLAGS)[STREAM_ENGINE_SHIFT:STREAM_ENGINE_SHIFT + ENGINE_BITS]
             for name, size in _PREFIX.items():
                 with m.If((self.cmd == CMD[name]) & (self.idx == size - 1)):
                     m.d.sync += self.idx.eq(0)
@@ -281,8 +314,14 @@ class FrameReceiver(wiring.Component):
                     elif name == "WRITE":
                         m.next = "WORDS"
                     else:
-                        with m.If((n_px != 0) & (n_px <= self._batch)
-                                  & (self.length == stream_payload_bytes(n_px, self._ib))):
+                        m.d.sync += self.engine.eq(engine)
+                        fits = Cat(*((engine == e) & (n_px <= batch)
+                                     & (self.length == stream_payload_bytes(n_px, size))
+                                     for e, (size, batch) in enumerate(zip(self._sizes, self._batches))))
+                        with m.If(engine >= len(self._sizes)):
+                            self._emit(m, STATUS["NO_ENGINE"])
+                            self._skip(m, self.count - 1 + CRC.size)
+                        with m.Elif((n_px != 0) & fits.any()):
                             m.next = "PIXELS"
                         with m.Else():
                             self._emit(m, STATUS["BAD_LEN"])
@@ -291,13 +330,14 @@ class FrameReceiver(wiring.Component):
             self._emit(m, STATUS["TIMEOUT"])
             m.next = "HUNT"
 
-    def _payload(self, m, reg, size, keep):
-        """WRITE's words or STREAM's pixels, ``size`` bytes each, lowest byte first."""
+    def _payload(self, m, reg, size, keep, used=None):
+        """WRITE's words or STREAM's pixels, ``size`` bytes each (``used`` of them, when it is
+        given: the bytes enter at the top and end there), lowest byte first."""
         with m.If(self.stb):
             self._consume(m)
             whole = Cat(reg[8:], self.byte) if size > 1 else self.byte
             m.d.sync += [reg.eq(whole), self.idx.eq(self.idx + 1)]
-            with m.If(self.idx == size - 1):
+            with m.If(self.idx == (size if used is None else used) - 1):
                 keep(m, whole)
                 m.d.sync += [self.idx.eq(0), self.items.eq(self.items + 1)]
             with m.If(self.count == 1):
@@ -312,7 +352,9 @@ class FrameReceiver(wiring.Component):
     def _keep_pixel(self, m, pixel):
         flags, n_px = _field(self.prefix, *_STREAM_FLAGS), _field(self.prefix, *_STREAM_COUNT)
         last = (flags & STREAM_LAST).any() & (self.items == n_px - 1)
-        m.d.comb += [self.pixels.w_en.eq(1), self.pixels.w_data.eq(Cat(pixel, last))]
+        # an engine's narrower pixel came in at the top: moved down to the low bytes
+        aligned = choose(self.engine, [pixel[8 * (self._ib - size):] for size in self._sizes])
+        m.d.comb += [self.pixels.w_en.eq(1), self.pixels.w_data.eq(Cat(aligned, last))]
 
     def _crc(self, m):
         """The CRC, then the command, or its error: BAD_CRC, or BAD_LEN for a READ count out of
@@ -336,21 +378,26 @@ class FrameReceiver(wiring.Component):
 
 
 class CommandExecutor(wiring.Component):
-    """Performs the commands of ``commands`` on the engine of ``cfg``: its registers through
-    ``axil``, its pixels through ``px_out`` and ``px_in``; answers each over ``reply``. An
-    access that is not all inside the register map (or, for a WRITE, touches a read-only word)
-    is refused whole with AXI_ERROR, before any register is touched."""
+    """Performs the commands of ``commands`` on the engines of ``cfgs`` (a configuration, or a
+    list of them): their registers through ``axil`` (engine ``e``'s at
+    :func:`bfly.hw.hostlink.engine_base` ``(e)`` when there are several), their pixels through
+    ``px_out`` and ``px_in`` (the widest engine's width, an engine's in the low bits; ``engine``
+    says which engine they are for); answers each over ``reply``. An access that is not all
+    inside one engine's register map (or, for a WRITE, touches a read-only word) is refused whole
+    with AXI_ERROR, before any register is touched."""
 
-    def __init__(self, cfg):
-        self._cfg = cfg
-        self._ib = stream_bits(cfg.n_in, cfg.data_bits) // 8
-        self._ob = stream_bits(cfg.n_out, cfg.data_bits) // 8
+    def __init__(self, cfgs):
+        self._cfgs = cfgs = list(cfgs) if isinstance(cfgs, (list, tuple)) else [cfgs]
+        self._ibs = [stream_bits(c.n_in, c.data_bits) // 8 for c in cfgs]
+        self._obs = [stream_bits(c.n_out, c.data_bits) // 8 for c in cfgs]
+        self._ib, self._ob = max(self._ibs), max(self._obs)
         super().__init__({
             "commands": In(CommandLink(8 * self._ib + 1)),
             "reply": Out(ReplyLink(max(WORD.size, self._ob))),
-            "axil": Out(AXI4Lite(address_bits(cfg))),
+            "axil": Out(AXI4Lite(engine_address_bits(cfgs))),
             "px_out": Out(stream.Signature(8 * self._ib + 1)),
             "px_in": In(stream.Signature(8 * self._ob + 1)),
+            "engine": Out(ENGINE_BITS),
         })
 
     def elaborate(self, platform):
@@ -363,7 +410,8 @@ class CommandExecutor(wiring.Component):
         self.err = Signal()
         self.end = Signal(8 * ADDRESS.size + 1)          # the byte address after the last word
         self.at = (self.cmd.addr + self.idx * WORD.size)[:len(axil.awaddr)]
-        m.d.comb += [axil.wstrb.eq((1 << WORD.size) - 1), axil.bready.eq(1), axil.rready.eq(1)]
+        m.d.comb += [axil.wstrb.eq((1 << WORD.size) - 1), axil.bready.eq(1), axil.rready.eq(1),
+                     self.engine.eq(self.cmd.engine)]
         kind = {name: self.cmd.cmd == code for name, code in CMD.items()}
         holding = Signal()
         # a STREAM's pixels taken from the receiver (into the engine, or discarded): only the
@@ -410,7 +458,9 @@ class CommandExecutor(wiring.Component):
     def _fits(self, writable):
         """The command's words are all inside one run of mapped (or writable) words."""
         addr = self.cmd.addr
-        return Cat(*((addr >= lo) & (self.end <= hi) for lo, hi in address_runs(self._cfg, writable))).any()
+        bases = [0] if len(self._cfgs) == 1 else [engine_base(e) for e in range(len(self._cfgs))]
+        runs = [run for cfg, base in zip(self._cfgs, bases) for run in address_runs(cfg, writable, base)]
+        return Cat(*((addr >= lo) & (self.end <= hi) for lo, hi in runs)).any()
 
     def _check(self, m, kind):
         ok = self.cmd.status == STATUS["OK"]
@@ -428,7 +478,7 @@ class CommandExecutor(wiring.Component):
         with m.Elif(kind["WRITE"]):
             m.next = "WRITE"
         with m.Else():
-            m.d.sync += self.length.eq(self.cmd.count * self._ob)
+            m.d.sync += self.length.eq(choose(self.cmd.engine, [self.cmd.count * ob for ob in self._obs]))
             m.next = "HEAD"
 
     def _head(self, m, kind):
@@ -488,11 +538,10 @@ class CommandExecutor(wiring.Component):
     def _stream(self, m):
         """The checked batch into the engine; each output pixel an item of the reply."""
         pixels, item = self.commands.pixels, self.reply.item
-        ob = self._ob
         m.d.comb += [self.px_out.valid.eq(pixels.valid & self.more), self.px_out.payload.eq(pixels.payload),
                      pixels.ready.eq(self.px_out.ready & self.more)]
-        m.d.comb += [item.valid.eq(self.px_in.valid), item.payload.data.eq(self.px_in.payload[:8 * ob]),
-                     item.payload.size.eq(ob), self.px_in.ready.eq(item.ready)]
+        m.d.comb += [item.valid.eq(self.px_in.valid), item.payload.data.eq(self.px_in.payload[:8 * self._ob]),
+                     item.payload.size.eq(choose(self.cmd.engine, self._obs)), self.px_in.ready.eq(item.ready)]
         with m.If(self.px_in.valid & item.ready):
             m.d.sync += self.idx.eq(self.idx + 1)
             with m.If(self.idx + 1 == self.cmd.count):
@@ -558,33 +607,36 @@ class ReplyTransmitter(wiring.Component):
 
 
 class HostBridge(wiring.Component):
-    """Bridge for the engine built from ``cfg``; ``timeout`` is the number of clocks without a
-    byte after which a half-received frame is abandoned."""
+    """Bridge for the engines built from ``cfgs`` (a configuration, or a list of them for a board
+    with several); ``timeout`` is the number of clocks without a byte after which a
+    half-received frame is abandoned."""
 
-    def __init__(self, cfg, timeout):
+    def __init__(self, cfgs, timeout):
         if not isinstance(timeout, int) or timeout < 16:
             raise ValueError(f"timeout must be an integer number of clocks >= 16, not {timeout!r}")
-        self._cfg = cfg
+        self._cfgs = cfgs = list(cfgs) if isinstance(cfgs, (list, tuple)) else [cfgs]
         self._timeout = timeout
-        self._in_bytes = stream_bits(cfg.n_in, cfg.data_bits) // 8
-        self._out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
-        self._batch = stream_batch(self._in_bytes, self._out_bytes)
+        self._in_sizes = [stream_bits(c.n_in, c.data_bits) // 8 for c in cfgs]
+        self._out_sizes = [stream_bits(c.n_out, c.data_bits) // 8 for c in cfgs]
+        self._batches = [stream_batch(i, o) for i, o in zip(self._in_sizes, self._out_sizes)]
         super().__init__({
             "rx": In(stream.Signature(8, always_ready=True)),
             "tx": Out(stream.Signature(8)),
-            # AXI4-Lite manager of the engine's registers
-            "axil": Out(AXI4Lite(address_bits(cfg))),
-            # AXI4-Stream towards the engine and back
-            # pixels: payload = word (docs/spec.md §4, padded to bytes) with `last` as the top bit
-            "px_out": Out(stream.Signature(self._in_bytes * 8 + 1)),
-            "px_in": In(stream.Signature(self._out_bytes * 8 + 1)),
+            # AXI4-Lite manager of the engines' registers
+            "axil": Out(AXI4Lite(engine_address_bits(cfgs))),
+            # AXI4-Stream towards the engine that `engine` names, and back
+            # pixels: payload = word (docs/spec.md §4, padded to bytes; the widest engine's width,
+            # an engine's word in the low bits) with `last` as the top bit
+            "px_out": Out(stream.Signature(max(self._in_sizes) * 8 + 1)),
+            "px_in": In(stream.Signature(max(self._out_sizes) * 8 + 1)),
+            "engine": Out(ENGINE_BITS),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.receiver = receiver = FrameReceiver(self._in_bytes, self._batch, self._timeout)
-        m.submodules.executor = executor = CommandExecutor(self._cfg)
-        m.submodules.transmitter = transmitter = ReplyTransmitter(max(WORD.size, self._out_bytes))
+        m.submodules.receiver = receiver = FrameReceiver(self._in_sizes, self._batches, self._timeout)
+        m.submodules.executor = executor = CommandExecutor(self._cfgs)
+        m.submodules.transmitter = transmitter = ReplyTransmitter(max(WORD.size, *self._out_sizes))
         wiring.connect(m, wiring.flipped(self.rx), receiver.rx)
         wiring.connect(m, receiver.commands, executor.commands)
         wiring.connect(m, executor.reply, transmitter.reply)
@@ -592,4 +644,5 @@ class HostBridge(wiring.Component):
         wiring.connect(m, executor.axil, wiring.flipped(self.axil))
         wiring.connect(m, executor.px_out, wiring.flipped(self.px_out))
         wiring.connect(m, wiring.flipped(self.px_in), executor.px_in)
+        m.d.comb += self.engine.eq(executor.engine)
         return m

@@ -15,11 +15,18 @@ Commands:
 - ``READ``  payload: address (u32 LE), count (u16 LE, 1..MAX_READ_WORDS) -> count words (u32 LE)
 - ``WRITE`` payload: address (u32 LE), 1..MAX_WRITE_WORDS words (u32 LE), written to consecutive
   addresses only after the frame's CRC is verified -> no payload
-- ``STREAM`` payload: flags (1: bit 0 marks the last pixel as the end of a frame), pixel count N
-  (u16 LE, 1..stream_batch), then N pixels of ``ceil(n_in*data_bits/8)`` bytes each
-  (``docs/spec.md`` §4 words); the length must be exactly ``3 + N * that`` -> N output pixels of
-  ``ceil(n_out*data_bits/8)`` bytes, sent as the engine produces them. ``stream_batch`` keeps
-  both the command's and the reply's payload within the length field.
+- ``STREAM`` payload: flags (1: bit 0 marks the last pixel as the end of a frame, bits 1-3 the
+  engine), pixel count N (u16 LE, 1..stream_batch), then N pixels of ``ceil(n_in*data_bits/8)``
+  bytes each (``docs/spec.md`` §4 words, of that engine); the length must be exactly ``3 + N *
+  that`` -> N output pixels of ``ceil(n_out*data_bits/8)`` bytes, sent as the engine produces
+  them. ``stream_batch`` keeps both the command's and the reply's payload within the length
+  field.
+
+A board may hold several engines (up to ``MAX_ENGINES``, numbered from 0): engine ``e``'s
+registers start at byte address ``e << ENGINE_ADDRESS_BITS`` (so engine 0's are where a
+single-engine board has them), and a STREAM names its engine in its flags. An address outside
+every engine's map is refused (``AXI_ERROR``), so a host finds the engines by reading each one's
+``ID`` until one is refused; a STREAM to an engine the board does not have is ``NO_ENGINE``.
 
 Every reply whose status is not OK has an empty payload and answers a command that changed
 nothing (a STREAM's pixels reach the engine only after its CRC has checked). A frame the bridge
@@ -34,13 +41,16 @@ import struct
 __all__ = ["SYNC_CMD", "SYNC_REPLY", "CMD", "STATUS", "STATUS_NAMES", "MAX_READ_WORDS",
            "MAX_WRITE_WORDS", "MAX_STREAM_PIXELS", "LENGTH", "CRC", "HEAD_BYTES", "STATUS_BYTES",
            "MAX_PAYLOAD", "ADDRESS", "WORD", "READ_PAYLOAD", "STREAM_HEAD", "STREAM_LAST",
+           "STREAM_ENGINE_SHIFT", "ENGINE_BITS", "MAX_ENGINES", "ENGINE_ADDRESS_BITS", "engine_base",
+           "stream_flags",
            "write_payload_bytes", "stream_payload_bytes", "stream_batch", "reply_frame_bytes",
            "CRC_BITS", "CRC_POLY", "CRC_INIT", "crc16"]
 
 SYNC_CMD = 0xA5
 SYNC_REPLY = 0x5A
 CMD = {"READ": 0x01, "WRITE": 0x02, "STREAM": 0x03}
-STATUS = {"OK": 0, "BAD_CRC": 1, "BAD_CMD": 2, "BAD_LEN": 3, "TIMEOUT": 4, "AXI_ERROR": 5}
+STATUS = {"OK": 0, "BAD_CRC": 1, "BAD_CMD": 2, "BAD_LEN": 3, "TIMEOUT": 4, "AXI_ERROR": 5,
+          "NO_ENGINE": 6}
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
 MAX_READ_WORDS = 256
 MAX_WRITE_WORDS = 64
@@ -57,6 +67,23 @@ WORD = struct.Struct("<I")              # one register word
 READ_PAYLOAD = struct.Struct("<IH")     # READ: address, word count
 STREAM_HEAD = struct.Struct("<BH")      # STREAM: flags, pixel count N; then the N pixels
 STREAM_LAST = 1                         # STREAM flags: the last pixel ends a frame
+STREAM_ENGINE_SHIFT = 1                 # STREAM flags: the engine number's lowest bit
+ENGINE_BITS = 3                         # bits of an engine number
+MAX_ENGINES = 1 << ENGINE_BITS
+ENGINE_ADDRESS_BITS = 20                # engine e's registers start at e << ENGINE_ADDRESS_BITS
+
+
+def engine_base(engine):
+    """The byte address of engine ``engine``'s first register."""
+    if not 0 <= engine < MAX_ENGINES:
+        raise ValueError(f"engine numbers run from 0 to {MAX_ENGINES - 1}, not {engine}")
+    return engine << ENGINE_ADDRESS_BITS
+
+
+def stream_flags(last, engine=0):
+    """The flags byte of a STREAM to ``engine`` whose last pixel ends a frame if ``last``."""
+    engine_base(engine)
+    return (STREAM_LAST if last else 0) | engine << STREAM_ENGINE_SHIFT
 
 
 def write_payload_bytes(n_words):

@@ -9,21 +9,32 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from bfly.hw.board import BoardTop
+from bfly.hw.board import BoardTop, config_list
 from .runner import work_dir, verilator_env
 
-__all__ = ["SIM_CLK_HZ", "SIM_BAUD", "build_board_sim"]
+__all__ = ["SIM_CLK_HZ", "SIM_BAUD", "build_board_sim", "board_id"]
 
 SIM_CLK_HZ = 40_000_000
 SIM_BAUD = 10_000_000          # 4 clocks per bit: the simulated link is as fast as it can be
 HARNESS = Path(__file__).with_name("board_harness.cpp")
 
 
-def build_board_sim(cfg, log=None):
-    """Return ``(executable, divisor)`` for ``cfg``'s simulated board, building it if needed."""
-    board = BoardTop(cfg, SIM_CLK_HZ, SIM_BAUD)
+def board_id(cfgs):
+    """The build directory name of a board holding ``cfgs`` (a configuration, or a list: one
+    engine each)."""
+    cfgs = config_list(cfgs)
+    if len(cfgs) == 1:
+        return cfgs[0].id
+    ids = "+".join(c.id for c in cfgs)
+    return f"{len(cfgs)}engines_" + hashlib.sha256(ids.encode()).hexdigest()[:10]
+
+
+def build_board_sim(cfgs, log=None):
+    """Return ``(executable, divisor)`` for the simulated board of ``cfgs`` (a configuration, or
+    a list of them: one engine each), building it if needed."""
+    board = BoardTop(cfgs, SIM_CLK_HZ, SIM_BAUD)
     text = verilog.convert(board, name="board", emit_src=False)
-    work = work_dir("board_sim", cfg.id)
+    work = work_dir("board_sim", board_id(cfgs))
     work.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()
     exe = work / "obj" / "board_sim"

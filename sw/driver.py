@@ -2,7 +2,7 @@
 board on a TCP socket (pyserial URLs: ``/dev/ttyUSB0``, ``socket://127.0.0.1:4321``).
 
 ``Accelerator(transport)`` reads ``ID`` and ``CONFIG`` on connect and knows the engine it talks
-to; ``load(image)`` refuses an image made for another configuration before writing anything,
+to (``engine=e``: engine ``e`` of a board with several; :class:`Board` finds them all); ``load(image)`` refuses an image made for another configuration before writing anything,
 writes the shadow bank, reads it back, then commits; ``run(fmap)`` streams an integer ``(C, H, W)``
 feature map and returns ``(P, H, W)``; ``infer(x)`` does the same from floats with the image's
 scales. Every reply is CRC-checked; damaged or lost replies are retried after resynchronizing, and
@@ -19,15 +19,15 @@ import numpy as np
 
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.config import ConfigError
-from bfly.hw.hostlink import (CMD, MAX_PAYLOAD, MAX_READ_WORDS, MAX_WRITE_WORDS, WORD, stream_batch,
-                              reply_frame_bytes)
+from bfly.hw.hostlink import (CMD, MAX_PAYLOAD, MAX_READ_WORDS, MAX_WRITE_WORDS, MAX_ENGINES, WORD,
+                              stream_batch, reply_frame_bytes, engine_base)
 from bfly.hw.regmap import (BFLY_ID, ID, CONFIG0, CONFIG1, CONFIG2, CONFIG3, FACTOR, CTRL, STATUS,
                             register_map, config_from_words)
 from bfly.sim.model import BlockParams, Epilogue
 from bfly.sim.words import pack_pixels, unpack_pixels, load_plan, params_from_registers, stream_bits
 from .link import LinkError, read_cmd, write_cmd, stream_cmd, decode_reply
 
-__all__ = ["SerialTransport", "Accelerator", "DriverError", "LinkError", "stream_frames"]
+__all__ = ["SerialTransport", "Link", "Accelerator", "Board", "DriverError", "LinkError", "stream_frames"]
 
 RETRYABLE = (None, "BAD_CRC", "TIMEOUT")      # lost or damaged on the way: send again
 QUIET = 0.05              # seconds without a byte that make the link quiet (drain)
@@ -106,43 +106,32 @@ class SerialTransport:
         self.port.close()
 
 
-def stream_frames(cfg, pixels):
+def stream_frames(cfg, pixels, engine=0):
     """The STREAM commands that carry ``(N, n_in)`` integer pixels, one frame of a feature map,
-    to the engine of ``cfg``: ``[(command frame, pixels in it)]``, as many pixels in each as one
-    STREAM takes (:func:`bfly.hw.hostlink.stream_batch`); the last one ends the frame."""
+    to the engine of ``cfg`` (engine number ``engine`` of its board): ``[(command frame, pixels
+    in it)]``, as many pixels in each as one STREAM takes (:func:`bfly.hw.hostlink.stream_batch`);
+    the last one ends the frame."""
     in_bytes = stream_bits(cfg.n_in, cfg.data_bits) // 8
     batch = stream_batch(in_bytes, stream_bits(cfg.n_out, cfg.data_bits) // 8)
     frames = []
     for start in range(0, len(pixels), batch):
         chunk = pixels[start:start + batch]
         data = b"".join(v.to_bytes(in_bytes, "little") for v in pack_pixels(chunk, cfg.data_bits))
-        frames.append((stream_cmd(data, len(chunk), start + batch >= len(pixels)), len(chunk)))
+        frames.append((stream_cmd(data, len(chunk), start + batch >= len(pixels), engine), len(chunk)))
     return frames
 
 
-class Accelerator:
-    def __init__(self, transport, retries=4, progress=None, commit_polls=COMMIT_POLLS):
+class Link:
+    """The transactions of one host link, shared by the engines of a board: ``retries`` attempts
+    after the first, and ``stats``: ``retries`` (commands sent again) and ``resent_streams``
+    (STREAMs sent again after a reply was lost on the way back: the board ran the first copy
+    too, so SAT_COUNT counts its pixels twice)."""
+
+    def __init__(self, transport, retries=4):
         self.transport = transport
         self.retries = retries
-        self.progress = progress
-        self.commit_polls = commit_polls
-        self.image = self.params = None      # the image last loaded and committed, its parameters
-        # retries: commands sent again; resent_streams: STREAMs sent again after a reply was lost
-        # on the way back (the board ran the first copy too: SAT_COUNT counts its pixels twice)
         self.stats = {"retries": 0, "resent_streams": 0}
         self._unsettled = "reply"        # leftovers of an earlier client may still be arriving
-        ident = self.read(ID.offset, 1)[0]
-        if ident != BFLY_ID:
-            raise DriverError(f"the device answers ID 0x{ident:08X}, not a bfly engine (0x{BFLY_ID:08X})")
-        c0, c1, c2, c3 = (self.read(r.offset, 1)[0] for r in (CONFIG0, CONFIG1, CONFIG2, CONFIG3))
-        factors = self.read(FACTOR.offset, CONFIG1.unpack(c1)["n_stages"])
-        try:
-            self.config, self.latency = config_from_words(c0, c1, c2, factors, config3=c3)
-        except ConfigError as e:
-            raise DriverError(f"the device's CONFIG words are inconsistent: {e}")
-        self.regs = {r.name: r for r in register_map(self.config)}
-
-    # --- transactions
 
     def _transact(self, frame, cmd, reply_len):
         """Send ``frame`` and return the payload of its reply, a ``cmd`` reply of ``reply_len``
@@ -185,6 +174,7 @@ class Accelerator:
         self._unsettled = None
 
     def read(self, addr, count):
+        """``count`` words from byte address ``addr``."""
         words = []
         for start in range(0, count, MAX_READ_WORDS):
             n = min(MAX_READ_WORDS, count - start)
@@ -193,11 +183,49 @@ class Accelerator:
         return words
 
     def write(self, addr, words, bar=None):
+        """``words`` to consecutive words from byte address ``addr``."""
         for start in range(0, len(words), MAX_WRITE_WORDS):
             chunk = words[start:start + MAX_WRITE_WORDS]
             self._transact(write_cmd(addr + WORD.size * start, chunk), CMD["WRITE"], 0)
             if bar:
                 bar.update(len(chunk))
+
+
+class Accelerator:
+    """Engine ``engine`` (0 on a single-engine board) behind ``link`` (a :class:`Link`, or a
+    transport to make one with ``retries``): its ``config`` and ``latency`` read on connect."""
+
+    def __init__(self, link, retries=4, progress=None, commit_polls=COMMIT_POLLS, engine=0):
+        self.link = link if isinstance(link, Link) else Link(link, retries)
+        self.transport = self.link.transport
+        self.engine = engine
+        self.base = engine_base(engine)
+        self.progress = progress
+        self.commit_polls = commit_polls
+        self.image = self.params = None      # the image last loaded and committed, its parameters
+        ident = self.read(ID.offset, 1)[0]
+        if ident != BFLY_ID:
+            raise DriverError(f"the device answers ID 0x{ident:08X} at engine {engine}, not a bfly "
+                              f"engine (0x{BFLY_ID:08X})")
+        c0, c1, c2, c3 = (self.read(r.offset, 1)[0] for r in (CONFIG0, CONFIG1, CONFIG2, CONFIG3))
+        factors = self.read(FACTOR.offset, CONFIG1.unpack(c1)["n_stages"])
+        try:
+            self.config, self.latency = config_from_words(c0, c1, c2, factors, config3=c3)
+        except ConfigError as e:
+            raise DriverError(f"the device's CONFIG words are inconsistent: {e}")
+        self.regs = {r.name: r for r in register_map(self.config)}
+
+    @property
+    def stats(self):
+        return self.link.stats
+
+    def read(self, addr, count):
+        """``count`` words from this engine's register byte address ``addr``."""
+        return self.link.read(self.base + addr, count)
+
+    def write(self, addr, words, bar=None):
+        """``words`` to this engine's registers from byte address ``addr``."""
+        self.link.write(self.base + addr, words, bar)
 
     def reg(self, name, index=0):
         return self.regs[name].offset + WORD.size * index
@@ -267,8 +295,8 @@ class Accelerator:
         out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
         bar = self._bar(len(pixels), "run", "pixel")
         out = []
-        for frame, count in stream_frames(cfg, pixels):
-            reply = self._transact(frame, CMD["STREAM"], count * out_bytes)
+        for frame, count in stream_frames(cfg, pixels, self.engine):
+            reply = self.link._transact(frame, CMD["STREAM"], count * out_bytes)
             words = [int.from_bytes(reply[i:i + out_bytes], "little") for i in range(0, len(reply), out_bytes)]
             out.append(unpack_pixels(words, cfg.n_out, cfg.data_bits))
             if bar:
@@ -292,3 +320,27 @@ class Accelerator:
             return None
         from tqdm import tqdm
         return tqdm(total=total, desc=desc, unit=unit, leave=False)
+
+
+class Board:
+    """Every engine of a board behind one link: ``engines[e]`` is an :class:`Accelerator` for
+    engine ``e``. They are found by reading each engine's ``ID`` in turn until an address is
+    refused (``AXI_ERROR``: a single-engine board, or one built before boards had several,
+    refuses engine 1's)."""
+
+    def __init__(self, transport, retries=4, progress=None, commit_polls=COMMIT_POLLS):
+        self.link = Link(transport, retries)
+        self.transport = transport
+        self.engines = [Accelerator(self.link, progress=progress, commit_polls=commit_polls)]
+        for e in range(1, MAX_ENGINES):
+            try:
+                self.engines.append(Accelerator(self.link, progress=progress,
+                                                commit_polls=commit_polls, engine=e))
+            except LinkError as err:
+                if err.status != "AXI_ERROR":
+                    raise
+                break
+
+    @property
+    def stats(self):
+        return self.link.stats

@@ -5,7 +5,7 @@ import time
 
 from bfly.hw.hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS_NAMES, LENGTH, CRC, HEAD_BYTES,
                               STATUS_BYTES, MAX_PAYLOAD, ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD,
-                              STREAM_LAST, crc16)
+                              stream_flags, crc16)
 
 __all__ = ["LinkError", "encode", "read_cmd", "write_cmd", "stream_cmd", "decode_reply"]
 
@@ -38,10 +38,10 @@ def write_cmd(addr, words):
     return encode(CMD["WRITE"], ADDRESS.pack(addr) + b"".join(WORD.pack(w) for w in words))
 
 
-def stream_cmd(pixel_bytes, count, last):
-    """STREAM ``count`` pixels (``pixel_bytes``, each padded to whole bytes); ``last``: the last
-    of them ends a frame."""
-    return encode(CMD["STREAM"], STREAM_HEAD.pack(STREAM_LAST if last else 0, count) + pixel_bytes)
+def stream_cmd(pixel_bytes, count, last, engine=0):
+    """STREAM ``count`` pixels (``pixel_bytes``, each padded to whole bytes) to ``engine``;
+    ``last``: the last of them ends a frame."""
+    return encode(CMD["STREAM"], STREAM_HEAD.pack(stream_flags(last, engine), count) + pixel_bytes)
 
 
 def decode_reply(read, expect_cmd, expect_len=None, deadline=None):

@@ -1,13 +1,8 @@
-"""A user's own torch network: load it from their file, find its BFT layers, collect what each
-layer sees on calibration inputs (forward hooks, one pass), and quantize each layer into a weight
-image.
+"""A user's own torch network: load it from their file, find its BFT layers and collect what each
+layer sees on calibration inputs (forward hooks, one pass). :mod:`bfly.sw.export` quantizes them.
 
 A model is named ``path/to/file.py:ClassName``: the class is built with no arguments and, with a
 weights file, loaded from a ``state_dict`` (a dict of tensors, or ``{"state_dict": ...}``).
-Each :class:`bfly.sw.butterfly.BFTConv2d` (found by walking the module tree) becomes one image
-of its chain, with its bias in the epilogue. What follows a layer in the user's graph (batch norm,
-ReLU) stays on the host here; the digits example (``bfly.examples.digits``), whose blocks are
-known, folds them into the epilogue.
 """
 
 import hashlib
@@ -18,10 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from .butterfly import BFTConv2d
-from .quantize import FloatBlock, QuantizeError, quantize_block
 
 __all__ = ["ModelError", "is_model_spec", "load_user_model", "bft_layers", "layer_inputs",
-           "quantize_layers", "image_name", "read_torch_file"]
+           "image_name", "read_torch_file"]
 
 
 class ModelError(ValueError):
@@ -121,25 +115,3 @@ def layer_inputs(model, inputs, layers):
     if missing:
         raise ModelError(f"layers {', '.join(missing)} were not used by the model's forward")
     return {name: np.concatenate(parts) for name, parts in seen.items()}
-
-
-def quantize_layers(model, calib, layers=None, **engine):
-    """Every BFT layer of ``model`` (``layers``, :func:`bft_layers` by default) quantized on
-    calibration inputs ``calib`` (what the model's forward takes): ``{image name: WeightImage}``.
-    ``engine`` passes ``data_bits``, ``weight_bits``, ``rounding`` and ``overflow`` to
-    :func:`bfly.sw.quantize.quantize_block`."""
-    layers = bft_layers(model) if layers is None else layers
-    if not layers:
-        raise ModelError("the model has no BFTConv2d layer to quantize")
-    inputs = layer_inputs(model, calib, layers)
-    images = {}
-    for name, layer in layers:
-        key = image_name(name)
-        if key in images:
-            raise ModelError(f"layers {name} and another are both named {key} in files")
-        try:
-            images[key] = quantize_block(FloatBlock.from_torch(layer), inputs[name],
-                                         name=f"bfly_{key}", **engine)
-        except QuantizeError as e:
-            raise ModelError(f"layer {name}: {e}")
-    return images

@@ -95,16 +95,17 @@ def test_sim_without_stalls_takes_n_plus_latency_minus_one(capsys):
         f"PASS 500 pixels bit-exact in {500 + latency - 1} cycles, ")
 
 
-def test_train_quantize_inspect(capsys, tmp_path):
+def test_train_export_inspect(capsys, tmp_path):
     out = tmp_path / "digits"
     code, text, _ = run(capsys, "train-demo", "-o", str(out), "--epochs", "2")
     assert code == 0 and "BFT (k=4)" in text
-    assert {p.name for p in out.iterdir()} == {"model.pt", "dense.pt", "calib.npy", "train_report.json"}
-    code, text, _ = run(capsys, "quantize", str(out / "model.pt"), "--calib", str(out / "calib.npy"),
+    assert {p.name for p in out.iterdir()} == {"model.pt", "dense.pt", "calib.npy", "test.npz",
+                                               "train_report.json"}
+    code, text, _ = run(capsys, "export", str(out / "model.pt"), "--calib", str(out / "calib.npy"),
                         "-o", str(out / "image"))
     assert code == 0 and "golden model" in text
     assert sorted(p.name for p in (out / "image").iterdir()) == [
-        "block1.bfly", "block2.bfly", "block3.bfly", "quantize_report.json"]
+        "block1.bfly", "block2.bfly", "block3.bfly", "network.json"]
     code, text, _ = run(capsys, "inspect", str(out / "image" / "block3.bfly"))
     assert code == 0 and "stage 2: [p,q,r,s,t] = [64, 64, 4, 4, 1]" in text and "SQNR" in text
     code, text, _ = run(capsys, "inspect", "--json", str(out / "image" / "block2.bfly"))
@@ -122,7 +123,7 @@ def test_sw_command_errors_are_one_line(capsys, tmp_path):
     import numpy as np
     np.save(calib, np.zeros((4, 3, 8, 8), dtype=np.float32))
     for argv, message in [
-        (["quantize", str(junk), "--calib", str(calib), "-o", str(tmp_path / "o")], "not a torch weights file"),
+        (["export", str(junk), "--calib", str(calib), "-o", str(tmp_path / "o")], "not a torch weights file"),
         (["inspect", str(bad)], "bad.bfly: "),
         (["inspect", str(tmp_path / "missing.bfly")], "cannot read"),
         (["train-demo", "-o", str(tmp_path / "t"), "--epochs", "0"], "--epochs must be at least 1"),
@@ -181,11 +182,11 @@ def test_choices_come_from_the_tables():
     choices = {(cmd, a.dest): list(a.choices) for cmd, p in subs.items() for a in p._actions if a.choices}
     assert choices == {
         **{(cmd, "rounding"): list(ROUNDING_MODES) for cmd in ("gen", "sim", "synth", "build", "sim-board",
-                                                              "quantize")},
+                                                              "export")},
         **{(cmd, "overflow"): list(OVERFLOW_MODES) for cmd in ("gen", "sim", "synth", "build", "sim-board",
-                                                              "quantize")},
+                                                              "export")},
         **{(cmd, "target"): list(TARGETS) for cmd in ("gen", "synth")},
-        **{(cmd, "board"): list(BOARDS) for cmd in ("build", "load", "run")},
+        **{(cmd, "board"): list(BOARDS) for cmd in ("build", "load", "run", "evaluate")},
     }
 
 

@@ -314,7 +314,7 @@ def models(tmp_path):
     return paths
 
 
-def test_quantize_refuses_what_it_cannot_use(capsys, tmp_path, models):
+def test_export_refuses_what_it_cannot_use(capsys, tmp_path, models):
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32))
     nan = tmp_path / "nan.npy"
@@ -325,14 +325,14 @@ def test_quantize_refuses_what_it_cannot_use(capsys, tmp_path, models):
     text.write_text("1 2 3\n")
     out = tmp_path / "q"
     for model, data, message in [
-        (models["dense"], calib, "the model has no BFT blocks to quantize"),
+        (models["dense"], calib, "the model has no BFT blocks to export"),
         (models["bft"], models["bft"], "a zip archive (.npz or .pt), not a .npy array file"),
         (models["bft"], nan, "hold NaN or infinite values"),
         (models["bft"], zero, "are all zero"),
         (models["bft"], text, "not a .npy array file (calibration inputs)"),
         (models["bft"], tmp_path / "missing.npy", "cannot read calibration inputs"),
     ]:
-        err = one_line_error(capsys, "quantize", model, "--calib", data, "-o", out)
+        err = one_line_error(capsys, "export", model, "--calib", data, "-o", out)
         assert message in err and "unsafely" not in err, err
         assert not out.exists()
 

@@ -9,14 +9,14 @@ import math
 import sys
 from pathlib import Path
 
-from bfly.hw.boards import BOARDS
+from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.config import (EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_MODES, DERIVED_KEYS,
                             loads_json)
 
 __all__ = ["UserError", "add_config_args", "config_from_args", "read_text", "read_json",
            "load_image", "load_npy", "pixels_per_clock_text", "summary", "time_limit", "port_baud",
            "connect", "nonempty", "output_path", "positive_float", "seed_arg", "board_baud",
-           "MIN_BAUD", "MAX_SEED"]
+           "MIN_BAUD", "MAX_SEED", "add_link_args"]
 
 MIN_BAUD = 300              # the slowest standard serial rate
 MAX_SEED = 2 ** 32 - 1      # seeds go to numpy and to the simulator as unsigned 32-bit numbers
@@ -242,6 +242,17 @@ def time_limit(args):
     if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise UserError(f"--time-limit must be positive, not {args.time_limit:g}")
     return args.time_limit * 60
+
+
+def add_link_args(p):
+    """``--board``, ``--baud`` and ``--timeout`` of a command that talks to a board on a port."""
+    p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
+                   help=f"the board on the port (default {DEFAULT_BOARD}); --baud defaults to its "
+                        "UART rate")
+    p.add_argument("--baud", type=int, default=None,
+                   help=f"baud rate of a real port (default: the rate bfly build gives --board's UART, "
+                        f"{BOARDS[DEFAULT_BOARD].baud} for {DEFAULT_BOARD})")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for a reply (default 2)")
 
 
 def port_baud(args):

@@ -11,18 +11,19 @@ from pathlib import Path
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 
 from .common import UserError, add_config_args, board_baud, config_from_args, connect, load_image, \
-    output_path
+    output_path, add_link_args
 
 __all__ = ["register"]
 
 
 def cmd_build(args):
     from bfly.gen.build import build_board, BuildError
-    cfg = config_from_args(args)
+    cfgs = board_configs(args)
     baud = board_baud(args.board, args.baud)
-    print(f"building {cfg.id} for {args.board} (synthesis, place and route, bitstream: minutes)", flush=True)
+    print(f"building {_engines_text(cfgs)} for {args.board} (synthesis, place and route, bitstream: "
+          f"minutes)", flush=True)
     try:
-        r = build_board(cfg, args.board, args.output, baud)
+        r = build_board(cfgs if len(cfgs) > 1 else cfgs[0], args.board, args.output, baud)
     except BuildError as e:
         raise RuntimeError(str(e))
     u, a = r["used"], r["available"]
@@ -86,14 +87,33 @@ def run_child(cmd):
                 proc.wait()
 
 
+def board_configs(args):
+    """The engines of the board ``build`` or ``sim-board`` makes: those of ``--network`` (an
+    export's ``network.json``), else the one of the configuration options."""
+    if not args.network:
+        return [config_from_args(args)]
+    from bfly.sw.export import load_export, engine_configs
+    from bfly.sw.network import ModelError
+    if any(getattr(args, k, None) for k in ("n", "radices", "chain", "config_from")):
+        raise UserError("--network gives the engines; leave out the configuration options")
+    try:
+        return engine_configs(load_export(args.network))
+    except ModelError as e:
+        raise UserError(str(e))
+
+
+def _engines_text(cfgs):
+    return cfgs[0].id if len(cfgs) == 1 else f"{len(cfgs)} engines ({', '.join(c.id for c in cfgs)})"
+
+
 def cmd_sim_board(args):
     from bfly.sim.board_sim import build_board_sim
-    cfg = config_from_args(args)
+    cfgs = board_configs(args)
     host, _, port = args.listen.rpartition(":")
     if host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"--listen must be 127.0.0.1:PORT, not {args.listen!r}")
-    print(f"building the simulated board for {cfg.id} (cached after the first time)", flush=True)
-    exe, divisor = build_board_sim(cfg)
+    print(f"building the simulated board for {_engines_text(cfgs)} (cached after the first time)", flush=True)
+    exe, divisor = build_board_sim(cfgs)
     cmd = [str(exe), "--port", port, "--divisor", str(divisor)] + (["--once"] if args.once else [])
     return run_child(cmd)
 
@@ -208,9 +228,15 @@ def cmd_run(args):
     return 0
 
 
+def _network_arg(p):
+    p.add_argument("--network", metavar="DIR", help="an engine for each configuration of a network "
+                                                    "that bfly export wrote (its directory or network.json)")
+
+
 def register(sub):
     p = sub.add_parser("build", help="bitstream for a board (engine + UART bridge) with timing report")
     add_config_args(p)
+    _network_arg(p)
     p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
                    help=f"board (default {DEFAULT_BOARD})")
     p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="build directory")
@@ -220,6 +246,7 @@ def register(sub):
 
     p = sub.add_parser("sim-board", help="run the board design in Verilator, its UART on a TCP socket")
     add_config_args(p)
+    _network_arg(p)
     p.add_argument("--listen", default="127.0.0.1:4321", help="address to serve (default 127.0.0.1:4321)")
     p.add_argument("--once", action="store_true", help="stop when the client disconnects")
     p.set_defaults(func=cmd_sim_board)
@@ -228,13 +255,7 @@ def register(sub):
                                  ("run", cmd_run, "stream a feature map through a board")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--port", required=True, help="serial port or pyserial URL (socket://127.0.0.1:4321)")
-        p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
-                       help=f"the board on the port (default {DEFAULT_BOARD}); --baud defaults to its "
-                            "UART rate")
-        p.add_argument("--baud", type=int, default=None,
-                       help=f"baud rate of a real port (default: the rate bfly build gives --board's UART, "
-                            f"{BOARDS[DEFAULT_BOARD].baud} for {DEFAULT_BOARD})")
-        p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for a reply (default 2)")
+        add_link_args(p)
         if name == "load":
             p.add_argument("image", help="a .bfly weight image")
         else:
