@@ -5,8 +5,11 @@
 //   board_sim --port N --divisor D [--once]
 //
 // Bytes from the client are sent into uart_rx at D clocks per bit; bytes that the board sends on
-// uart_tx go back to the client. Ctrl-C (SIGINT/SIGTERM) stops it cleanly; with --once it also
-// stops when the first client disconnects.
+// uart_tx go back to the client. Built with BYTE_LINK_CLOCKS defined, the top is the bridge and
+// engines without the UART: a byte from the client goes into rx__payload with rx__valid every
+// BYTE_LINK_CLOCKS clocks, and tx__payload bytes are taken as tx__valid shows them (tx__ready
+// always high). Ctrl-C (SIGINT/SIGTERM) stops it cleanly; with --once it also stops when the
+// first client disconnects.
 
 #include <arpa/inet.h>
 #include <csignal>
@@ -50,12 +53,21 @@ int main(int argc, char **argv) {
         return 1;
     }
     fcntl(srv, F_SETFL, O_NONBLOCK);
+#ifdef BYTE_LINK_CLOCKS
+    printf("listening on 127.0.0.1:%d (byte link, a byte every %d clocks)\n", port, BYTE_LINK_CLOCKS);
+#else
     printf("listening on 127.0.0.1:%d (UART %d clocks per bit)\n", port, divisor);
+#endif
     fflush(stdout);
 
     VerilatedContext ctx;
     Vboard top(&ctx);
+#ifdef BYTE_LINK_CLOCKS
+    top.rx__valid = 0;
+    top.tx__ready = 1;
+#else
     top.uart_rx = 1;
+#endif
     top.rst = 1;
     for (int i = 0; i < 8; i++) { top.clk = 0; top.eval(); top.clk = 1; top.eval(); }
     top.rst = 0;
@@ -77,6 +89,21 @@ int main(int argc, char **argv) {
             fcntl(client, F_SETFL, O_NONBLOCK);
             setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
         }
+#ifdef BYTE_LINK_CLOCKS
+        // host -> board: a byte every BYTE_LINK_CLOCKS clocks; board -> host: every byte shown
+        top.rx__valid = 0;
+        if (tx_timer > 0) tx_timer--;
+        if (tx_timer == 0 && !to_board.empty()) {
+            top.rx__payload = to_board.front();
+            top.rx__valid = 1;
+            to_board.pop_front();
+            tx_timer = BYTE_LINK_CLOCKS;
+        }
+        top.clk = 0; top.eval();
+        if (top.tx__valid) out[out_len++] = top.tx__payload;
+        top.clk = 1; top.eval();
+        bool busy = !to_board.empty();
+#else
         // host -> board: start the next byte on uart_rx
         if (tx_bits == 0 && !to_board.empty()) {
             tx_frame = (1u << 9) | ((unsigned)to_board.front() << 1);   // start 0, data, stop 1
@@ -102,6 +129,7 @@ int main(int argc, char **argv) {
             break;
         }
         bool busy = tx_bits || rx_state || !to_board.empty();
+#endif
         static unsigned long cycle = 0;
         if ((++cycle & 255) == 0 || out_len == (int)sizeof out) {
             if (out_len && (rx_state == 0 || out_len == (int)sizeof out)) {

@@ -1,6 +1,6 @@
-"""``bfly sim-board``: the board top (UART, host bridge, engine) Verilated with a C++ harness
-(``board_harness.cpp``) that serves its UART on a TCP socket. Builds are cached per configuration
-in ``build/board_sim/<id>/``."""
+"""``bfly sim-board``: the board top (UART, host bridge, engines) Verilated with a C++ harness
+(``board_harness.cpp``) that serves its UART on a TCP socket (or, with the byte link, the bridge's
+byte streams without the UART). Builds are cached per configuration in ``build/board_sim/<id>/``."""
 
 import hashlib
 import os
@@ -9,13 +9,17 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from bfly.hw.board import BoardTop, config_list
+from bfly.hw.board import BoardTop, LinkedEngine, config_list
 from .runner import work_dir, verilator_env
 
-__all__ = ["SIM_CLK_HZ", "SIM_BAUD", "build_board_sim", "board_id"]
+__all__ = ["SIM_CLK_HZ", "SIM_BAUD", "BYTE_LINK_CLOCKS", "build_board_sim", "board_id"]
 
 SIM_CLK_HZ = 40_000_000
 SIM_BAUD = 10_000_000          # 4 clocks per bit: the simulated link is as fast as it can be
+#: the byte link's clocks per byte (the bridge's receiver takes a byte at most every 2 clocks)
+BYTE_LINK_CLOCKS = 2
+#: the bridge's timeout on the byte link, in clocks (TCP may deliver a frame in pieces)
+BYTE_LINK_TIMEOUT = 1 << 16
 HARNESS = Path(__file__).with_name("board_harness.cpp")
 
 
@@ -29,27 +33,36 @@ def board_id(cfgs):
     return f"{len(cfgs)}engines_" + hashlib.sha256(ids.encode()).hexdigest()[:10]
 
 
-def build_board_sim(cfgs, log=None):
+def build_board_sim(cfgs, log=None, byte_link=False):
     """Return ``(executable, divisor)`` for the simulated board of ``cfgs`` (a configuration, or
-    a list of them: one engine each), building it if needed."""
-    board = BoardTop(cfgs, SIM_CLK_HZ, SIM_BAUD)
-    text = verilog.convert(board, name="board", emit_src=False)
-    work = work_dir("board_sim", board_id(cfgs))
+    a list of them: one engine each), building it if needed. ``byte_link``: the host bridge's
+    byte streams go to the socket as they are, without the UART (a byte every
+    ``BYTE_LINK_CLOCKS`` clocks instead of ten bit times: for runs that move many pixels);
+    ``divisor`` is then 0."""
+    if byte_link:
+        top = LinkedEngine(cfgs, BYTE_LINK_TIMEOUT)
+        divisor = 0
+    else:
+        top = BoardTop(cfgs, SIM_CLK_HZ, SIM_BAUD)
+        divisor = top.divisor
+    text = verilog.convert(top, name="board", emit_src=False)
+    work = work_dir("board_sim", board_id(cfgs) + ("_bytes" if byte_link else ""))
     work.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()
+    defines = [f"-CFLAGS", f"-DBYTE_LINK_CLOCKS={BYTE_LINK_CLOCKS}"] if byte_link else []
+    digest = hashlib.sha256(text.encode() + HARNESS.read_bytes() + " ".join(defines).encode()).hexdigest()
     exe = work / "obj" / "board_sim"
     stamp = work / "build.stamp"
     if exe.exists() and stamp.exists() and stamp.read_text() == digest:
-        return exe, board.divisor
+        return exe, divisor
     (work / "board.v").write_text(text)
     stamp.unlink(missing_ok=True)
     env = {**os.environ, **verilator_env()}
     cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O2", "-Wno-fatal", "-Wno-WIDTHEXPAND",
            "-Wno-WIDTHTRUNC", "--top-module", "board", "-Mdir", str(work / "obj"), "-o", "board_sim",
-           str(work / "board.v"), str(HARNESS)]
+           *defines, str(work / "board.v"), str(HARNESS)]
     with open(log or work / "build.log", "w") as f:
         res = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
     if res.returncode != 0:
         raise RuntimeError(f"the Verilator build of the simulated board failed; see {log or work / 'build.log'}")
     stamp.write_text(digest)
-    return exe, board.divisor
+    return exe, divisor

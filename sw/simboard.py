@@ -13,7 +13,7 @@ counted from 0) so the driver's retries can be exercised.
 
 from bfly.hw.hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS as LINK_STATUS, LENGTH, CRC, HEAD_BYTES,
                               ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD, MAX_READ_WORDS,
-                              MAX_WRITE_WORDS, crc16)
+                              MAX_WRITE_WORDS, MAX_ENGINES, STREAM_ENGINE_SHIFT, engine_base, crc16)
 from bfly.hw.csr import WORD_MASK
 from bfly.hw.regmap import BFLY_ID, ID, CTRL, STATUS, register_map, config_words
 from bfly.sim.model import engine_forward
@@ -27,29 +27,39 @@ _CMD_NAMES = {v: k for k, v in CMD.items()}
 
 class SimulatedBoard:
     """A board holding the engine of ``cfg`` (an :class:`~bfly.hw.config.EngineConfig`) whose
-    latency is ``latency`` clocks (the value its ``CONFIG2`` reports)."""
+    latency is ``latency`` clocks (the value its ``CONFIG2`` reports); or, with a list of
+    configurations and one of latencies, an engine for each (engine ``e``'s registers at
+    :func:`bfly.hw.hostlink.engine_base` ``(e)``)."""
 
     def __init__(self, cfg, latency, corrupt_replies=(), busy_reads=0):
-        self.cfg = cfg
+        self.cfgs = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
+        latencies = list(latency) if isinstance(latency, (list, tuple)) else [latency]
+        if len(latencies) != len(self.cfgs) or not 1 <= len(self.cfgs) <= MAX_ENGINES:
+            raise ValueError(f"1 to {MAX_ENGINES} engines, one latency each")
+        self.cfg = self.cfgs[0]
         self.corrupt_replies = set(corrupt_replies)
         self.busy_reads = busy_reads
         self.replies = 0
         self.status_reads = 0
         self._busy = 0
-        self._regs = register_map(cfg)
+        self._regs = [register_map(c) for c in self.cfgs]
+        self._bases = [engine_base(e) // WORD.size for e in range(len(self.cfgs))]
         self._words = {}                 # word address -> value, for every mapped word
-        consts = config_words(cfg, latency)
-        self._words[ID.word] = BFLY_ID
-        for r in self._regs:
-            values = consts.get(r.name)
-            if r.access == "ro" and values is not None:
-                for i, v in enumerate(values if isinstance(values, list) else [values]):
-                    self._words[r.word + i] = v
-            else:
-                for i in range(r.count):
-                    self._words.setdefault(r.word + i, 0)
+        self._active = [None] * len(self.cfgs)
+        for e, (c, lat, regs, base) in enumerate(zip(self.cfgs, latencies, self._regs, self._bases)):
+            consts = config_words(c, lat)
+            self._words[base + ID.word] = BFLY_ID
+            for r in regs:
+                values = consts.get(r.name)
+                if r.access == "ro" and values is not None:
+                    for i, v in enumerate(values if isinstance(values, list) else [values]):
+                        self._words[base + r.word + i] = v
+                else:
+                    for i in range(r.count):
+                        self._words.setdefault(base + r.word + i, 0)
+            self._commit(e)              # registers power up at 0: the active bank is all zeros
+        self._busy = 0
         self._out = bytearray()
-        self._commit()                   # registers power up at 0: the active bank is all zeros
 
     # --- the transport interface of the driver: its replies are ready at once (no byte takes
     # time; a reply that is not there does not come)
@@ -98,7 +108,12 @@ class SimulatedBoard:
         self._out += bytes([SYNC_REPLY]) + body + CRC.pack(crc)
 
     def _register(self, word):
-        return next((r for r in self._regs if r.word <= word < r.word + r.count), None)
+        """``(engine, register)`` of the word at ``word``, or ``(None, None)``."""
+        for e, (regs, base) in enumerate(zip(self._regs, self._bases)):
+            r = next((r for r in regs if r.word <= word - base < r.word + r.count), None)
+            if r is not None:
+                return e, r
+        return None, None
 
     def _command(self, cmd, payload):
         name = _CMD_NAMES.get(cmd)
@@ -119,7 +134,7 @@ class SimulatedBoard:
             return self._reply(cmd, b"", "BAD_LEN")
         words = []
         for w in range(addr // WORD.size, addr // WORD.size + count):
-            r = self._register(w)
+            _, r = self._register(w)
             if r is None:
                 return self._reply(cmd, b"", "AXI_ERROR")
             if r.name == STATUS.name:
@@ -135,43 +150,46 @@ class SimulatedBoard:
         targets = [self._register(w) for w in range(first, first + len(words))]
         if len(words) > MAX_WRITE_WORDS or addr % WORD.size:
             return self._reply(cmd, b"", "BAD_LEN")
-        if any(r is None or r.access == "ro" for r in targets):
+        if any(r is None or r.access == "ro" for _, r in targets):
             return self._reply(cmd, b"", "AXI_ERROR")   # nothing of the frame is written
-        for w, (r, value) in enumerate(zip(targets, words), start=first):
+        for w, ((e, r), value) in enumerate(zip(targets, words), start=first):
             if r.access == "rw_clear":
                 self._words[w] = 0
             elif r.name == CTRL.name:
                 if CTRL.unpack(value)["commit"]:
-                    self._commit()
+                    self._commit(e)
             else:
-                self._words[w] = self._kept(r, value)
+                self._words[w] = self._kept(self.cfgs[e], r, value)
         self._reply(cmd, b"")
 
-    def _kept(self, r, value):
-        """What the engine keeps of a word written to ``r`` (and reads back)."""
+    def _kept(self, cfg, r, value):
+        """What the engine of ``cfg`` keeps of a word written to ``r`` (and reads back)."""
         if r.window:
-            bits = self.cfg.weight_bits if r.name != "EPI_BIAS" else r.width
+            bits = cfg.weight_bits if r.name != "EPI_BIAS" else r.width
             return int(to_signed(value, bits)) & WORD_MASK
         return value & ((1 << r.width) - 1)
 
-    def _commit(self):
-        regs = {r.name: r for r in self._regs}
+    def _commit(self, e):
+        regs, base = {r.name: r for r in self._regs[e]}, self._bases[e]
         self._busy = self.busy_reads
-        self._active = params_from_registers(
-            self.cfg, lambda name, n: [self._words[regs[name].word + i] for i in range(n)])
+        self._active[e] = params_from_registers(
+            self.cfgs[e], lambda name, n: [self._words[base + regs[name].word + i] for i in range(n)])
 
     def _stream(self, cmd, payload):
-        cfg = self.cfg
-        _, count = STREAM_HEAD.unpack(payload[:STREAM_HEAD.size])
+        flags, count = STREAM_HEAD.unpack(payload[:STREAM_HEAD.size])
+        e = flags >> STREAM_ENGINE_SHIFT & (MAX_ENGINES - 1)
+        if e >= len(self.cfgs):
+            return self._reply(cmd, b"", "NO_ENGINE")
+        cfg, base = self.cfgs[e], self._bases[e]
         in_bytes = stream_bits(cfg.n_in, cfg.data_bits) // 8
         out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
         data = payload[STREAM_HEAD.size:]
         if count < 1 or len(data) != count * in_bytes:
             return self._reply(cmd, b"", "BAD_LEN")
         words = [int.from_bytes(data[i:i + in_bytes], "little") for i in range(0, len(data), in_bytes)]
-        res = engine_forward(cfg, self._active, unpack_pixels(words, cfg.n_in, cfg.data_bits))
-        sat = next(r for r in self._regs if r.name == "SAT_COUNT")
+        res = engine_forward(cfg, self._active[e], unpack_pixels(words, cfg.n_in, cfg.data_bits))
+        sat = base + next(r for r in self._regs[e] if r.name == "SAT_COUNT").word
         for l, c in enumerate(res.sat_counts):
-            self._words[sat.word + l] = min(self._words[sat.word + l] + int(c), WORD_MASK)
+            self._words[sat + l] = min(self._words[sat + l] + int(c), WORD_MASK)
         self._reply(cmd, b"".join(v.to_bytes(out_bytes, "little")
                                   for v in pack_pixels(res.y, cfg.data_bits)))

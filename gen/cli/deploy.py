@@ -113,7 +113,7 @@ def cmd_sim_board(args):
     if host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"--listen must be 127.0.0.1:PORT, not {args.listen!r}")
     print(f"building the simulated board for {_engines_text(cfgs)} (cached after the first time)", flush=True)
-    exe, divisor = build_board_sim(cfgs)
+    exe, divisor = build_board_sim(cfgs, byte_link=args.byte_link)
     cmd = [str(exe), "--port", port, "--divisor", str(divisor)] + (["--once"] if args.once else [])
     return run_child(cmd)
 
@@ -249,6 +249,9 @@ def register(sub):
     _network_arg(p)
     p.add_argument("--listen", default="127.0.0.1:4321", help="address to serve (default 127.0.0.1:4321)")
     p.add_argument("--once", action="store_true", help="stop when the client disconnects")
+    p.add_argument("--byte-link", action="store_true",
+                   help="leave the UART out: the bridge's bytes go to the socket as they are, "
+                        "a byte every 2 clocks instead of 40 (for runs that move many pixels)")
     p.set_defaults(func=cmd_sim_board)
 
     for name, func, helptext in (("load", cmd_load, "load a weight image onto a board and commit it"),

@@ -1,0 +1,182 @@
+"""The generic export and the whole-network runner on a network that is not the digits CNN: the
+user's own file, trained here for a few epochs on the digits data, with an expansion layer
+(8 -> 32), a residual block written as an ``add`` in the forward, a reduction (32 -> 16) whose
+batch norm cannot be folded (the layer's output is used twice), and layers of three engine
+configurations."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cliutil import run
+from bfly.examples.digits import load_digits_split, train
+from bfly.sw.export import export_network, load_export, trace_blocks, engine_configs
+from bfly.sw.infer import accelerated_model, EmulatedBackend, BoardBackend, evaluate
+from bfly.sw.network import load_user_model, layer_inputs, ModelError
+from bfly.sw.quantize import quantize_input, emulate, sqnr_db
+from bfly.sw.simboard import SimulatedBoard
+from bfly.sw.driver import Board, DriverError
+
+NET = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+from bfly.sw.butterfly import BFTConv2d
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.expand = BFTConv2d(8, 32, k=2)
+        self.expand_bn = nn.BatchNorm2d(32)
+        self.dw = nn.Conv2d(32, 32, 3, stride=2, padding=1, groups=32, bias=False)
+        self.dw_bn = nn.BatchNorm2d(32)
+        self.mix = BFTConv2d(32, 32, k=2)
+        self.mix_bn = nn.BatchNorm2d(32)
+        self.reduce = BFTConv2d(32, 16, k=4, bias=True)
+        self.reduce_bn = nn.BatchNorm2d(16)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = F.relu(self.expand_bn(self.expand(x)))
+        x = torch.relu(self.dw_bn(self.dw(x)))
+        x = F.relu(self.mix_bn(self.mix(x) + x))
+        y = self.reduce(x)
+        x = self.reduce_bn(y) + y
+        return self.head(torch.relu(x).mean(dim=(2, 3)))
+'''
+
+FOLDED = {
+    "expand": ["expand_bn (BatchNorm2d)", "ReLU"],
+    "mix": ["residual add of the layer's input", "mix_bn (BatchNorm2d)", "ReLU"],
+    "reduce": [],
+}
+
+
+@pytest.fixture(scope="module")
+def user_net(tmp_path_factory):
+    """``(spec, weights, calib, test set, model)``: the network above, trained 10 epochs (90%
+    test accuracy, 3 s on one thread)."""
+    d = tmp_path_factory.mktemp("own_net")
+    (d / "own_net.py").write_text(NET)
+    spec = f"{d / 'own_net.py'}:Net"
+    torch.manual_seed(0)
+    model = load_user_model(spec)
+    xtr, ytr, xte, yte = load_digits_split()
+    train(model, xtr, ytr, epochs=10, lr=1e-2, seed=0)
+    torch.save(model.state_dict(), d / "w.pt")
+    np.save(d / "calib.npy", xtr[:128])
+    np.savez(d / "test.npz", x=xte, y=yte)
+    return spec, d / "w.pt", d / "calib.npy", d / "test.npz", model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(user_net):
+    spec, weights, calib, _, model = user_net
+    return export_network(model, np.load(calib), model_spec=spec, weights=weights)
+
+
+def test_what_is_folded_follows_the_graph(exported):
+    layers = {l["name"]: l for l in exported.layers}
+    assert {n: l["folded"] for n, l in layers.items()} == FOLDED
+    assert "used 2 times" in layers["reduce"]["on_host_after"]
+    assert (layers["expand"]["c_in"], layers["expand"]["c_out"]) == (8, 32)
+    assert (layers["reduce"]["c_in"], layers["reduce"]["c_out"]) == (32, 16)
+    cfgs = engine_configs(exported)
+    assert len(cfgs) == 3 and [c.has_residual for c in cfgs] == [False, True, False]
+    assert all(c.epilogue for c in cfgs)
+
+
+def test_each_block_computes_what_it_replaces(user_net, exported):
+    """Each image, through the golden model, against the float block it stands for (the layer and
+    what was folded), on the calibration pixels."""
+    _, _, calib, _, model = user_net
+    blocks, _, _ = trace_blocks(model)
+    inputs = layer_inputs(model, np.load(calib), [(b.name, b.layer) for b in blocks])
+    for b, layer in zip(blocks, exported.layers):
+        x = inputs[b.name]
+        with torch.no_grad():
+            t = torch.from_numpy(x).float()[:, :, None, None]
+            want = b.layer(t)
+            if b.residual:
+                want = want + t
+            if b.bn:
+                want = b.bn[1](want)
+            if b.relu:
+                want = torch.relu(want)
+        img = exported.image(layer)
+        got = emulate(img, quantize_input(x, img.input_scale, img.config)) * img.output_scale
+        assert sqnr_db(want[:, :, 0, 0].double().numpy(), got) > 20, b.name
+
+
+def test_the_network_runs_with_every_block_emulated(user_net, exported):
+    _, _, _, test, model = user_net
+    z = np.load(test)
+    x, y = z["x"], z["y"]
+    acc_float, _ = evaluate(model, x, y)
+    trace = []
+    emu = accelerated_model(model, exported, EmulatedBackend(), trace=trace)
+    acc_emu, _ = evaluate(emu, x, y)
+    assert acc_float > 0.8 and abs(acc_emu - acc_float) < 0.05, (acc_float, acc_emu)
+    # every block ran on the engine's integers, once per batch of 64
+    batches = -(-len(x) // 64)
+    assert [name for name, _, _ in trace] == [l["name"] for l in exported.layers] * batches
+    # the reduction's batch norm and the add after it stayed in torch
+    assert "reduce_bn" in emu.code and "bfly_block_2" in emu.code
+
+
+def test_a_board_runs_the_network_bit_exact(user_net, exported):
+    """The in-process simulated board with the three engines: the same integers as the golden
+    model for every block, layer by layer; two layers that share an engine reload it."""
+    _, _, _, test, model = user_net
+    x = np.load(test)["x"][:40]
+    cfgs = engine_configs(exported)
+    board = Board(SimulatedBoard(cfgs, [30, 40, 50]))
+    assert [a.config for a in board.engines] == [c.__class__.from_dict({**c.to_dict(), "name": ""})
+                                                 for c in cfgs]
+    emu_trace, board_trace = [], []
+    with torch.no_grad():
+        a = accelerated_model(model, exported, EmulatedBackend(), emu_trace)(torch.from_numpy(x))
+        backend = BoardBackend(board, exported)
+        b = accelerated_model(model, exported, backend, board_trace)(torch.from_numpy(x))
+    assert torch.equal(a, b) and len(board_trace) == 3 and backend.loads == 3
+    for (na, qa, ya), (nb, qb, yb) in zip(emu_trace, board_trace):
+        assert na == nb and np.array_equal(qa, qb) and np.array_equal(ya, yb)
+
+
+def test_a_board_without_the_engines_is_refused(exported):
+    cfgs = engine_configs(exported)
+    with pytest.raises(DriverError, match="needs 3 engines, the board has 2"):
+        BoardBackend(Board(SimulatedBoard(cfgs[:2], [30, 40])), exported)
+    with pytest.raises(DriverError, match="layer mix does not fit engine 1"):
+        BoardBackend(Board(SimulatedBoard([cfgs[0], cfgs[0], cfgs[2]], [30, 30, 50])), exported)
+
+
+def test_export_and_evaluate_from_the_command_line(capsys, tmp_path, user_net):
+    spec, weights, calib, test, _ = user_net
+    code, out, err = run(capsys, "export", spec, "--weights", weights, "--calib", calib,
+                         "-o", tmp_path / "net")
+    assert code == 0, err
+    assert "on the host after it: the result of reduce (BFTConv2d) is used 2 times" in out
+    assert sorted(p.name for p in (tmp_path / "net").iterdir()) == [
+        "expand.bfly", "mix.bfly", "network.json", "reduce.bfly"]
+    code, out, err = run(capsys, "evaluate", tmp_path / "net", "--data", test, "--limit", "100",
+                         "-o", tmp_path / "eval")
+    assert code == 0, err
+    report = json.loads((tmp_path / "eval" / "evaluate.json").read_text())
+    assert report["images"] == 100 and f"golden model {report['emulated_accuracy']:.2%}" in out
+    back = load_export(tmp_path / "net")
+    assert [l["folded"] for l in back.layers] == list(FOLDED.values())
+
+
+def test_a_model_that_no_longer_matches_its_export_is_refused(user_net, exported):
+    _, _, _, _, model = user_net
+    import copy
+    changed = copy.deepcopy(model)
+    changed.mix_bn = torch.nn.Identity()
+    with pytest.raises(ModelError, match="layer mix: the export folded"):
+        accelerated_model(changed, exported, EmulatedBackend())
