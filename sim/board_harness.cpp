@@ -6,8 +6,8 @@
 //
 // Bytes from the client are sent into uart_rx at D clocks per bit; bytes that the board sends on
 // uart_tx go back to the client. Built with BYTE_LINK_CLOCKS defined, the top is the bridge and
-// engines without the UART: a byte from the client goes into rx__payload with rx__valid every
-// BYTE_LINK_CLOCKS clocks, and tx__payload bytes are taken as tx__valid shows them (tx__ready
+// engines without the UART: a byte from the client goes into rx_data with rx_valid every
+// BYTE_LINK_CLOCKS clocks, and tx_data bytes are taken as tx_valid shows them (tx_ready
 // always high). Ctrl-C (SIGINT/SIGTERM) stops it cleanly; with --once it also stops when the
 // first client disconnects.
 
@@ -63,8 +63,8 @@ int main(int argc, char **argv) {
     VerilatedContext ctx;
     Vboard top(&ctx);
 #ifdef BYTE_LINK_CLOCKS
-    top.rx__valid = 0;
-    top.tx__ready = 1;
+    top.rx_valid = 0;
+    top.tx_ready = 1;
 #else
     top.uart_rx = 1;
 #endif
@@ -91,16 +91,16 @@ int main(int argc, char **argv) {
         }
 #ifdef BYTE_LINK_CLOCKS
         // host -> board: a byte every BYTE_LINK_CLOCKS clocks; board -> host: every byte shown
-        top.rx__valid = 0;
+        top.rx_valid = 0;
         if (tx_timer > 0) tx_timer--;
         if (tx_timer == 0 && !to_board.empty()) {
-            top.rx__payload = to_board.front();
-            top.rx__valid = 1;
+            top.rx_data = to_board.front();
+            top.rx_valid = 1;
             to_board.pop_front();
             tx_timer = BYTE_LINK_CLOCKS;
         }
         top.clk = 0; top.eval();
-        if (top.tx__valid) out[out_len++] = top.tx__payload;
+        if (top.tx_valid) out[out_len++] = top.tx_data;
         top.clk = 1; top.eval();
         bool busy = !to_board.empty();
 #else

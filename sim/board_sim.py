@@ -8,6 +8,9 @@ import subprocess
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from bfly.hw.board import BoardTop, LinkedEngine, config_list
 from .runner import work_dir, verilator_env
@@ -33,6 +36,30 @@ def board_id(cfgs):
     return f"{len(cfgs)}engines_" + hashlib.sha256(ids.encode()).hexdigest()[:10]
 
 
+class ByteLinkBoard(wiring.Component):
+    """The engines of ``cfgs`` behind the host bridge, its byte streams as plain ports (no
+    UART): ``rx_data`` is taken in a clock where ``rx_valid`` is high, ``tx_data`` goes out in a
+    clock where ``tx_valid`` and ``tx_ready`` are."""
+
+    rx_data: In(8)
+    rx_valid: In(1)
+    tx_data: Out(8)
+    tx_valid: Out(1)
+    tx_ready: In(1)
+
+    def __init__(self, cfgs, timeout):
+        self._linked = LinkedEngine(cfgs, timeout)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.linked = linked = self._linked
+        m.d.comb += [linked.rx.payload.eq(self.rx_data), linked.rx.valid.eq(self.rx_valid),
+                     self.tx_data.eq(linked.tx.payload), self.tx_valid.eq(linked.tx.valid),
+                     linked.tx.ready.eq(self.tx_ready)]
+        return m
+
+
 def build_board_sim(cfgs, log=None, byte_link=False):
     """Return ``(executable, divisor)`` for the simulated board of ``cfgs`` (a configuration, or
     a list of them: one engine each), building it if needed. ``byte_link``: the host bridge's
@@ -40,7 +67,7 @@ def build_board_sim(cfgs, log=None, byte_link=False):
     ``BYTE_LINK_CLOCKS`` clocks instead of ten bit times: for runs that move many pixels);
     ``divisor`` is then 0."""
     if byte_link:
-        top = LinkedEngine(cfgs, BYTE_LINK_TIMEOUT)
+        top = ByteLinkBoard(cfgs, BYTE_LINK_TIMEOUT)
         divisor = 0
     else:
         top = BoardTop(cfgs, SIM_CLK_HZ, SIM_BAUD)

@@ -45,3 +45,26 @@ def trained():
     dense = _trained("dense")
     images = quantize_model(bft, xtr[:256])
     return bft, dense, images, (xte, yte)
+
+
+@pytest.fixture(scope="session")
+def own_net(tmp_path_factory):
+    """``(spec, weights, calib, test set, model, export)``: ``tests/own_net.py:Net``, trained 10
+    epochs on the digits (90% test accuracy, 3 s on one thread), saved as a user would, and
+    exported on 128 training images."""
+    import numpy as np
+    from bfly.examples.digits import train
+    from bfly.sw.export import export_network
+    from bfly.sw.network import load_user_model
+    d = tmp_path_factory.mktemp("own_net")
+    spec = f"{Path(__file__).with_name('own_net.py')}:Net"
+    torch.manual_seed(0)
+    model = load_user_model(spec)
+    xtr, ytr, xte, yte = load_digits_split()
+    train(model, xtr, ytr, epochs=10, lr=1e-2, seed=0)
+    model.eval()
+    torch.save(model.state_dict(), d / "w.pt")
+    np.save(d / "calib.npy", xtr[:128])
+    np.savez(d / "test.npz", x=xte, y=yte)
+    export = export_network(model, xtr[:128], model_spec=spec, weights=d / "w.pt")
+    return spec, d / "w.pt", d / "calib.npy", d / "test.npz", model, export

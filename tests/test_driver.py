@@ -1,7 +1,6 @@
 """The driver against the simulated board (the real bridge RTL in Verilator, its UART on a TCP
 socket): the trained, quantized block end to end, and link faults."""
 
-import socket
 import subprocess
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 
 from bfly.hw.config import EngineConfig
 from bfly.sim.board_sim import build_board_sim
+from boardsim import running_board, free_port
 from bfly.sim.model import engine_forward, random_params
 from bfly.examples.digits import block_inputs
 from bfly.sw.driver import Accelerator, SerialTransport, DriverError
@@ -19,22 +19,10 @@ from bfly.sw.quantize import quantize_input
 CFG = EngineConfig.bft(16, 4, epilogue=True)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def board():
-    exe, divisor = build_board_sim(CFG)
-    port = _free_port()
-    proc = subprocess.Popen([str(exe), "--port", str(port), "--divisor", str(divisor)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().startswith("listening on")
-    yield f"socket://127.0.0.1:{port}"
-    proc.terminate()
-    assert proc.wait(timeout=10) == 0          # SIGTERM stops it cleanly
+    with running_board(CFG) as url:
+        yield url
 
 
 class FaultyTransport(SerialTransport):
@@ -104,7 +92,7 @@ def test_link_faults_are_survived(board):
 
 def test_sim_board_once_stops_when_the_client_leaves():
     exe, divisor = build_board_sim(CFG)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(exe), "--port", str(port), "--divisor", str(divisor), "--once"],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("listening on")

@@ -1,8 +1,6 @@
-"""The generic export and the whole-network runner on a network that is not the digits CNN: the
-user's own file, trained here for a few epochs on the digits data, with an expansion layer
-(8 -> 32), a residual block written as an ``add`` in the forward, a reduction (32 -> 16) whose
-batch norm cannot be folded (the layer's output is used twice), and layers of three engine
-configurations."""
+"""The generic export and the whole-network runner on a network that is not the digits CNN
+(``tests/own_net.py``, the user's own file, trained in the ``own_net`` fixture for a few epochs on
+the digits data)."""
 
 import json
 
@@ -11,44 +9,13 @@ import pytest
 import torch
 
 from cliutil import run
-from bfly.examples.digits import load_digits_split, train
-from bfly.sw.export import export_network, load_export, trace_blocks, engine_configs
+from bfly.sw.export import load_export, trace_blocks, engine_configs
 from bfly.sw.infer import accelerated_model, EmulatedBackend, BoardBackend, evaluate
-from bfly.sw.network import load_user_model, layer_inputs, ModelError
+from bfly.sw.network import layer_inputs, ModelError
 from bfly.sw.quantize import quantize_input, emulate, sqnr_db
 from bfly.sw.simboard import SimulatedBoard
 from bfly.sw.driver import Board, DriverError
 
-NET = '''
-import torch
-import torch.nn.functional as F
-from torch import nn
-from bfly.sw.butterfly import BFTConv2d
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
-        self.expand = BFTConv2d(8, 32, k=2)
-        self.expand_bn = nn.BatchNorm2d(32)
-        self.dw = nn.Conv2d(32, 32, 3, stride=2, padding=1, groups=32, bias=False)
-        self.dw_bn = nn.BatchNorm2d(32)
-        self.mix = BFTConv2d(32, 32, k=2)
-        self.mix_bn = nn.BatchNorm2d(32)
-        self.reduce = BFTConv2d(32, 16, k=4, bias=True)
-        self.reduce_bn = nn.BatchNorm2d(16)
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x):
-        x = self.stem(x)
-        x = F.relu(self.expand_bn(self.expand(x)))
-        x = torch.relu(self.dw_bn(self.dw(x)))
-        x = F.relu(self.mix_bn(self.mix(x) + x))
-        y = self.reduce(x)
-        x = self.reduce_bn(y) + y
-        return self.head(torch.relu(x).mean(dim=(2, 3)))
-'''
 
 FOLDED = {
     "expand": ["expand_bn (BatchNorm2d)", "ReLU"],
@@ -58,26 +25,14 @@ FOLDED = {
 
 
 @pytest.fixture(scope="module")
-def user_net(tmp_path_factory):
-    """``(spec, weights, calib, test set, model)``: the network above, trained 10 epochs (90%
-    test accuracy, 3 s on one thread)."""
-    d = tmp_path_factory.mktemp("own_net")
-    (d / "own_net.py").write_text(NET)
-    spec = f"{d / 'own_net.py'}:Net"
-    torch.manual_seed(0)
-    model = load_user_model(spec)
-    xtr, ytr, xte, yte = load_digits_split()
-    train(model, xtr, ytr, epochs=10, lr=1e-2, seed=0)
-    torch.save(model.state_dict(), d / "w.pt")
-    np.save(d / "calib.npy", xtr[:128])
-    np.savez(d / "test.npz", x=xte, y=yte)
-    return spec, d / "w.pt", d / "calib.npy", d / "test.npz", model.eval()
+def user_net(own_net):
+    spec, weights, calib, test, model, _ = own_net
+    return spec, weights, calib, test, model
 
 
 @pytest.fixture(scope="module")
-def exported(user_net):
-    spec, weights, calib, _, model = user_net
-    return export_network(model, np.load(calib), model_spec=spec, weights=weights)
+def exported(own_net):
+    return own_net[-1]
 
 
 def test_what_is_folded_follows_the_graph(exported):
