@@ -154,8 +154,6 @@ class EngineConfig:
             for i, f in enumerate(self.factors):
                 if f.s > self.simd and f.s % self.simd:
                     raise ConfigError(f"--simd {self.simd} must divide stage {i}'s {f.s} inputs per node")
-        if self.epilogue and (self.lanes or self.simd):
-            raise ConfigError("the epilogue is not folded yet: use --epilogue without --lanes/--simd")
 
     # --- constructors -------------------------------------------------------------------------
 

@@ -178,6 +178,7 @@ def test_choices_come_from_the_tables():
     from bfly.gen.synth import TARGETS
     from bfly.hw.boards import BOARDS
     from bfly.hw.config import ROUNDING_MODES, OVERFLOW_MODES
+    from bfly.hw.hostlink import MAX_ENGINES
     subs = next(a for a in build_parser()._actions if a.dest == "command").choices
     choices = {(cmd, a.dest): list(a.choices) for cmd, p in subs.items() for a in p._actions if a.choices}
     assert choices == {
@@ -187,6 +188,7 @@ def test_choices_come_from_the_tables():
                                                               "export")},
         **{(cmd, "target"): list(TARGETS) for cmd in ("gen", "synth")},
         **{(cmd, "board"): list(BOARDS) for cmd in ("build", "load", "run", "evaluate")},
+        **{(cmd, "engine"): list(range(MAX_ENGINES)) for cmd in ("load", "run")},
     }
 
 

@@ -62,7 +62,6 @@ def test_chain_file_formats(text):
     (lambda: EngineConfig.from_chain([[8, 16, 1, 2, 4], [12, 8, 3, 2, 2]], lanes=4),
      "--lanes 4: stage 0 has 8 outputs, not a multiple of the 3 clocks per pixel"),
     (lambda: EngineConfig.dense(12, simd=5), "--simd 5 must divide stage 0's 12 inputs per node"),
-    (lambda: EngineConfig.bft(16, 4, lanes=4, epilogue=True), "the epilogue is not folded yet"),
     (lambda: EngineConfig.dense(300), "--n must be an integer from 1 to 256, not 300"),
 ])
 def test_errors_say_what_to_change(make, message):

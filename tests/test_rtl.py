@@ -29,8 +29,9 @@ RTL_CONFIGS = [
     (EngineConfig.bft(16, 4, epilogue=True), 1500, 150_000),             # epilogue with residual
     (EngineConfig.bft(16, 4, rounding="half_even", overflow="wrap", data_bits=5, weight_bits=11),
      1500, 150_000),
-    # folded: 4 lanes (4 clocks per pixel); the dense MVAU baseline, PE 4 x SIMD 8 (8 clocks per pixel)
-    (EngineConfig.bft(16, 4, lanes=4, rounding="half_up"), 800, 50_000),
+    # folded: 4 lanes (4 clocks per pixel), with the epilogue and its residual behind the folded
+    # chain; the dense MVAU baseline, PE 4 x SIMD 8 (8 clocks per pixel)
+    (EngineConfig.bft(16, 4, lanes=4, rounding="half_up", epilogue=True), 800, 50_000),
     (EngineConfig.dense(16, lanes=4, simd=8), 500, 25_000),
     # 640 weights in one stage, reached through three levels of registered copies
     (EngineConfig.from_chain([[40, 16, 40, 16, 1]], rounding="half_up"), 500, 50_000),

@@ -265,7 +265,7 @@ def connect(args):
     from bfly.sw.driver import Accelerator, SerialTransport, DriverError, LinkError
     try:
         return Accelerator(SerialTransport(args.port, port_baud(args), args.timeout),
-                           progress=sys.stderr.isatty())
+                           progress=sys.stderr.isatty(), engine=getattr(args, "engine", 0))
     except (LinkError, DriverError) as e:
         raise UserError(f"{args.port}: {e}")
 

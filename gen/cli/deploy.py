@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
+from bfly.hw.hostlink import MAX_ENGINES
 
 from .common import UserError, add_config_args, board_baud, config_from_args, connect, load_image, \
     output_path, add_link_args
@@ -259,6 +260,8 @@ def register(sub):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--port", required=True, help="serial port or pyserial URL (socket://127.0.0.1:4321)")
         add_link_args(p)
+        p.add_argument("--engine", type=int, default=0, choices=range(MAX_ENGINES), metavar="E",
+                       help="which engine of a board with several (default 0)")
         if name == "load":
             p.add_argument("image", help="a .bfly weight image")
         else:
