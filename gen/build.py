@@ -20,9 +20,9 @@ class BuildError(RuntimeError):
 
 
 class _BoardDesign(Elaboratable):
-    def __init__(self, cfg, clk_hz, baud):
+    def __init__(self, cfg, clk_hz, baud, impl=None):
         self.baud = baud
-        self.board = BoardTop(cfg, clk_hz, baud)
+        self.board = BoardTop(cfg, clk_hz, baud, impl=impl)
 
     def elaborate(self, platform):
         m = Module()
@@ -32,7 +32,7 @@ class _BoardDesign(Elaboratable):
         return m
 
 
-def board_design(cfg, board, baud=None):
+def board_design(cfg, board, baud=None, impl=None):
     """The design :func:`build_board` builds: the board top of ``cfg`` (a configuration, or a
     list: one engine each) with its UART at ``baud`` bits per second (default: ``board``'s rate
     in :data:`BOARDS`)."""
@@ -43,14 +43,15 @@ def board_design(cfg, board, baud=None):
         uart_divisor(clk_hz, baud)
     except ValueError as e:
         raise BuildError(str(e))
-    return _BoardDesign(cfg, clk_hz, baud)
+    return _BoardDesign(cfg, clk_hz, baud, impl)
 
 
-def build_board(cfg, board, outdir, baud=None):
+def build_board(cfg, board, outdir, baud=None, impl=None):
     """Build ``cfg`` (a configuration, or a list: one engine each) for ``board`` into ``outdir``;
-    return the report (also ``build.json``)."""
+    return the report (also ``build.json``). ``impl``: the engines' implementation (one, or a
+    list: one per engine)."""
     import importlib
-    design = board_design(cfg, board, baud)
+    design = board_design(cfg, board, baud, impl)
     b = BOARDS[board]
     clk_hz, baud, cells = b.clk_hz, design.baud, b.cells
     platform = getattr(importlib.import_module(b.module), b.platform)()

@@ -41,7 +41,8 @@ def config_list(cfgs):
 class LinkedEngine(wiring.Component):
     """The engines of ``cfgs`` (one configuration, or a list: engine ``e`` is ``cfgs[e]``)
     behind the host bridge: link bytes in on ``rx`` (``valid`` only, as from a UART), reply
-    bytes out on ``tx``; ``timeout`` is the bridge's, in clocks. With several engines, an
+    bytes out on ``tx``; ``timeout`` is the bridge's, in clocks; ``impl`` an
+    :class:`bfly.hw.impl.Implementation` for all engines or a list, one each. With several engines, an
     AXI4-Lite decoder gives each its registers at :func:`bfly.hw.hostlink.engine_base` and the
     bridge's pixels go to (and come from) the engine its ``engine`` names."""
 
@@ -51,7 +52,10 @@ class LinkedEngine(wiring.Component):
     def __init__(self, cfgs, timeout, impl=None):
         self._cfgs = config_list(cfgs)
         self._timeout = timeout
-        self._tops = [BflyTop(cfg, impl) for cfg in self._cfgs]
+        impls = list(impl) if isinstance(impl, (list, tuple)) else [impl] * len(self._cfgs)
+        if len(impls) != len(self._cfgs):
+            raise ValueError(f"one implementation per engine, not {len(impls)} for {len(self._cfgs)}")
+        self._tops = [BflyTop(cfg, i) for cfg, i in zip(self._cfgs, impls)]
         super().__init__()
 
     @property

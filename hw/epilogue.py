@@ -119,7 +119,7 @@ class Epilogue(wiring.Component):
         accs = []
         for c, e in enumerate(es):
             prod = Signal(signed(self.e_bits + w), name=f"prod_{c}", reset_less=True)
-            m.d.sync += prod.eq(e * mult[c])
+            m.d.sync += prod.eq(self._impl.epilogue_product(e, mult[c]))
             acc = Signal(signed(self.acc_bits), name=f"acc_{c}", reset_less=True)
             m.d.sync += acc.eq(prod + bias[c])
             accs.append(acc)

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from amaranth.hdl import Instance
 
 from .fanout import local_copy
-from .mult import ECP5_DSP_WIDTH, registered_product
+from .mult import ECP5_DSP_WIDTH, registered_product, shift_add_product
 
-__all__ = ["Implementation", "FAMILIES"]
+__all__ = ["Implementation", "FAMILIES", "EPILOGUE_PRODUCTS"]
 
 #: primitive families: None, generic Verilog (synthesis infers everything); "ecp5", Lattice ECP5
 #: instances (``MULT18X18D`` products, kept ``TRELLIS_FF`` copies, a ``DCCA`` reset buffer)
 FAMILIES = (None, "ecp5")
+#: how the epilogue multiplies
+EPILOGUE_PRODUCTS = ("dsp", "lut")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class Implementation:
     fifo_group_slices: int = 8
     #: FIFO slices served by one first copy of its write enable
     fifo_first_copy_slices: int = 4
+    #: the epilogue's products: "dsp" (a multiplication, which synthesis puts in DSPs) or "lut"
+    #: (shift-and-add logic, for a device whose DSPs the chain has used up; hw/epilogue.py)
+    epilogue_products: str = "dsp"
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -71,6 +76,9 @@ class Implementation:
             raise ValueError(f"mirror_depth must be a power of two, not {self.mirror_depth!r}")
         if self.write_branching < 2:
             raise ValueError(f"write_branching must be at least 2, not {self.write_branching!r}")
+        if self.epilogue_products not in EPILOGUE_PRODUCTS:
+            raise ValueError(f"epilogue_products must be one of {EPILOGUE_PRODUCTS}, not "
+                             f"{self.epilogue_products!r}")
 
     @property
     def ecp5(self):
@@ -89,6 +97,11 @@ class Implementation:
         a ``MULT18X18D`` pinned to :meth:`dsp_site`."""
         dsp = self.ecp5 and max(len(a), len(b)) <= ECP5_DSP_WIDTH
         return registered_product(m, a, b, name, dsp=dsp, site=self.dsp_site(index) if dsp else None)
+
+    def epilogue_product(self, a, b):
+        """The epilogue's ``a * b`` (``b`` the multiplier ``A_c``), combinational: a
+        multiplication, or with ``epilogue_products="lut"`` shift-and-add logic."""
+        return a * b if self.epilogue_products == "dsp" else shift_add_product(a, b)
 
     def local_copy(self, m, value, name, reset=False):
         """A registered copy of ``value`` for a group of its users (:func:`bfly.hw.fanout.local_copy`);

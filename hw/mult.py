@@ -10,13 +10,26 @@ Both forms compute the same values in the same clocks (the DSP's registers have 
 always load, as the generic registers here).
 """
 
-from amaranth.hdl import Signal, Instance, ClockSignal, signed
+from amaranth.hdl import Signal, Instance, ClockSignal, Mux, signed
 
-__all__ = ["MULT_CYCLES", "ECP5_DSP_WIDTH", "registered_product"]
+__all__ = ["MULT_CYCLES", "ECP5_DSP_WIDTH", "registered_product", "shift_add_product"]
 
 MULT_CYCLES = 3
 #: the widest signed operand of an ECP5 ``MULT18X18D``
 ECP5_DSP_WIDTH = 18
+
+
+def shift_add_product(a, b):
+    """``a * b`` of two signed values as a sum of shifted copies of ``a``, one per bit of ``b``
+    (the top bit's with weight ``-2**(len(b)-1)``), added in a balanced tree: logic only, so
+    synthesis builds it in LUTs and carry chains instead of a DSP. Best with ``b`` the narrower."""
+    width = len(a) + len(b)
+    terms = [Mux(b[i], a.as_signed() << i, 0) for i in range(len(b) - 1)]
+    terms.append(Mux(b[-1], -(a.as_signed() << (len(b) - 1)), 0))
+    while len(terms) > 1:
+        terms = [(terms[i] + terms[i + 1]) if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0].as_signed()[:width].as_signed()
 
 
 def registered_product(m, a, b, name, dsp=False, site=None):

@@ -246,6 +246,7 @@ def export_network(model, calib, model_spec=None, weights=None, names=None, **en
             "engine": index,
             "c_in": b.layer.in_channels,
             "c_out": b.layer.out_channels,
+            "pixels_per_input": len(inputs[b.name]) // len(calib),
             "chain": image.config.chain_rows(),
             "input_scale": image.input_scale,
             "output_scale": image.output_scale,

@@ -185,7 +185,7 @@ def test_engine_matches_model(cfg):
 # other group sizes than the defaults, all of them odd: the physical plan never changes a value
 TUNED = Implementation(take_group=5, copy_group=3, load_group=3, first_select_bits=1,
                        mirror_depth=8, write_branching=3, fifo_slice_bits=12, fifo_group_slices=3,
-                       fifo_first_copy_slices=2)
+                       fifo_first_copy_slices=2, epilogue_products="lut")
 
 
 @pytest.mark.parametrize("cfg", [EngineConfig.bft(16, 4, epilogue=True, rounding="half_even"),

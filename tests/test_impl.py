@@ -100,6 +100,7 @@ def test_every_group_size_reaches_its_block(cfg, field, value):
     ({"copy_group": 0}, "copy_group must be a positive integer"),
     ({"mirror_depth": 12}, "mirror_depth must be a power of two"),
     ({"write_branching": 1}, "write_branching must be at least 2"),
+    ({"epilogue_products": "dsp48"}, "epilogue_products must be one of"),
 ])
 def test_bad_plans_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -111,3 +112,36 @@ def test_target_implementations():
     assert ecp5.family == "ecp5" and len(ecp5.dsp_sites) == 156
     assert HARDWARE_TARGETS["ice40-up5k"].implementation() == Implementation()
     assert BflyTop(EngineConfig.bft(4, 2), ecp5).engine.implementation is ecp5
+
+
+@pytest.mark.parametrize("a_bits, b_bits", [(4, 3), (5, 5), (2, 4)])
+def test_shift_add_product_is_the_product(a_bits, b_bits):
+    """Every pair of signed operands: the LUT product equals ``a * b``."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+    from bfly.hw.mult import shift_add_product
+    m = Module()
+    a, b = Signal(signed(a_bits)), Signal(signed(b_bits))
+    p = Signal(signed(a_bits + b_bits))
+    m.d.comb += p.eq(shift_add_product(a, b))
+    got = []
+
+    async def tb(ctx):
+        for x in range(-(1 << a_bits - 1), 1 << a_bits - 1):
+            for y in range(-(1 << b_bits - 1), 1 << b_bits - 1):
+                ctx.set(a, x)
+                ctx.set(b, y)
+                got.append((x, y, ctx.get(p)))
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert all(v == x * y for x, y, v in got) and len(got) == 1 << (a_bits + b_bits)
+
+
+def test_lut_epilogue_has_no_multiplication():
+    """With epilogue_products="lut" the epilogue's products are logic: the generic Verilog has
+    only the chain's multiplications."""
+    cfg = EngineConfig.bft(4, 2, epilogue=True)
+    dsp, _ = elaborate(cfg)
+    lut, _ = elaborate(cfg, Implementation(epilogue_products="lut"))
+    assert dsp.count(" * ") == cfg.n_weights + cfg.n_out and lut.count(" * ") == cfg.n_weights

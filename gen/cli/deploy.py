@@ -23,8 +23,9 @@ def cmd_build(args):
     baud = board_baud(args.board, args.baud)
     print(f"building {_engines_text(cfgs)} for {args.board} (synthesis, place and route, bitstream: "
           f"minutes)", flush=True)
+    impls = _plan(args)[1] if args.plan else None
     try:
-        r = build_board(cfgs if len(cfgs) > 1 else cfgs[0], args.board, args.output, baud)
+        r = build_board(cfgs if len(cfgs) > 1 else cfgs[0], args.board, args.output, baud, impls)
     except BuildError as e:
         raise RuntimeError(str(e))
     u, a = r["used"], r["available"]
@@ -89,8 +90,11 @@ def run_child(cmd):
 
 
 def board_configs(args):
-    """The engines of the board ``build`` or ``sim-board`` makes: those of ``--network`` (an
-    export's ``network.json``), else the one of the configuration options."""
+    """The engines of the board ``build`` or ``sim-board`` makes: those of ``--plan`` (``bfly
+    plan``'s file: the network's engines, folded), of ``--network`` (an export's
+    ``network.json``), else the one of the configuration options."""
+    if getattr(args, "plan", None):
+        return _plan(args)[0]
     if not args.network:
         return [config_from_args(args)]
     from bfly.sw.export import load_export, engine_configs
@@ -101,6 +105,32 @@ def board_configs(args):
         return engine_configs(load_export(args.network))
     except ModelError as e:
         raise UserError(str(e))
+
+
+def _plan(args):
+    """``(configurations, implementations, plan)`` of ``--plan``, checked against ``--network``."""
+    import json
+    from bfly.hw.config import EngineConfig, ConfigError
+    from bfly.hw.impl import Implementation
+    from bfly.sw.export import load_export, engine_configs
+    from bfly.sw.network import ModelError
+    if not args.network:
+        raise UserError("--plan goes with --network (the network it was made for)")
+    try:
+        plan = json.loads(Path(args.plan).read_text())
+        cfgs = [EngineConfig.from_dict(e["config"]) for e in plan["engines"]]
+        impls = [Implementation(**e.get("implementation", {})) for e in plan["engines"]]
+        wanted = engine_configs(load_export(args.network))
+    except OSError as e:
+        raise UserError(f"cannot read {args.plan}: {e.strerror or e}")
+    except (ValueError, KeyError, TypeError, ConfigError) as e:
+        raise UserError(f"{args.plan}: not a plan from bfly plan ({e})")
+    except ModelError as e:
+        raise UserError(str(e))
+    plain = [c.chain_rows() for c in wanted]
+    if [c.chain_rows() for c in cfgs] != plain or len(cfgs) != len(wanted):
+        raise UserError(f"{args.plan} was made for other engines than {args.network}'s")
+    return cfgs, impls, plan
 
 
 def _engines_text(cfgs):
@@ -238,6 +268,7 @@ def register(sub):
     p = sub.add_parser("build", help="bitstream for a board (engine + UART bridge) with timing report")
     add_config_args(p)
     _network_arg(p)
+    p.add_argument("--plan", metavar="JSON", help="with --network: the engines folded as bfly plan chose")
     p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
                    help=f"board (default {DEFAULT_BOARD})")
     p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="build directory")

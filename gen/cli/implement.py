@@ -1,5 +1,5 @@
-"""``bfly synth`` and ``bfly dse``: an engine, or a sweep of them, through synthesis, place and
-route on an FPGA target."""
+"""``bfly synth``, ``bfly plan`` and ``bfly dse``: an engine, the engines of a network, or a sweep
+of them, through synthesis, place and route on an FPGA target (a plan: by estimates first)."""
 
 import json
 import os
@@ -137,6 +137,49 @@ def cmd_dse(args):
     return 0
 
 
+def cmd_plan(args):
+    """``bfly plan NETWORK``: the lanes of each engine of an exported network for a device."""
+    from bfly.gen.files import write_files
+    from bfly.gen.plan import plan_network, PlanError
+    from bfly.sw.export import load_export, engine_configs
+    from bfly.sw.network import ModelError
+    try:
+        export = load_export(args.network)
+    except ModelError as e:
+        raise UserError(str(e))
+    layers = export.layers
+    if any("pixels_per_input" not in l for l in layers):
+        raise UserError(f"{args.network}: the manifest has no pixels_per_input (an older bfly "
+                        f"export): export the network again")
+    cfgs = engine_configs(export)
+    loads = [sum(l["pixels_per_input"] for l in layers if l["engine"] == e) for e in range(len(cfgs))]
+    try:
+        plan = plan_network(cfgs, loads, args.target, args.target_inputs_per_s)
+    except PlanError as e:
+        raise UserError(str(e))
+    plan["network"] = str(Path(args.network).resolve())
+    print(f"plan for {args.target}: {len(cfgs)} engines, estimates without synthesis")
+    print(f"  {'engine':<32} {'layers':<22} {'lanes':>5} {'clk/px':>6} {'DSPs':>5} {'LUTs':>7} "
+          f"{'FFs':>7} {'MHz':>5} {'px/input':>8} {'inputs/s':>10}")
+    for e in plan["engines"]:
+        est = e["estimate"]
+        names = ",".join(l["name"] for l in layers if l["engine"] == e["engine"])
+        epi = " (epilogue in LUTs)" if e["implementation"]["epilogue_products"] == "lut" else ""
+        print(f"  {e['config']['id']:<32} {names[:22]:<22} {e['lanes'] or 'all':>5} {e['interval']:>6} "
+              f"{est['dsps']:>5} {est['luts']:>7,} {est['ffs']:>7,} {est['fmax_mhz']:>5.0f} "
+              f"{e['pixels_per_input']:>8} {e['inputs_per_s']:>10,.0f}{epi}")
+    u, a = plan["used"], plan["available"]
+    print(f"  total: DSPs {u['dsps']} of {a['dsps']}, LUTs {u['luts']:,.0f} of {a['luts']:,}, "
+          f"flip-flops {u['ffs']:,.0f} of {a['ffs']:,}")
+    print(f"network: {plan['inputs_per_s']:,.0f} inputs/s at the estimated clocks, bound by engine "
+          f"{plan['bound_by']}" + ("" if plan["meets_target"] else
+                                   f"; the target {args.target_inputs_per_s:,.0f} inputs/s is not met"))
+    if args.output:
+        write_files(Path(args.output).parent or ".", {Path(args.output).name: json.dumps(plan, indent=2) + "\n"})
+        print(f"wrote {args.output} (bfly build --network {args.network} --plan {args.output})")
+    return 0
+
+
 def register(sub):
     p = sub.add_parser("synth", help="synthesize, place and route an engine; report LUT/FF/DSP/BRAM and Fmax")
     add_config_args(p)
@@ -151,6 +194,16 @@ def register(sub):
                    help="stop a tool that runs longer than this (default: no limit)")
     p.add_argument("-o", "--output", metavar="JSON", type=output_path, help="also write the report here")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("plan", help="choose the lanes of each engine of an exported network so that "
+                                    "all fit one device, with resource and Fmax estimates")
+    p.add_argument("network", help="the directory bfly export wrote (or its network.json)")
+    p.add_argument("--target", default="ecp5-85k", help="device (default ecp5-85k)")
+    p.add_argument("--target-inputs-per-s", type=positive_float, default=None, metavar="R",
+                   help="the fewest DSPs that reach R model inputs per second (default: the most "
+                        "inputs per second that fit)")
+    p.add_argument("-o", "--output", metavar="JSON", type=output_path, help="write the plan here")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("dse", help="design-space sweep: synthesize butterflies and dense baselines in "
                                    "parallel; dse.csv, dse.json and a Pareto plot")
