@@ -47,8 +47,8 @@ class ByteLinkBoard(wiring.Component):
     tx_valid: Out(1)
     tx_ready: In(1)
 
-    def __init__(self, cfgs, timeout):
-        self._linked = LinkedEngine(cfgs, timeout)
+    def __init__(self, cfgs, timeout, impl=None):
+        self._linked = LinkedEngine(cfgs, timeout, impl)
         super().__init__()
 
     def elaborate(self, platform):
@@ -60,22 +60,23 @@ class ByteLinkBoard(wiring.Component):
         return m
 
 
-def build_board_sim(cfgs, log=None, byte_link=False):
+def build_board_sim(cfgs, log=None, byte_link=False, impl=None):
     """Return ``(executable, divisor)`` for the simulated board of ``cfgs`` (a configuration, or
     a list of them: one engine each), building it if needed. ``byte_link``: the host bridge's
     byte streams go to the socket as they are, without the UART (a byte every
     ``BYTE_LINK_CLOCKS`` clocks instead of ten bit times: for runs that move many pixels);
-    ``divisor`` is then 0."""
+    ``divisor`` is then 0. ``impl``: the engines' implementation (one, or a list: one each)."""
     if byte_link:
-        top = ByteLinkBoard(cfgs, BYTE_LINK_TIMEOUT)
+        top = ByteLinkBoard(cfgs, BYTE_LINK_TIMEOUT, impl)
         divisor = 0
     else:
-        top = BoardTop(cfgs, SIM_CLK_HZ, SIM_BAUD)
+        top = BoardTop(cfgs, SIM_CLK_HZ, SIM_BAUD, impl=impl)
         divisor = top.divisor
     text = verilog.convert(top, name="board", emit_src=False)
-    work = work_dir("board_sim", board_id(cfgs) + ("_bytes" if byte_link else ""))
+    tuned = "" if impl is None else "_" + hashlib.sha256(repr(impl).encode()).hexdigest()[:8]
+    work = work_dir("board_sim", board_id(cfgs) + tuned + ("_bytes" if byte_link else ""))
     work.mkdir(parents=True, exist_ok=True)
-    defines = [f"-CFLAGS", f"-DBYTE_LINK_CLOCKS={BYTE_LINK_CLOCKS}"] if byte_link else []
+    defines = ["-CFLAGS", f"-DBYTE_LINK_CLOCKS={BYTE_LINK_CLOCKS}"] if byte_link else []
     digest = hashlib.sha256(text.encode() + HARNESS.read_bytes() + " ".join(defines).encode()).hexdigest()
     exe = work / "obj" / "board_sim"
     stamp = work / "build.stamp"

@@ -14,10 +14,10 @@ def free_port():
 
 
 @contextlib.contextmanager
-def running_board(cfgs, byte_link=False, once=False):
+def running_board(cfgs, byte_link=False, once=False, impl=None):
     """The simulated board of ``cfgs`` (built if needed) listening on a free port: yields its
     ``socket://`` URL; stopped (and checked to stop cleanly) afterwards."""
-    exe, divisor = build_board_sim(cfgs, byte_link=byte_link)
+    exe, divisor = build_board_sim(cfgs, byte_link=byte_link, impl=impl)
     port = free_port()
     proc = subprocess.Popen([str(exe), "--port", str(port), "--divisor", str(divisor)]
                             + (["--once"] if once else []), stdout=subprocess.PIPE, text=True)

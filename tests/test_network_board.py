@@ -81,9 +81,9 @@ def test_a_network_through_the_simulated_board(own_net):
 
 @pytest.mark.long
 def test_digits_every_test_image_through_the_simulated_board(capsys, tmp_path, trained):
-    """All 450 test images of the digits network through the simulated board (its three
-    engines, the byte link): the accuracy equals the golden model's and every block is
-    bit-exact (bfly evaluate's PASS)."""
+    """All 450 test images of the digits network through the simulated board as bfly plan folds
+    it (its three engines, the byte link): the accuracy equals the golden model's and every
+    block is bit-exact (bfly evaluate's PASS)."""
     bft, _, _, (xte, yte) = trained
     from bfly.examples.digits import save_model, load_digits_split
     save_model(bft, tmp_path / "model.pt")
@@ -93,9 +93,16 @@ def test_digits_every_test_image_through_the_simulated_board(capsys, tmp_path, t
     code, _, err = run(capsys, "export", tmp_path / "model.pt", "--calib", tmp_path / "calib.npy",
                        "-o", tmp_path / "net")
     assert code == 0, err
-    from bfly.sw.export import load_export
-    cfgs = engine_configs(load_export(tmp_path / "net"))
-    with running_board(cfgs, byte_link=True) as url:
+    # the board as bfly plan folds it for the ECP5-85F (the epilogues in LUTs), as bfly build makes it
+    code, _, err = run(capsys, "plan", tmp_path / "net", "-o", tmp_path / "plan.json")
+    assert code == 0, err
+    from bfly.hw.config import EngineConfig as Cfg
+    from bfly.hw.impl import Implementation
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    cfgs = [Cfg.from_dict(e["config"]) for e in plan["engines"]]
+    impls = [Implementation(**e["implementation"]) for e in plan["engines"]]
+    assert all(c.interval > 1 for c in cfgs)
+    with running_board(cfgs, byte_link=True, impl=impls) as url:
         code, out, err = run(capsys, "evaluate", tmp_path / "net", "--data", tmp_path / "test.npz",
                              "--port", url, "--timeout", "10", "-o", tmp_path / "eval")
     assert code == 0, err

@@ -144,7 +144,8 @@ def cmd_sim_board(args):
     if host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"--listen must be 127.0.0.1:PORT, not {args.listen!r}")
     print(f"building the simulated board for {_engines_text(cfgs)} (cached after the first time)", flush=True)
-    exe, divisor = build_board_sim(cfgs, byte_link=args.byte_link)
+    exe, divisor = build_board_sim(cfgs, byte_link=args.byte_link,
+                                   impl=_plan(args)[1] if args.plan else None)
     cmd = [str(exe), "--port", port, "--divisor", str(divisor)] + (["--once"] if args.once else [])
     return run_child(cmd)
 
@@ -279,6 +280,7 @@ def register(sub):
     p = sub.add_parser("sim-board", help="run the board design in Verilator, its UART on a TCP socket")
     add_config_args(p)
     _network_arg(p)
+    p.add_argument("--plan", metavar="JSON", help="with --network: the engines folded as bfly plan chose")
     p.add_argument("--listen", default="127.0.0.1:4321", help="address to serve (default 127.0.0.1:4321)")
     p.add_argument("--once", action="store_true", help="stop when the client disconnects")
     p.add_argument("--byte-link", action="store_true",
