@@ -9,17 +9,22 @@ it is from yosys and nextpnr where that was measured). ``bfly build --plan`` pla
 the planned board and prints the real figures.
 """
 
-import itertools
+import functools
 from dataclasses import replace
 
 from bfly.hw.config import ConfigError
-from bfly.hw.regmap import BIAS_BITS, RESIDUAL_SHIFT_MAX
+from bfly.hw.epilogue import epilogue_input_bits
+from bfly.hw.hostlink import MAX_ENGINES
+from bfly.hw.mult import ECP5_DSP_WIDTH
+from bfly.hw.regmap import BIAS_BITS
 
-__all__ = ["DEVICES", "PlanError", "lanes_options", "estimate", "plan_network", "BOARD_RESERVE"]
+__all__ = ["DEVICES", "PlanError", "lanes_options", "estimate", "netlist_estimate", "netlist_counts",
+           "plan_network", "BOARD_RESERVE", "LUT_MODEL"]
 
 #: what the planner may use of each target device
 DEVICES = {
-    "ecp5-85k": {"dsps": 156, "luts": 83640, "ffs": 83640, "brams": 208, "dsp_width": 18},
+    "ecp5-85k": {"dsps": 156, "luts": 83640, "ffs": 83640, "brams": 208, "dsp_width": ECP5_DSP_WIDTH,
+                 "hardware": "ecp5-85k"},
 }
 #: LUTs and flip-flops of the bridge, the UART and the AXI decoder (a board design without its
 #: engines), kept free
@@ -28,6 +33,13 @@ BOARD_RESERVE = {"luts": 3000, "ffs": 2500}
 FILL = 0.8
 #: options tried per engine at most (the widest folds first)
 MAX_OPTIONS = 8
+
+
+#: LUTs per bit of the netlist's logic (multiplexers, bitwise and reduction operators, compares,
+#: and shifters counted as output bits times shift bits) and per bit written to a memory (LUT RAM
+#: and its write logic): least squares over four engines placed and routed on the ECP5-85F
+#: (docs/network.md), whose LUTs it gives within 6.5% (within 9.4% leaving each one out)
+LUT_MODEL = {"logic": 0.74, "memory": 4.63}
 
 
 class PlanError(ValueError):
@@ -74,7 +86,7 @@ def estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
     chain_dsps = mults - (cfg.n_out if cfg.epilogue else 0)
     # yosys maps an epilogue product wider than a DSP's 18 bits (a residual engine's y + Gx has
     # data_bits + RESIDUAL_SHIFT_MAX + 2 bits) to two MULT18X18D
-    epi_bits = d + RESIDUAL_SHIFT_MAX + 2 if cfg.has_residual else d
+    epi_bits = epilogue_input_bits(cfg)
     epi_dsps = 0 if not cfg.epilogue or lut_epilogue else cfg.n_out * (1 if epi_bits + w <= dev["dsp_width"] else 2)
     dsps = chain_dsps + epi_dsps
     lanes_frac = 1 / cfg.interval
@@ -104,52 +116,149 @@ def estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
     }
 
 
-def plan_network(engines, loads, target="ecp5-85k", target_inputs_per_s=None):
+def plan_network(engines, loads, target="ecp5-85k", target_inputs_per_s=None, progress=None):
     """Choose a folding per engine. ``engines``: the configurations (``network.json``'s);
     ``loads[e]``: pixels engine ``e`` computes per model input (its layers'
     ``pixels_per_input``). Returns the plan dict: per engine its configuration, lanes,
-    estimates and inputs/s; the network's inputs/s and the engine that bounds it."""
+    implementation, estimates and inputs/s; the network's inputs/s and the engine that bounds it.
+
+    For each candidate rate (from the highest an engine can reach down), every engine takes its
+    fewest lanes that reach it, with its epilogue in DSPs; while the DSPs do not fit, the
+    epilogue that frees most DSPs moves to LUTs. The first candidate whose netlist estimates
+    (:func:`netlist_estimate`) fit is the plan; with ``target_inputs_per_s``, the lowest rate
+    at or above the target that fits. ``progress(text)`` is told of each elaboration."""
     if target not in DEVICES:
         raise PlanError(f"no resource model for {target!r} yet; plan for {', '.join(DEVICES)}")
     if len(engines) != len(loads) or not engines:
         raise PlanError("one pixel load per engine")
+    if len(engines) > MAX_ENGINES:
+        raise PlanError(f"{len(engines)} engine configurations; a board holds at most {MAX_ENGINES}")
     dev = DEVICES[target]
     budget = {"dsps": dev["dsps"], "luts": dev["luts"] * FILL - BOARD_RESERVE["luts"],
               "ffs": dev["ffs"] * FILL - BOARD_RESERVE["ffs"]}
-    options = [[(c, estimate(c, target, products)) for c in lanes_options(cfg)
-                for products in (("dsp", "lut") if cfg.epilogue else ("dsp",))] for cfg in engines]
-    best = None
-    for combo in itertools.product(*options):
-        used = {k: sum(e[k] for _, e in combo) for k in budget}
+    options = [lanes_options(cfg) for cfg in engines]
+    rate = {c: estimate(c, target)["pixels_per_s"] / load
+            for opts, load in zip(options, loads) for c in opts}
+    rates = sorted({rate[c] for opts in options for c in opts}, reverse=True)
+    if target_inputs_per_s is not None:
+        rates = sorted((r for r in rates if r >= target_inputs_per_s)) + \
+            [r for r in rates if r < target_inputs_per_s]
+    cache = {}
+
+    def refined(c, products):
+        if (c, products) not in cache:
+            if progress:
+                progress(f"elaborating {c.id}" + (" (epilogue in LUTs)" if products == "lut" else ""))
+            cache[c, products] = netlist_estimate(c, target, products)
+        return cache[c, products]
+
+    smallest = sum(min(estimate(c, target, "lut")["dsps"] for c in opts) for opts in options)
+    for want in rates:
+        chosen = []
+        for opts in options:
+            reach = [c for c in opts if rate[c] >= want]
+            if not reach:
+                break
+            chosen.append(min(reach, key=lambda c: (estimate(c, target)["dsps"], c.interval)))
+        if len(chosen) < len(engines):
+            continue
+        products = ["dsp"] * len(chosen)
+
+        def dsps():
+            return sum(estimate(c, target, p)["dsps"] for c, p in zip(chosen, products))
+        while dsps() > budget["dsps"]:
+            saving = [(estimate(c, target, "dsp")["dsps"] - estimate(c, target, "lut")["dsps"], i)
+                      for i, (c, p) in enumerate(zip(chosen, products)) if p == "dsp" and c.epilogue]
+            if not saving:
+                break
+            products[max(saving)[1]] = "lut"
+        if dsps() > budget["dsps"]:
+            continue
+        ests = [refined(c, p) for c, p in zip(chosen, products)]
+        used = {k: sum(e[k] for e in ests) for k in budget}
         if any(used[k] > budget[k] for k in budget):
             continue
-        rates = [e["pixels_per_s"] / load for (_, e), load in zip(combo, loads)]
-        rate = min(rates)
-        if target_inputs_per_s is not None:
-            met = rate >= target_inputs_per_s
-            key = (met, -used["dsps"] if met else rate, -used["luts"])
-        else:
-            key = (True, rate, -used["dsps"], -used["luts"])
-        if best is None or key > best[0]:
-            best = (key, combo, rates, used)
-    if best is None:
-        smallest = sum(min(e["dsps"] for _, e in opts) for opts in options)
-        raise PlanError(f"the {len(engines)} engines do not fit the {target} together even folded "
-                        f"as far as they go ({smallest} DSPs at the least, {dev['dsps']} there)")
-    _, combo, rates, used = best
-    bound = min(range(len(rates)), key=rates.__getitem__)
-    plan = {
-        "target": target,
-        "available": {k: dev[k] for k in ("dsps", "luts", "ffs")},
-        "budget": budget,
-        "engines": [{"engine": i, "config": c.to_dict(), "lanes": c.lanes, "interval": c.interval,
-                     "implementation": {"epilogue_products": e["epilogue_products"] or "dsp"},
-                     "pixels_per_input": load, "estimate": e, "inputs_per_s": r}
-                    for i, ((c, e), load, r) in enumerate(zip(combo, loads, rates))],
-        "used": used,
-        "inputs_per_s": rates[bound],
-        "bound_by": bound,
-        "target_inputs_per_s": target_inputs_per_s,
-        "meets_target": target_inputs_per_s is None or rates[bound] >= target_inputs_per_s,
-    }
-    return plan
+        engine_rates = [rate[c] for c in chosen]
+        bound = min(range(len(chosen)), key=engine_rates.__getitem__)
+        return {
+            "target": target,
+            "available": {k: dev[k] for k in ("dsps", "luts", "ffs")},
+            "budget": budget,
+            "engines": [{"engine": i, "config": c.to_dict(), "lanes": c.lanes, "interval": c.interval,
+                         "implementation": {"epilogue_products": p},
+                         "pixels_per_input": load, "estimate": e, "inputs_per_s": r}
+                        for i, (c, p, e, load, r) in enumerate(zip(chosen, products, ests, loads,
+                                                                   engine_rates))],
+            "used": used,
+            "inputs_per_s": engine_rates[bound],
+            "bound_by": bound,
+            "target_inputs_per_s": target_inputs_per_s,
+            "meets_target": target_inputs_per_s is None or engine_rates[bound] >= target_inputs_per_s,
+        }
+    raise PlanError(f"the {len(engines)} engines do not fit the {target} together even folded as "
+                    f"far as they go ({smallest} DSPs at the least, {dev['dsps']} there; or the "
+                    f"LUTs or flip-flops run out)")
+
+
+_LOGIC = {"$mux": "WIDTH", "$and": "Y_WIDTH", "$or": "Y_WIDTH", "$xor": "Y_WIDTH", "$xnor": "Y_WIDTH",
+          "$not": "Y_WIDTH"}
+_REDUCE = ("$reduce_or", "$reduce_and", "$reduce_xor", "$reduce_bool", "$eq", "$ne", "$logic_not",
+           "$lt", "$le", "$gt", "$ge")
+_SHIFT = ("$shl", "$shr", "$sshr", "$sshl", "$shift", "$shiftx")
+_FFS = ("$dff", "$adff", "$sdff", "$dffe", "$sdffe", "$adffe")
+
+
+def netlist_counts(text, dsp_width=18):
+    """What the RTLIL ``text`` of an engine holds: ``{"ffs", "logic", "carry", "memory",
+    "dsps"}`` (flip-flop bits, logic bits as :data:`LUT_MODEL` counts them, adder bits, memory
+    bits written, DSPs: instances and inferred products, two for one wider than ``dsp_width``)."""
+    out = {"ffs": 0, "logic": 0, "carry": 0, "memory": 0, "dsps": 0}
+    cell, params = None, {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("cell "):
+            cell, params = line.split()[1], {}
+        elif cell and line.startswith("parameter "):
+            _, name, value = line.split(None, 2)
+            params[name[1:]] = int(value) if value.lstrip("-").isdigit() else 0
+        elif cell and line == "end":
+            p = params.get
+            if cell in _FFS:
+                out["ffs"] += p("WIDTH", 0)
+            elif cell == "\\TRELLIS_FF":
+                out["ffs"] += 1
+            elif cell == "\\MULT18X18D":
+                out["dsps"] += 1
+            elif cell == "$mul":
+                out["dsps"] += 1 if max(p("A_WIDTH", 0), p("B_WIDTH", 0)) <= dsp_width else 2
+            elif cell in ("$add", "$sub", "$neg"):
+                out["carry"] += p("Y_WIDTH", 0)
+            elif cell in _LOGIC:
+                out["logic"] += p(_LOGIC[cell], 0)
+            elif cell in _REDUCE:
+                out["logic"] += max(p("A_WIDTH", 0), p("B_WIDTH", 0))
+            elif cell in _SHIFT:
+                out["logic"] += p("Y_WIDTH", 0) * max(1, p("B_WIDTH", 0))
+            elif cell == "$memwr_v2":
+                out["memory"] += p("WIDTH", 0)
+            cell = None
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def netlist_estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
+    """:func:`estimate` with DSPs, flip-flops and LUTs counted on the engine's netlist (the
+    Verilog top elaborated for ``target`` as synthesis gets it, read as RTLIL): flip-flops within
+    8% of nextpnr's on the calibration engines, LUTs by :data:`LUT_MODEL`. Takes seconds (an
+    elaboration)."""
+    from amaranth.back import rtlil
+    from bfly.hw.targets import HARDWARE_TARGETS
+    from bfly.hw.top import BflyTop
+    impl = replace(HARDWARE_TARGETS[DEVICES[target]["hardware"]].implementation(),
+                   epilogue_products=epilogue_products)
+    counts = netlist_counts(rtlil.convert(BflyTop(cfg, impl), name="top"), DEVICES[target]["dsp_width"])
+    est = dict(estimate(cfg, target, epilogue_products))
+    est.update(dsps=counts["dsps"], ffs=counts["ffs"],
+               luts=int(LUT_MODEL["logic"] * counts["logic"] + LUT_MODEL["memory"] * counts["memory"]),
+               model="netlist (elaborated, no synthesis)")
+    return est

@@ -22,10 +22,17 @@ from .impl import Implementation
 from .ports import ParamPort, pixel_stream
 from .requant import Requantizer
 
-__all__ = ["Epilogue", "EPI_CTRL_BITS"]
+__all__ = ["Epilogue", "EPI_CTRL_BITS", "epilogue_input_bits"]
 
 EPI_CTRL_BITS = EPI_CTRL.width     # the control word as the register bank keeps it
 _PRE_CYCLES = 3        # residual add, product, bias add
+
+
+def epilogue_input_bits(cfg):
+    """Width of the epilogue's ``y + G x`` for ``cfg``: ``G x`` needs up to ``data_bits + g + 1``
+    bits where there is a residual; ``data_bits`` where there is none."""
+    d = cfg.data_bits
+    return d + RESIDUAL_SHIFT_MAX + 2 if cfg.has_residual else d
 
 
 class Epilogue(wiring.Component):
@@ -62,9 +69,8 @@ class Epilogue(wiring.Component):
 
     @property
     def e_bits(self):
-        """Width of ``y + G x``: ``G x`` needs up to ``data_bits + g + 1`` bits."""
-        d = self._cfg.data_bits
-        return d + RESIDUAL_SHIFT_MAX + 2 if self._cfg.has_residual else d
+        """Width of ``y + G x`` (:func:`epilogue_input_bits`)."""
+        return epilogue_input_bits(self._cfg)
 
     @property
     def acc_bits(self):

@@ -15,10 +15,12 @@ from amaranth.lib.wiring import In, Out
 from bfly.hw.board import BoardTop, LinkedEngine, config_list
 from .runner import work_dir, verilator_env
 
-__all__ = ["SIM_CLK_HZ", "SIM_BAUD", "BYTE_LINK_CLOCKS", "build_board_sim", "board_id"]
+__all__ = ["SIM_CLK_HZ", "SIM_BAUD", "BYTE_LINK_CLOCKS", "UART_BYTE_CLOCKS", "build_board_sim", "board_id"]
 
 SIM_CLK_HZ = 40_000_000
 SIM_BAUD = 10_000_000          # 4 clocks per bit: the simulated link is as fast as it can be
+#: clocks per byte on the simulated UART (8N1: ten bits)
+UART_BYTE_CLOCKS = 10 * SIM_CLK_HZ // SIM_BAUD
 #: the byte link's clocks per byte (the bridge's receiver takes a byte at most every 2 clocks)
 BYTE_LINK_CLOCKS = 2
 #: the bridge's timeout on the byte link, in clocks (TCP may deliver a frame in pieces)

@@ -49,7 +49,8 @@ class Block:
     and what is folded into its epilogue: ``residual`` (a graph-level add of the layer's input),
     ``bn`` (``(name, BatchNorm2d)``), ``relu``; ``host`` says why folding stopped where it did
     (or None when it reached the end of what an epilogue holds). ``nodes`` are the fx nodes of the
-    layer call and of each folded op, in order (empty without a trace)."""
+    layer call and of each folded op, in order (empty without a trace); ``calls``, every fx node
+    that calls the layer (more than one: nothing is folded, and each call runs on the engine)."""
     name: str
     layer: BFTConv2d
     residual: bool = False
@@ -57,6 +58,7 @@ class Block:
     relu: bool = False
     host: str = None
     nodes: list = field(default_factory=list)
+    calls: list = field(default_factory=list)
 
     @property
     def folded(self):
@@ -173,7 +175,8 @@ def trace_blocks(model):
     for n in calls:
         if any(b.name == n.target for b in blocks):
             continue
-        block = Block(n.target, modules[n.target], nodes=[n])
+        block = Block(n.target, modules[n.target], nodes=[n],
+                      calls=[c for c in calls if c.target == n.target])
         if count[n.target] > 1:
             block.host = f"the layer is called {count[n.target]} times, so nothing after it is folded"
         else:

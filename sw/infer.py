@@ -123,12 +123,16 @@ def accelerated_model(model, export, backend, trace=None):
         layer = by_name[b.name]
         target = f"bfly_block_{i}"
         gm.add_submodule(target, block_cls(layer, export.image(layer), backend, trace))
-        call, end = b.nodes[0], b.nodes[-1]
-        with graph.inserting_after(end):
-            new = graph.call_module(target, (call.args[0],))
-        end.replace_all_uses_with(new)
-        for node in reversed(b.nodes):
-            graph.erase_node(node)
+        # the layer call and what was folded after it; a layer called more than once (nothing
+        # folded) has each call replaced
+        chains = [b.nodes] if len(b.calls) <= 1 else [[c] for c in b.calls]
+        for nodes in chains:
+            call, end = nodes[0], nodes[-1]
+            with graph.inserting_after(end):
+                new = graph.call_module(target, (call.args[0],))
+            end.replace_all_uses_with(new)
+            for node in reversed(nodes):
+                graph.erase_node(node)
     graph.lint()
     gm.recompile()
     return gm.eval()

@@ -54,9 +54,11 @@ class FloatBlock:
         n_out = transform.n_out
         bias = getattr(conv, "bias", None)
         with torch.no_grad():
-            if bn is not None:
-                a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).double()
-                b = (bn.bias - bn.running_mean * a).double()
+            if bn is not None:          # (affine=False: weight 1, bias 0)
+                gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+                beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_var)
+                a = (gamma / torch.sqrt(bn.running_var + bn.eps)).double()
+                b = (beta - bn.running_mean * a).double()
             else:
                 a, b = torch.ones(n_out, dtype=torch.float64), torch.zeros(n_out, dtype=torch.float64)
             if bias is not None:

@@ -31,3 +31,18 @@ class Net(nn.Module):
         y = self.reduce(x)
         x = self.reduce_bn(y) + y
         return self.head(torch.relu(x).mean(dim=(2, 3)))
+
+
+class Shared(nn.Module):
+    """Two layers of one configuration (one engine), one of them called twice, and a batch norm
+    without affine parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = BFTConv2d(8, 8, k=2)
+        self.b = BFTConv2d(8, 8, k=2)
+        self.bn = nn.BatchNorm2d(8, affine=False)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.a(x)))
+        return self.b(torch.relu(self.b(x)))

@@ -135,3 +135,32 @@ def test_a_model_that_no_longer_matches_its_export_is_refused(user_net, exported
     changed.mix_bn = torch.nn.Identity()
     with pytest.raises(ModelError, match="layer mix: the export folded"):
         accelerated_model(changed, exported, EmulatedBackend())
+
+
+def test_shared_engines_and_repeated_layers(tmp_path):
+    torch.manual_seed(1)
+    from own_net import Shared
+    model = Shared().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.1, 0.1)
+    from bfly.sw.export import export_network
+    x = np.random.default_rng(0).normal(size=(6, 8, 5, 5)).astype(np.float32)
+    export = export_network(model, x)
+    layers = {l["name"]: l for l in export.layers}
+    # the batch norm without affine parameters is folded; b, called twice, folds nothing
+    assert layers["a"]["folded"] == ["bn (BatchNorm2d)", "ReLU"]
+    assert layers["b"]["folded"] == [] and "called 2 times" in layers["b"]["on_host_after"]
+    assert layers["b"]["pixels_per_input"] == 2 * 25
+    cfgs = engine_configs(export)
+    assert len(cfgs) == 1 and layers["a"]["engine"] == layers["b"]["engine"] == 0
+    emu_trace, board_trace = [], []
+    emu = accelerated_model(model, export, EmulatedBackend(), emu_trace)
+    backend = BoardBackend(Board(SimulatedBoard(cfgs, [30])), export)
+    run = accelerated_model(model, export, backend, board_trace)
+    with torch.no_grad():
+        for _ in range(2):
+            assert torch.equal(emu(torch.from_numpy(x)), run(torch.from_numpy(x)))
+    # every call of b ran on the engine: a, b, b per forward; the engine reloaded between a and b
+    assert [n for n, _, _ in board_trace] == ["a", "b", "b"] * 2
+    assert backend.loads == 4
+    assert all(np.array_equal(ya, yb) for (_, _, ya), (_, _, yb) in zip(emu_trace, board_trace))

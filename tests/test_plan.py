@@ -1,20 +1,20 @@
 """``bfly plan``: the lanes of a network's engines chosen to fit one device together."""
 
+import itertools
 import json
 
+import numpy as np
 import pytest
 
 from cliutil import run
 from bfly.gen import plan as planner
-from bfly.gen.plan import plan_network, lanes_options, estimate, PlanError
+from bfly.gen.plan import plan_network, lanes_options, estimate, netlist_estimate, PlanError
 from bfly.hw.config import EngineConfig
-from bfly.sw.export import engine_configs
 
-
-def _loads(export):
-    cfgs = engine_configs(export)
-    return cfgs, [sum(l["pixels_per_input"] for l in export.layers if l["engine"] == e)
-                  for e in range(len(cfgs))]
+# small engines (fast to elaborate): a residual one, an expansion, a reduction
+ENGINES = [EngineConfig.bft(8, 2, epilogue=True), EngineConfig.from_chain([[16, 8, 2, 1, 1]], epilogue=True),
+           EngineConfig.bft(4, 2)]
+LOADS = [64, 64, 16]
 
 
 def test_options_run_from_parallel_to_folded():
@@ -25,62 +25,93 @@ def test_options_run_from_parallel_to_folded():
 
 def test_the_dsps_are_counted_as_synthesis_maps_them():
     """A residual engine's epilogue products are wider than 18 bits: two DSPs each (yosys mapped
-    64 MULT18X18D for this engine: 32 in the chain, 32 for 16 products); in LUTs, none."""
+    64 MULT18X18D for BFT(16,4) with the epilogue and 4 lanes: 32 in the chain, 32 for 16
+    products); in LUTs, none. The formula and the netlist's count agree."""
     cfg = EngineConfig.bft(16, 4, epilogue=True, lanes=4)
     assert estimate(cfg)["dsps"] == 64
     assert estimate(cfg, epilogue_products="lut")["dsps"] == 32
-    assert estimate(EngineConfig.bft(16, 4, epilogue=True).__class__.from_chain(
-        [[64, 16, 4, 1, 16]], epilogue=True))["dsps"] == 64 + 64       # no residual: one each
+    for c in [lanes_options(e)[-1] for e in ENGINES] + [ENGINES[2]]:
+        for products in ("dsp", "lut") if c.epilogue else ("dsp",):
+            assert estimate(c, epilogue_products=products)["dsps"] == \
+                netlist_estimate(c, epilogue_products=products)["dsps"], (c.id, products)
 
 
-def test_the_plan_fits_and_balances(own_net):
-    export = own_net[-1]
-    cfgs, loads = _loads(export)
-    plan = plan_network(cfgs, loads)
-    dev = planner.DEVICES["ecp5-85k"]
-    assert plan["used"]["dsps"] <= dev["dsps"]
+def _scaled_device(monkeypatch, dsps, luts):
+    monkeypatch.setitem(planner.DEVICES, "small", {**planner.DEVICES["ecp5-85k"], "dsps": dsps,
+                                                   "luts": luts, "ffs": luts})
+    monkeypatch.setattr(planner, "BOARD_RESERVE", {"luts": 0, "ffs": 0})
+
+
+def test_the_plan_fits_and_balances(monkeypatch):
+    _scaled_device(monkeypatch, dsps=40, luts=45000)
+    plan = plan_network(ENGINES, LOADS, "small")
+    _check_plan(plan)
+
+
+@pytest.mark.long
+def test_no_plan_that_fits_is_faster(monkeypatch):
+    """Every combination of lanes and epilogue products, by the same estimates (21
+    elaborations): none that fits is faster than the plan."""
+    _scaled_device(monkeypatch, dsps=40, luts=45000)
+    plan = plan_network(ENGINES, LOADS, "small")
+    # no choice of lanes that fits (by the same estimates) is faster
+    fits = []
+    for combo in itertools.product(*map(lanes_options, ENGINES)):
+        for products in itertools.product(*(("dsp", "lut") if c.epilogue else ("dsp",) for c in combo)):
+            ests = [netlist_estimate(c, "small", p) for c, p in zip(combo, products)]
+            if all(sum(e[k] for e in ests) <= plan["budget"][k] for k in plan["budget"]):
+                fits.append(min(estimate(c)["pixels_per_s"] / l for c, l in zip(combo, LOADS)))
+    assert plan["inputs_per_s"] == max(fits)
+
+
+def _check_plan(plan):
+    assert all(plan["used"][k] <= plan["budget"][k] for k in plan["budget"])
     rates = [e["inputs_per_s"] for e in plan["engines"]]
     assert plan["inputs_per_s"] == min(rates) == rates[plan["bound_by"]]
-    for e, cfg in zip(plan["engines"], cfgs):
+    for e, cfg, load in zip(plan["engines"], ENGINES, LOADS):
         assert e["config"]["chain"] == cfg.chain_rows()
-        assert e["inputs_per_s"] == e["estimate"]["pixels_per_s"] / e["pixels_per_input"]
-    # no other choice of lanes fits with a higher rate
-    best = max(min(estimate(c)["pixels_per_s"] / l for c, l in zip(combo, loads))
-               for combo in __import__("itertools").product(*map(lanes_options, cfgs))
-               if sum(estimate(c, epilogue_products="lut")["dsps"] for c in combo) <= dev["dsps"])
-    assert plan["inputs_per_s"] >= best
+        assert e["inputs_per_s"] == e["estimate"]["pixels_per_s"] / load
+        assert e["estimate"]["model"].startswith("netlist")
+    return plan
 
 
-def test_a_target_rate_takes_the_fewest_dsps(own_net):
-    cfgs, loads = _loads(own_net[-1])
-    full = plan_network(cfgs, loads)
-    half = plan_network(cfgs, loads, target_inputs_per_s=full["inputs_per_s"] / 4)
-    assert half["meets_target"] and half["inputs_per_s"] >= full["inputs_per_s"] / 4
-    assert half["used"]["dsps"] < full["used"]["dsps"]
-    far = plan_network(cfgs, loads, target_inputs_per_s=full["inputs_per_s"] * 100)
+def test_a_target_rate_takes_the_fewest_dsps(monkeypatch):
+    _scaled_device(monkeypatch, dsps=156, luts=83640)
+    full = plan_network(ENGINES, LOADS, "small")
+    quarter = plan_network(ENGINES, LOADS, "small", target_inputs_per_s=full["inputs_per_s"] / 4)
+    assert quarter["meets_target"] and quarter["inputs_per_s"] >= full["inputs_per_s"] / 4
+    assert quarter["used"]["dsps"] < full["used"]["dsps"]
+    far = plan_network(ENGINES, LOADS, "small", target_inputs_per_s=full["inputs_per_s"] * 100)
     assert not far["meets_target"] and far["inputs_per_s"] == full["inputs_per_s"]
 
 
-def test_a_device_too_small_is_one_clear_error(own_net, monkeypatch):
-    cfgs, loads = _loads(own_net[-1])
-    monkeypatch.setitem(planner.DEVICES, "tiny", {**planner.DEVICES["ecp5-85k"], "dsps": 4})
-    with pytest.raises(PlanError, match="do not fit the tiny together even folded"):
-        plan_network(cfgs, loads, "tiny")
+def test_a_device_too_small_is_one_clear_error(monkeypatch):
+    _scaled_device(monkeypatch, dsps=4, luts=1000)
+    with pytest.raises(PlanError, match="do not fit the small together even folded"):
+        plan_network(ENGINES, LOADS, "small")
     with pytest.raises(PlanError, match="no resource model for 'ice40-up5k'"):
-        plan_network(cfgs, loads, "ice40-up5k")
+        plan_network(ENGINES, LOADS, "ice40-up5k")
 
 
-def test_plan_from_the_command_line(capsys, tmp_path, own_net):
-    spec, weights, calib, *_ = own_net
-    code, _, err = run(capsys, "export", spec, "--weights", weights, "--calib", calib, "-o", tmp_path / "net")
+def test_plan_from_the_command_line(capsys, tmp_path):
+    from pathlib import Path
+    spec = f"{Path(__file__).with_name('own_net.py')}:Shared"
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).normal(size=(6, 8, 5, 5)).astype(np.float32))
+    code, _, err = run(capsys, "export", spec, "--calib", tmp_path / "calib.npy", "-o", tmp_path / "net")
     assert code == 0, err
     code, out, err = run(capsys, "plan", tmp_path / "net", "-o", tmp_path / "plan.json")
     assert code == 0, err
     plan = json.loads((tmp_path / "plan.json").read_text())
-    assert f"{plan['inputs_per_s']:,.0f} inputs/s" in out and len(plan["engines"]) == 3
-    # a plan for another network is refused before anything is built
-    other = dict(plan, engines=plan["engines"][:2])
+    assert f"{plan['inputs_per_s']:,.0f} inputs/s" in out and len(plan["engines"]) == 1
+    # a plan for other engines, a plan without its network, options beside --network: refused
+    other = dict(plan, engines=[dict(plan["engines"][0], config=EngineConfig.bft(8, 2, data_bits=6).to_dict())])
     (tmp_path / "other.json").write_text(json.dumps(other))
-    code, _, err = run(capsys, "build", "--network", tmp_path / "net", "--plan", tmp_path / "other.json",
-                       "-o", tmp_path / "b")
-    assert code == 2 and "was made for other engines" in err and not (tmp_path / "b").exists()
+    for argv, message in [
+        (["--network", tmp_path / "net", "--plan", tmp_path / "other.json"], "was made for other engines"),
+        (["--plan", tmp_path / "plan.json"], "--plan goes with --network"),
+        (["--network", tmp_path / "net", "--lanes", "2"], "leave out --lanes"),
+        (["--network", tmp_path / "missing"], "no such file"),
+    ]:
+        code, _, err = run(capsys, "build", *argv, "-o", tmp_path / "b")
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "b").exists()

@@ -16,7 +16,7 @@ from bfly.hw.config import (EngineConfig, ConfigError, ROUNDING_MODES, OVERFLOW_
 __all__ = ["UserError", "add_config_args", "config_from_args", "read_text", "read_json",
            "load_image", "load_npy", "pixels_per_clock_text", "summary", "time_limit", "port_baud",
            "connect", "nonempty", "output_path", "positive_float", "seed_arg", "board_baud",
-           "MIN_BAUD", "MAX_SEED", "add_link_args"]
+           "MIN_BAUD", "MAX_SEED", "add_link_args", "CONFIG_KEYS", "positive_int"]
 
 MIN_BAUD = 300              # the slowest standard serial rate
 MAX_SEED = 2 ** 32 - 1      # seeds go to numpy and to the simulator as unsigned 32-bit numbers
@@ -50,6 +50,17 @@ def positive_float(text):
         raise argparse.ArgumentTypeError(f"expected a number, not {text!r}")
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def positive_int(text):
+    """An integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
     return value
 
 
@@ -110,6 +121,11 @@ def add_config_args(p):
                    help="fold: output nodes computed per clock in the widest stage (default all: 1 pixel per clock)")
     g.add_argument("--simd", type=int, default=None,
                    help="fold: inputs per node per clock (default all; the dense engine's SIMD)")
+
+
+#: the configuration options' argparse names (add_config_args)
+CONFIG_KEYS = ("n", "k", "radices", "chain", "config_from", "data_bits", "weight_bits", "rounding",
+               "overflow", "name", "epilogue", "dense", "lanes", "simd")
 
 
 def config_from_args(args):
@@ -266,7 +282,11 @@ def connect(args):
     try:
         return Accelerator(SerialTransport(args.port, port_baud(args), args.timeout),
                            progress=sys.stderr.isatty(), engine=getattr(args, "engine", 0))
-    except (LinkError, DriverError) as e:
+    except LinkError as e:
+        if e.status == "AXI_ERROR" and getattr(args, "engine", 0):
+            raise UserError(f"{args.port}: the board has no engine {args.engine}")
+        raise UserError(f"{args.port}: {e}")
+    except DriverError as e:
         raise UserError(f"{args.port}: {e}")
 
 

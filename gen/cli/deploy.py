@@ -10,9 +10,10 @@ from pathlib import Path
 
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.hostlink import MAX_ENGINES
+from bfly.sim.board_sim import BYTE_LINK_CLOCKS, UART_BYTE_CLOCKS
 
 from .common import UserError, add_config_args, board_baud, config_from_args, connect, load_image, \
-    output_path, add_link_args
+    output_path, add_link_args, CONFIG_KEYS
 
 __all__ = ["register"]
 
@@ -93,18 +94,26 @@ def board_configs(args):
     """The engines of the board ``build`` or ``sim-board`` makes: those of ``--plan`` (``bfly
     plan``'s file: the network's engines, folded), of ``--network`` (an export's
     ``network.json``), else the one of the configuration options."""
-    if getattr(args, "plan", None):
-        return _plan(args)[0]
     if not args.network:
+        if getattr(args, "plan", None):
+            raise UserError("--plan goes with --network (the network it was made for)")
         return [config_from_args(args)]
-    from bfly.sw.export import load_export, engine_configs
-    from bfly.sw.network import ModelError
-    if any(getattr(args, k, None) for k in ("n", "radices", "chain", "config_from")):
-        raise UserError("--network gives the engines; leave out the configuration options")
-    try:
-        return engine_configs(load_export(args.network))
-    except ModelError as e:
-        raise UserError(str(e))
+    set_options = [f"--{k.replace('_', '-')}" for k in CONFIG_KEYS if getattr(args, k, None)]
+    if set_options:
+        raise UserError(f"--network gives the engines; leave out {', '.join(set_options)}")
+    if getattr(args, "plan", None):
+        cfgs = _plan(args)[0]
+    else:
+        from bfly.sw.export import load_export, engine_configs
+        from bfly.sw.network import ModelError
+        try:
+            cfgs = engine_configs(load_export(args.network))
+        except ModelError as e:
+            raise UserError(str(e))
+    if len(cfgs) > MAX_ENGINES:
+        raise UserError(f"{args.network}: {len(cfgs)} engine configurations; a board holds at most "
+                        f"{MAX_ENGINES}")
+    return cfgs
 
 
 def _plan(args):
@@ -114,8 +123,8 @@ def _plan(args):
     from bfly.hw.impl import Implementation
     from bfly.sw.export import load_export, engine_configs
     from bfly.sw.network import ModelError
-    if not args.network:
-        raise UserError("--plan goes with --network (the network it was made for)")
+    from dataclasses import replace
+    from bfly.sw.export import engine_key
     try:
         plan = json.loads(Path(args.plan).read_text())
         cfgs = [EngineConfig.from_dict(e["config"]) for e in plan["engines"]]
@@ -127,8 +136,9 @@ def _plan(args):
         raise UserError(f"{args.plan}: not a plan from bfly plan ({e})")
     except ModelError as e:
         raise UserError(str(e))
-    plain = [c.chain_rows() for c in wanted]
-    if [c.chain_rows() for c in cfgs] != plain or len(cfgs) != len(wanted):
+    def unfolded(c):
+        return replace(engine_key(c), lanes=0, simd=0)
+    if [unfolded(c) for c in cfgs] != [unfolded(c) for c in wanted]:
         raise UserError(f"{args.plan} was made for other engines than {args.network}'s")
     return cfgs, impls, plan
 
@@ -284,8 +294,9 @@ def register(sub):
     p.add_argument("--listen", default="127.0.0.1:4321", help="address to serve (default 127.0.0.1:4321)")
     p.add_argument("--once", action="store_true", help="stop when the client disconnects")
     p.add_argument("--byte-link", action="store_true",
-                   help="leave the UART out: the bridge's bytes go to the socket as they are, "
-                        "a byte every 2 clocks instead of 40 (for runs that move many pixels)")
+                   help=f"leave the UART out: the bridge's bytes go to the socket as they are, "
+                        f"a byte every {BYTE_LINK_CLOCKS} clocks instead of {UART_BYTE_CLOCKS} (for "
+                        f"runs that move many pixels)")
     p.set_defaults(func=cmd_sim_board)
 
     for name, func, helptext in (("load", cmd_load, "load a weight image onto a board and commit it"),

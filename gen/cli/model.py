@@ -7,7 +7,7 @@ import sys
 
 from bfly.hw.config import EngineConfig, ROUNDING_MODES, OVERFLOW_MODES
 
-from .common import UserError, load_image, load_npy, output_path, seed_arg, add_link_args
+from .common import UserError, load_image, load_npy, output_path, seed_arg, add_link_args, positive_int
 
 __all__ = ["register"]
 
@@ -232,9 +232,10 @@ def _dataset(path, input_shape):
     ``y`` (integer labels)."""
     import numpy as np
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise UserError(f"{path}: expected an .npz archive with arrays x and y")
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise UserError(f"{path}: a single array; expected an .npz archive with arrays x and y")
+        with z:
             missing = [k for k in ("x", "y") if k not in z.files]
             if missing:
                 raise UserError(f"{path}: the archive has no array {', '.join(missing)} (it has "
@@ -244,6 +245,8 @@ def _dataset(path, input_shape):
         raise UserError(f"cannot read {path}: {e.strerror or e}")
     except ValueError:
         raise UserError(f"{path}: not an .npz archive of arrays")
+    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)) or len(x) == 0:
+        raise UserError(f"{path}: x must hold at least one numeric input, y its labels")
     if tuple(x.shape[1:]) != tuple(input_shape):
         raise UserError(f"{path}: x is shaped {x.shape}; the network was exported for inputs "
                         f"(N, {', '.join(map(str, input_shape))})")
@@ -336,8 +339,8 @@ def register(sub):
     p.add_argument("--port", help="a board (pyserial URL, e.g. socket://127.0.0.1:4321): run "
                                   "every BFT block on it")
     add_link_args(p)
-    p.add_argument("--limit", type=int, default=0, help="only the first N images")
-    p.add_argument("--batch", type=int, default=64, help="images per forward pass (default 64)")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
+    p.add_argument("--batch", type=positive_int, default=64, help="images per forward pass (default 64)")
     p.add_argument("-o", "--output", metavar="DIR", type=output_path, help="write evaluate.json here")
     p.set_defaults(func=cmd_evaluate)
 
