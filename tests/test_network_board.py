@@ -56,10 +56,11 @@ def test_every_engine_of_a_board_is_found_and_runs_bit_exact():
         assert Accelerator(SerialTransport(url, timeout=2.0)).config == _plain(CFGS[0])
 
 
-def _through_board(model, export, x, byte_link=True):
-    """``(emulated trace, board trace, board backend, outputs equal)``"""
+def _through_board(model, export, x, cfgs=None, impl=None):
+    """``(emulated trace, board trace, board backend, outputs equal)`` on the byte-link board of
+    ``cfgs`` (default: the export's engines, fully parallel)."""
     emu_trace, board_trace = [], []
-    with running_board(engine_configs(export), byte_link=byte_link) as url:
+    with running_board(cfgs or engine_configs(export), byte_link=True, impl=impl) as url:
         board = Board(SerialTransport(url, timeout=10.0))
         backend = BoardBackend(board, export)
         with torch.no_grad():
@@ -69,11 +70,17 @@ def _through_board(model, export, x, byte_link=True):
 
 
 def test_a_network_through_the_simulated_board(own_net):
-    """The second network (tests/own_net.py) on a board with its three engines: 16 test images,
-    every block's integers equal to the golden model's."""
+    """The second network (tests/own_net.py) on a board with its three engines as a plan makes
+    them (each folded two steps down, the residual engine's epilogue in LUTs): 16 test images, every
+    block's integers equal to the golden model's."""
+    from bfly.hw.impl import Implementation
     _, _, _, test, model, export = own_net
     x = np.load(test)["x"]
-    emu, brd, backend, same = _through_board(model, export, x[:16])
+    from bfly.gen.plan import lanes_options
+    cfgs = [lanes_options(c)[2] for c in engine_configs(export)]        # the second fold down
+    impls = [Implementation(epilogue_products="lut" if c.has_residual else "dsp") for c in cfgs]
+    assert any(c.has_residual for c in cfgs)
+    emu, brd, backend, same = _through_board(model, export, x[:16], cfgs, impls)
     assert same and len(brd) == len(export.layers) == 3 and backend.loads == 3
     assert all(na == nb and np.array_equal(qa, qb) and np.array_equal(ya, yb)
                for (na, qa, ya), (nb, qb, yb) in zip(emu, brd))
@@ -81,9 +88,9 @@ def test_a_network_through_the_simulated_board(own_net):
 
 @pytest.mark.long
 def test_digits_every_test_image_through_the_simulated_board(capsys, tmp_path, trained):
-    """All 450 test images of the digits network through the simulated board as bfly plan folds
-    it (its three engines, the byte link): the accuracy equals the golden model's and every
-    block is bit-exact (bfly evaluate's PASS)."""
+    """All 450 test images of the digits network through the simulated board (its three
+    engines, the byte link): the accuracy equals the golden model's and every block is
+    bit-exact (bfly evaluate's PASS)."""
     bft, _, _, (xte, yte) = trained
     from bfly.examples.digits import save_model, load_digits_split
     save_model(bft, tmp_path / "model.pt")
@@ -93,16 +100,9 @@ def test_digits_every_test_image_through_the_simulated_board(capsys, tmp_path, t
     code, _, err = run(capsys, "export", tmp_path / "model.pt", "--calib", tmp_path / "calib.npy",
                        "-o", tmp_path / "net")
     assert code == 0, err
-    # the board as bfly plan folds it for the ECP5-85F (the epilogues in LUTs), as bfly build makes it
-    code, _, err = run(capsys, "plan", tmp_path / "net", "-o", tmp_path / "plan.json")
-    assert code == 0, err
-    from bfly.hw.config import EngineConfig as Cfg
-    from bfly.hw.impl import Implementation
-    plan = json.loads((tmp_path / "plan.json").read_text())
-    cfgs = [Cfg.from_dict(e["config"]) for e in plan["engines"]]
-    impls = [Implementation(**e["implementation"]) for e in plan["engines"]]
-    assert all(c.interval > 1 for c in cfgs)
-    with running_board(cfgs, byte_link=True, impl=impls) as url:
+    from bfly.sw.export import load_export
+    cfgs = engine_configs(load_export(tmp_path / "net"))
+    with running_board(cfgs, byte_link=True) as url:
         code, out, err = run(capsys, "evaluate", tmp_path / "net", "--data", tmp_path / "test.npz",
                              "--port", url, "--timeout", "10", "-o", tmp_path / "eval")
     assert code == 0, err
