@@ -2,11 +2,11 @@
 engines fit one device together and the network's throughput (model inputs per second, set by the
 engine whose share of the pixels takes longest) is as high as possible, or just meets a target.
 
-The search needs no synthesis: each candidate engine is estimated from its configuration
-(:func:`estimate`). DSPs are counted as synthesis maps them; LUTs, flip-flops and Fmax come
-from a coarse model of the blocks, not fitted to measurements (``docs/network.md`` gives how far
-it is from yosys and nextpnr where that was measured). ``bfly build --plan`` places and routes
-the planned board and prints the real figures.
+Nothing here needs synthesis. The search ranks candidates by DSPs, counted from the
+configuration as synthesis maps them (:func:`estimate`, which also holds a rough first guess of
+LUTs and flip-flops); the candidate it settles on is checked by :func:`netlist_estimate`, which
+counts the elaborated netlist (``docs/network.md`` gives its error against yosys and nextpnr).
+``bfly build --plan`` places and routes the planned board and reports what it used.
 """
 
 import functools
@@ -19,7 +19,7 @@ from bfly.hw.mult import ECP5_DSP_WIDTH
 from bfly.hw.regmap import BIAS_BITS
 
 __all__ = ["DEVICES", "PlanError", "lanes_options", "estimate", "netlist_estimate", "netlist_counts",
-           "plan_network", "BOARD_RESERVE", "LUT_MODEL"]
+           "plan_network", "BOARD_RESERVE", "LUT_MODEL", "FMAX_MHZ"]
 
 #: what the planner may use of each target device
 DEVICES = {
@@ -40,6 +40,13 @@ MAX_OPTIONS = 8
 #: and its write logic): least squares over four engines placed and routed on the ECP5-85F
 #: (docs/network.md), whose LUTs it gives within 6.5% (within 9.4% leaving each one out)
 LUT_MODEL = {"logic": 0.74, "memory": 4.63}
+
+
+#: Fmax by the engine's shape, as measured (docs/bench.md, docs/network.md): a fully parallel
+#: chain (BFT(16,4): 195-220 MHz), a folded one (BFT(64,4) with 8 lanes: 150-161 MHz), and any
+#: engine with the epilogue, whose product is its critical path (BFT(16,4), epilogue, 4 lanes:
+#: 84 MHz)
+FMAX_MHZ = {"parallel": 195.0, "folded": 150.0, "epilogue": 84.0}
 
 
 class PlanError(ValueError):
@@ -70,12 +77,10 @@ def estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
     - DSPs: every multiplier of the chain, folded or not, one ``MULT18X18D`` each up to 18-bit
       operands, and the epilogue's ``n_out`` (two each where its product is wider than 18 bits,
       as yosys maps it; none with ``epilogue_products="lut"``);
-    - flip-flops: the pipeline registers of each multiplier's path (input copy, operands,
-      product, adder tree, requantization) and, fully parallel, two registers per weight (shadow
-      and active); folded, the weights sit in LUT RAM and cost LUTs instead;
-    - LUTs: the adder trees and requantizers, per output bit, plus the weight storage of a
-      folded engine and its operand multiplexers;
-    - Fmax: the bench's figures by shape (fully parallel about 195 MHz; folded 150 MHz).
+    - flip-flops and LUTs: a rough first guess from the datapath alone (it leaves out the
+      register bank, the FIFO and the copies, and is 20-80% low on the bench engines): only
+      :func:`netlist_estimate` is to be trusted for them;
+    - Fmax: :data:`FMAX_MHZ`, measured figures by shape.
     """
     dev = DEVICES[target]
     d, w = cfg.data_bits, cfg.weight_bits
@@ -104,14 +109,15 @@ def estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
         luts += cfg.n_out * w * (d + 8)
     if cfg.interval > 1:
         luts += cfg.n_weights * w // 4 + mults * d * 2     # LUT RAM weights, operand choice
+    fmax = FMAX_MHZ["epilogue" if cfg.epilogue else "parallel" if cfg.interval == 1 else "folded"]
     return {
         "dsps": dsps,
         "epilogue_products": epilogue_products if cfg.epilogue else None,
         "luts": int(luts),
         "ffs": int(ffs),
-        "fmax_mhz": 195.0 if cfg.interval == 1 else 150.0,
+        "fmax_mhz": fmax,
         "interval": cfg.interval,
-        "pixels_per_s": (195.0 if cfg.interval == 1 else 150.0) * 1e6 / cfg.interval,
+        "pixels_per_s": fmax * 1e6 / cfg.interval,
         "model": "estimate (no synthesis)",
     }
 

@@ -1,7 +1,8 @@
 """Boards with several engines, in RTL (the Verilated board): the driver finds every engine, each
 computes bit-exact with the golden model however the streams interleave, an image is refused by
-an engine it does not fit, and a STREAM to a missing engine is refused; then whole networks
-through the simulated board, every block compared with the golden model."""
+an engine it does not fit, and a STREAM to a missing engine is refused; then (``make test-long``:
+a board build each) whole networks through the simulated board, every block compared with the
+golden model. The default suite runs networks on the in-process board (tests/test_export.py)."""
 
 import json
 
@@ -69,6 +70,7 @@ def _through_board(model, export, x, cfgs=None, impl=None):
     return emu_trace, board_trace, backend, torch.equal(a, b)
 
 
+@pytest.mark.long
 def test_a_network_through_the_simulated_board(own_net):
     """The second network (tests/own_net.py) on a board with its three engines as a plan makes
     them (each folded two steps down, the residual engine's epilogue in LUTs): 16 test images, every

@@ -34,6 +34,11 @@ def cmd_build(args):
     print(f"  LUTs {u['luts']:,} of {a['luts']:,}{ffs}, DSPs {u['dsps']} of {a['dsps']}, "
           f"block RAMs {u['brams']} of {a['brams']}")
     print(f"  Fmax {r['fmax_mhz']:.1f} MHz at a {r['clock_mhz']:g} MHz clock; UART {r['baud']} baud")
+    if args.plan:
+        plan = _plan(args)[2]
+        est = {k: sum(e["estimate"][k] for e in plan["engines"]) for k in ("luts", "ffs", "dsps")}
+        print(f"  the plan estimated the engines at LUTs {est['luts']:,}, flip-flops {est['ffs']:,}, "
+              f"DSPs {est['dsps']} (the bridge and UART come on top)")
     print(f"  bitstream {r['bitstream']}; report {Path(args.output) / 'build.json'}")
     if args.program:
         print(f"program the board with:  {r['program']}")
