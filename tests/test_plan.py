@@ -103,6 +103,13 @@ def test_plan_from_the_command_line(capsys, tmp_path):
     assert code == 0, err
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert f"{plan['inputs_per_s']:,.0f} inputs/s" in out and len(plan["engines"]) == 1
+    # the plan's engines are what build and sim-board make, folded as planned
+    import argparse
+    from bfly.gen.cli.common import CONFIG_KEYS
+    from bfly.gen.cli.deploy import board_configs
+    args = argparse.Namespace(network=str(tmp_path / "net"), plan=str(tmp_path / "plan.json"),
+                              **{k: None for k in CONFIG_KEYS})
+    assert [c.to_dict() for c in board_configs(args)] == [e["config"] for e in plan["engines"]]
     # a plan for other engines, a plan without its network, options beside --network: refused
     other = dict(plan, engines=[dict(plan["engines"][0], config=EngineConfig.bft(8, 2, data_bits=6).to_dict())])
     (tmp_path / "other.json").write_text(json.dumps(other))

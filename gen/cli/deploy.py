@@ -129,7 +129,6 @@ def _plan(args):
     from bfly.sw.export import load_export, engine_configs
     from bfly.sw.network import ModelError
     from dataclasses import replace
-    from bfly.sw.export import engine_key
     try:
         plan = json.loads(Path(args.plan).read_text())
         cfgs = [EngineConfig.from_dict(e["config"]) for e in plan["engines"]]
@@ -141,8 +140,8 @@ def _plan(args):
         raise UserError(f"{args.plan}: not a plan from bfly plan ({e})")
     except ModelError as e:
         raise UserError(str(e))
-    def unfolded(c):
-        return replace(engine_key(c), lanes=0, simd=0)
+    def unfolded(c):            # (name, lanes and simd in one step: the name derives from both)
+        return replace(c, lanes=0, simd=0, name="")
     if [unfolded(c) for c in cfgs] != [unfolded(c) for c in wanted]:
         raise UserError(f"{args.plan} was made for other engines than {args.network}'s")
     return cfgs, impls, plan

@@ -10,7 +10,7 @@ from bfly.gen.synth import TARGETS
 from bfly.hw.config import EngineConfig
 
 from .common import UserError, add_config_args, config_from_args, output_path, pixels_per_clock_text, \
-    positive_float, seed_arg, time_limit
+    positive_float, seed_arg, time_limit, step_bar
 
 __all__ = ["register"]
 
@@ -154,7 +154,8 @@ def cmd_plan(args):
     cfgs = engine_configs(export)
     loads = [sum(l["pixels_per_input"] for l in layers if l["engine"] == e) for e in range(len(cfgs))]
     try:
-        plan = plan_network(cfgs, loads, args.target, args.target_inputs_per_s)
+        with step_bar("planning") as progress:
+            plan = plan_network(cfgs, loads, args.target, args.target_inputs_per_s, progress=progress)
     except PlanError as e:
         raise UserError(str(e))
     plan["network"] = str(Path(args.network).resolve())
