@@ -233,8 +233,15 @@ def export_network(model, calib, model_spec=None, weights=None, names=None, **en
         file = f"{key}.bfly"
         if file in images:
             raise ModelError(f"layers {b.name} and another are both named {key} in files")
+        fb = b.float_block()
+        if not all(np.isfinite(a).all() for a in [*fb.weights, fb.scale, fb.shift]):
+            raise ModelError(f"layer {b.name}: its weights (or the batch norm folded into it) hold "
+                             f"NaN or infinite values")
+        if not np.isfinite(inputs[b.name]).all():
+            raise ModelError(f"layer {b.name}: its calibration inputs hold NaN or infinite values "
+                             f"(the layers before it make them)")
         try:
-            image = quantize_block(b.float_block(), inputs[b.name], name=f"bfly_{key}", **engine)
+            image = quantize_block(fb, inputs[b.name], name=f"bfly_{key}", **engine)
         except (QuantizeError, ConfigError) as e:
             raise ModelError(f"layer {b.name}: {e}")
         images[file] = image

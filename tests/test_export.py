@@ -164,3 +164,19 @@ def test_shared_engines_and_repeated_layers(tmp_path):
     assert [n for n, _, _ in board_trace] == ["a", "b", "b"] * 2
     assert backend.loads == 4
     assert all(np.array_equal(ya, yb) for (_, _, ya), (_, _, yb) in zip(emu_trace, board_trace))
+
+
+def test_a_layer_that_cannot_be_quantized_is_named(capsys, tmp_path):
+    """NaN weights in one layer: one line naming it, exit 2, nothing written."""
+    from own_net import Shared
+    model = Shared()
+    with torch.no_grad():
+        model.b.transform.weights[1][0, 0] = float("nan")
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    np.save(tmp_path / "calib.npy", np.ones((2, 8, 3, 3), dtype=np.float32))
+    from pathlib import Path
+    spec = f"{Path(__file__).with_name('own_net.py')}:Shared"
+    code, _, err = run(capsys, "export", spec, "--weights", tmp_path / "w.pt", "--calib",
+                       tmp_path / "calib.npy", "-o", tmp_path / "out")
+    assert code == 2 and "layer b: its weights" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
