@@ -143,29 +143,38 @@ class AXI4LiteSlave(wiring.Component):
 
 class AXI4LiteDecoder(wiring.Component):
     """One AXI4-Lite manager (``bus``, ``addr_bits`` wide) to several slaves (``slaves[i]``,
-    each ``slave_bits[i]`` wide), slave ``i`` at byte address ``i << shift``.
+    each ``slave_bits[i]`` wide), slave ``i`` at byte address ``indices[i] << shift`` (by default
+    ``indices[i] = i``).
 
     For a manager with one transaction at a time that holds its address until the response (the
     host bridge's executor): the slave is chosen from ``awaddr`` and ``araddr`` as they are, with
     no state. Addresses past the last slave reach none (the manager refuses them first)."""
 
-    def __init__(self, addr_bits, slave_bits, shift):
+    def __init__(self, addr_bits, slave_bits, shift, indices=None):
         self._shift, self._count = shift, len(slave_bits)
-        if any(b > shift for b in slave_bits) or addr_bits < shift + (self._count - 1).bit_length():
+        self._indices = list(range(self._count)) if indices is None else list(indices)
+        if len(self._indices) != self._count:
+            raise ValueError("one index per slave")
+        if any(b > shift for b in slave_bits) or addr_bits < shift + max(self._indices).bit_length():
             raise ValueError(f"slaves of {slave_bits} address bits at {1 << shift}-byte steps do not "
                              f"fit {addr_bits} address bits")
         super().__init__({
             "bus": In(AXI4Lite(addr_bits)),
-            "slaves": Out(AXI4Lite(max(slave_bits))).array(self._count),
+            **{f"slave{i}": Out(AXI4Lite(b)) for i, b in enumerate(slave_bits)},
         })
         self._slave_bits = slave_bits
+
+    @property
+    def slaves(self):
+        """The slave-side interfaces, in order (``slave0``, ``slave1``...)."""
+        return [getattr(self, f"slave{i}") for i in range(self._count)]
 
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
         w_sel, r_sel = bus.awaddr[self._shift:], bus.araddr[self._shift:]
         for i, s in enumerate(self.slaves):
-            w_hit, r_hit = w_sel == i, r_sel == i
+            w_hit, r_hit = w_sel == self._indices[i], r_sel == self._indices[i]
             m.d.comb += [
                 s.awaddr.eq(bus.awaddr[:self._slave_bits[i]]), s.awprot.eq(bus.awprot),
                 s.awvalid.eq(bus.awvalid & w_hit),

@@ -10,6 +10,8 @@ from .axi import AXI4LiteDecoder
 from .bridge import HostBridge
 from .hostlink import ENGINE_ADDRESS_BITS, MAX_ENGINES
 from .regmap import address_bits
+from .selftest import SelfTest, SELFTEST_ADDRESS_BITS
+from .selftest_map import SELFTEST_SLAVE
 from .top import BflyTop, AXIL_PREFIX
 from .ports import connect_flat
 from .uart import UARTRx, UARTTx
@@ -49,9 +51,10 @@ class LinkedEngine(wiring.Component):
     rx: In(stream.Signature(8, always_ready=True))
     tx: Out(stream.Signature(8))
 
-    def __init__(self, cfgs, timeout, impl=None):
+    def __init__(self, cfgs, timeout, impl=None, selftest=True):
         self._cfgs = config_list(cfgs)
         self._timeout = timeout
+        self._selftest = selftest
         impls = list(impl) if isinstance(impl, (list, tuple)) else [impl] * len(self._cfgs)
         if len(impls) != len(self._cfgs):
             raise ValueError(f"one implementation per engine, not {len(impls)} for {len(self._cfgs)}")
@@ -70,35 +73,50 @@ class LinkedEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tops = self._tops
-        m.submodules.bridge = br = HostBridge(self._cfgs, self._timeout)
+        m.submodules.bridge = br = HostBridge(self._cfgs, self._timeout, self._selftest)
         wiring.connect(m, wiring.flipped(self.rx), br.rx)
         wiring.connect(m, br.tx, wiring.flipped(self.tx))
-        if len(tops) == 1:
+        st = None
+        if self._selftest:
+            m.submodules.selftest = st = SelfTest(max(len(t.s_axis_tdata) for t in tops),
+                                                  max(len(t.m_axis_tdata) for t in tops))
+        if len(tops) == 1 and st is None:
             m.submodules.engine_top = tops[0]
             connect_flat(m, tops[0], AXIL_PREFIX, br.axil)
         else:
-            m.submodules.decoder = dec = AXI4LiteDecoder(
-                len(br.axil.awaddr), [address_bits(c) for c in self._cfgs], ENGINE_ADDRESS_BITS)
+            slaves = [address_bits(c) for c in self._cfgs] + ([SELFTEST_ADDRESS_BITS] if st else [])
+            indices = list(range(len(tops))) + ([SELFTEST_SLAVE] if st else [])
+            m.submodules.decoder = dec = AXI4LiteDecoder(len(br.axil.awaddr), slaves,
+                                                         ENGINE_ADDRESS_BITS, indices)
             wiring.connect(m, br.axil, dec.bus)
             for e, top in enumerate(tops):
                 m.submodules[f"engine_top{e}"] = top
                 connect_flat(m, top, AXIL_PREFIX, dec.slaves[e])
+            if st is not None:
+                wiring.connect(m, dec.slaves[len(tops)], st.axil)
         for e, top in enumerate(tops):
             chosen = (br.engine == e) if len(tops) > 1 else 1
-            m.d.comb += [
-                top.s_axis_tdata.eq(br.px_out.payload[:len(top.s_axis_tdata)]),
-                top.s_axis_tlast.eq(br.px_out.payload[-1]),
-                top.s_axis_tvalid.eq(br.px_out.valid & chosen),
-                top.m_axis_tready.eq(br.px_in.ready & chosen),
-            ]
-            back = [br.px_out.ready.eq(top.s_axis_tready),
-                    br.px_in.payload.eq(top.m_axis_tdata | (top.m_axis_tlast << (len(br.px_in.payload) - 1))),
-                    br.px_in.valid.eq(top.m_axis_tvalid)]
-            if len(tops) == 1:
-                m.d.comb += back
-            else:
-                with m.If(chosen):
+            testing = (st.busy & (st.engine == e)) if st is not None else 0
+            with m.If(testing):
+                m.d.comb += [top.s_axis_tdata.eq(st.px.payload[:len(top.s_axis_tdata)]),
+                             top.s_axis_tvalid.eq(st.px.valid), top.m_axis_tready.eq(1),
+                             st.px.ready.eq(top.s_axis_tready),
+                             st.result.payload.eq(top.m_axis_tdata), st.result.valid.eq(top.m_axis_tvalid)]
+            with m.Else():
+                m.d.comb += [
+                    top.s_axis_tdata.eq(br.px_out.payload[:len(top.s_axis_tdata)]),
+                    top.s_axis_tlast.eq(br.px_out.payload[-1]),
+                    top.s_axis_tvalid.eq(br.px_out.valid & chosen),
+                    top.m_axis_tready.eq(br.px_in.ready & chosen),
+                ]
+                back = [br.px_out.ready.eq(top.s_axis_tready),
+                        br.px_in.payload.eq(top.m_axis_tdata | (top.m_axis_tlast << (len(br.px_in.payload) - 1))),
+                        br.px_in.valid.eq(top.m_axis_tvalid)]
+                if len(tops) == 1:
                     m.d.comb += back
+                else:
+                    with m.If(chosen):
+                        m.d.comb += back
         return m
 
 

@@ -32,6 +32,7 @@ from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WR
                        CRC, CRC_BITS, CRC_POLY, CRC_INIT, ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD,
                        STREAM_LAST, STREAM_ENGINE_SHIFT, ENGINE_BITS, ENGINE_ADDRESS_BITS, engine_base,
                        write_payload_bytes, stream_payload_bytes, stream_batch)
+from .selftest_map import SELFTEST_BASE, SELFTEST_SLAVE, SELFTEST_REGISTERS
 
 __all__ = ["HostBridge", "FrameReceiver", "CommandExecutor", "ReplyTransmitter", "CommandLink",
            "ReplyLink", "crc16_step", "address_runs"]
@@ -87,8 +88,14 @@ def address_runs(cfg, writable, base=0):
     """The byte ranges ``(start, end)`` of consecutive mapped words of the engine of ``cfg`` whose
     registers start at ``base``: all of them, or with ``writable`` only the words a write may
     change (not read-only ones)."""
+    return register_runs(register_map(cfg), writable, base)
+
+
+def register_runs(registers, writable, base=0):
+    """The byte ranges ``(start, end)`` of consecutive words of ``registers`` (in address
+    order) at ``base``: all, or with ``writable`` the words a write may change."""
     runs = []
-    for r in register_map(cfg):
+    for r in registers:
         if writable and r.access == "ro":
             continue
         if runs and runs[-1][1] == base + r.offset:
@@ -107,13 +114,16 @@ def choose(index, values):
     return out
 
 
-def engine_address_bits(cfgs):
+def engine_address_bits(cfgs, selftest=False):
     """The AXI4-Lite byte address width that reaches every engine of ``cfgs`` (one engine: its
-    own; more: engine ``e`` at :func:`bfly.hw.hostlink.engine_base` ``(e)``)."""
+    own; more: engine ``e`` at :func:`bfly.hw.hostlink.engine_base` ``(e)``) and, with
+    ``selftest``, the self-test's registers at ``SELFTEST_BASE``."""
     for e, cfg in enumerate(cfgs):
         if address_bits(cfg) > ENGINE_ADDRESS_BITS:
             raise ValueError(f"engine {e} ({cfg.id}) needs {address_bits(cfg)} address bits; a "
                              f"board's engines have {ENGINE_ADDRESS_BITS} each")
+    if selftest:
+        return ENGINE_ADDRESS_BITS + SELFTEST_SLAVE.bit_length()
     if len(cfgs) == 1:
         return address_bits(cfgs[0])
     return ENGINE_ADDRESS_BITS + (len(cfgs) - 1).bit_length()
@@ -386,15 +396,16 @@ class CommandExecutor(wiring.Component):
     inside one engine's register map (or, for a WRITE, touches a read-only word) is refused whole
     with AXI_ERROR, before any register is touched."""
 
-    def __init__(self, cfgs):
+    def __init__(self, cfgs, selftest=False):
         self._cfgs = cfgs = list(cfgs) if isinstance(cfgs, (list, tuple)) else [cfgs]
+        self._selftest = selftest
         self._ibs = [stream_bits(c.n_in, c.data_bits) // 8 for c in cfgs]
         self._obs = [stream_bits(c.n_out, c.data_bits) // 8 for c in cfgs]
         self._ib, self._ob = max(self._ibs), max(self._obs)
         super().__init__({
             "commands": In(CommandLink(8 * self._ib + 1)),
             "reply": Out(ReplyLink(max(WORD.size, self._ob))),
-            "axil": Out(AXI4Lite(engine_address_bits(cfgs))),
+            "axil": Out(AXI4Lite(engine_address_bits(cfgs, selftest))),
             "px_out": Out(stream.Signature(8 * self._ib + 1)),
             "px_in": In(stream.Signature(8 * self._ob + 1)),
             "engine": Out(ENGINE_BITS),
@@ -458,8 +469,11 @@ class CommandExecutor(wiring.Component):
     def _fits(self, writable):
         """The command's words are all inside one run of mapped (or writable) words."""
         addr = self.cmd.addr
-        bases = [0] if len(self._cfgs) == 1 else [engine_base(e) for e in range(len(self._cfgs))]
+        single = len(self._cfgs) == 1 and not self._selftest
+        bases = [0] if single else [engine_base(e) for e in range(len(self._cfgs))]
         runs = [run for cfg, base in zip(self._cfgs, bases) for run in address_runs(cfg, writable, base)]
+        if self._selftest:
+            runs += register_runs(SELFTEST_REGISTERS, writable, SELFTEST_BASE)
         return Cat(*((addr >= lo) & (self.end <= hi) for lo, hi in runs)).any()
 
     def _check(self, m, kind):
@@ -611,11 +625,12 @@ class HostBridge(wiring.Component):
     with several); ``timeout`` is the number of clocks without a byte after which a
     half-received frame is abandoned."""
 
-    def __init__(self, cfgs, timeout):
+    def __init__(self, cfgs, timeout, selftest=False):
         if not isinstance(timeout, int) or timeout < 16:
             raise ValueError(f"timeout must be an integer number of clocks >= 16, not {timeout!r}")
         self._cfgs = cfgs = list(cfgs) if isinstance(cfgs, (list, tuple)) else [cfgs]
         self._timeout = timeout
+        self._selftest = selftest
         self._in_sizes = [stream_bits(c.n_in, c.data_bits) // 8 for c in cfgs]
         self._out_sizes = [stream_bits(c.n_out, c.data_bits) // 8 for c in cfgs]
         self._batches = [stream_batch(i, o) for i, o in zip(self._in_sizes, self._out_sizes)]
@@ -623,7 +638,7 @@ class HostBridge(wiring.Component):
             "rx": In(stream.Signature(8, always_ready=True)),
             "tx": Out(stream.Signature(8)),
             # AXI4-Lite manager of the engines' registers
-            "axil": Out(AXI4Lite(engine_address_bits(cfgs))),
+            "axil": Out(AXI4Lite(engine_address_bits(cfgs, selftest))),
             # AXI4-Stream towards the engine that `engine` names, and back
             # pixels: payload = word (docs/spec.md §4, padded to bytes; the widest engine's width,
             # an engine's word in the low bits) with `last` as the top bit
@@ -635,7 +650,7 @@ class HostBridge(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.receiver = receiver = FrameReceiver(self._in_sizes, self._batches, self._timeout)
-        m.submodules.executor = executor = CommandExecutor(self._cfgs)
+        m.submodules.executor = executor = CommandExecutor(self._cfgs, self._selftest)
         m.submodules.transmitter = transmitter = ReplyTransmitter(max(WORD.size, *self._out_sizes))
         wiring.connect(m, wiring.flipped(self.rx), receiver.rx)
         wiring.connect(m, receiver.commands, executor.commands)

@@ -2,6 +2,7 @@
 (``board_harness.cpp``) that serves its UART on a TCP socket (or, with the byte link, the bridge's
 byte streams without the UART). Builds are cached per configuration in ``build/board_sim/<id>/``."""
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -78,6 +79,13 @@ def build_board_sim(cfgs, log=None, byte_link=False, impl=None):
     tuned = "" if impl is None else "_" + hashlib.sha256(repr(impl).encode()).hexdigest()[:8]
     work = work_dir("board_sim", board_id(cfgs) + tuned + ("_bytes" if byte_link else ""))
     work.mkdir(parents=True, exist_ok=True)
+    # one build of a board at a time across processes (pytest-xdist workers share the cache)
+    with open(work / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(text, work, byte_link, divisor, log)
+
+
+def _build_locked(text, work, byte_link, divisor, log):
     defines = ["-CFLAGS", f"-DBYTE_LINK_CLOCKS={BYTE_LINK_CLOCKS}"] if byte_link else []
     digest = hashlib.sha256(text.encode() + HARNESS.read_bytes() + " ".join(defines).encode()).hexdigest()
     exe = work / "obj" / "board_sim"

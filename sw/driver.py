@@ -256,6 +256,33 @@ class Accelerator:
         self._wait_commit()
         self.image, self.params = image, params
 
+    def selftest(self, pixels, seed=1, timeout=60.0, poll=0.05):
+        """Run the board's self-test on this engine: ``pixels`` pseudo-random pixels from
+        ``seed`` at full clock (``hw/selftest_map.py``), with the active bank. Returns
+        ``{"pixels", "out", "cycles", "checksum"}`` as the board counted them; a
+        :class:`DriverError` if the board has no self-test or the run does not end within
+        ``timeout`` seconds."""
+        from bfly.hw.selftest_map import (SELFTEST_BASE, ST_CTRL, ST_STATUS, ST_SEED, ST_PIXELS,
+                                          ST_OUT, ST_CYCLES, ST_CHECKSUM)
+        if not 0 <= pixels < 1 << 32 or not 0 <= seed < 1 << 32:
+            raise DriverError(f"pixels and seed are 32-bit counts, not {pixels} and {seed}")
+        try:
+            self.link.write(SELFTEST_BASE + ST_SEED.offset, [seed, pixels])
+        except LinkError as e:
+            if e.status == "AXI_ERROR":
+                raise DriverError("this board has no self-test (built before it existed)")
+            raise
+        assert ST_PIXELS.offset == ST_SEED.offset + 4
+        self.link.write(SELFTEST_BASE + ST_CTRL.offset, [ST_CTRL.pack(start=1, engine=self.engine)])
+        deadline = time.monotonic() + timeout
+        while not ST_STATUS.unpack(self.link.read(SELFTEST_BASE + ST_STATUS.offset, 1)[0])["done"]:
+            if time.monotonic() > deadline:
+                raise DriverError(f"the self-test of {pixels} pixels did not finish in {timeout:g} s")
+            time.sleep(poll)
+        out, cycles, checksum = self.link.read(SELFTEST_BASE + ST_OUT.offset, 3)
+        assert [ST_CYCLES.offset, ST_CHECKSUM.offset] == [ST_OUT.offset + 4, ST_OUT.offset + 8]
+        return {"pixels": pixels, "out": out, "cycles": cycles, "checksum": checksum}
+
     def bank_params(self, image):
         """The parameters :meth:`load` writes for ``image``: what the engine computes with once
         it is committed (an epilogue the image lacks is the identity)."""

@@ -13,7 +13,7 @@ from bfly.hw.hostlink import MAX_ENGINES
 from bfly.sim.board_sim import BYTE_LINK_CLOCKS, UART_BYTE_CLOCKS
 
 from .common import UserError, add_config_args, board_baud, config_from_args, connect, load_image, \
-    output_path, add_link_args, CONFIG_KEYS
+    output_path, add_link_args, CONFIG_KEYS, positive_int, seed_arg
 
 __all__ = ["register"]
 
@@ -274,6 +274,41 @@ def cmd_run(args):
     return 0
 
 
+def cmd_selftest(args):
+    """``bfly selftest``: the board's on-chip self-test on one engine, against the golden model."""
+    from bfly.sw.driver import DriverError, LinkError
+    from bfly.sw.image import ImageError
+    from bfly.sim.model import engine_forward
+    from bfly.sim.selftest import selftest_pixels, selftest_checksum
+    _check_timeout(args)
+    image = load_image(args.check) if args.check else None
+    acc = connect(args)
+    try:
+        if image is not None:
+            try:
+                image.check_engine({"config": acc.config.to_dict()})
+            except ImageError as e:
+                raise DriverError(f"--check {args.check}: {e}")
+            params, source = acc.bank_params(image), f"of {args.check}"
+        else:
+            params, source = acc.read_params(), "read back from the board's shadow bank"
+        r = acc.selftest(args.pixels, args.seed, timeout=args.run_timeout)
+    except DriverError as e:
+        raise UserError(str(e))
+    except LinkError as e:
+        raise _link_error(args, e)
+    cfg = acc.config
+    want = selftest_checksum(cfg, engine_forward(cfg, params, selftest_pixels(cfg, args.seed, args.pixels)).y)
+    rate = r["out"] / r["cycles"] if r["cycles"] else 0.0
+    if r["out"] != args.pixels or r["checksum"] != want:
+        print(f"FAIL {r['out']} of {args.pixels} pixels out, checksum 0x{r['checksum']:08X}; the golden "
+              f"model with the parameters {source} gives 0x{want:08X}")
+        return 1
+    print(f"PASS {args.pixels} pixels bit-exact, {rate:.3f} pixels/clock at the engine clock "
+          f"({r['cycles']:,} clocks; checksum 0x{want:08X}, parameters {source})")
+    return 0
+
+
 def _network_arg(p):
     p.add_argument("--network", metavar="DIR", help="an engine for each configuration of a network "
                                                     "that bfly export wrote (its directory or network.json)")
@@ -304,7 +339,9 @@ def register(sub):
     p.set_defaults(func=cmd_sim_board)
 
     for name, func, helptext in (("load", cmd_load, "load a weight image onto a board and commit it"),
-                                 ("run", cmd_run, "stream a feature map through a board")):
+                                 ("run", cmd_run, "stream a feature map through a board"),
+                                 ("selftest", cmd_selftest, "the board's on-chip self-test at full "
+                                  "clock, checked against the golden model")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--port", required=True, help="serial port or pyserial URL (socket://127.0.0.1:4321)")
         add_link_args(p)
@@ -312,6 +349,14 @@ def register(sub):
                        help="which engine of a board with several (default 0)")
         if name == "load":
             p.add_argument("image", help="a .bfly weight image")
+        elif name == "selftest":
+            p.add_argument("--pixels", type=positive_int, default=1_000_000,
+                           help="pseudo-random pixels the board feeds its engine (default 10**6)")
+            p.add_argument("--seed", type=seed_arg, default=1, help="the generator's seed (default 1)")
+            p.add_argument("--check", metavar="IMAGE", help="the weight image loaded onto the board "
+                           "(default: the shadow bank read back)")
+            p.add_argument("--run-timeout", type=float, default=600.0, metavar="SECONDS",
+                           help="longest wait for the run to finish (default 600)")
         else:
             p.add_argument("--input", required=True, help="integer feature map (C, H, W), .npy")
             p.add_argument("-o", "--output", required=True, type=output_path, help="output feature map (P, H, W), .npy")
