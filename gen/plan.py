@@ -19,7 +19,7 @@ from bfly.hw.mult import ECP5_DSP_WIDTH
 from bfly.hw.regmap import BIAS_BITS
 
 __all__ = ["DEVICES", "PlanError", "lanes_options", "estimate", "netlist_estimate", "netlist_counts",
-           "plan_network", "BOARD_RESERVE", "LUT_MODEL", "FMAX_MHZ"]
+           "plan_network", "plan_implementation", "BOARD_RESERVE", "LUT_MODEL", "FMAX_MHZ"]
 
 #: what the planner may use of each target device
 DEVICES = {
@@ -191,7 +191,8 @@ def plan_network(engines, loads, target="ecp5-85k", target_inputs_per_s=None, pr
             "available": {k: dev[k] for k in ("dsps", "luts", "ffs")},
             "budget": budget,
             "engines": [{"engine": i, "config": c.to_dict(), "lanes": c.lanes, "interval": c.interval,
-                         "implementation": {"epilogue_products": p},
+                         "implementation": {"family": plan_implementation(target, p).family,
+                                            "epilogue_products": p},
                          "pixels_per_input": load, "estimate": e, "inputs_per_s": r}
                         for i, (c, p, e, load, r) in enumerate(zip(chosen, products, ests, loads,
                                                                    engine_rates))],
@@ -251,6 +252,16 @@ def netlist_counts(text, dsp_width=18):
     return out
 
 
+def plan_implementation(target, epilogue_products="dsp"):
+    """The :class:`bfly.hw.impl.Implementation` a planned engine is estimated and built with: the
+    target's primitives (on an ECP5, ``MULT18X18D`` instances and kept flip-flop copies), no DSP
+    sites (a board's engines would all claim the first ones), the epilogue's products as
+    planned."""
+    from bfly.hw.targets import HARDWARE_TARGETS
+    return replace(HARDWARE_TARGETS[DEVICES[target]["hardware"]].implementation(), dsp_sites=(),
+                   epilogue_products=epilogue_products)
+
+
 @functools.lru_cache(maxsize=64)
 def netlist_estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
     """:func:`estimate` with DSPs, flip-flops and LUTs counted on the engine's netlist (the
@@ -258,10 +269,8 @@ def netlist_estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
     8% of nextpnr's on the calibration engines, LUTs by :data:`LUT_MODEL`. Takes seconds (an
     elaboration)."""
     from amaranth.back import rtlil
-    from bfly.hw.targets import HARDWARE_TARGETS
     from bfly.hw.top import BflyTop
-    impl = replace(HARDWARE_TARGETS[DEVICES[target]["hardware"]].implementation(),
-                   epilogue_products=epilogue_products)
+    impl = plan_implementation(target, epilogue_products)
     counts = netlist_counts(rtlil.convert(BflyTop(cfg, impl), name="top"), DEVICES[target]["dsp_width"])
     est = dict(estimate(cfg, target, epilogue_products))
     est.update(dsps=counts["dsps"], ffs=counts["ffs"],

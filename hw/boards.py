@@ -16,16 +16,19 @@ class Board:
     clk_hz: float       # the board's oscillator, which clocks the design (no PLL)
     baud: int           # UART rate, bits per second
     cells: dict         # report key -> nextpnr cell types
+    target: str         # the device, as bfly synth and bfly plan name it
 
 
 # Without a PLL the 25 MHz clock makes 1 Mbaud exactly (25 clocks a bit), an FTDI rate; 3 Mbaud
 # would need 8.33 clocks a bit.
 BOARDS = {b.name: b for b in (
     Board("ulx3s", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", 25e6, 1_000_000,
-          {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"], "brams": ["DP16KD"]}),
+          {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"], "brams": ["DP16KD"]},
+          "ecp5-85k"),
     # iCE40UP5K: 8 DSPs, so only the smallest engines fit
     Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", 12e6, 1_000_000,
-          {"luts": ["ICESTORM_LC"], "dsps": ["ICESTORM_DSP"], "brams": ["ICESTORM_RAM"]}),
+          {"luts": ["ICESTORM_LC"], "dsps": ["ICESTORM_DSP"], "brams": ["ICESTORM_RAM"]},
+          "ice40-up5k"),
 )}
 
 DEFAULT_BOARD = "ulx3s"

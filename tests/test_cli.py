@@ -187,8 +187,8 @@ def test_choices_come_from_the_tables():
         **{(cmd, "overflow"): list(OVERFLOW_MODES) for cmd in ("gen", "sim", "synth", "build", "sim-board",
                                                               "export")},
         **{(cmd, "target"): list(TARGETS) for cmd in ("gen", "synth")},
-        **{(cmd, "board"): list(BOARDS) for cmd in ("build", "load", "run", "evaluate")},
-        **{(cmd, "engine"): list(range(MAX_ENGINES)) for cmd in ("load", "run")},
+        **{(cmd, "board"): list(BOARDS) for cmd in ("build", "load", "run", "selftest", "evaluate")},
+        **{(cmd, "engine"): list(range(MAX_ENGINES)) for cmd in ("load", "run", "selftest")},
     }
 
 

@@ -24,7 +24,12 @@ def cmd_build(args):
     baud = board_baud(args.board, args.baud)
     print(f"building {_engines_text(cfgs)} for {args.board} (synthesis, place and route, bitstream: "
           f"minutes)", flush=True)
-    impls = _plan(args)[1] if args.plan else None
+    impls = None
+    if args.plan:
+        _, impls, plan = _plan(args)
+        if plan.get("target") != BOARDS[args.board].target:
+            raise UserError(f"{args.plan} is a plan for {plan.get('target')}; the {args.board} has "
+                            f"{BOARDS[args.board].target} (bfly plan --target {BOARDS[args.board].target})")
     try:
         r = build_board(cfgs if len(cfgs) > 1 else cfgs[0], args.board, args.output, baud, impls)
     except BuildError as e:
@@ -152,14 +157,17 @@ def _engines_text(cfgs):
 
 
 def cmd_sim_board(args):
+    from dataclasses import replace
     from bfly.sim.board_sim import build_board_sim
     cfgs = board_configs(args)
     host, _, port = args.listen.rpartition(":")
     if host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"--listen must be 127.0.0.1:PORT, not {args.listen!r}")
     print(f"building the simulated board for {_engines_text(cfgs)} (cached after the first time)", flush=True)
-    exe, divisor = build_board_sim(cfgs, byte_link=args.byte_link,
-                                   impl=_plan(args)[1] if args.plan else None)
+    # (the simulated board takes the plan's choices in generic logic: the same values as the
+    # target's primitives, which Verilator has no models of here)
+    impl = [replace(i, family=None) for i in _plan(args)[1]] if args.plan else None
+    exe, divisor = build_board_sim(cfgs, byte_link=args.byte_link, impl=impl)
     cmd = [str(exe), "--port", port, "--divisor", str(divisor)] + (["--once"] if args.once else [])
     return run_child(cmd)
 
