@@ -112,6 +112,7 @@ def estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
     fmax = FMAX_MHZ["epilogue" if cfg.epilogue else "parallel" if cfg.interval == 1 else "folded"]
     return {
         "dsps": dsps,
+        "brams": 0,
         "epilogue_products": epilogue_products if cfg.epilogue else None,
         "luts": int(luts),
         "ffs": int(ffs),
@@ -141,7 +142,7 @@ def plan_network(engines, loads, target="ecp5-85k", target_inputs_per_s=None, pr
         raise PlanError(f"{len(engines)} engine configurations; a board holds at most {MAX_ENGINES}")
     dev = DEVICES[target]
     budget = {"dsps": dev["dsps"], "luts": dev["luts"] * FILL - BOARD_RESERVE["luts"],
-              "ffs": dev["ffs"] * FILL - BOARD_RESERVE["ffs"]}
+              "ffs": dev["ffs"] * FILL - BOARD_RESERVE["ffs"], "brams": dev["brams"]}
     options = [lanes_options(cfg) for cfg in engines]
     rate = {c: estimate(c, target)["pixels_per_s"] / load
             for opts, load in zip(options, loads) for c in opts}
@@ -188,7 +189,7 @@ def plan_network(engines, loads, target="ecp5-85k", target_inputs_per_s=None, pr
         bound = min(range(len(chosen)), key=engine_rates.__getitem__)
         return {
             "target": target,
-            "available": {k: dev[k] for k in ("dsps", "luts", "ffs")},
+            "available": {k: dev[k] for k in ("dsps", "luts", "ffs", "brams")},
             "budget": budget,
             "engines": [{"engine": i, "config": c.to_dict(), "lanes": c.lanes, "interval": c.interval,
                          "implementation": {"family": plan_implementation(target, p).family,
@@ -207,6 +208,11 @@ def plan_network(engines, loads, target="ecp5-85k", target_inputs_per_s=None, pr
                     f"LUTs or flip-flops run out)")
 
 
+#: the block RAM's shapes (depth, width), shallowest first (ECP5 DP16KD); a memory at least
+#: BRAM_MIN_DEPTH deep goes to block RAM (a copy per read port), a shallower one to LUT RAM
+BRAM_SHAPES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+BRAM_MIN_DEPTH = 64
+
 _LOGIC = {"$mux": "WIDTH", "$and": "Y_WIDTH", "$or": "Y_WIDTH", "$xor": "Y_WIDTH", "$xnor": "Y_WIDTH",
           "$not": "Y_WIDTH"}
 _REDUCE = ("$reduce_or", "$reduce_and", "$reduce_xor", "$reduce_bool", "$eq", "$ne", "$logic_not",
@@ -219,15 +225,26 @@ def netlist_counts(text, dsp_width=18):
     """What the RTLIL ``text`` of an engine holds: ``{"ffs", "logic", "carry", "memory",
     "dsps"}`` (flip-flop bits, logic bits as :data:`LUT_MODEL` counts them, adder bits, memory
     bits written, DSPs: instances and inferred products, two for one wider than ``dsp_width``)."""
-    out = {"ffs": 0, "logic": 0, "carry": 0, "memory": 0, "dsps": 0}
+    out = {"ffs": 0, "logic": 0, "carry": 0, "memory": 0, "dsps": 0, "brams": 0}
     cell, params = None, {}
+    memories, reads = {}, {}        # by (module, memory name): each module is one instance
+    module = None
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith("cell "):
+        if line.startswith("module "):
+            module = line.split()[1]
+        elif line.startswith("memory "):
+            parts = line.split()
+            memories[module, parts[-1]] = (int(parts[parts.index("width") + 1]),
+                                           int(parts[parts.index("size") + 1]))
+        elif line.startswith("cell "):
             cell, params = line.split()[1], {}
         elif cell and line.startswith("parameter "):
             _, name, value = line.split(None, 2)
-            params[name[1:]] = int(value) if value.lstrip("-").isdigit() else 0
+            if name == "\\MEMID":
+                params["MEMID"] = value.strip('"').replace("\\\\", "\\")
+            else:
+                params[name[1:]] = int(value) if value.lstrip("-").isdigit() else 0
         elif cell and line == "end":
             p = params.get
             if cell in _FFS:
@@ -248,7 +265,14 @@ def netlist_counts(text, dsp_width=18):
                 out["logic"] += p("Y_WIDTH", 0) * max(1, p("B_WIDTH", 0))
             elif cell == "$memwr_v2":
                 out["memory"] += p("WIDTH", 0)
+            elif cell == "$memrd_v2":
+                reads[module, p("MEMID")] = reads.get((module, p("MEMID")), 0) + 1
             cell = None
+    for name, (width, depth) in memories.items():
+        if depth >= BRAM_MIN_DEPTH:        # (shallower ones become LUT RAM)
+            per_width = next((w for d, w in BRAM_SHAPES if d >= depth), 1)
+            rows = -(-depth // BRAM_SHAPES[-1][0])
+            out["brams"] += max(1, reads.get(name, 0)) * -(-width // per_width) * rows
     return out
 
 
@@ -273,7 +297,7 @@ def netlist_estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
     impl = plan_implementation(target, epilogue_products)
     counts = netlist_counts(rtlil.convert(BflyTop(cfg, impl), name="top"), DEVICES[target]["dsp_width"])
     est = dict(estimate(cfg, target, epilogue_products))
-    est.update(dsps=counts["dsps"], ffs=counts["ffs"],
+    est.update(dsps=counts["dsps"], ffs=counts["ffs"], brams=counts["brams"],
                luts=int(LUT_MODEL["logic"] * counts["logic"] + LUT_MODEL["memory"] * counts["memory"]),
                model="netlist (elaborated, no synthesis)")
     return est

@@ -122,3 +122,25 @@ def test_plan_from_the_command_line(capsys, tmp_path):
         code, _, err = run(capsys, "build", *argv, "-o", tmp_path / "b")
         assert code == 2 and message in err and err.count("\n") == 1, err
         assert not (tmp_path / "b").exists()
+
+
+def test_memories_count_as_block_ram_or_lut_ram():
+    """A 64-deep memory is block RAM, one per read port (BFT(256,4) with 8 lanes: 32 weight
+    memories of 32 x 64, two read ports each, 64 DP16KD in nextpnr); a 16-deep one LUT RAM."""
+    from amaranth.back import rtlil
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib.memory import Memory
+    from bfly.gen.plan import netlist_counts
+    m = Module()
+    addr, out = Signal(6), Signal(32)
+    m.submodules.deep = deep = Memory(shape=32, depth=64, init=[])
+    m.submodules.shallow = shallow = Memory(shape=32, depth=16, init=[])
+    for mem in (deep, shallow):
+        w = mem.write_port()
+        m.d.comb += [w.addr.eq(addr), w.data.eq(addr), w.en.eq(1)]
+    ports = [deep.read_port(), deep.read_port(), shallow.read_port()]
+    for p in ports:
+        m.d.comb += p.addr.eq(addr)
+    m.d.comb += out.eq(ports[0].data ^ ports[1].data ^ ports[2].data)
+    counts = netlist_counts(rtlil.convert(m, ports=[addr, out]))
+    assert counts["brams"] == 2 * 1 and counts["memory"] == 2 * 32

@@ -41,9 +41,9 @@ def cmd_build(args):
     print(f"  Fmax {r['fmax_mhz']:.1f} MHz at a {r['clock_mhz']:g} MHz clock; UART {r['baud']} baud")
     if args.plan:
         plan = _plan(args)[2]
-        est = {k: sum(e["estimate"][k] for e in plan["engines"]) for k in ("luts", "ffs", "dsps")}
+        est = {k: sum(e["estimate"].get(k, 0) for e in plan["engines"]) for k in ("luts", "ffs", "dsps", "brams")}
         print(f"  the plan estimated the engines at LUTs {est['luts']:,}, flip-flops {est['ffs']:,}, "
-              f"DSPs {est['dsps']} (the bridge and UART come on top)")
+              f"DSPs {est['dsps']}, block RAMs {est['brams']} (the bridge and UART come on top)")
     print(f"  bitstream {r['bitstream']}; report {Path(args.output) / 'build.json'}")
     if args.program:
         print(f"program the board with:  {r['program']}")

@@ -161,17 +161,17 @@ def cmd_plan(args):
     plan["network"] = str(Path(args.network).resolve())
     print(f"plan for {args.target}: {len(cfgs)} engines, estimates without synthesis")
     print(f"  {'engine':<32} {'layers':<22} {'lanes':>5} {'clk/px':>6} {'DSPs':>5} {'LUTs':>7} "
-          f"{'FFs':>7} {'MHz':>5} {'px/input':>8} {'inputs/s':>10}")
+          f"{'FFs':>7} {'BRAMs':>5} {'MHz':>5} {'px/input':>8} {'inputs/s':>10}")
     for e in plan["engines"]:
         est = e["estimate"]
         names = ",".join(l["name"] for l in layers if l["engine"] == e["engine"])
         epi = " (epilogue in LUTs)" if e["implementation"]["epilogue_products"] == "lut" else ""
         print(f"  {e['config']['id']:<32} {names[:22]:<22} {e['lanes'] or 'all':>5} {e['interval']:>6} "
-              f"{est['dsps']:>5} {est['luts']:>7,} {est['ffs']:>7,} {est['fmax_mhz']:>5.0f} "
+              f"{est['dsps']:>5} {est['luts']:>7,} {est['ffs']:>7,} {est['brams']:>5} {est['fmax_mhz']:>5.0f} "
               f"{e['pixels_per_input']:>8} {e['inputs_per_s']:>10,.0f}{epi}")
     u, a = plan["used"], plan["available"]
     print(f"  total: DSPs {u['dsps']} of {a['dsps']}, LUTs {u['luts']:,.0f} of {a['luts']:,}, "
-          f"flip-flops {u['ffs']:,.0f} of {a['ffs']:,}")
+          f"flip-flops {u['ffs']:,.0f} of {a['ffs']:,}, block RAMs {u['brams']} of {a['brams']}")
     print(f"network: {plan['inputs_per_s']:,.0f} inputs/s at the estimated clocks, bound by engine "
           f"{plan['bound_by']}" + ("" if plan["meets_target"] else
                                    f"; the target {args.target_inputs_per_s:,.0f} inputs/s is not met"))
