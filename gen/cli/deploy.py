@@ -227,7 +227,6 @@ def read_fmap(path):
 def cmd_run(args):
     import numpy as np
     from bfly.sw.driver import DriverError, LinkError
-    from bfly.sw.image import ImageError
     from bfly.sim.model import engine_forward
     _check_timeout(args)
     fmap = read_fmap(args.input)
@@ -238,11 +237,7 @@ def cmd_run(args):
         raise UserError(f"-o {args.output}: not a place for a .npy file")
     acc = connect(args)
     try:
-        if image is not None:
-            try:
-                image.check_engine({"config": acc.config.to_dict()})
-            except ImageError as e:
-                raise DriverError(f"--check {args.check}: {e}")
+        _check_fits(acc, image, args.check)
         t0 = time.time()
         out = acc.run(fmap)
         dt = time.time() - t0
@@ -282,21 +277,30 @@ def cmd_run(args):
     return 0
 
 
+def _check_fits(acc, image, path):
+    """A :class:`DriverError` unless ``image`` (``--check PATH``; None: nothing to check) fits the
+    engine of ``acc``."""
+    from bfly.sw.driver import DriverError
+    from bfly.sw.image import ImageError
+    if image is None:
+        return
+    try:
+        image.check_engine({"config": acc.config.to_dict()})
+    except ImageError as e:
+        raise DriverError(f"--check {path}: {e}")
+
+
 def cmd_selftest(args):
     """``bfly selftest``: the board's on-chip self-test on one engine, against the golden model."""
     from bfly.sw.driver import DriverError, LinkError
-    from bfly.sw.image import ImageError
     from bfly.sim.model import engine_forward
     from bfly.sim.selftest import selftest_pixels, selftest_checksum
     _check_timeout(args)
     image = load_image(args.check) if args.check else None
     acc = connect(args)
     try:
+        _check_fits(acc, image, args.check)
         if image is not None:
-            try:
-                image.check_engine({"config": acc.config.to_dict()})
-            except ImageError as e:
-                raise DriverError(f"--check {args.check}: {e}")
             params, source = acc.bank_params(image), f"of {args.check}"
         else:
             params, source = acc.read_params(), "read back from the board's shadow bank"
