@@ -79,3 +79,12 @@ def test_a_million_pixels_on_chip_and_a_wrong_weight(capsys, tmp_path):
         # against the bank read back (what the board now holds) it passes again
         code, out, err = run(capsys, "selftest", "--port", url, "--pixels", 20_000)
         assert code == 0 and "read back from the board's shadow bank" in out, out + err
+
+
+def test_a_board_without_the_self_test_says_so():
+    """A board built before the self-test refuses its registers (AXI_ERROR): one clear error."""
+    from bfly.sw.driver import DriverError
+    from bfly.sw.simboard import SimulatedBoard
+    acc = Accelerator(SimulatedBoard(CFG, latency=40))
+    with pytest.raises(DriverError, match="this board has no self-test"):
+        acc.selftest(100)
