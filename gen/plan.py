@@ -3,8 +3,7 @@ engines fit one device together and the network's throughput (model inputs per s
 engine whose share of the pixels takes longest) is as high as possible, or just meets a target.
 
 Nothing here needs synthesis. The search ranks candidates by DSPs, counted from the
-configuration as synthesis maps them (:func:`estimate`, which also holds a rough first guess of
-LUTs and flip-flops); the candidate it settles on is checked by :func:`netlist_estimate`, which
+configuration as synthesis maps them (:func:`estimate`); the candidate it settles on is checked by :func:`netlist_estimate`, which
 counts the elaborated netlist (``docs/network.md`` gives its error against yosys and nextpnr).
 ``bfly build --plan`` places and routes the planned board and reports what it used.
 """
@@ -16,7 +15,6 @@ from bfly.hw.config import ConfigError
 from bfly.hw.epilogue import epilogue_input_bits
 from bfly.hw.hostlink import MAX_ENGINES
 from bfly.hw.mult import ECP5_DSP_WIDTH
-from bfly.hw.regmap import BIAS_BITS
 
 __all__ = ["DEVICES", "PlanError", "lanes_options", "estimate", "netlist_estimate", "netlist_counts",
            "plan_network", "plan_implementation", "BOARD_RESERVE", "LUT_MODEL", "FMAX_MHZ"]
@@ -38,14 +36,13 @@ MAX_OPTIONS = 8
 #: LUTs per bit of the netlist's logic (multiplexers, bitwise and reduction operators, compares,
 #: and shifters counted as output bits times shift bits) and per bit written to a memory (LUT RAM
 #: and its write logic): least squares over four engines placed and routed on the ECP5-85F
-#: (docs/network.md), whose LUTs it gives within 6.5% (within 9.4% leaving each one out)
+#: (docs/network.md gives the engines and the errors)
 LUT_MODEL = {"logic": 0.74, "memory": 4.63}
 
 
-#: Fmax by the engine's shape, as measured (docs/bench.md, docs/network.md): a fully parallel
-#: chain (BFT(16,4): 195-220 MHz), a folded one (BFT(64,4) with 8 lanes: 150-161 MHz), and any
-#: engine with the epilogue, whose product is its critical path (BFT(16,4), epilogue, 4 lanes:
-#: 84 MHz)
+#: Fmax by the engine's shape, from the measurements in docs/bench.md and docs/network.md: a
+#: fully parallel chain, a folded one, and any engine with the epilogue (whose product is its
+#: critical path)
 FMAX_MHZ = {"parallel": 195.0, "folded": 150.0, "epilogue": 84.0}
 
 
@@ -71,55 +68,33 @@ def lanes_options(cfg):
 
 
 def estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
-    """Resources and Fmax of the engine of ``cfg`` on ``target``, without synthesis:
-    ``{"dsps", "luts", "ffs", "fmax_mhz", "interval", "pixels_per_s", "model"}``.
+    """What the search ranks the engine of ``cfg`` on ``target`` by, from its configuration
+    alone: ``{"dsps", "epilogue_products", "fmax_mhz", "interval", "pixels_per_s", "model"}``
+    (:func:`netlist_estimate` adds LUTs, flip-flops and block RAMs).
 
     - DSPs: every multiplier of the chain, folded or not, one ``MULT18X18D`` each up to 18-bit
       operands, and the epilogue's ``n_out`` (two each where its product is wider than 18 bits,
       as yosys maps it; none with ``epilogue_products="lut"``);
-    - flip-flops and LUTs: a rough first guess from the datapath alone (it leaves out the
-      register bank, the FIFO and the copies, and is 20-80% low on the bench engines): only
-      :func:`netlist_estimate` is to be trusted for them;
     - Fmax: :data:`FMAX_MHZ`, measured figures by shape.
     """
     dev = DEVICES[target]
     d, w = cfg.data_bits, cfg.weight_bits
     if max(d, w) > dev["dsp_width"]:
         raise PlanError(f"{cfg.id}: {max(d, w)}-bit operands do not fit a {dev['dsp_width']}-bit DSP")
-    mults = cfg.multipliers
     lut_epilogue = cfg.epilogue and epilogue_products == "lut"
-    chain_dsps = mults - (cfg.n_out if cfg.epilogue else 0)
+    chain_dsps = cfg.multipliers - (cfg.n_out if cfg.epilogue else 0)
     # yosys maps an epilogue product wider than a DSP's 18 bits (a residual engine's y + Gx has
     # data_bits + RESIDUAL_SHIFT_MAX + 2 bits) to two MULT18X18D
     epi_bits = epilogue_input_bits(cfg)
     epi_dsps = 0 if not cfg.epilogue or lut_epilogue else cfg.n_out * (1 if epi_bits + w <= dev["dsp_width"] else 2)
-    dsps = chain_dsps + epi_dsps
-    lanes_frac = 1 / cfg.interval
-    acc = sum(cfg.acc_bits(l) for l in range(cfg.n_stages)) / cfg.n_stages
-    outputs = sum(f.p for f in cfg.factors) * lanes_frac + (cfg.n_out if cfg.epilogue else 0)
-    # per multiplier: input copy, two operand registers, the product, its fabric copy
-    path_ffs = mults * (d + w + 2 * (d + w) + d)
-    # per output: the adder tree's levels and the requantizer's six steps
-    out_ffs = outputs * acc * 6
-    weight_ffs = 2 * cfg.n_weights * w if cfg.interval == 1 else 0
-    epi_ffs = cfg.n_out * (w + BIAS_BITS) * 2 if cfg.epilogue else 0
-    ffs = path_ffs + out_ffs + weight_ffs + epi_ffs
-    luts = outputs * acc * 3 + mults * (d + w)
-    if lut_epilogue:        # a shift-and-add product per output channel: w rows of e_bits
-        luts += cfg.n_out * w * (d + 8)
-    if cfg.interval > 1:
-        luts += cfg.n_weights * w // 4 + mults * d * 2     # LUT RAM weights, operand choice
     fmax = FMAX_MHZ["epilogue" if cfg.epilogue else "parallel" if cfg.interval == 1 else "folded"]
     return {
-        "dsps": dsps,
-        "brams": 0,
+        "dsps": chain_dsps + epi_dsps,
         "epilogue_products": epilogue_products if cfg.epilogue else None,
-        "luts": int(luts),
-        "ffs": int(ffs),
         "fmax_mhz": fmax,
         "interval": cfg.interval,
         "pixels_per_s": fmax * 1e6 / cfg.interval,
-        "model": "estimate (no synthesis)",
+        "model": "configuration (no synthesis)",
     }
 
 
@@ -221,11 +196,12 @@ _SHIFT = ("$shl", "$shr", "$sshr", "$sshl", "$shift", "$shiftx")
 _FFS = ("$dff", "$adff", "$sdff", "$dffe", "$sdffe", "$adffe")
 
 
-def netlist_counts(text, dsp_width=18):
-    """What the RTLIL ``text`` of an engine holds: ``{"ffs", "logic", "carry", "memory",
-    "dsps"}`` (flip-flop bits, logic bits as :data:`LUT_MODEL` counts them, adder bits, memory
-    bits written, DSPs: instances and inferred products, two for one wider than ``dsp_width``)."""
-    out = {"ffs": 0, "logic": 0, "carry": 0, "memory": 0, "dsps": 0, "brams": 0}
+def netlist_counts(text, dsp_width=ECP5_DSP_WIDTH):
+    """What the RTLIL ``text`` of an engine holds: ``{"ffs", "logic", "memory", "dsps",
+    "brams"}`` (flip-flop bits, logic bits as :data:`LUT_MODEL` counts them (adders are left
+    out: the fit gave them no weight), memory bits written, DSPs: instances and inferred
+    products, two for one wider than ``dsp_width``, and block RAMs)."""
+    out = {"ffs": 0, "logic": 0, "memory": 0, "dsps": 0, "brams": 0}
     cell, params = None, {}
     memories, reads = {}, {}        # by (module, memory name): each module is one instance
     module = None
@@ -255,8 +231,6 @@ def netlist_counts(text, dsp_width=18):
                 out["dsps"] += 1
             elif cell == "$mul":
                 out["dsps"] += 1 if max(p("A_WIDTH", 0), p("B_WIDTH", 0)) <= dsp_width else 2
-            elif cell in ("$add", "$sub", "$neg"):
-                out["carry"] += p("Y_WIDTH", 0)
             elif cell in _LOGIC:
                 out["logic"] += p(_LOGIC[cell], 0)
             elif cell in _REDUCE:
@@ -289,9 +263,9 @@ def plan_implementation(target, epilogue_products="dsp"):
 @functools.lru_cache(maxsize=64)
 def netlist_estimate(cfg, target="ecp5-85k", epilogue_products="dsp"):
     """:func:`estimate` with DSPs, flip-flops and LUTs counted on the engine's netlist (the
-    Verilog top elaborated for ``target`` as synthesis gets it, read as RTLIL): flip-flops within
-    8% of nextpnr's on the calibration engines, LUTs by :data:`LUT_MODEL`. Takes seconds (an
-    elaboration)."""
+    Verilog top elaborated for ``target`` as synthesis gets it, read as RTLIL): flip-flops as
+    counted, LUTs by :data:`LUT_MODEL` (docs/network.md compares both with nextpnr). Takes an
+    elaboration."""
     from amaranth.back import rtlil
     from bfly.hw.top import BflyTop
     impl = plan_implementation(target, epilogue_products)

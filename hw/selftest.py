@@ -16,8 +16,8 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Lite, AXI4LiteSlave
 from .hostlink import ENGINE_BITS
-from .selftest_map import (XORSHIFT, SEED_STRIDE, SELFTEST_REGISTERS, ST_CTRL, ST_STATUS, ST_SEED,
-                           ST_PIXELS, ST_OUT, ST_CYCLES, ST_CHECKSUM)
+from .selftest_map import (XORSHIFT, SEED_STRIDE, SELFTEST_REGISTERS, lane_offset, ST_CTRL,
+                           ST_STATUS, ST_SEED, ST_PIXELS, ST_OUT, ST_CYCLES, ST_CHECKSUM)
 
 __all__ = ["SelfTest", "SELFTEST_ADDRESS_BITS"]
 
@@ -96,7 +96,7 @@ class SelfTest(wiring.Component):
             m.d.sync += [fed.eq(0), out.eq(0), cycles.eq(0), checksum.eq(0), done.eq(0),
                          self.busy.eq(1)]
             for j, lane in enumerate(lanes):
-                s = (seed ^ ((j + 1) * SEED_STRIDE & 0xFFFFFFFF))[:32]
+                s = seed ^ lane_offset(j)             # (selftest_map.lane_seed)
                 m.d.sync += lane.eq(_xorshift(Mux(s == 0, SEED_STRIDE, s)))
         m.d.comb += [self.px.payload.eq(Cat(*lanes)[:self._pixel_bits]),
                      self.px.valid.eq(self.busy & (fed != count))]

@@ -17,7 +17,7 @@ from .csr import Field, Register
 from .hostlink import ENGINE_ADDRESS_BITS, ENGINE_BITS, MAX_ENGINES
 
 __all__ = ["SELFTEST_BASE", "SELFTEST_SLAVE", "ST_CTRL", "ST_STATUS", "ST_SEED", "ST_PIXELS",
-           "ST_OUT", "ST_CYCLES", "ST_CHECKSUM", "SELFTEST_REGISTERS", "lane_seed",
+           "ST_OUT", "ST_CYCLES", "ST_CHECKSUM", "SELFTEST_REGISTERS", "lane_seed", "lane_offset",
            "XORSHIFT", "SEED_STRIDE"]
 
 #: the self-test's slave number on the board's register bus: after the last possible engine
@@ -52,7 +52,12 @@ SELFTEST_REGISTERS = (ST_CTRL, ST_STATUS, ST_SEED, ST_PIXELS, ST_OUT, ST_CYCLES,
 assert max(r.end for r in SELFTEST_REGISTERS) <= 1 << ENGINE_ADDRESS_BITS
 
 
+def lane_offset(lane):
+    """What generator ``lane``'s start state XORs into the seed."""
+    return (lane + 1) * SEED_STRIDE & 0xFFFFFFFF
+
+
 def lane_seed(seed, lane):
-    """The start state of generator ``lane`` for ``seed`` (never 0: xorshift would stay there)."""
-    s = (seed ^ ((lane + 1) * SEED_STRIDE)) & 0xFFFFFFFF
-    return s or SEED_STRIDE
+    """The start state of generator ``lane`` for ``seed`` (never 0: xorshift would stay there;
+    0 becomes ``SEED_STRIDE``)."""
+    return (seed ^ lane_offset(lane)) & 0xFFFFFFFF or SEED_STRIDE

@@ -168,17 +168,14 @@ def trace_blocks(model):
         return blocks, None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     modules = dict(gm.named_modules())
     calls = [n for n in gm.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], BFTConv2d)]
-    count = {}
-    for n in calls:
-        count[n.target] = count.get(n.target, 0) + 1
     blocks = []
     for n in calls:
         if any(b.name == n.target for b in blocks):
             continue
         block = Block(n.target, modules[n.target], nodes=[n],
                       calls=[c for c in calls if c.target == n.target])
-        if count[n.target] > 1:
-            block.host = f"the layer is called {count[n.target]} times, so nothing after it is folded"
+        if len(block.calls) > 1:
+            block.host = f"the layer is called {len(block.calls)} times, so nothing after it is folded"
         else:
             _follow(block, n, modules)
         blocks.append(block)

@@ -96,7 +96,6 @@ def accelerated_model(model, export, backend, trace=None):
     with each block's layer call and folded ops replaced by one :class:`AcceleratedBlock`, or,
     where the model was exported without a trace, the layer modules replaced."""
     import copy
-    block_cls = AcceleratedBlock
     model = copy.deepcopy(model).eval()
     blocks, gm, _ = trace_blocks(model)
     by_name = {l["name"]: l for l in export.layers}
@@ -116,13 +115,13 @@ def accelerated_model(model, export, backend, trace=None):
             parent, _, attr = b.name.rpartition(".")
             owner = model.get_submodule(parent) if parent else model
             layer = by_name[b.name]
-            setattr(owner, attr, block_cls(layer, export.image(layer), backend, trace))
+            setattr(owner, attr, AcceleratedBlock(layer, export.image(layer), backend, trace))
         return model
     graph = gm.graph
     for i, b in enumerate(blocks):
         layer = by_name[b.name]
         target = f"bfly_block_{i}"
-        gm.add_submodule(target, block_cls(layer, export.image(layer), backend, trace))
+        gm.add_submodule(target, AcceleratedBlock(layer, export.image(layer), backend, trace))
         # the layer call and what was folded after it; a layer called more than once (nothing
         # folded) has each call replaced
         chains = [b.nodes] if len(b.calls) <= 1 else [[c] for c in b.calls]

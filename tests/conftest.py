@@ -50,7 +50,7 @@ def trained():
 @pytest.fixture(scope="session")
 def own_net(tmp_path_factory):
     """``(spec, weights, calib, test set, model, export)``: ``tests/own_net.py:Net``, trained 10
-    epochs on the digits (90% test accuracy, 3 s on one thread), saved as a user would, and
+    epochs on the digits (a few seconds on one thread), saved as a user would, and
     exported on 128 training images."""
     import numpy as np
     from bfly.examples.digits import train

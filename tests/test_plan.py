@@ -24,9 +24,9 @@ def test_options_run_from_parallel_to_folded():
 
 
 def test_the_dsps_are_counted_as_synthesis_maps_them():
-    """A residual engine's epilogue products are wider than 18 bits: two DSPs each (yosys mapped
-    64 MULT18X18D for BFT(16,4) with the epilogue and 4 lanes: 32 in the chain, 32 for 16
-    products); in LUTs, none. The formula and the netlist's count agree."""
+    """A residual engine's epilogue products are wider than 18 bits: two DSPs each, as yosys maps
+    them (docs/network.md: BFT(16,4) with the epilogue and 4 lanes, 32 in the chain and 32 for
+    16 products); in LUTs, none. The formula and the netlist's count agree."""
     cfg = EngineConfig.bft(16, 4, epilogue=True, lanes=4)
     assert estimate(cfg)["dsps"] == 64
     assert estimate(cfg, epilogue_products="lut")["dsps"] == 32
@@ -106,10 +106,10 @@ def test_plan_from_the_command_line(capsys, tmp_path):
     # the plan's engines are what build and sim-board make, folded as planned
     import argparse
     from bfly.gen.cli.common import CONFIG_KEYS
-    from bfly.gen.cli.deploy import board_configs
+    from bfly.gen.cli.deploy import board_engines
     args = argparse.Namespace(network=str(tmp_path / "net"), plan=str(tmp_path / "plan.json"),
                               **{k: None for k in CONFIG_KEYS})
-    assert [c.to_dict() for c in board_configs(args)] == [e["config"] for e in plan["engines"]]
+    assert [c.to_dict() for c in board_engines(args)[0]] == [e["config"] for e in plan["engines"]]
     # a plan for other engines, a plan without its network, options beside --network: refused
     other = dict(plan, engines=[dict(plan["engines"][0], config=EngineConfig.bft(8, 2, data_bits=6).to_dict())])
     (tmp_path / "other.json").write_text(json.dumps(other))
@@ -118,6 +118,7 @@ def test_plan_from_the_command_line(capsys, tmp_path):
         (["--plan", tmp_path / "plan.json"], "--plan goes with --network"),
         (["--network", tmp_path / "net", "--lanes", "2"], "leave out --lanes"),
         (["--network", tmp_path / "missing"], "no such file"),
+        (["--network", tmp_path / "missing", "--plan", tmp_path / "plan.json"], "no such file"),
     ]:
         code, _, err = run(capsys, "build", *argv, "-o", tmp_path / "b")
         assert code == 2 and message in err and err.count("\n") == 1, err
@@ -125,8 +126,8 @@ def test_plan_from_the_command_line(capsys, tmp_path):
 
 
 def test_memories_count_as_block_ram_or_lut_ram():
-    """A 64-deep memory is block RAM, one per read port (BFT(256,4) with 8 lanes: 32 weight
-    memories of 32 x 64, two read ports each, 64 DP16KD in nextpnr); a 16-deep one LUT RAM."""
+    """A 64-deep memory is block RAM, one per read port (as yosys maps BFT(256,4)'s folded weight
+    memories: docs/network.md); a 16-deep one LUT RAM."""
     from amaranth.back import rtlil
     from amaranth.hdl import Module, Signal
     from amaranth.lib.memory import Memory

@@ -20,13 +20,11 @@ __all__ = ["register"]
 
 def cmd_build(args):
     from bfly.gen.build import build_board, BuildError
-    cfgs = board_configs(args)
+    cfgs, impls, plan = board_engines(args)
     baud = board_baud(args.board, args.baud)
     print(f"building {_engines_text(cfgs)} for {args.board} (synthesis, place and route, bitstream: "
           f"minutes)", flush=True)
-    impls = None
-    if args.plan:
-        _, impls, plan = _plan(args)
+    if plan is not None:
         if plan.get("target") != BOARDS[args.board].target:
             raise UserError(f"{args.plan} is a plan for {plan.get('target')}; the {args.board} has "
                             f"{BOARDS[args.board].target} (bfly plan --target {BOARDS[args.board].target})")
@@ -39,8 +37,7 @@ def cmd_build(args):
     print(f"  LUTs {u['luts']:,} of {a['luts']:,}{ffs}, DSPs {u['dsps']} of {a['dsps']}, "
           f"block RAMs {u['brams']} of {a['brams']}")
     print(f"  Fmax {r['fmax_mhz']:.1f} MHz at a {r['clock_mhz']:g} MHz clock; UART {r['baud']} baud")
-    if args.plan:
-        plan = _plan(args)[2]
+    if plan is not None:
         est = {k: sum(e["estimate"].get(k, 0) for e in plan["engines"]) for k in ("luts", "ffs", "dsps", "brams")}
         print(f"  the plan estimated the engines at LUTs {est['luts']:,}, flip-flops {est['ffs']:,}, "
               f"DSPs {est['dsps']}, block RAMs {est['brams']} (the bridge and UART come on top)")
@@ -100,19 +97,21 @@ def run_child(cmd):
                 proc.wait()
 
 
-def board_configs(args):
-    """The engines of the board ``build`` or ``sim-board`` makes: those of ``--plan`` (``bfly
-    plan``'s file: the network's engines, folded), of ``--network`` (an export's
-    ``network.json``), else the one of the configuration options."""
+def board_engines(args):
+    """``(configurations, implementations, plan)`` of the board ``build`` or ``sim-board``
+    makes: the engines of ``--plan`` (``bfly plan``'s file: the network's engines, folded, with
+    their implementations), of ``--network`` (an export's ``network.json``), else the one of
+    the configuration options; ``implementations`` and ``plan`` are None without ``--plan``."""
     if not args.network:
         if getattr(args, "plan", None):
             raise UserError("--plan goes with --network (the network it was made for)")
-        return [config_from_args(args)]
+        return [config_from_args(args)], None, None
     set_options = [f"--{k.replace('_', '-')}" for k in CONFIG_KEYS if getattr(args, k, None)]
     if set_options:
         raise UserError(f"--network gives the engines; leave out {', '.join(set_options)}")
+    impls = plan = None
     if getattr(args, "plan", None):
-        cfgs = _plan(args)[0]
+        cfgs, impls, plan = _plan(args)
     else:
         from bfly.sw.export import load_export, engine_configs
         from bfly.sw.network import ModelError
@@ -123,7 +122,7 @@ def board_configs(args):
     if len(cfgs) > MAX_ENGINES:
         raise UserError(f"{args.network}: {len(cfgs)} engine configurations; a board holds at most "
                         f"{MAX_ENGINES}")
-    return cfgs
+    return cfgs, impls, plan
 
 
 def _plan(args):
@@ -134,17 +133,18 @@ def _plan(args):
     from bfly.sw.export import load_export, engine_configs
     from bfly.sw.network import ModelError
     from dataclasses import replace
+    try:            # (first: a ModelError is a ValueError, which the plan's parsing catches)
+        wanted = engine_configs(load_export(args.network))
+    except ModelError as e:
+        raise UserError(str(e))
     try:
         plan = json.loads(Path(args.plan).read_text())
         cfgs = [EngineConfig.from_dict(e["config"]) for e in plan["engines"]]
         impls = [Implementation(**e.get("implementation", {})) for e in plan["engines"]]
-        wanted = engine_configs(load_export(args.network))
     except OSError as e:
         raise UserError(f"cannot read {args.plan}: {e.strerror or e}")
     except (ValueError, KeyError, TypeError, ConfigError) as e:
         raise UserError(f"{args.plan}: not a plan from bfly plan ({e})")
-    except ModelError as e:
-        raise UserError(str(e))
     def unfolded(c):            # (name, lanes and simd in one step: the name derives from both)
         return replace(c, lanes=0, simd=0, name="")
     if [unfolded(c) for c in cfgs] != [unfolded(c) for c in wanted]:
@@ -159,14 +159,14 @@ def _engines_text(cfgs):
 def cmd_sim_board(args):
     from dataclasses import replace
     from bfly.sim.board_sim import build_board_sim
-    cfgs = board_configs(args)
+    cfgs, impls, _ = board_engines(args)
     host, _, port = args.listen.rpartition(":")
     if host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"--listen must be 127.0.0.1:PORT, not {args.listen!r}")
     print(f"building the simulated board for {_engines_text(cfgs)} (cached after the first time)", flush=True)
     # (the simulated board takes the plan's choices in generic logic: the same values as the
     # target's primitives, which Verilator has no models of here)
-    impl = [replace(i, family=None) for i in _plan(args)[1]] if args.plan else None
+    impl = [replace(i, family=None) for i in impls] if impls else None
     exe, divisor = build_board_sim(cfgs, byte_link=args.byte_link, impl=impl)
     cmd = [str(exe), "--port", port, "--divisor", str(divisor)] + (["--once"] if args.once else [])
     return run_child(cmd)
