@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.bfly-installed
 JOBS ?= 2
 
-.PHONY: setup demo test test-long bench bench-core bench-sw clean
+.PHONY: setup demo test test-long bench bench-core bench-sw bench-link clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ bench-core: setup
 
 bench-sw: setup
 	$(BIN)/python -m bfly.sw.bench
+
+# streaming through the simulated board, one command in flight against the driver's window
+bench-link: setup
+	$(BIN)/python -m bfly.sw.bench_link
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -6,29 +6,29 @@ bridge does with each frame is ``docs/spec.md`` §8.
 Three blocks, wired in :class:`HostBridge`:
 
 - :class:`FrameReceiver` takes the bytes (``valid`` only: a UART cannot be held back), checks
-  each frame's header, length and CRC, keeps a WRITE's words and a STREAM's pixels, and hands one
-  command at a time to the executor over a :class:`CommandLink`; a frame it rejects, or one that
-  arrives while a command already waits, has its declared bytes skipped;
+  each frame's header, length and CRC, queues a WRITE's words and a STREAM's pixels, and hands
+  the commands in order to the executor over a :class:`CommandLink`; it holds up to
+  ``WINDOW`` frames at once (in execution, waiting, arriving), and a frame that arrives while
+  it holds that many has its declared bytes skipped; a frame it rejects is answered in its turn;
 - :class:`CommandExecutor` checks the addresses against the register map, performs the command
   (AXI4-Lite reads and writes, the STREAM's pixels through the engine, released only once the
   frame's CRC has checked) and produces the reply over a :class:`ReplyLink`;
 - :class:`ReplyTransmitter` frames the reply: sync, header, payload, status, CRC.
 
-The receiver parses the next frame while a command executes and its reply goes out, so a
-command sent early waits its turn instead of disturbing the reply.
+The receiver takes the next frames while a command executes and its reply goes out, so a host
+keeps the link busy both ways with several commands in flight, each answered in order.
 """
 
 import struct
 
 from amaranth.hdl import Module, Signal, Cat, Mux
 from amaranth.lib import wiring, stream, fifo, data
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Lite, RESP_OKAY
 from .config import stream_bits
 from .regmap import register_map, address_bits
-from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS, LENGTH,
+from .hostlink import (SYNC_CMD, SYNC_REPLY, CMD, CMD_BITS, WINDOW, STATUS, MAX_READ_WORDS, MAX_WRITE_WORDS, LENGTH,
                        CRC, CRC_BITS, CRC_POLY, CRC_INIT, ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD,
                        STREAM_LAST, STREAM_ENGINE_SHIFT, ENGINE_BITS, ENGINE_ADDRESS_BITS, engine_base,
                        write_payload_bytes, stream_payload_bytes, stream_batch)
@@ -139,17 +139,18 @@ COMMAND = data.StructLayout({"cmd": 8, "status": 8, "addr": 8 * ADDRESS.size, "c
 
 
 class CommandLink(wiring.Signature):
-    """From the receiver to the executor: ``command``, the WRITE's words (``word`` is the one at
-    ``word_index``, a clock later) and the STREAM's pixels (``pixel_bits``, ``last`` on top);
-    ``words_busy``/``pixels_busy`` say that the command in execution still uses them."""
+    """From the receiver to the executor, in frame order: the ``command``s, the WRITEs' ``words``
+    and the STREAMs' ``pixels`` (``pixel_bits``, ``last`` on top), each command's words or
+    pixels (``count`` of them) before the next's; ``done`` marks the end of a command's
+    execution (its reply's status handed on), which frees its place in the window."""
 
     def __init__(self, pixel_bits):
         self._pixel_bits = pixel_bits
         super().__init__({
             "command": Out(stream.Signature(COMMAND)),
-            "word_index": In(range(MAX_WRITE_WORDS)), "word": Out(8 * WORD.size),
+            "words": Out(stream.Signature(8 * WORD.size)),
             "pixels": Out(stream.Signature(pixel_bits)),
-            "words_busy": In(1), "pixels_busy": In(1),
+            "done": In(1),
         })
 
     def __eq__(self, other):
@@ -188,14 +189,17 @@ class FrameReceiver(wiring.Component):
     pixels ``pixel_bytes[e]`` wide, at most ``batch[e]`` of them (a single engine: two
     integers), and ``timeout`` clocks without a byte end a frame. Bytes come at least two clocks
     apart (a UART's are ten bit times apart): the header is judged in the clock after its last
-    byte. Pixels go to the executor in ``max(pixel_bytes)`` bytes, the engine's low."""
+    byte. Pixels go to the executor in ``max(pixel_bytes)`` bytes, the engine's low. It holds
+    ``window`` frames at once: their commands, ``window`` batches of pixels and ``window``
+    WRITEs' words."""
 
-    def __init__(self, pixel_bytes, batch, timeout):
+    def __init__(self, pixel_bytes, batch, timeout, window=WINDOW):
         self._sizes = tuple(pixel_bytes) if isinstance(pixel_bytes, (tuple, list)) else (pixel_bytes,)
         self._batches = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
         if len(self._sizes) != len(self._batches):
             raise ValueError("one pixel size and one batch per engine")
         self._ib, self._batch, self._timeout = max(self._sizes), max(self._batches), timeout
+        self._window = window
         super().__init__({
             "rx": In(stream.Signature(8, always_ready=True)),
             "commands": Out(CommandLink(8 * self._ib + 1)),
@@ -223,16 +227,21 @@ class FrameReceiver(wiring.Component):
             m.d.sync += self.idle.eq(self.idle + 1)
         self.timed_out = self.idle == self._timeout
 
-        m.submodules.words = words = Memory(shape=8 * WORD.size, depth=MAX_WRITE_WORDS, init=[])
-        self.words_w = words.write_port()
-        words_r = words.read_port()
-        m.d.comb += [words_r.addr.eq(link.word_index), link.word.eq(words_r.data)]
-        # a whole batch fits, so no input pixel is lost however slowly the engine takes them
-        m.submodules.pixels = self.pixels = fifo.SyncFIFOBuffered(width=8 * ib + 1, depth=self._batch)
-        m.d.comb += [link.pixels.valid.eq(self.pixels.r_rdy), link.pixels.payload.eq(self.pixels.r_data),
-                     self.pixels.r_en.eq(link.pixels.ready)]
-        with m.If(link.command.ready):
-            m.d.sync += link.command.valid.eq(0)
+        # the frames held: taken at their header, until the executor is done with them; each
+        # has at most one command, one batch of pixels or one WRITE's words in the queues, so
+        # none of them overflows however slowly the engine or the link drains them
+        self.held = Signal(range(self._window + 1))
+        self.accept = Signal()
+        m.d.sync += self.held.eq(self.held + self.accept - link.done)
+        m.submodules.commands = self.cmdq = fifo.SyncFIFOBuffered(width=COMMAND.size, depth=self._window)
+        m.submodules.words = self.words = fifo.SyncFIFOBuffered(width=8 * WORD.size,
+                                                                 depth=self._window * MAX_WRITE_WORDS)
+        m.submodules.pixels = self.pixels = fifo.SyncFIFOBuffered(width=8 * ib + 1,
+                                                                  depth=self._window * self._batch)
+        self.emitted = Signal(COMMAND)
+        m.d.comb += self.cmdq.w_data.eq(self.emitted)
+        for queue, port in ((self.cmdq, link.command), (self.words, link.words), (self.pixels, link.pixels)):
+            m.d.comb += [port.valid.eq(queue.r_rdy), port.payload.eq(queue.r_data), queue.r_en.eq(port.ready)]
 
         with m.FSM(name="rx_fsm"):
             with m.State("HUNT"):
@@ -268,38 +277,38 @@ class FrameReceiver(wiring.Component):
 
     def _emit(self, m, status, count=0):
         """Hand the frame's command (or its error status) to the executor."""
-        c = self.commands.command
-        m.d.sync += [c.valid.eq(1), c.payload.cmd.eq(self.cmd), c.payload.status.eq(status),
-                     c.payload.addr.eq(_field(self.prefix, *_READ_ADDR)), c.payload.count.eq(count),
-                     c.payload.engine.eq(self.engine)]
+        c = self.emitted
+        m.d.comb += [self.cmdq.w_en.eq(1), c.cmd.eq(self.cmd), c.status.eq(status),
+                     c.addr.eq(_field(self.prefix, *_READ_ADDR)), c.count.eq(count), c.engine.eq(self.engine)]
 
     def _skip(self, m, count):
         m.d.sync += self.count.eq(count)
         m.next = "SKIP"
 
     def _check(self, m):
-        """The header is in: take the frame, or answer it at once and skip its declared bytes,
-        or (a command already waits, or the one in execution uses this frame's buffer) skip it
-        without an answer."""
-        link, length = self.commands, self.length
+        """The header is in: take the frame, or answer it (in its turn) and skip its declared
+        bytes, or (``window`` frames are held already) skip it without an answer."""
+        length = self.length
         fits = {
             "READ": length == READ_PAYLOAD.size,
             "WRITE": ((length >= write_payload_bytes(1)) & (length <= write_payload_bytes(MAX_WRITE_WORDS))
                       & ((length - ADDRESS.size) % WORD.size == 0)),
             "STREAM": length >= stream_payload_bytes(1, min(self._sizes)),
         }
-        busy = (link.command.valid | ((self.cmd == CMD["WRITE"]) & link.words_busy)
-                | ((self.cmd == CMD["STREAM"]) & link.pixels_busy))
-        known = Cat(*(self.cmd == code for code in CMD.values())).any()
-        ok = Cat(*((self.cmd == CMD[name]) & f for name, f in fits.items())).any()
+        busy = self.held == self._window
+        code = self.cmd[:CMD_BITS]
+        known = Cat(*(code == c for c in CMD.values())).any()
+        ok = Cat(*((code == CMD[name]) & f for name, f in fits.items())).any()
         m.d.sync += [self.idx.eq(0), self.items.eq(0), self.count.eq(length), self.prefix.eq(0),
                      self.engine.eq(0)]
         with m.If(busy):
             self._skip(m, length + CRC.size)
         with m.Elif(~known | ~ok):
+            m.d.comb += self.accept.eq(1)
             self._emit(m, Mux(known, STATUS["BAD_LEN"], STATUS["BAD_CMD"]))
             self._skip(m, length + CRC.size)
         with m.Else():
+            m.d.comb += self.accept.eq(1)
             m.next = "PREFIX"
 
     def _consume(self, m):
@@ -317,7 +326,7 @@ class FrameReceiver(wiring.Component):
             n_px = _field(full, *_STREAM_COUNT)
             engine = _field(full, *_STREAM_FLAGS)[STREAM_ENGINE_SHIFT:STREAM_ENGINE_SHIFT + ENGINE_BITS]
             for name, size in _PREFIX.items():
-                with m.If((self.cmd == CMD[name]) & (self.idx == size - 1)):
+                with m.If((self.cmd[:CMD_BITS] == CMD[name]) & (self.idx == size - 1)):
                     m.d.sync += self.idx.eq(0)
                     if name == "READ":
                         m.next = "CRC"
@@ -357,7 +366,7 @@ class FrameReceiver(wiring.Component):
             m.next = "HUNT"
 
     def _keep_word(self, m, word):
-        m.d.comb += [self.words_w.en.eq(1), self.words_w.addr.eq(self.items), self.words_w.data.eq(word)]
+        m.d.comb += [self.words.w_en.eq(1), self.words.w_data.eq(word)]
 
     def _keep_pixel(self, m, pixel):
         flags, n_px = _field(self.prefix, *_STREAM_FLAGS), _field(self.prefix, *_STREAM_COUNT)
@@ -375,12 +384,13 @@ class FrameReceiver(wiring.Component):
                 got = Signal.like(self.crc_got)
                 m.d.comb += [got.eq(self.crc_got), got.word_select(self.idx, 8).eq(self.byte)]
                 n_read = _field(self.prefix, *_READ_COUNT)
-                addressed = (self.cmd == CMD["READ"]) | (self.cmd == CMD["WRITE"])
+                is_read = self.cmd[:CMD_BITS] == CMD["READ"]
+                addressed = is_read | (self.cmd[:CMD_BITS] == CMD["WRITE"])
                 misaligned = _field(self.prefix, *_READ_ADDR)[:(WORD.size - 1).bit_length()].any()
-                bad_count = (self.cmd == CMD["READ"]) & ((n_read == 0) | (n_read > MAX_READ_WORDS))
+                bad_count = is_read & ((n_read == 0) | (n_read > MAX_READ_WORDS))
                 status = Mux(got != self.crc, STATUS["BAD_CRC"],
                              Mux(bad_count | (addressed & misaligned), STATUS["BAD_LEN"], STATUS["OK"]))
-                self._emit(m, status, Mux(self.cmd == CMD["READ"], n_read, self.items))
+                self._emit(m, status, Mux(is_read, n_read, self.items))
                 m.next = "HUNT"
         with m.Elif(self.timed_out):
             self._emit(m, STATUS["TIMEOUT"], self.items)
@@ -423,31 +433,29 @@ class CommandExecutor(wiring.Component):
         self.at = (self.cmd.addr + self.idx * WORD.size)[:len(axil.awaddr)]
         m.d.comb += [axil.wstrb.eq((1 << WORD.size) - 1), axil.bready.eq(1), axil.rready.eq(1),
                      self.engine.eq(self.cmd.engine)]
-        kind = {name: self.cmd.cmd == code for name, code in CMD.items()}
-        holding = Signal()
-        # a STREAM's pixels taken from the receiver (into the engine, or discarded): only the
-        # command's own, as the next STREAM's may follow them once all are taken
+        kind = {name: self.cmd.cmd[:CMD_BITS] == code for name, code in CMD.items()}
+        # a WRITE's words or a STREAM's pixels taken from the receiver's queue (to the
+        # registers, into the engine, or discarded): exactly the command's own, as the next
+        # command's follow them in the queue
         taken = Signal(COUNT_BITS)
         more = taken != self.cmd.count
-        pixels = self.commands.pixels
-        with m.If(pixels.valid & pixels.ready):
+        pixels, words = self.commands.pixels, self.commands.words
+        with m.If(pixels.valid & pixels.ready | words.valid & words.ready):
             m.d.sync += taken.eq(taken + 1)
-        m.d.comb += [self.commands.words_busy.eq(holding & kind["WRITE"]),
-                     self.commands.pixels_busy.eq(holding & kind["STREAM"] & more)]
         self.more = more
 
         with m.FSM(name="exec_fsm"):
             with m.State("IDLE"):
                 m.d.comb += c.ready.eq(1)
                 with m.If(c.valid):
-                    m.d.sync += [self.cmd.eq(c.payload), self.idx.eq(0), self.err.eq(0), holding.eq(1), taken.eq(0),
+                    m.d.sync += [self.cmd.eq(c.payload), self.idx.eq(0), self.err.eq(0), taken.eq(0),
                                  self.end.eq(c.payload.addr + c.payload.count * WORD.size)]
                     m.next = "CHECK"
             with m.State("CHECK"):
                 self._check(m, kind)
-            with m.State("FLUSH"):                # a bad STREAM's pixels never reach the engine
-                m.d.comb += self.commands.pixels.ready.eq(more)
-                with m.If(~more):
+            with m.State("FLUSH"):     # a refused command's words or pixels go nowhere
+                m.d.comb += [pixels.ready.eq(more & kind["STREAM"]), words.ready.eq(more & kind["WRITE"])]
+                with m.If(~more | ~(kind["STREAM"] | kind["WRITE"])):
                     m.next = "HEAD"
             with m.State("HEAD"):
                 self._head(m, kind)
@@ -462,7 +470,7 @@ class CommandExecutor(wiring.Component):
                 m.d.comb += [item.valid.eq(1), item.payload.size.eq(1), item.payload.last.eq(1),
                              item.payload.data.eq(Mux(self.err, STATUS["AXI_ERROR"], self.cmd.status))]
                 with m.If(item.ready):
-                    m.d.sync += holding.eq(0)
+                    m.d.comb += self.commands.done.eq(1)
                     m.next = "IDLE"
         return m
 
@@ -479,13 +487,13 @@ class CommandExecutor(wiring.Component):
     def _check(self, m, kind):
         ok = self.cmd.status == STATUS["OK"]
         m.d.sync += self.length.eq(0)
-        with m.If(~ok & kind["STREAM"]):
+        # a refused command goes through FLUSH: a WRITE's words and a STREAM's pixels leave the
+        # queue and go nowhere (a READ has none)
+        with m.If(~ok):
             m.next = "FLUSH"
-        with m.Elif(~ok):
-            m.next = "HEAD"
         with m.Elif(kind["READ"] & ~self._fits(writable=False) | kind["WRITE"] & ~self._fits(writable=True)):
             m.d.sync += self.cmd.status.eq(STATUS["AXI_ERROR"])
-            m.next = "HEAD"
+            m.next = "FLUSH"
         with m.Elif(kind["READ"]):
             m.d.sync += self.length.eq(self.cmd.count * WORD.size)
             m.next = "HEAD"
@@ -527,18 +535,16 @@ class CommandExecutor(wiring.Component):
                 m.next = "STATUS"
 
     def _write(self, m):
-        """One AXI write per word from the receiver's buffer (its read port is registered), then
-        the reply."""
-        axil = self.axil
-        step = Signal(2)             # 0: fetch the word, 1: issue, 2: wait for the response
-        m.d.comb += self.commands.word_index.eq(self.idx)
+        """One AXI write per word from the receiver's queue, then the reply."""
+        axil, words = self.axil, self.commands.words
+        step = Signal()              # 0: take the next word and issue it, 1: wait for the response
         with m.Switch(step):
             with m.Case(0):
-                m.d.sync += step.eq(1)
+                m.d.comb += words.ready.eq(1)
+                with m.If(words.valid):
+                    m.d.sync += [axil.awaddr.eq(self.at), axil.wdata.eq(words.payload),
+                                 axil.awvalid.eq(1), axil.wvalid.eq(1), step.eq(1)]
             with m.Case(1):
-                m.d.sync += [axil.awaddr.eq(self.at), axil.wdata.eq(self.commands.word),
-                             axil.awvalid.eq(1), axil.wvalid.eq(1), step.eq(2)]
-            with m.Case(2):
                 with m.If(axil.awready):
                     m.d.sync += axil.awvalid.eq(0)
                 with m.If(axil.wready):

@@ -4,7 +4,7 @@ CRC (``docs/spec.md`` §8).
 
 Host to board, a command frame:
 
-    0xA5 | cmd (1) | length L (u16 LE) | payload (L bytes) | CRC-16 (u16 LE, over cmd..payload)
+    0xA5 | cmd (1: bits 0-3 the command, bits 4-7 the tag) | length L (u16 LE) | payload (L bytes) | CRC-16 (u16 LE, over cmd..payload)
 
 Board to host, a reply frame:
 
@@ -22,6 +22,10 @@ Commands:
   them. ``stream_batch`` keeps both the command's and the reply's payload within the length
   field.
 
+The tag is the host's to choose; the reply echoes the whole command byte, so a host may keep
+up to ``WINDOW`` commands in flight and match each reply to its command (replies come in the
+order of the commands; a frame the bridge never took gets none).
+
 A board may hold several engines (up to ``MAX_ENGINES``, numbered from 0): engine ``e``'s
 registers start at byte address ``e << ENGINE_ADDRESS_BITS`` (so engine 0's are where a
 single-engine board has them), and a STREAM names its engine in its flags. An address outside
@@ -30,15 +34,16 @@ every engine's map is refused (``AXI_ERROR``), so a host finds the engines by re
 
 Every reply whose status is not OK has an empty payload and answers a command that changed
 nothing (a STREAM's pixels reach the engine only after its CRC has checked). A frame the bridge
-rejects at its header (unknown command, bad length) is answered (after the reply in progress;
-not at all when a command already waits, §8.4) and its declared bytes are skipped; bytes outside
+rejects at its header (unknown command, bad length) is answered in its turn (not at all when
+``WINDOW`` commands are already held, §8.4) and its declared bytes are skipped; bytes outside
 frames are ignored, and a link quiet for ``timeout`` mid-frame ends the frame (``TIMEOUT`` once
 its header was in), so the bridge always resynchronizes on the next command. The whole behaviour, errors and queueing included: ``docs/spec.md`` §8.
 """
 
 import struct
 
-__all__ = ["SYNC_CMD", "SYNC_REPLY", "CMD", "STATUS", "STATUS_NAMES", "MAX_READ_WORDS",
+__all__ = ["SYNC_CMD", "SYNC_REPLY", "CMD", "CMD_BITS", "TAG_BITS", "TAGS", "WINDOW", "command_byte",
+           "command_code", "command_tag", "STATUS", "STATUS_NAMES", "MAX_READ_WORDS",
            "MAX_WRITE_WORDS", "MAX_STREAM_PIXELS", "LENGTH", "CRC", "HEAD_BYTES", "STATUS_BYTES",
            "MAX_PAYLOAD", "ADDRESS", "WORD", "READ_PAYLOAD", "STREAM_HEAD", "STREAM_LAST",
            "STREAM_ENGINE_SHIFT", "ENGINE_BITS", "MAX_ENGINES", "ENGINE_ADDRESS_BITS", "engine_base",
@@ -49,12 +54,18 @@ __all__ = ["SYNC_CMD", "SYNC_REPLY", "CMD", "STATUS", "STATUS_NAMES", "MAX_READ_
 SYNC_CMD = 0xA5
 SYNC_REPLY = 0x5A
 CMD = {"READ": 0x01, "WRITE": 0x02, "STREAM": 0x03}
+CMD_BITS = 4                 # the command byte: its low CMD_BITS bits are the command
+TAG_BITS = 8 - CMD_BITS      # ... and the rest the host's tag, echoed in the reply
+TAGS = 1 << TAG_BITS
+WINDOW = 4                   # commands the bridge holds at once (executing, waiting, arriving):
+                             # a host keeps at most this many unanswered
+assert all(code >> CMD_BITS == 0 for code in CMD.values()) and 2 * WINDOW <= TAGS
 STATUS = {"OK": 0, "BAD_CRC": 1, "BAD_CMD": 2, "BAD_LEN": 3, "TIMEOUT": 4, "AXI_ERROR": 5,
           "NO_ENGINE": 6}
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
 MAX_READ_WORDS = 256
 MAX_WRITE_WORDS = 64
-MAX_STREAM_PIXELS = 64       # the bridge buffers a whole batch of input pixels
+MAX_STREAM_PIXELS = 64       # the bridge buffers WINDOW whole batches of input pixels
 
 # --- frame layout (every field little-endian)
 LENGTH = struct.Struct("<H")            # the payload length L
@@ -71,6 +82,23 @@ STREAM_ENGINE_SHIFT = 1                 # STREAM flags: the engine number's lowe
 ENGINE_BITS = 3                         # bits of an engine number
 MAX_ENGINES = 1 << ENGINE_BITS
 ENGINE_ADDRESS_BITS = 20                # engine e's registers start at e << ENGINE_ADDRESS_BITS
+
+
+def command_byte(cmd, tag=0):
+    """The command byte of command code ``cmd`` with ``tag`` (``0 <= tag < TAGS``)."""
+    if not 0 <= tag < TAGS:
+        raise ValueError(f"a tag runs from 0 to {TAGS - 1}, not {tag}")
+    return cmd | tag << CMD_BITS
+
+
+def command_code(byte):
+    """The command code of a command (or reply) byte."""
+    return byte & ((1 << CMD_BITS) - 1)
+
+
+def command_tag(byte):
+    """The tag of a command (or reply) byte."""
+    return byte >> CMD_BITS
 
 
 def engine_base(engine):

@@ -9,7 +9,9 @@
 // engines without the UART: a byte from the client goes into rx_data with rx_valid every
 // BYTE_LINK_CLOCKS clocks, and tx_data bytes are taken as tx_valid shows them (tx_ready
 // always high). Ctrl-C (SIGINT/SIGTERM) stops it cleanly; with --once it also stops when the
-// first client disconnects.
+// first client disconnects. When a client leaves, it prints the clocks its session lasted and
+// the bytes that went each way ("session: C clocks, I bytes in, O bytes out"), so a benchmark
+// can measure the link in simulated time.
 
 #include <arpa/inet.h>
 #include <csignal>
@@ -81,6 +83,14 @@ int main(int argc, char **argv) {
     unsigned char out[4096];
     int out_len = 0;
     unsigned long idle = 0;
+    unsigned long cycle = 0, session_start = 0, bytes_in = 0, bytes_out = 0;
+    auto leave = [&]() {
+        close(client);
+        client = -1;
+        to_board.clear();
+        printf("session: %lu clocks, %lu bytes in, %lu bytes out\n", cycle - session_start, bytes_in, bytes_out);
+        fflush(stdout);
+    };
 
     while (!stop_requested) {
         if (client < 0) {
@@ -88,6 +98,8 @@ int main(int argc, char **argv) {
             if (client < 0) { usleep(2000); continue; }
             fcntl(client, F_SETFL, O_NONBLOCK);
             setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+            session_start = cycle;
+            bytes_in = bytes_out = 0;
         }
 #ifdef BYTE_LINK_CLOCKS
         // host -> board: a byte every BYTE_LINK_CLOCKS clocks; board -> host: every byte shown
@@ -130,22 +142,20 @@ int main(int argc, char **argv) {
         }
         bool busy = tx_bits || rx_state || !to_board.empty();
 #endif
-        static unsigned long cycle = 0;
         if ((++cycle & 255) == 0 || out_len == (int)sizeof out) {
             if (out_len && (rx_state == 0 || out_len == (int)sizeof out)) {
-                if (send(client, out, out_len, 0) < 0 && errno != EAGAIN) { close(client); client = -1; out_len = 0; if (once) break; continue; }
+                if (send(client, out, out_len, 0) < 0 && errno != EAGAIN) { leave(); out_len = 0; if (once) break; continue; }
+                bytes_out += out_len;
                 out_len = 0;
             }
             unsigned char buf[4096];
             ssize_t n = recv(client, buf, sizeof buf, 0);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-                close(client);
-                client = -1;
-                to_board.clear();
+                leave();
                 if (once) break;
                 continue;
             }
-            if (n > 0) to_board.insert(to_board.end(), buf, buf + n);
+            if (n > 0) { to_board.insert(to_board.end(), buf, buf + n); bytes_in += n; }
             if (n > 0 || busy) idle = 0;
             else if (++idle > 4000) usleep(200);      // nothing to do for a while: do not spin
         }

@@ -5,8 +5,9 @@ board on a TCP socket (pyserial URLs: ``/dev/ttyUSB0``, ``socket://127.0.0.1:432
 to (``engine=e``: engine ``e`` of a board with several; :class:`Board` finds them all); ``load(image)`` refuses an image made for another configuration before writing anything,
 writes the shadow bank, reads it back, then commits; ``run(fmap)`` streams an integer ``(C, H, W)``
 feature map and returns ``(P, H, W)``; ``infer(x)`` does the same from floats with the image's
-scales. Every reply is CRC-checked; damaged or lost replies are retried after resynchronizing, and
-nothing is returned that the board did not confirm.
+scales. Commands go out several at a time (:meth:`Link.pipeline`, up to the bridge's
+``WINDOW``), each tagged; every reply is CRC-checked and matched to its command by its tag;
+lost or damaged ones are retried, and nothing is returned that the board did not confirm.
 
 A transport has ``write(data)``, ``read(n)``, ``drain(quiet, limit)``, ``timeout`` (the longest
 wait for a byte, seconds) and ``byte_time`` (seconds a byte takes on the link): a
@@ -14,18 +15,21 @@ wait for a byte, seconds) and ``byte_time`` (seconds a byte takes on the link): 
 """
 
 import time
+from collections import deque
 
 import numpy as np
 
 from bfly.hw.boards import BOARDS, DEFAULT_BOARD
 from bfly.hw.config import ConfigError
 from bfly.hw.hostlink import (CMD, MAX_PAYLOAD, MAX_READ_WORDS, MAX_WRITE_WORDS, MAX_ENGINES, WORD,
-                              stream_batch, reply_frame_bytes, engine_base)
+                              WINDOW, TAGS, HEAD_BYTES, CRC, stream_batch, reply_frame_bytes,
+                              engine_base, command_byte)
 from bfly.hw.regmap import (BFLY_ID, ID, CONFIG0, CONFIG1, CONFIG2, CONFIG3, FACTOR, CTRL, STATUS,
                             register_map, config_from_words)
 from bfly.sim.model import BlockParams, Epilogue
 from bfly.sim.words import pack_pixels, unpack_pixels, load_plan, params_from_registers, stream_bits
-from .link import LinkError, read_cmd, write_cmd, stream_cmd, decode_reply
+from .link import (LinkError, read_request, write_request, stream_request, read_reply,
+                   check_reply)
 
 __all__ = ["SerialTransport", "Link", "Accelerator", "Board", "DriverError", "LinkError", "stream_frames"]
 
@@ -108,57 +112,138 @@ class SerialTransport:
 
 def stream_frames(cfg, pixels, engine=0):
     """The STREAM commands that carry ``(N, n_in)`` integer pixels, one frame of a feature map,
-    to the engine of ``cfg`` (engine number ``engine`` of its board): ``[(command frame, pixels
-    in it)]``, as many pixels in each as one STREAM takes (:func:`bfly.hw.hostlink.stream_batch`);
-    the last one ends the frame."""
+    to the engine of ``cfg`` (engine number ``engine`` of its board): ``[(request, pixels in
+    it)]`` (:class:`~bfly.sw.link.Request`; ``request.frame(tag)`` is its frame), as many
+    pixels in each as one STREAM takes (:func:`bfly.hw.hostlink.stream_batch`); the last one
+    ends the frame."""
     in_bytes = stream_bits(cfg.n_in, cfg.data_bits) // 8
-    batch = stream_batch(in_bytes, stream_bits(cfg.n_out, cfg.data_bits) // 8)
+    out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
+    batch = stream_batch(in_bytes, out_bytes)
     frames = []
     for start in range(0, len(pixels), batch):
         chunk = pixels[start:start + batch]
         data = b"".join(v.to_bytes(in_bytes, "little") for v in pack_pixels(chunk, cfg.data_bits))
-        frames.append((stream_cmd(data, len(chunk), start + batch >= len(pixels), engine), len(chunk)))
+        frames.append((stream_request(data, len(chunk), start + batch >= len(pixels), engine, out_bytes),
+                       len(chunk)))
     return frames
 
 
 class Link:
     """The transactions of one host link, shared by the engines of a board: ``retries`` attempts
-    after the first, and ``stats``: ``retries`` (commands sent again) and ``resent_streams``
-    (STREAMs sent again after a reply was lost on the way back: the board ran the first copy
-    too, so SAT_COUNT counts its pixels twice)."""
+    after the first; ``window`` commands in flight at most (None: as many as the bridge holds,
+    ``WINDOW``, or 1 with a bridge that predates tags, found on the first command); and
+    ``stats``: ``retries`` (commands sent again), ``resent_streams`` (STREAMs sent again that
+    the board may have run already: a reply lost on the way back; SAT_COUNT counts their pixels
+    twice) and ``most_in_flight`` (commands)."""
 
-    def __init__(self, transport, retries=4):
+    def __init__(self, transport, retries=4, window=None):
+        if window is not None and not 1 <= window <= WINDOW:
+            raise ValueError(f"the window is 1 to {WINDOW} commands, not {window}")
         self.transport = transport
         self.retries = retries
-        self.stats = {"retries": 0, "resent_streams": 0}
+        self.max_window = window or WINDOW
+        self.window = None               # known from the first reply
+        self.tagged = None
+        self.stats = {"retries": 0, "resent_streams": 0, "most_in_flight": 0}
+        self._tag = 0
         self._unsettled = "reply"        # leftovers of an earlier client may still be arriving
 
-    def _transact(self, frame, cmd, reply_len):
-        """Send ``frame`` and return the payload of its reply, a ``cmd`` reply of ``reply_len``
-        bytes. One command is in flight at a time: a command goes out only once the previous
-        reply has arrived whole, or, after a failed attempt, once the link has gone quiet
-        (:meth:`_settle`); bytes that arrived between commands are stale and dropped. Lost,
-        damaged, late or malformed replies are retried ``retries`` times. Every step is bounded
-        in time, so a transaction always ends, with its reply or a :class:`LinkError`."""
+    def _next_tag(self):
+        if self.tagged is False:
+            return 0
+        self._tag = self._tag % (TAGS - 1) + 1      # 1 .. TAGS-1: an old bridge refuses any
+        return self._tag
+
+    def pipeline(self, requests, on_reply=None):
+        """Send ``requests`` (:class:`~bfly.sw.link.Request`, commands whose order among
+        themselves does not matter once each has been done) with up to ``window`` in flight, and
+        return their replies' payloads in order; ``on_reply(i)`` after the ``i``-th is
+        confirmed. Each frame carries a tag, which the reply echoes; the bridge answers in order
+        and never answers a frame it did not take, so:
+
+        - a reply with a good CRC and the tag of a later command shows that the commands before
+          it were not taken: they are sent again;
+        - a ``BAD_CRC`` or ``TIMEOUT`` reply (its tag is the damaged frame's, so not trusted)
+          answers the oldest unanswered command: it is sent again;
+        - no reply in time, or a reply damaged on the way back: the link is left to go quiet
+          and every unanswered command is sent again (a STREAM among them may have run:
+          ``resent_streams``);
+        - a reply whose tag is no unanswered command's (stale) is dropped.
+
+        Each command is tried ``retries + 1`` times at most; every wait is bounded, so the call
+        ends with the replies or one :class:`LinkError`, never with data the board did not
+        confirm. Other statuses (BAD_CMD, BAD_LEN, AXI_ERROR, NO_ENGINE) are raised at once."""
         t = self.transport
-        budget = t.timeout + reply_frame_bytes(reply_len) * t.byte_time
-        for attempt in range(self.retries + 1):
-            self._settle()
-            self._unsettled = "pending"
-            t.write(frame)
-            try:
-                payload = decode_reply(t.read, cmd, reply_len, deadline=time.monotonic() + budget)
-            except LinkError as e:
-                if e.complete:
-                    self._unsettled = "reply"
-                if e.status not in RETRYABLE or attempt == self.retries:
-                    raise
+        results, attempts = [None] * len(requests), [0] * len(requests)
+        todo, flight = deque(range(len(requests))), deque()     # flight: (tag, index), oldest first
+        self._settle()
+
+        def again(items, why, maybe_ran=False):
+            for _, i in items:
+                attempts[i] += 1
+                if attempts[i] > self.retries:
+                    raise why
                 self.stats["retries"] += 1
-                if e.status is None and cmd == CMD["STREAM"]:
+                if maybe_ran and requests[i].cmd == CMD["STREAM"]:
                     self.stats["resent_streams"] += 1
+            todo.extendleft(reversed([i for _, i in items]))
+
+        while todo or flight:
+            while todo and len(flight) < (self.window or 1):
+                i = todo.popleft()
+                tag = self._next_tag()
+                self._unsettled = "pending"
+                t.write(requests[i].frame(tag))
+                flight.append((tag, i))
+                self.stats["most_in_flight"] = max(self.stats["most_in_flight"], len(flight))
+            head = requests[flight[0][1]]
+            reply_bytes = reply_frame_bytes(MAX_PAYLOAD if head.reply_len is None else head.reply_len)
+            budget = t.timeout + (HEAD_BYTES + len(head.payload) + CRC.size + reply_bytes) * t.byte_time
+            try:
+                reply = read_reply(t.read, deadline=time.monotonic() + budget)
+            except LinkError as e:
+                self._unsettled = "reply" if e.complete else "pending"
+                self._settle()
+                again(list(flight), e, maybe_ran=True)
+                flight.clear()
                 continue
-            self._unsettled = None
-            return payload
+            if self.tagged is None:
+                self._learn(reply, flight[0][0], requests[flight[0][1]].cmd)
+                if self.tagged is False:             # an old bridge refused the tag: untagged, one at a time
+                    todo.extendleft(reversed([i for _, i in flight]))
+                    flight.clear()
+                    continue
+            if reply.status in ("BAD_CRC", "TIMEOUT"):
+                again([flight.popleft()], LinkError(f"the board answered {reply.status}",
+                                                    status=reply.status, complete=True))
+                continue
+            pos = next((k for k, (tag, i) in enumerate(flight)
+                        if tag == reply.tag and requests[i].cmd == reply.cmd), None)
+            if pos is None:
+                continue                                  # stale: a reply to no command in flight
+            skipped = [flight.popleft() for _ in range(pos)]
+            if skipped:
+                again(skipped, LinkError("no reply: the board did not take the command (its frame "
+                                         "was lost on the way)"))
+            tag, i = flight.popleft()
+            try:
+                results[i] = check_reply(reply, requests[i].cmd, requests[i].reply_len)
+            except LinkError as e:
+                if e.status is not None:                  # the board refused it: not retried
+                    self._unsettled = "pending" if flight else None
+                    raise
+                again([(tag, i)], e, maybe_ran=True)      # a malformed reply: the command ran
+                continue
+            if on_reply:
+                on_reply(i)
+        self._unsettled = None
+        return results
+
+    def _learn(self, reply, tag, cmd):
+        """From the first reply (to the only command in flight): does the bridge take tags? One
+        that predates them answers a tagged command byte with BAD_CMD, echoing it."""
+        self.tagged = not (reply.status == "BAD_CMD" and reply.byte == command_byte(cmd, tag))
+        self.window = self.max_window if self.tagged else 1
 
     def _settle(self):
         """Before a command: drop the bytes that arrived since the last reply (stale: no command
@@ -175,28 +260,23 @@ class Link:
 
     def read(self, addr, count):
         """``count`` words from byte address ``addr``."""
-        words = []
-        for start in range(0, count, MAX_READ_WORDS):
-            n = min(MAX_READ_WORDS, count - start)
-            payload = self._transact(read_cmd(addr + WORD.size * start, n), CMD["READ"], WORD.size * n)
-            words += [w for (w,) in WORD.iter_unpack(payload)]
-        return words
+        reqs = [read_request(addr + WORD.size * start, min(MAX_READ_WORDS, count - start))
+                for start in range(0, count, MAX_READ_WORDS)]
+        return [w for payload in self.pipeline(reqs) for (w,) in WORD.iter_unpack(payload)]
 
     def write(self, addr, words, bar=None):
         """``words`` to consecutive words from byte address ``addr``."""
-        for start in range(0, len(words), MAX_WRITE_WORDS):
-            chunk = words[start:start + MAX_WRITE_WORDS]
-            self._transact(write_cmd(addr + WORD.size * start, chunk), CMD["WRITE"], 0)
-            if bar:
-                bar.update(len(chunk))
+        chunks = [words[start:start + MAX_WRITE_WORDS] for start in range(0, len(words), MAX_WRITE_WORDS)]
+        reqs = [write_request(addr + WORD.size * k * MAX_WRITE_WORDS, chunk) for k, chunk in enumerate(chunks)]
+        self.pipeline(reqs, on_reply=(lambda i: bar.update(len(chunks[i]))) if bar else None)
 
 
 class Accelerator:
     """Engine ``engine`` (0 on a single-engine board) behind ``link`` (a :class:`Link`, or a
     transport to make one with ``retries``): its ``config`` and ``latency`` read on connect."""
 
-    def __init__(self, link, retries=4, progress=None, commit_polls=COMMIT_POLLS, engine=0):
-        self.link = link if isinstance(link, Link) else Link(link, retries)
+    def __init__(self, link, retries=4, progress=None, commit_polls=COMMIT_POLLS, engine=0, window=None):
+        self.link = link if isinstance(link, Link) else Link(link, retries, window)
         self.transport = self.link.transport
         self.engine = engine
         self.base = engine_base(engine)
@@ -321,16 +401,14 @@ class Accelerator:
         pixels = fmap.reshape(cfg.n_in, -1).T
         out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
         bar = self._bar(len(pixels), "run", "pixel")
-        out = []
-        for frame, count in stream_frames(cfg, pixels, self.engine):
-            reply = self.link._transact(frame, CMD["STREAM"], count * out_bytes)
-            words = [int.from_bytes(reply[i:i + out_bytes], "little") for i in range(0, len(reply), out_bytes)]
-            out.append(unpack_pixels(words, cfg.n_out, cfg.data_bits))
-            if bar:
-                bar.update(count)
+        frames = stream_frames(cfg, pixels, self.engine)
+        replies = self.link.pipeline([req for req, _ in frames],
+                                     on_reply=(lambda i: bar.update(frames[i][1])) if bar else None)
         if bar:
             bar.close()
-        return np.concatenate(out).T.reshape(cfg.n_out, h, w)
+        data = b"".join(replies)
+        words = [int.from_bytes(data[i:i + out_bytes], "little") for i in range(0, len(data), out_bytes)]
+        return unpack_pixels(words, cfg.n_out, cfg.data_bits).T.reshape(cfg.n_out, h, w)
 
     def infer(self, x):
         """Float feature map ``(C, H, W)`` -> float ``(P, H, W)`` with the loaded image's scales."""
@@ -355,8 +433,8 @@ class Board:
     refused (``AXI_ERROR``: a single-engine board, or one built before boards had several,
     refuses engine 1's)."""
 
-    def __init__(self, transport, retries=4, progress=None, commit_polls=COMMIT_POLLS):
-        self.link = Link(transport, retries)
+    def __init__(self, transport, retries=4, progress=None, commit_polls=COMMIT_POLLS, window=None):
+        self.link = Link(transport, retries, window)
         self.transport = transport
         self.engines = [Accelerator(self.link, progress=progress, commit_polls=commit_polls)]
         for e in range(1, MAX_ENGINES):

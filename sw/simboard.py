@@ -13,7 +13,8 @@ counted from 0) so the driver's retries can be exercised.
 
 from bfly.hw.hostlink import (SYNC_CMD, SYNC_REPLY, CMD, STATUS as LINK_STATUS, LENGTH, CRC, HEAD_BYTES,
                               ADDRESS, WORD, READ_PAYLOAD, STREAM_HEAD, MAX_READ_WORDS,
-                              MAX_WRITE_WORDS, MAX_ENGINES, STREAM_ENGINE_SHIFT, engine_base, crc16)
+                              MAX_WRITE_WORDS, MAX_ENGINES, STREAM_ENGINE_SHIFT, engine_base, command_code,
+                              crc16)
 from bfly.hw.csr import WORD_MASK
 from bfly.hw.regmap import BFLY_ID, ID, CTRL, STATUS, register_map, config_words
 from bfly.sim.model import engine_forward
@@ -29,9 +30,10 @@ class SimulatedBoard:
     """A board holding the engine of ``cfg`` (an :class:`~bfly.hw.config.EngineConfig`) whose
     latency is ``latency`` clocks (the value its ``CONFIG2`` reports); or, with a list of
     configurations and one of latencies, an engine for each (engine ``e``'s registers at
-    :func:`bfly.hw.hostlink.engine_base` ``(e)``)."""
+    :func:`bfly.hw.hostlink.engine_base` ``(e)``). ``untagged``: a board built before command
+    bytes carried tags (it takes the whole byte for the command)."""
 
-    def __init__(self, cfg, latency, corrupt_replies=(), busy_reads=0):
+    def __init__(self, cfg, latency, corrupt_replies=(), busy_reads=0, untagged=False):
         self.cfgs = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
         latencies = list(latency) if isinstance(latency, (list, tuple)) else [latency]
         if len(latencies) != len(self.cfgs) or not 1 <= len(self.cfgs) <= MAX_ENGINES:
@@ -39,6 +41,7 @@ class SimulatedBoard:
         self.cfg = self.cfgs[0]
         self.corrupt_replies = set(corrupt_replies)
         self.busy_reads = busy_reads
+        self.untagged = untagged
         self.replies = 0
         self.status_reads = 0
         self._busy = 0
@@ -116,7 +119,7 @@ class SimulatedBoard:
         return None, None
 
     def _command(self, cmd, payload):
-        name = _CMD_NAMES.get(cmd)
+        name = _CMD_NAMES.get(cmd if self.untagged else command_code(cmd))
         if name == "READ" and len(payload) == READ_PAYLOAD.size:
             addr, count = READ_PAYLOAD.unpack(payload)
             self._read(cmd, addr, count)

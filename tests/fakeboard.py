@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 
-from bfly.hw.hostlink import SYNC_CMD, SYNC_REPLY, CMD, LENGTH, CRC, HEAD_BYTES, WORD, crc16
+from bfly.hw.hostlink import SYNC_CMD, SYNC_REPLY, CMD, LENGTH, CRC, HEAD_BYTES, WORD, command_code, crc16
 from bfly.sw.simboard import SimulatedBoard
 
 MODES = ("silent", "short", "long", "cut3", "pixel_short", "pixel_long", "stale", "wrong_sync",
@@ -117,7 +117,7 @@ class FakeBoard:
                 frame, buf[:] = bytes(buf[:end]), buf[end:]
                 self.board.write(frame)
                 reply = self.board.read(1 << 20)
-                name = _NAMES.get(frame[1], "?")
+                name = _NAMES.get(command_code(frame[1]), "?")
                 k = self.counts.get(name, 0)
                 self.counts[name] = k + 1
                 mode = self.fault(name, k)

@@ -12,12 +12,12 @@ from bfly.hw.config import EngineConfig
 from bfly.hw.hostlink import (crc16, CMD, MAX_PAYLOAD, MAX_STREAM_PIXELS, MAX_WRITE_WORDS, HEAD_BYTES,
                               CRC, LENGTH, STATUS_BYTES, STATUS_NAMES, SYNC_REPLY, ADDRESS, WORD,
                               STREAM_HEAD, STREAM_LAST, stream_batch, stream_payload_bytes,
-                              reply_frame_bytes)
+                              reply_frame_bytes, WINDOW, command_byte)
 from bfly.hw.regmap import BFLY_ID, register_map, config_words, address_bits, param_window
 from bfly.hw.board import BoardTop, LinkedEngine, uart_divisor
 from bfly.hw.bridge import crc16_step
 from bfly.sim.model import random_params, engine_forward
-from bfly.sim.words import pack_pixels, unpack_pixels, param_words
+from bfly.sim.words import pack_pixels, unpack_pixels, param_words, stream_bits
 from bfly.sw.link import encode, read_cmd, write_cmd, stream_cmd, decode_reply, LinkError
 from bfly.sw.driver import stream_frames
 
@@ -160,12 +160,12 @@ def test_the_drivers_largest_stream_is_what_the_bridge_takes():
     pixels = np.random.default_rng(6).integers(-128, 128, size=(batch + 1, 4))
     frames = stream_frames(cfg, pixels)
     assert [n for _, n in frames] == [batch, 1]
-    assert len(frames[0][0]) == HEAD_BYTES + stream_payload_bytes(batch, 4) + CRC.size
+    assert len(frames[0][0].frame()) == HEAD_BYTES + stream_payload_bytes(batch, 4) + CRC.size
     too_long = stream_cmd(bytes(4 * (batch + 1)), batch + 1, True)
     rd = _Reader(_run_link(cfg, [write_cmd(regs["WEIGHTS"].offset, param_words(cfg, params)),
                                   write_cmd(regs["SHIFT"].offset, params.shifts),
                                   write_cmd(regs["CTRL"].offset, [1])]
-                            + [f for f, _ in frames] + [too_long]))
+                            + [f.frame() for f, _ in frames] + [too_long]))
     for _ in range(3):
         assert decode_reply(rd, CMD["WRITE"]) == b""
     out = decode_reply(rd, CMD["STREAM"]) + decode_reply(rd, CMD["STREAM"])
@@ -337,9 +337,7 @@ def test_a_bad_stream_frame_changes_nothing():
 
 def test_a_command_during_a_reply_is_queued():
     """Issue 19 item 6: a READ arriving 0 to 3 byte times after a long READ, while that READ's
-    reply goes out, is answered after it, both frames intact. The bridge queues one command: a
-    frame arriving while one already waits is skipped whole (no reply, nothing done) and the
-    link goes on."""
+    reply goes out, is answered after it, both frames intact."""
     cfg, regs = _cfg_regs()
     weights, shift = regs["WEIGHTS"].offset, regs["SHIFT"].offset
     n = regs["WEIGHTS"].count
@@ -351,11 +349,59 @@ def test_a_command_during_a_reply_is_queued():
         assert _replies(_run_link(cfg, frames)) == [
             (CMD["WRITE"], b"", "OK"), long_reply, id_reply, (CMD["READ"], WORD.pack(0) * 2, "OK")], \
             f"gap {gap}"
-    frames = [write_cmd(weights, list(range(n))), Early(read_cmd(weights, n)),
-              Early(read_cmd(regs["ID"].offset, 2)), Quiet(write_cmd(shift, [9, 10])),
-              (n + 20) * WORD.size * BYTE_CLOCKS, read_cmd(shift, 2)]
+
+
+def test_a_window_of_commands_is_answered_in_order_and_one_more_is_skipped():
+    """Issue 22 item 2: WINDOW frames sent back to back, while the first one's long reply goes
+    out, are all taken and answered in order, each echoing its command byte (its tag); a frame
+    that arrives while WINDOW are held is skipped whole: no reply, nothing written."""
+    cfg, regs = _cfg_regs()
+    weights, shift = regs["WEIGHTS"].offset, regs["SHIFT"].offset
+    n = regs["WEIGHTS"].count
+    read, write = command_byte(CMD["READ"], 5), command_byte(CMD["WRITE"], 6)
+    long_reply = (CMD["READ"], b"".join(WORD.pack(w) for w in range(n)), "OK")
+    window = [Early(read_cmd(weights, n)), Early(read_cmd(regs["ID"].offset, 2, tag=5)),
+              Early(write_cmd(shift, [9, 10], tag=6)), Early(read_cmd(shift, 2, tag=7))]
+    assert len(window) == WINDOW
+    frames = [write_cmd(weights, list(range(n))), *window, Quiet(write_cmd(shift, [1, 2], tag=8)),
+              (n + 20) * WORD.size * BYTE_CLOCKS, read_cmd(shift, 2, tag=9)]
     assert _replies(_run_link(cfg, frames)) == [
-        (CMD["WRITE"], b"", "OK"), long_reply, id_reply, (CMD["READ"], WORD.pack(0) * 2, "OK")]
+        (CMD["WRITE"], b"", "OK"), long_reply,
+        (read, WORD.pack(BFLY_ID) + WORD.pack(config_words(cfg, 0)["CONFIG0"]), "OK"),
+        (write, b"", "OK"), (command_byte(CMD["READ"], 7), WORD.pack(9) + WORD.pack(10), "OK"),
+        (command_byte(CMD["READ"], 9), WORD.pack(9) + WORD.pack(10), "OK")]
+
+
+def test_streams_in_flight_are_each_checked_and_answered_in_order():
+    """Issue 22 item 2: STREAMs sent back to back, one of them damaged and a WRITE among them
+    refused: every good batch goes through the engine once, in order; the damaged one answers
+    BAD_CRC and the refused WRITE AXI_ERROR, and their words and pixels reach nothing (the
+    batches after them are intact)."""
+    cfg, regs = _cfg_regs()
+    params = random_params(cfg, np.random.default_rng(8))
+    load = [write_cmd(regs["WEIGHTS"].offset, param_words(cfg, params)),
+            write_cmd(regs["SHIFT"].offset, params.shifts)]
+    commit = write_cmd(regs["CTRL"].offset, [1])
+    pixels = np.random.default_rng(9).integers(cfg.data_min, cfg.data_max + 1, size=(9, cfg.n_in))
+    batches = [stream_frames(cfg, pixels[i:i + 3])[0][0].frame() for i in range(0, 9, 3)]
+    bad = bytearray(batches[1])
+    bad[-3] ^= 0x40
+    refused = write_cmd(regs["ID"].offset, [1, 2])
+    frames = [*load, commit, 400, Early(batches[0]), Early(bytes(bad)), Early(refused), batches[2]]
+    replies = _replies(_run_link(cfg, frames))
+    n_load = len(load) + 1
+    assert replies[:n_load] == [(CMD["WRITE"], b"", "OK")] * n_load
+    out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
+
+    def pixels_of(payload):
+        words = [int.from_bytes(payload[i:i + out_bytes], "little") for i in range(0, len(payload), out_bytes)]
+        return unpack_pixels(words, cfg.n_out, cfg.data_bits)
+    want = engine_forward(cfg, params, pixels).y
+    got = replies[n_load:]
+    assert [(c, s) for c, _, s in got] == [(CMD["STREAM"], "OK"), (CMD["STREAM"], "BAD_CRC"),
+                                           (CMD["WRITE"], "AXI_ERROR"), (CMD["STREAM"], "OK")]
+    assert np.array_equal(pixels_of(got[0][1]), want[0:3])
+    assert np.array_equal(pixels_of(got[3][1]), want[6:9])
 
 
 def test_a_rejected_frames_declared_bytes_are_skipped():

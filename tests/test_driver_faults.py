@@ -14,6 +14,8 @@ from bfly.sim.model import engine_forward, random_params
 from bfly.sim.words import stream_bits
 from bfly.sw.driver import Accelerator, SerialTransport, LinkError
 from bfly.sw.image import WeightImage
+from bfly.sw.simboard import SimulatedBoard
+from bfly.hw.hostlink import SYNC_REPLY, WINDOW
 
 from fakeboard import FakeBoard
 
@@ -127,7 +129,8 @@ def test_a_board_that_always_answers_the_wrong_length_is_a_link_error(name, mode
         acc = _connect(board, retries=2)
         with pytest.raises(LinkError, match="a reply of .* bytes, expected"):
             acc.read(ID.offset, 1) if name == "READ" else acc.run(_fmap())
-        assert acc.stats["retries"] == 2
+        # each command in flight (one READ; the two STREAMs of the map) was sent again twice
+        assert acc.stats["retries"] == 2 * (1 if name == "READ" else 2)
         acc.transport.close()
 
 
@@ -184,3 +187,64 @@ def test_a_board_that_goes_away_is_a_link_error():
     board.close()
     with pytest.raises(LinkError):
         acc.read(ID.offset, 1)
+
+
+# --- issue 22 item 5: faults with several commands in flight
+
+class CountingTransport(SerialTransport):
+    """Counts the frames written and the replies begun: ``most_ahead`` is the most frames that
+    were out before their replies came."""
+    written = headers = most_ahead = 0
+
+    def write(self, data):
+        self.written += 1
+        self.most_ahead = max(self.most_ahead, self.written - self.headers)
+        super().write(data)
+
+    def read(self, n):
+        data = super().read(n)
+        if n == 1 and data == bytes([SYNC_REPLY]):      # how the driver starts a reply
+            self.headers += 1
+        return data
+
+
+@pytest.mark.parametrize("mode", ["silent", "wrong_sync", "short", "stale", "late", "cut3"])
+def test_a_fault_in_the_middle_of_a_window_loses_and_repeats_nothing(mode):
+    """A map of 8 batches with WINDOW in flight; the reply to the 4th is lost, damaged, too
+    short, followed by a stale one, late or cut: every output pixel is the model's, in order."""
+    image, fmap = _image(), _fmap(h=8, w=64)
+    with FakeBoard(CFG, fault=_only("STREAM", 3, mode), out_bytes=OUT_BYTES, late=TIMEOUT + 0.05) as board:
+        t = CountingTransport(board.url, timeout=TIMEOUT)
+        acc = Accelerator(t)
+        acc.load(image)
+        assert np.array_equal(acc.run(fmap), _want(image.params, fmap))
+        assert acc.link.window == WINDOW and acc.stats["most_in_flight"] == WINDOW
+        assert t.most_ahead >= WINDOW          # several frames really were out at once
+        assert acc.stats["retries"] >= (mode != "stale")
+        t.close()
+
+
+def test_a_board_built_before_tags_is_driven_one_command_at_a_time():
+    """An older bridge answers a tagged command byte with BAD_CMD: the driver learns it from
+    the first reply and goes on untagged, one command in flight."""
+    board = SimulatedBoard(CFG, 31, untagged=True)
+    acc = Accelerator(board)
+    assert acc.link.window == 1 and acc.link.tagged is False
+    image, fmap = _image(), _fmap()
+    acc.load(image)
+    assert np.array_equal(acc.run(fmap), _want(image.params, fmap))
+    new = Accelerator(SimulatedBoard(CFG, 31))
+    assert new.link.window == WINDOW and new.link.tagged is True
+
+
+def test_the_link_bound_is_what_whole_frames_take():
+    """bench-link's bound: a full batch's command and reply frames, as the driver and the
+    (in-process) board make them, at ten bits a byte."""
+    from bfly.sw.bench_link import link_bound
+    from bfly.sw.driver import stream_frames
+    board = SimulatedBoard(CFG, 31)
+    pixels = np.zeros((1000, CFG.n_in), dtype=np.int64)
+    req, n = stream_frames(CFG, pixels)[0]
+    board.write(req.frame())
+    reply = board.read(1 << 20)
+    assert link_bound(CFG, 1e6) == pytest.approx(1e5 * n / max(len(req.frame()), len(reply)))

@@ -13,13 +13,12 @@ import torch
 from boardsim import running_board
 from cliutil import run
 from bfly.hw.config import EngineConfig
-from bfly.hw.hostlink import CMD
 from bfly.sim.model import engine_forward, random_params
 from bfly.sw.driver import Accelerator, Board, DriverError, SerialTransport, LinkError
 from bfly.sw.export import engine_configs
 from bfly.sw.image import WeightImage
 from bfly.sw.infer import accelerated_model, BoardBackend, EmulatedBackend
-from bfly.sw.link import stream_cmd
+from bfly.sw.link import stream_request
 
 CFGS = [EngineConfig.bft(4, 2, epilogue=True), EngineConfig.bft(8, 2, data_bits=6, weight_bits=5),
         EngineConfig.from_chain([[6, 4, 3, 2, 1]], epilogue=True)]
@@ -49,7 +48,7 @@ def test_every_engine_of_a_board_is_found_and_runs_bit_exact():
         with pytest.raises(DriverError, match="refused before writing anything"):
             board.engines[0].load(WeightImage(other, random_params(other, rng), 0.1, 0.1))
         with pytest.raises(LinkError, match="NO_ENGINE"):
-            board.link._transact(stream_cmd(bytes(4), 1, True, engine=3), CMD["STREAM"], 4)
+            board.link.pipeline([stream_request(bytes(4), 1, True, engine=3, out_bytes=4)])
         with pytest.raises(LinkError, match="AXI_ERROR"):
             Accelerator(board.link, engine=3)
         # a single-engine driver still talks to engine 0 (the board serves one client at a time)
