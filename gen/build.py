@@ -61,7 +61,7 @@ def build_board(cfg, board, outdir, baud=None, impl=None):
     outdir = Path(outdir)
     name = "bfly_board"
     try:
-        plan = platform.build(design, name=name, do_build=False,
+        plan = platform.build(design, name=name, do_build=False, synth_opts=b.synth_opts,
                               nextpnr_opts=f"--report {name}_report.json --timing-allow-fail")
         plan.execute_local(str(outdir))
     except Exception as e:          # the toolchain's own failure (does not fit, tool error)

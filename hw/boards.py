@@ -17,6 +17,7 @@ class Board:
     baud: int           # UART rate, bits per second
     cells: dict         # report key -> nextpnr cell types
     target: str         # the device, as bfly synth and bfly plan name it
+    synth_opts: str = ""    # options of yosys's synth_<family> for this board's device
 
 
 # Without a PLL the 25 MHz clock makes 1 Mbaud exactly (25 clocks a bit), an FTDI rate; 3 Mbaud
@@ -25,10 +26,11 @@ BOARDS = {b.name: b for b in (
     Board("ulx3s", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", 25e6, 1_000_000,
           {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "dsps": ["MULT18X18D"], "brams": ["DP16KD"]},
           "ecp5-85k"),
-    # iCE40UP5K: 8 DSPs, so only the smallest engines fit
+    # iCE40UP5K: 8 SB_MAC16 DSPs (synth_ice40 maps multipliers to them only with -dsp), so a
+    # BFT(16,4) fits folded to one lane (8 multipliers)
     Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", 12e6, 1_000_000,
           {"luts": ["ICESTORM_LC"], "dsps": ["ICESTORM_DSP"], "brams": ["ICESTORM_RAM"]},
-          "ice40-up5k"),
+          "ice40-up5k", synth_opts="-dsp"),
 )}
 
 DEFAULT_BOARD = "ulx3s"

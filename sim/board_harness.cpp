@@ -8,7 +8,9 @@
 // uart_tx go back to the client. Built with BYTE_LINK_CLOCKS defined, the top is the bridge and
 // engines without the UART: a byte from the client goes into rx_data with rx_valid every
 // BYTE_LINK_CLOCKS clocks, and tx_data bytes are taken as tx_valid shows them (tx_ready
-// always high). Ctrl-C (SIGINT/SIGTERM) stops it cleanly; with --once it also stops when the
+// always high). The engines run in a clock domain of their own (engine_clk, a half period of
+// ENGINE_HALF_PS picoseconds against the link clock's LINK_HALF_PS), as on a board with a PLL:
+// every edge of either clock is evaluated in time order. Ctrl-C (SIGINT/SIGTERM) stops it cleanly; with --once it also stops when the
 // first client disconnects. When a client leaves, it prints the clocks its session lasted and
 // the bytes that went each way ("session: C clocks, I bytes in, O bytes out"), so a benchmark
 // can measure the link in simulated time.
@@ -64,6 +66,18 @@ int main(int argc, char **argv) {
 
     VerilatedContext ctx;
     Vboard top(&ctx);
+    // one half period of the link clock, with the engine clock's edges that fall in it first
+    unsigned long long now_ps = 0, next_engine_ps = ENGINE_HALF_PS;
+    auto half_cycle = [&](int level) {
+        now_ps += LINK_HALF_PS;
+        while (next_engine_ps <= now_ps) {
+            top.engine_clk = !top.engine_clk;
+            top.eval();
+            next_engine_ps += ENGINE_HALF_PS;
+        }
+        top.clk = level;
+        top.eval();
+    };
 #ifdef BYTE_LINK_CLOCKS
     top.rx_valid = 0;
     top.tx_ready = 1;
@@ -71,8 +85,10 @@ int main(int argc, char **argv) {
     top.uart_rx = 1;
 #endif
     top.rst = 1;
-    for (int i = 0; i < 8; i++) { top.clk = 0; top.eval(); top.clk = 1; top.eval(); }
+    top.engine_rst = 1;
+    for (int i = 0; i < 8; i++) { half_cycle(0); half_cycle(1); }
     top.rst = 0;
+    top.engine_rst = 0;
 
     int client = -1;
     std::deque<unsigned char> to_board;
@@ -111,9 +127,9 @@ int main(int argc, char **argv) {
             to_board.pop_front();
             tx_timer = BYTE_LINK_CLOCKS;
         }
-        top.clk = 0; top.eval();
+        half_cycle(0);
         if (top.tx_valid) out[out_len++] = top.tx_data;
-        top.clk = 1; top.eval();
+        half_cycle(1);
         bool busy = !to_board.empty();
 #else
         // host -> board: start the next byte on uart_rx
@@ -124,7 +140,8 @@ int main(int argc, char **argv) {
             tx_timer = divisor;
         }
         top.uart_rx = tx_bits ? (tx_frame >> (10 - tx_bits)) & 1 : 1;
-        top.clk = 0; top.eval(); top.clk = 1; top.eval();
+        half_cycle(0);
+        half_cycle(1);
         if (tx_bits && --tx_timer == 0) { tx_bits--; tx_timer = divisor; }
         // board -> host: sample uart_tx in the middle of each bit
         switch (rx_state) {

@@ -16,10 +16,13 @@ from amaranth.lib.wiring import In, Out
 from bfly.hw.board import BoardTop, LinkedEngine, config_list
 from .runner import work_dir, verilator_env
 
-__all__ = ["SIM_CLK_HZ", "SIM_BAUD", "BYTE_LINK_CLOCKS", "UART_BYTE_CLOCKS", "build_board_sim", "board_id"]
+__all__ = ["SIM_CLK_HZ", "SIM_BAUD", "SIM_ENGINE_HZ", "BYTE_LINK_CLOCKS", "UART_BYTE_CLOCKS", "build_board_sim", "board_id"]
 
 SIM_CLK_HZ = 40_000_000
 SIM_BAUD = 10_000_000          # 4 clocks per bit: the simulated link is as fast as it can be
+#: the engines' clock (their own domain, as on a board with a PLL): faster than the link's, and
+#: not a multiple of it, so the crossings see every phase
+SIM_ENGINE_HZ = 50_000_000
 #: clocks per byte on the simulated UART (8N1: ten bits)
 UART_BYTE_CLOCKS = 10 * SIM_CLK_HZ // SIM_BAUD
 #: the byte link's clocks per byte (the bridge's receiver takes a byte at most every 2 clocks)
@@ -50,8 +53,8 @@ class ByteLinkBoard(wiring.Component):
     tx_valid: Out(1)
     tx_ready: In(1)
 
-    def __init__(self, cfgs, timeout, impl=None):
-        self._linked = LinkedEngine(cfgs, timeout, impl)
+    def __init__(self, cfgs, timeout, impl=None, engine_domain=None):
+        self._linked = LinkedEngine(cfgs, timeout, impl, engine_domain=engine_domain)
         super().__init__()
 
     def elaborate(self, platform):
@@ -70,10 +73,10 @@ def build_board_sim(cfgs, log=None, byte_link=False, impl=None):
     ``BYTE_LINK_CLOCKS`` clocks instead of ten bit times: for runs that move many pixels);
     ``divisor`` is then 0. ``impl``: the engines' implementation (one, or a list: one each)."""
     if byte_link:
-        top = ByteLinkBoard(cfgs, BYTE_LINK_TIMEOUT, impl)
+        top = ByteLinkBoard(cfgs, BYTE_LINK_TIMEOUT, impl, engine_domain="engine")
         divisor = 0
     else:
-        top = BoardTop(cfgs, SIM_CLK_HZ, SIM_BAUD, impl=impl)
+        top = BoardTop(cfgs, SIM_CLK_HZ, SIM_BAUD, impl=impl, engine_domain="engine")
         divisor = top.divisor
     text = verilog.convert(top, name="board", emit_src=False)
     tuned = "" if impl is None else "_" + hashlib.sha256(repr(impl).encode()).hexdigest()[:8]
@@ -87,6 +90,8 @@ def build_board_sim(cfgs, log=None, byte_link=False, impl=None):
 
 def _build_locked(text, work, byte_link, divisor, log):
     defines = ["-CFLAGS", f"-DBYTE_LINK_CLOCKS={BYTE_LINK_CLOCKS}"] if byte_link else []
+    half_ps = lambda hz: round(1e12 / (2 * hz))
+    defines += ["-CFLAGS", f"-DLINK_HALF_PS={half_ps(SIM_CLK_HZ)}", "-CFLAGS", f"-DENGINE_HALF_PS={half_ps(SIM_ENGINE_HZ)}"]
     digest = hashlib.sha256(text.encode() + HARNESS.read_bytes() + " ".join(defines).encode()).hexdigest()
     exe = work / "obj" / "board_sim"
     stamp = work / "build.stamp"

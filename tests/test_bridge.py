@@ -200,12 +200,14 @@ def _complete_replies(data):
     return n
 
 
-def _run_link(cfg, items, tail=500, patience=40000):
+def _run_link(cfg, items, tail=500, patience=40000, engine_period=None):
     """Send ``items`` to the engine behind the bridge, taking reply bytes at the link's pace, and
     return the reply bytes. An item is a frame (sent one byte every BYTE_CLOCKS, then the host
     waits for its reply, at most ``patience`` clocks), an :class:`Early` frame (sent without
-    waiting), :class:`Quiet` bytes (that get no reply) or an int (that many idle clocks)."""
-    dut = LinkedEngine(cfg, TIMEOUT)
+    waiting), :class:`Quiet` bytes (that get no reply) or an int (that many idle clocks).
+    ``engine_period``: the engines in a clock domain of their own with this period (seconds;
+    the bridge's clock is 10 ns)."""
+    dut = LinkedEngine(cfg, TIMEOUT, engine_domain="engine" if engine_period else None)
     received = bytearray()
 
     async def host(ctx):
@@ -243,6 +245,8 @@ def _run_link(cfg, items, tail=500, patience=40000):
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
+    if engine_period:
+        sim.add_clock(engine_period, domain="engine")
     sim.add_testbench(host)
     sim.add_testbench(listen, background=True)
     sim.run()
@@ -351,10 +355,12 @@ def test_a_command_during_a_reply_is_queued():
             f"gap {gap}"
 
 
-def test_a_window_of_commands_is_answered_in_order_and_one_more_is_skipped():
+@pytest.mark.parametrize("engine_period", [None, 7e-9])
+def test_a_window_of_commands_is_answered_in_order_and_one_more_is_skipped(engine_period):
     """Issue 22 item 2: WINDOW frames sent back to back, while the first one's long reply goes
     out, are all taken and answered in order, each echoing its command byte (its tag); a frame
-    that arrives while WINDOW are held is skipped whole: no reply, nothing written."""
+    that arrives while WINDOW are held is skipped whole: no reply, nothing written. Also with
+    the registers in the engines' own clock domain."""
     cfg, regs = _cfg_regs()
     weights, shift = regs["WEIGHTS"].offset, regs["SHIFT"].offset
     n = regs["WEIGHTS"].count
@@ -365,18 +371,21 @@ def test_a_window_of_commands_is_answered_in_order_and_one_more_is_skipped():
     assert len(window) == WINDOW
     frames = [write_cmd(weights, list(range(n))), *window, Quiet(write_cmd(shift, [1, 2], tag=8)),
               (n + 20) * WORD.size * BYTE_CLOCKS, read_cmd(shift, 2, tag=9)]
-    assert _replies(_run_link(cfg, frames)) == [
+    assert _replies(_run_link(cfg, frames, engine_period=engine_period)) == [
         (CMD["WRITE"], b"", "OK"), long_reply,
         (read, WORD.pack(BFLY_ID) + WORD.pack(config_words(cfg, 0)["CONFIG0"]), "OK"),
         (write, b"", "OK"), (command_byte(CMD["READ"], 7), WORD.pack(9) + WORD.pack(10), "OK"),
         (command_byte(CMD["READ"], 9), WORD.pack(9) + WORD.pack(10), "OK")]
 
 
-def test_streams_in_flight_are_each_checked_and_answered_in_order():
+@pytest.mark.parametrize("engine_period", [None, 3.3e-9, 27e-9])
+def test_streams_in_flight_are_each_checked_and_answered_in_order(engine_period):
     """Issue 22 item 2: STREAMs sent back to back, one of them damaged and a WRITE among them
     refused: every good batch goes through the engine once, in order; the damaged one answers
     BAD_CRC and the refused WRITE AXI_ERROR, and their words and pixels reach nothing (the
-    batches after them are intact)."""
+    batches after them are intact). Also with the engines in a clock domain of their own, faster
+    or slower than the bridge's (issue 22 item 1: the registers and pixels cross through
+    asynchronous FIFOs)."""
     cfg, regs = _cfg_regs()
     params = random_params(cfg, np.random.default_rng(8))
     load = [write_cmd(regs["WEIGHTS"].offset, param_words(cfg, params)),
@@ -388,7 +397,7 @@ def test_streams_in_flight_are_each_checked_and_answered_in_order():
     bad[-3] ^= 0x40
     refused = write_cmd(regs["ID"].offset, [1, 2])
     frames = [*load, commit, 400, Early(batches[0]), Early(bytes(bad)), Early(refused), batches[2]]
-    replies = _replies(_run_link(cfg, frames))
+    replies = _replies(_run_link(cfg, frames, engine_period=engine_period))
     n_load = len(load) + 1
     assert replies[:n_load] == [(CMD["WRITE"], b"", "OK")] * n_load
     out_bytes = stream_bits(cfg.n_out, cfg.data_bits) // 8
@@ -449,3 +458,19 @@ def test_register_semantics_over_the_link_are_the_documented_ones():
         read_cmd(shift.offset, 1), read_cmd(weights.offset, 1), read_cmd(regs["CTRL"].offset, 1)]))
     assert replies[2:] == [(CMD["READ"], WORD.pack(1), "OK"), (CMD["READ"], WORD.pack(0xFFFFFFFF), "OK"),
                            (CMD["READ"], WORD.pack(0), "OK")]
+
+
+@pytest.mark.parametrize("engine_period", [None, 7e-9, 27e-9])
+def test_every_register_block_answers_through_the_clock_crossing(engine_period):
+    """Issue 22 item 1: with the engines in their own clock domain, the engine's and the
+    self-test's registers (two slaves of the decoder, which needs each address held until its
+    response) are written and read back across the crossing."""
+    from bfly.hw.selftest_map import SELFTEST_BASE, ST_SEED
+    cfg, regs = _cfg_regs()
+    seed, shift = SELFTEST_BASE + ST_SEED.offset, regs["SHIFT"].offset
+    frames = [write_cmd(seed, [0x1234, 77]), write_cmd(shift, [3, 4]), read_cmd(seed, 2),
+              read_cmd(shift, 2), read_cmd(regs["ID"].offset, 1)]
+    assert _replies(_run_link(cfg, frames, engine_period=engine_period)) == [
+        (CMD["WRITE"], b"", "OK"), (CMD["WRITE"], b"", "OK"),
+        (CMD["READ"], WORD.pack(0x1234) + WORD.pack(77), "OK"), (CMD["READ"], WORD.pack(3) + WORD.pack(4), "OK"),
+        (CMD["READ"], WORD.pack(BFLY_ID), "OK")]
