@@ -25,7 +25,7 @@ from bfly.sim.runner import work_dir
 
 from .files import write_files
 
-__all__ = ["TARGETS", "Target", "synthesis_sources", "SynthError", "TimeLimitError", "synthesize",
+__all__ = ["TARGETS", "Target", "synthesis_sources", "SynthError", "TimeLimitError", "synthesize", "report_path", "read_pnr_clocks",
            "read_pnr_report"]
 
 
@@ -113,6 +113,12 @@ def read_pnr_report(path, resources):
     return used, avail, fmax
 
 
+def read_pnr_clocks(path):
+    """``{clock net: (achieved MHz, constraint MHz)}`` from a nextpnr ``--report`` file."""
+    pnr = json.loads(Path(path).read_text())
+    return {net: (v["achieved"], v.get("constraint")) for net, v in pnr.get("fmax", {}).items()}
+
+
 def _run(cmd, cwd, log, step, time_limit_s=None):
     """Run a tool, its output to ``log``; raise SynthError with the tool's last words on failure,
     or when it runs longer than ``time_limit_s`` seconds (then it is stopped)."""
@@ -133,6 +139,11 @@ def _run(cmd, cwd, log, step, time_limit_s=None):
         raise SynthError(f"{step} failed: {' / '.join(tail) or 'see ' + str(log)}")
 
 
+def report_path(cfg, target, root=None):
+    """Where :func:`synthesize` writes the report of ``cfg`` for ``target`` (``synth.json``)."""
+    return (Path(root) if root else work_dir("synth")) / target / cfg.id / "synth.json"
+
+
 def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progress=None,
                time_limit_s=None, timing_ripup=False):
     """Synthesize and place ``cfg`` for ``target``; return the report dict (also ``synth.json``).
@@ -144,13 +155,12 @@ def synthesize(cfg, target="ecp5-85k", freq_mhz=100.0, seed=1, root=None, progre
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     t = TARGETS[target]
-    root = Path(root) if root else work_dir("synth")
-    work = root / target / cfg.id
+    work = report_path(cfg, target, root).parent
     sources, top_name, top, shell = synthesis_sources(cfg, t)
     nextpnr = t.nextpnr + (["--tmg-ripup"] if timing_ripup else [])
     key = hashlib.sha256(json.dumps([sources, t.yosys_script, t.fallback, nextpnr, freq_mhz, seed,
                                      _tool_versions(t)]).encode()).hexdigest()
-    report_file = work / "synth.json"
+    report_file = report_path(cfg, target, root)
     if report_file.exists():
         cached = json.loads(report_file.read_text())
         if cached.get("cache_key") == key:

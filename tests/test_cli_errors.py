@@ -267,13 +267,19 @@ def test_demo_checks_pixels_before_writing(capsys, tmp_path, no_tools):
     (["sim", "--n", "16", "--seed", str(2 ** 32)], "argument --seed: must be an integer from 0"),
     (["synth", "--n", "16", "--seed", "-3"], "argument --seed: must be an integer from 0"),
     (["train-demo", "--seed", "x", "-o", "DIR"], "argument --seed: expected an integer"),
-    (["build", "--n", "16", "--baud", "-1", "-o", "DIR"], "--baud -1: the ulx3s board's UART runs at 300 to 6,250,000 baud"),
+    (["build", "--n", "16", "--baud", "-1", "-o", "DIR"], "--baud -1: the ulx3s board's UART runs at 300 to 18,750,000 baud"),
     (["build", "--n", "16", "--baud", "0", "-o", "DIR"], "--baud 0: the ulx3s board's UART runs at 300"),
     (["build", "--n", "16", "--baud", "1", "-o", "DIR"], "--baud 1: "),
     (["build", "--n", "16", "--baud", str(10 ** 8), "-o", "DIR"], "--baud 100000000: "),
     (["build", "--n", "16", "--board", "icebreaker", "--baud", "4000000", "-o", "DIR"],
      "--baud 4000000: the icebreaker board's UART runs at 300 to 3,000,000 baud"),
-    (["build", "--n", "16", "--baud", "5500000", "-o", "DIR"], "5500000 baud cannot be made from a 25 MHz clock"),
+    (["build", "--n", "16", "--board", "icebreaker", "--baud", "2500000", "-o", "DIR"],
+     "2500000 baud cannot be made from a 12 MHz clock"),
+    (["build", "--n", "16", "--engine-mhz", "2", "-o", "DIR"],
+     "the PLL cannot make an engine clock of at most 2 MHz with a link clock that makes 3,000,000 baud"),
+    (["build", "--n", "16", "--engine-mhz", "0", "-o", "DIR"], "argument --engine-mhz: must be a positive number"),
+    (["build", "--n", "16", "--board", "icebreaker", "--engine-mhz", "40", "-o", "DIR"],
+     "the icebreaker has no PLL here"),
 ])
 def test_numbers_are_checked_before_any_tool_runs(capsys, tmp_path, no_tools, argv, message):
     argv = [str(tmp_path / "out") if a == "DIR" else a for a in argv]

@@ -83,15 +83,18 @@ def board_baud(board, baud):
     if baud is None:
         return b.baud
     from bfly.hw.board import uart_divisor, MIN_CLOCKS_PER_BIT
-    fastest = int(b.clk_hz // MIN_CLOCKS_PER_BIT)
+    from bfly.hw.pll import LINK_MAX_HZ
+    link_hz = LINK_MAX_HZ if b.pll else b.clk_hz          # a PLL makes the link's clock
+    fastest = int(link_hz // MIN_CLOCKS_PER_BIT)
     if not MIN_BAUD <= baud <= fastest:
         raise UserError(f"--baud {baud}: the {board} board's UART runs at {MIN_BAUD:,} to {fastest:,} "
-                        f"baud (a {b.clk_hz / 1e6:g} MHz clock, at least {MIN_CLOCKS_PER_BIT} clocks per bit; default "
-                        f"{b.baud:,})")
-    try:
-        uart_divisor(b.clk_hz, baud)
-    except ValueError as e:
-        raise UserError(f"--baud {baud}: {e}")
+                        f"baud (a {link_hz / 1e6:g} MHz clock at most, at least {MIN_CLOCKS_PER_BIT} clocks per "
+                        f"bit; default {b.baud:,})")
+    if not b.pll:
+        try:
+            uart_divisor(b.clk_hz, baud)
+        except ValueError as e:
+            raise UserError(f"--baud {baud}: {e}")
     return baud
 
 

@@ -13,13 +13,13 @@ from bfly.hw.hostlink import MAX_ENGINES
 from bfly.sim.board_sim import BYTE_LINK_CLOCKS, UART_BYTE_CLOCKS
 
 from .common import UserError, add_config_args, board_baud, config_from_args, connect, load_image, \
-    output_path, add_link_args, CONFIG_KEYS, positive_int, seed_arg
+    output_path, add_link_args, CONFIG_KEYS, positive_int, positive_float, seed_arg
 
 __all__ = ["register"]
 
 
 def cmd_build(args):
-    from bfly.gen.build import build_board, BuildError
+    from bfly.gen.build import build_board, board_design, BuildError, ClockError, default_engine_mhz
     cfgs, impls, plan = board_engines(args)
     baud = board_baud(args.board, args.baud)
     print(f"building {_engines_text(cfgs)} for {args.board} (synthesis, place and route, bitstream: "
@@ -28,15 +28,26 @@ def cmd_build(args):
         if plan.get("target") != BOARDS[args.board].target:
             raise UserError(f"{args.plan} is a plan for {plan.get('target')}; the {args.board} has "
                             f"{BOARDS[args.board].target} (bfly plan --target {BOARDS[args.board].target})")
+    engine_mhz = args.engine_mhz
+    if BOARDS[args.board].pll and engine_mhz is None:
+        engine_mhz, source = default_engine_mhz(cfgs, args.board)
+        print(f"  engine clock: {engine_mhz:g} MHz at most, from {source} (--engine-mhz to choose)")
+    engines = cfgs if len(cfgs) > 1 else cfgs[0]
     try:
-        r = build_board(cfgs if len(cfgs) > 1 else cfgs[0], args.board, args.output, baud, impls)
+        board_design(engines, args.board, baud, impls, engine_mhz)      # the clocks can be made
+    except ClockError as e:
+        raise UserError(str(e))
+    try:
+        r = build_board(engines, args.board, args.output, baud, impls, engine_mhz)
     except BuildError as e:
         raise RuntimeError(str(e))
     u, a = r["used"], r["available"]
     ffs = f", flip-flops {u['ffs']:,}" if "ffs" in u else ""       # iCE40 logic cells hold both
     print(f"  LUTs {u['luts']:,} of {a['luts']:,}{ffs}, DSPs {u['dsps']} of {a['dsps']}, "
           f"block RAMs {u['brams']} of {a['brams']}")
-    print(f"  Fmax {r['fmax_mhz']:.1f} MHz at a {r['clock_mhz']:g} MHz clock; UART {r['baud']} baud")
+    for name, c in r["clocks"].items():
+        print(f"  {name} clock {c['mhz']:.6g} MHz: Fmax {c['fmax_mhz'] or 0:.1f} MHz")
+    print(f"  UART {r['baud']:,} baud ({r['uart_clocks_per_bit']} link clocks a bit)")
     if plan is not None:
         est = {k: sum(e["estimate"].get(k, 0) for e in plan["engines"]) for k in ("luts", "ffs", "dsps", "brams")}
         print(f"  the plan estimated the engines at LUTs {est['luts']:,}, flip-flops {est['ffs']:,}, "
@@ -335,6 +346,9 @@ def register(sub):
                    help=f"board (default {DEFAULT_BOARD})")
     p.add_argument("-o", "--output", required=True, metavar="DIR", type=output_path, help="build directory")
     p.add_argument("--baud", type=int, default=None, help="UART baud rate (default: the board's fastest exact rate)")
+    p.add_argument("--engine-mhz", type=positive_float, default=None, metavar="MHZ",
+                   help="the engines' clock from the PLL, at most (default: the lowest Fmax of the engines' "
+                        "bfly synth reports for the board, else bfly plan's estimate)")
     p.add_argument("--program", action="store_true", help="print the command that programs the board")
     p.set_defaults(func=cmd_build)
 
