@@ -12,9 +12,9 @@ from amaranth.hdl import Elaboratable, Module
 from bfly.hw.board import BoardTop, config_list, uart_divisor
 from bfly.hw.boards import BOARDS
 from bfly.hw.pll import ecp5_pll, ECP5Clocks, PLLError
-from .synth import read_pnr_report, read_pnr_clocks
+from .synth import read_pnr_report, read_pnr_clocks, ABC9_FAULT, ECP5_ABC_LUTS
 
-__all__ = ["BOARDS", "BuildError", "ClockError", "board_design", "build_board", "default_engine_mhz"]
+__all__ = ["BOARDS", "BuildError", "ClockError", "board_clocks", "board_design", "build_board", "default_engine_mhz"]
 
 
 class BuildError(RuntimeError):
@@ -60,38 +60,44 @@ def default_engine_mhz(cfgs, board):
     return min(figures)
 
 
-def board_design(cfg, board, baud=None, impl=None, engine_mhz=None):
-    """The design :func:`build_board` builds: the board top of ``cfg`` (a configuration, or a
-    list: one engine each) with its UART at ``baud`` bits per second (default: ``board``'s rate
-    in :data:`BOARDS`); on a board with a PLL, the engines at ``engine_mhz`` (at most; default
-    :func:`default_engine_mhz`) and the link at a clock that makes the baud rate. ``impl``
-    (default: the device's implementation, as ``bfly synth`` builds the engine; with several
-    engines, without DSP sites)."""
+def board_clocks(cfg, board, baud=None, engine_mhz=None):
+    """``(oscillator Hz, baud, PLL plan or None)`` of the board design of ``cfg`` for ``board``:
+    the UART at ``baud`` (default: ``board``'s rate in :data:`BOARDS`); on a board with a PLL,
+    the engines at ``engine_mhz`` at most (default :func:`default_engine_mhz`) and the link at a
+    clock that makes the baud rate (:func:`bfly.hw.pll.ecp5_pll`). A :class:`ClockError` if they
+    cannot be made."""
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
     b = BOARDS[board]
     clk_hz, baud = b.clk_hz, baud or b.baud
-    if impl is None:           # the device's own: what bfly synth measures (one engine: its DSP sites too)
-        from bfly.hw.targets import HARDWARE_TARGETS
-        impl = HARDWARE_TARGETS[b.target].implementation()
-        if len(config_list(cfg)) > 1:
-            impl = replace(impl, dsp_sites=())
-    pll = None
     if b.pll:
         if engine_mhz is None:
             engine_mhz = default_engine_mhz(cfg, board)[0]
         try:
-            pll = ecp5_pll(clk_hz, engine_mhz * 1e6, baud)
+            return clk_hz, baud, ecp5_pll(clk_hz, engine_mhz * 1e6, baud)
         except PLLError as e:
             raise ClockError(str(e))
-    elif engine_mhz is not None:
+    if engine_mhz is not None:
         raise ClockError(f"the {board} has no PLL here: its engines run at its {clk_hz / 1e6:g} MHz clock "
                          f"(leave out --engine-mhz)")
-    else:
-        try:
-            uart_divisor(clk_hz, baud)
-        except ValueError as e:
-            raise ClockError(str(e))
+    try:
+        uart_divisor(clk_hz, baud)
+    except ValueError as e:
+        raise ClockError(str(e))
+    return clk_hz, baud, None
+
+
+def board_design(cfg, board, baud=None, impl=None, engine_mhz=None):
+    """The design :func:`build_board` builds: the board top of ``cfg`` (a configuration, or a
+    list: one engine each) with the clocks of :func:`board_clocks`. ``impl`` (default: the
+    device's implementation, as ``bfly synth`` builds the engine; with several engines, without
+    DSP sites)."""
+    clk_hz, baud, pll = board_clocks(cfg, board, baud, engine_mhz)
+    if impl is None:
+        from bfly.hw.targets import HARDWARE_TARGETS
+        impl = HARDWARE_TARGETS[BOARDS[board].target].implementation()
+        if len(config_list(cfg)) > 1:
+            impl = replace(impl, dsp_sites=())
     return _BoardDesign(cfg, clk_hz, baud, impl, pll)
 
 
@@ -109,10 +115,24 @@ def build_board(cfg, board, outdir, baud=None, impl=None, engine_mhz=None):
         os.environ[tool.upper().replace("-", "_")] = str(bindir / f"yowasp-{tool}")
     outdir = Path(outdir)
     name = "bfly_board"
+    fallback = False
     try:
-        plan = platform.build(design, name=name, do_build=False, synth_opts=b.synth_opts,
-                              nextpnr_opts=f"--report {name}_report.json --timing-allow-fail")
-        plan.execute_local(str(outdir))
+        try:
+            plan = platform.build(design, name=name, do_build=False, synth_opts=b.synth_opts,
+                                  nextpnr_opts=f"--report {name}_report.json --timing-allow-fail")
+            plan.execute_local(str(outdir))
+        except Exception:
+            log = outdir / f"{name}.rpt"
+            if not (b.target.startswith("ecp5") and log.exists() and ABC9_FAULT in log.read_text(errors="replace")):
+                raise
+            # yosys's abc9 fault (gen/synth.py): synth_ecp5 up to its LUT mapping, abc, the rest
+            fallback = True
+            platform = getattr(importlib.import_module(b.module), b.platform)()    # one build each
+            plan = platform.build(design, name=name, do_build=False,
+                                  synth_opts=f"{b.synth_opts} -run begin:map_luts".strip(),
+                                  script_after_synth=f"{ECP5_ABC_LUTS}; synth_ecp5 -top {name} -run map_cells:",
+                                  nextpnr_opts=f"--report {name}_report.json --timing-allow-fail")
+            plan.execute_local(str(outdir))
     except Exception as e:          # the toolchain's own failure (does not fit, tool error)
         log = outdir / f"{name}.tim"
         errors = [l for l in log.read_text().splitlines() if l.startswith("ERROR")] if log.exists() else []
@@ -146,6 +166,7 @@ def build_board(cfg, board, outdir, baud=None, impl=None, engine_mhz=None):
                                          "vco_mhz": pll.vco_hz / 1e6},
         "baud": baud,
         "uart_clocks_per_bit": design.board.divisor,
+        "yosys_abc_fallback": fallback,
         "fmax_mhz": min((c["fmax_mhz"] or 0) for c in clocks.values()),
         "meets_timing": all(c["meets_timing"] for c in clocks.values()),
         "used": used,

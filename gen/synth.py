@@ -25,8 +25,14 @@ from bfly.sim.runner import work_dir
 
 from .files import write_files
 
-__all__ = ["TARGETS", "Target", "synthesis_sources", "SynthError", "TimeLimitError", "synthesize", "report_path", "read_pnr_clocks",
+__all__ = ["TARGETS", "Target", "synthesis_sources", "SynthError", "TimeLimitError", "synthesize", "report_path", "read_pnr_clocks", "ABC9_FAULT", "ECP5_ABC_LUTS",
            "read_pnr_report"]
+
+
+# yosys 0.70's abc9 (synth_ecp5's LUT mapper) fails an assertion in this pass on some netlists;
+# ECP5_ABC_LUTS is the LUT mapping with abc that replaces synth_ecp5's map_luts step then
+ABC9_FAULT = "ABC_OPS_REINTEGRATE"
+ECP5_ABC_LUTS = "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean"
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,9 @@ TARGETS = {
         # yosys 0.70's abc9 (synth_ecp5's LUT mapper, with no option to turn it off) fails an
         # assertion on some large netlists (LUT-RAM beside registers that are kept apart);
         # those are mapped with abc, yosys's mapper before abc9, and the report says so
-        fallback=("ABC_OPS_REINTEGRATE",
+        fallback=(ABC9_FAULT,
                   "read_verilog {files}; synth_ecp5 -top {top} -run begin:map_luts; "
-                  "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
+                  f"{ECP5_ABC_LUTS}; "
                   "synth_ecp5 -top {top} -run map_cells: -json top.json"),
     ),
     # iCE40 logic cells hold a LUT4 and a flip-flop each: "luts" counts logic cells

@@ -91,27 +91,32 @@ class SelfTest(wiring.Component):
                      bus.r_err.eq(~Cat(*(bus.r_addr == w for w in known)).any())]
 
         # --- the run: the generator offers a pixel every clock until `count` are taken; the
-        # checksum folds every result; done once `count` results are in
+        # checksum folds every result; done once `count` results are in. Down-counters with
+        # their "one left" flags in registers keep the comparisons off the handshakes' paths.
+        to_feed, to_get = Signal(32), Signal(32)
+        feeding, last_one, cycles_full = Signal(), Signal(), Signal()
         with m.If(start):
-            m.d.sync += [fed.eq(0), out.eq(0), cycles.eq(0), checksum.eq(0), done.eq(0),
-                         self.busy.eq(1)]
+            m.d.sync += [fed.eq(0), out.eq(0), cycles.eq(0), checksum.eq(0), cycles_full.eq(0),
+                         to_feed.eq(count), to_get.eq(count), feeding.eq(count != 0),
+                         last_one.eq(count == 1), self.busy.eq(count != 0), done.eq(count == 0)]
             for j, lane in enumerate(lanes):
                 s = seed ^ lane_offset(j)             # (selftest_map.lane_seed)
                 m.d.sync += lane.eq(_xorshift(Mux(s == 0, SEED_STRIDE, s)))
         m.d.comb += [self.px.payload.eq(Cat(*lanes)[:self._pixel_bits]),
-                     self.px.valid.eq(self.busy & (fed != count))]
+                     self.px.valid.eq(self.busy & feeding)]
         with m.If(self.px.valid & self.px.ready):
-            m.d.sync += [fed.eq(fed + 1)] + [lane.eq(_xorshift(lane)) for lane in lanes]
+            m.d.sync += [fed.eq(fed + 1), to_feed.eq(to_feed - 1), feeding.eq(to_feed != 1)]
+            m.d.sync += [lane.eq(_xorshift(lane)) for lane in lanes]
         with m.If(self.busy):
-            with m.If(cycles != 0xFFFFFFFF):
-                m.d.sync += cycles.eq(cycles + 1)
+            with m.If(~cycles_full):
+                m.d.sync += [cycles.eq(cycles + 1), cycles_full.eq(cycles == 0xFFFFFFFE)]
             with m.If(self.result.valid):
                 pieces = [self.result.payload[i:i + 32] for i in range(0, self._result_bits, 32)]
                 folded = pieces[0]
                 for p in pieces[1:]:
                     folded = folded ^ p
-                m.d.sync += [checksum.eq(Cat(checksum[31], checksum[:31]) ^ folded), out.eq(out + 1)]
-            last_in = self.result.valid & (out + 1 == count)
-            with m.If((count == 0) | last_in):
-                m.d.sync += [self.busy.eq(0), done.eq(1)]
+                m.d.sync += [checksum.eq(Cat(checksum[31], checksum[:31]) ^ folded), out.eq(out + 1),
+                             to_get.eq(to_get - 1), last_one.eq(to_get == 2)]
+                with m.If(last_one):
+                    m.d.sync += [self.busy.eq(0), done.eq(1)]
         return m

@@ -474,3 +474,30 @@ def test_every_register_block_answers_through_the_clock_crossing(engine_period):
         (CMD["WRITE"], b"", "OK"), (CMD["WRITE"], b"", "OK"),
         (CMD["READ"], WORD.pack(0x1234) + WORD.pack(77), "OK"), (CMD["READ"], WORD.pack(3) + WORD.pack(4), "OK"),
         (CMD["READ"], WORD.pack(BFLY_ID), "OK")]
+
+
+@pytest.mark.parametrize("engine_period", [None, 7e-9])
+def test_short_self_test_runs_count_every_pixel(engine_period):
+    """The self-test's counters at their edges (0, 1, 2 and 7 pixels), through the bridge and,
+    with ``engine_period``, the clock crossing: its OUT and CHECKSUM are the model's, and a run
+    of 0 pixels is done at once."""
+    from bfly.hw.selftest_map import SELFTEST_BASE, ST_CTRL, ST_STATUS, ST_SEED, ST_OUT
+    from bfly.sim.selftest import selftest_pixels, selftest_checksum
+    cfg, regs = _cfg_regs()
+    params = random_params(cfg, np.random.default_rng(12))
+    load = [write_cmd(regs["WEIGHTS"].offset, param_words(cfg, params)),
+            write_cmd(regs["SHIFT"].offset, params.shifts), write_cmd(regs["CTRL"].offset, [1])]
+    counts = [0, 1, 2, 7]
+    frames = list(load)
+    for n in counts:
+        frames += [write_cmd(SELFTEST_BASE + ST_SEED.offset, [9, n]),
+                   write_cmd(SELFTEST_BASE + ST_CTRL.offset, [ST_CTRL.pack(start=1, engine=0)]), 300,
+                   read_cmd(SELFTEST_BASE + ST_STATUS.offset, 1), read_cmd(SELFTEST_BASE + ST_OUT.offset, 3)]
+    replies = _replies(_run_link(cfg, frames, engine_period=engine_period))[len(load):]
+    for k, n in enumerate(counts):
+        _, _, status, results = replies[4 * k:4 * k + 4]
+        assert ST_STATUS.unpack(_words(status[1])[0]) == {"busy": 0, "done": 1}, n
+        out, cycles, checksum = _words(results[1])
+        want = selftest_checksum(cfg, engine_forward(cfg, params, selftest_pixels(cfg, 9, n)).y)
+        assert (out, checksum) == (n, want), n
+        assert (cycles == 0) if n == 0 else (n <= cycles < n + 40), (n, cycles)

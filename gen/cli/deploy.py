@@ -19,7 +19,7 @@ __all__ = ["register"]
 
 
 def cmd_build(args):
-    from bfly.gen.build import build_board, board_design, BuildError, ClockError, default_engine_mhz
+    from bfly.gen.build import build_board, board_clocks, BuildError, ClockError, default_engine_mhz
     cfgs, impls, plan = board_engines(args)
     baud = board_baud(args.board, args.baud)
     print(f"building {_engines_text(cfgs)} for {args.board} (synthesis, place and route, bitstream: "
@@ -34,7 +34,7 @@ def cmd_build(args):
         print(f"  engine clock: {engine_mhz:g} MHz at most, from {source} (--engine-mhz to choose)")
     engines = cfgs if len(cfgs) > 1 else cfgs[0]
     try:
-        board_design(engines, args.board, baud, impls, engine_mhz)      # the clocks can be made
+        board_clocks(engines, args.board, baud, engine_mhz)      # the clocks can be made
     except ClockError as e:
         raise UserError(str(e))
     try:
