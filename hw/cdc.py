@@ -5,9 +5,10 @@ nothing here is a hand-made synchronizer. The pixel streams cross through
 
 A write takes its address and data together (as the bridge issues them) through one FIFO and
 gives them out on the other side each with its own handshake; the write response, the read
-address and the read data each go through their own FIFO. On the manager side each address
-stays put until its response has been taken, as :class:`bfly.hw.axi.AXI4LiteDecoder` needs:
-one write and one read at a time, which is what the bridge issues.
+address and the read data each go through their own FIFO. On the manager side each access is
+held in registers until its response, as :class:`bfly.hw.axi.AXI4LiteDecoder` needs, and the
+responses are taken at once: one write and one read at a time, which is what the bridge
+issues (so a response FIFO always has room).
 """
 
 from amaranth.hdl import Module, Signal, Cat
@@ -46,34 +47,36 @@ class AXI4LiteCDC(wiring.Component):
         take = bus.awvalid & bus.wvalid & aw.w_rdy
         m.d.comb += [bus.awready.eq(take), bus.wready.eq(take), aw.w_en.eq(take),
                      aw.w_data.eq(Cat(bus.awaddr, bus.wdata, bus.wstrb))]
-        # ... and given out on the manager side, each channel's handshake on its own
-        aw_done, w_done = Signal(), Signal()
-        aw_now = out.awvalid & out.awready
-        w_now = out.wvalid & out.wready
-        m.d.comb += [out.awaddr.eq(aw.r_data[:a]), out.wdata.eq(aw.r_data[a:a + 32]),
-                     out.wstrb.eq(aw.r_data[a + 32:]),
-                     out.awvalid.eq(aw.r_rdy & ~aw_done), out.wvalid.eq(aw.r_rdy & ~w_done)]
-        # the write leaves the FIFO with its response, so its address stays put until then
-        b_now = out.bvalid & out.bready
-        with m.If(b_now):
+        # ... and held in registers on the manager side until its response, each channel's
+        # handshake on its own
+        md = m.d[self._m]
+        w_busy, aw_v, w_v = Signal(), Signal(), Signal()
+        with m.If(aw.r_rdy & ~w_busy):
             m.d.comb += aw.r_en.eq(1)
-            m.d[self._m] += [aw_done.eq(0), w_done.eq(0)]
-        with m.Else():
-            m.d[self._m] += [aw_done.eq(aw_done | aw_now), w_done.eq(w_done | w_now)]
-        # write response back
-        m.d.comb += [out.bready.eq(b.w_rdy), b.w_en.eq(out.bvalid & b.w_rdy), b.w_data.eq(out.bresp),
+            md += [out.awaddr.eq(aw.r_data[:a]), out.wdata.eq(aw.r_data[a:a + 32]),
+                   out.wstrb.eq(aw.r_data[a + 32:]), aw_v.eq(1), w_v.eq(1), w_busy.eq(1)]
+        with m.If(out.awvalid & out.awready):
+            md += aw_v.eq(0)
+        with m.If(out.wvalid & out.wready):
+            md += w_v.eq(0)
+        with m.If(out.bvalid):
+            md += w_busy.eq(0)
+        # the response back: taken at once (one access at a time each way, so the FIFO has room)
+        m.d.comb += [out.awvalid.eq(aw_v), out.wvalid.eq(w_v), out.bready.eq(1),
+                     b.w_en.eq(out.bvalid), b.w_data.eq(out.bresp),
                      bus.bvalid.eq(b.r_rdy), bus.bresp.eq(b.r_data), b.r_en.eq(bus.bready)]
-        # read: the address over, the data back
-        ar_done = Signal()
-        r_now = out.rvalid & out.rready
-        with m.If(r_now):
-            m.d[self._m] += ar_done.eq(0)
-        with m.Elif(out.arvalid & out.arready):
-            m.d[self._m] += ar_done.eq(1)
+        # read: the address over and held until the data comes back
+        r_busy, ar_v = Signal(), Signal()
+        with m.If(ar.r_rdy & ~r_busy):
+            m.d.comb += ar.r_en.eq(1)
+            md += [out.araddr.eq(ar.r_data), ar_v.eq(1), r_busy.eq(1)]
+        with m.If(out.arvalid & out.arready):
+            md += ar_v.eq(0)
+        with m.If(out.rvalid):
+            md += r_busy.eq(0)
         m.d.comb += [bus.arready.eq(ar.w_rdy), ar.w_en.eq(bus.arvalid), ar.w_data.eq(bus.araddr),
-                     out.arvalid.eq(ar.r_rdy & ~ar_done), out.araddr.eq(ar.r_data), ar.r_en.eq(r_now),
-                     out.rready.eq(r.w_rdy), r.w_en.eq(out.rvalid & r.w_rdy),
-                     r.w_data.eq(Cat(out.rdata, out.rresp)),
+                     out.arvalid.eq(ar_v), out.rready.eq(1),
+                     r.w_en.eq(out.rvalid), r.w_data.eq(Cat(out.rdata, out.rresp)),
                      bus.rvalid.eq(r.r_rdy), bus.rdata.eq(r.r_data[:32]), bus.rresp.eq(r.r_data[32:]),
                      r.r_en.eq(bus.rready)]
         return m

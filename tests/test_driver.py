@@ -87,7 +87,7 @@ def test_link_faults_are_survived(board):
     """Issue 22 item 5: with several commands in flight (a map of 8 batches, a window of
     WINDOW), a corrupted frame, a dropped half frame, garbage bytes, a damaged reply and a
     reconnect, each in the middle of the window: every output bit-exact, each fault retried."""
-    t = FaultyTransport(board, timeout=1.0)
+    t = FaultyTransport(board, timeout=2.0)
     acc = Accelerator(t)
     params = random_params(CFG, np.random.default_rng(5))
     image = WeightImage(CFG, params, 0.1, 0.1)
