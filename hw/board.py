@@ -4,7 +4,7 @@ clock and reset."""
 
 from amaranth.hdl import Module, Signal, Cat, DomainRenamer
 from amaranth.lib import wiring, stream
-from amaranth.lib.fifo import AsyncFIFO
+from amaranth.lib.fifo import AsyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Lite, AXI4LiteDecoder
@@ -23,6 +23,7 @@ __all__ = ["BoardTop", "LinkedEngine", "EngineSide", "PIXEL_FIFO_DEPTH", "config
 MIN_CLOCKS_PER_BIT = 4      # the UART samples a bit in its middle clock
 BAUD_TOLERANCE = 0.02       # the rate made may differ from the one asked for by this fraction
 PIXEL_FIFO_DEPTH = 8        # pixels each way between the bridge's clock domain and the engines'
+SLICE_DEPTH = 2             # the register slice beside each of them, in the engines' domain
 
 
 def uart_divisor(clk_hz, baud):
@@ -175,9 +176,16 @@ class LinkedEngine(wiring.Component):
         m.submodules.px_cdc = pin = AsyncFIFO(width=len(px), depth=PIXEL_FIFO_DEPTH, w_domain="sync", r_domain=d)
         m.submodules.out_cdc = pout = AsyncFIFO(width=len(side.out.payload), depth=PIXEL_FIFO_DEPTH,
                                                 w_domain=d, r_domain="sync")
+        # register slices on the engines' side, so that the engines' handshakes do not reach
+        # into the crossing FIFOs' pointers and memories
+        m.submodules.px_slice = sin = DomainRenamer(d)(SyncFIFOBuffered(width=len(px), depth=SLICE_DEPTH))
+        m.submodules.out_slice = sout = DomainRenamer(d)(SyncFIFOBuffered(width=len(side.out.payload),
+                                                                          depth=SLICE_DEPTH))
         m.d.comb += [pin.w_data.eq(px), pin.w_en.eq(br.px_out.valid), br.px_out.ready.eq(pin.w_rdy)]
-        wiring.connect(m, pin.r_stream, side.px)
-        wiring.connect(m, side.out, pout.w_stream)
+        wiring.connect(m, pin.r_stream, sin.w_stream)
+        wiring.connect(m, sin.r_stream, side.px)
+        wiring.connect(m, side.out, sout.w_stream)
+        wiring.connect(m, sout.r_stream, pout.w_stream)
         wiring.connect(m, pout.r_stream, br.px_in)
         return m
 

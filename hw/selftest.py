@@ -93,15 +93,20 @@ class SelfTest(wiring.Component):
         # --- the run: the generator offers a pixel every clock until `count` are taken; the
         # checksum folds every result; done once `count` results are in. Down-counters with
         # their "one left" flags in registers keep the comparisons off the handshakes' paths.
+        # each lane's first state, kept ready from the seed (written long before a start) in
+        # two register steps: the lane's seed, then its first state
+        firsts = [Signal(32, name=f"first_{j}") for j in range(self._lanes)]
+        for j, first in enumerate(firsts):
+            s = Signal(32, name=f"lane_seed_{j}")
+            m.d.sync += s.eq(Mux(seed == lane_offset(j), SEED_STRIDE, seed ^ lane_offset(j)))  # (selftest_map.lane_seed)
+            m.d.sync += first.eq(_xorshift(s))
         to_feed, to_get = Signal(32), Signal(32)
         feeding, last_one, cycles_full = Signal(), Signal(), Signal()
         with m.If(start):
             m.d.sync += [fed.eq(0), out.eq(0), cycles.eq(0), checksum.eq(0), cycles_full.eq(0),
                          to_feed.eq(count), to_get.eq(count), feeding.eq(count != 0),
                          last_one.eq(count == 1), self.busy.eq(count != 0), done.eq(count == 0)]
-            for j, lane in enumerate(lanes):
-                s = seed ^ lane_offset(j)             # (selftest_map.lane_seed)
-                m.d.sync += lane.eq(_xorshift(Mux(s == 0, SEED_STRIDE, s)))
+            m.d.sync += [lane.eq(first) for lane, first in zip(lanes, firsts)]
         m.d.comb += [self.px.payload.eq(Cat(*lanes)[:self._pixel_bits]),
                      self.px.valid.eq(self.busy & feeding)]
         with m.If(self.px.valid & self.px.ready):
