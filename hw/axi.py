@@ -148,9 +148,12 @@ class AXI4LiteDecoder(wiring.Component):
 
     For a manager with one transaction at a time that holds its address until the response (the
     host bridge's executor): the slave is chosen from ``awaddr`` and ``araddr`` as they are, with
-    no state. Addresses past the last slave reach none (the manager refuses them first)."""
+    no state. Addresses past the last slave reach none (the manager refuses them first).
+    ``registered``: the choice is a register of the address instead, for a manager that also
+    sets its address a clock before ``awvalid``/``arvalid`` (:class:`bfly.hw.cdc.AXI4LiteCDC`),
+    which keeps the address decode off the handshakes' paths."""
 
-    def __init__(self, addr_bits, slave_bits, shift, indices=None):
+    def __init__(self, addr_bits, slave_bits, shift, indices=None, registered=False):
         self._shift, self._count = shift, len(slave_bits)
         self._indices = list(range(self._count)) if indices is None else list(indices)
         if len(self._indices) != self._count:
@@ -163,6 +166,7 @@ class AXI4LiteDecoder(wiring.Component):
             **{f"slave{i}": Out(AXI4Lite(b)) for i, b in enumerate(slave_bits)},
         })
         self._slave_bits = slave_bits
+        self._registered = registered
 
     @property
     def slaves(self):
@@ -175,6 +179,10 @@ class AXI4LiteDecoder(wiring.Component):
         w_sel, r_sel = bus.awaddr[self._shift:], bus.araddr[self._shift:]
         for i, s in enumerate(self.slaves):
             w_hit, r_hit = w_sel == self._indices[i], r_sel == self._indices[i]
+            if self._registered:
+                w_reg, r_reg = Signal(name=f"w_hit_{i}"), Signal(name=f"r_hit_{i}")
+                m.d.sync += [w_reg.eq(w_hit), r_reg.eq(r_hit)]
+                w_hit, r_hit = w_reg, r_reg
             m.d.comb += [
                 s.awaddr.eq(bus.awaddr[:self._slave_bits[i]]), s.awprot.eq(bus.awprot),
                 s.awvalid.eq(bus.awvalid & w_hit),

@@ -51,10 +51,11 @@ class EngineSide(wiring.Component):
     ``SELFTEST_BASE``), pixels in on ``px`` (the widest engine's word, ``last`` on top, then the
     number of the engine it is for) and out on ``out`` (the word, ``last`` on top) from the
     engine that took the last input pixel. All in one clock domain (``sync``), which the board
-    may rename."""
+    may rename. ``registered_decode``: the decoder's choice in a register (for a manager that
+    sets each address a clock ahead: the crossing)."""
 
-    def __init__(self, cfgs, impls, selftest, addr_bits, px_bits, out_bits):
-        self._cfgs, self._selftest = cfgs, selftest
+    def __init__(self, cfgs, impls, selftest, addr_bits, px_bits, out_bits, registered_decode=False):
+        self._cfgs, self._selftest, self._registered = cfgs, selftest, registered_decode
         self._tops = [BflyTop(cfg, i) for cfg, i in zip(cfgs, impls)]
         super().__init__({
             "axil": In(AXI4Lite(addr_bits)),
@@ -80,7 +81,7 @@ class EngineSide(wiring.Component):
             slaves = [address_bits(c) for c in self._cfgs] + ([SELFTEST_ADDRESS_BITS] if st else [])
             indices = list(range(len(tops))) + ([SELFTEST_SLAVE] if st else [])
             m.submodules.decoder = dec = AXI4LiteDecoder(len(self.axil.awaddr), slaves,
-                                                         ENGINE_ADDRESS_BITS, indices)
+                                                         ENGINE_ADDRESS_BITS, indices, self._registered)
             wiring.connect(m, wiring.flipped(self.axil), dec.bus)
             for e, top in enumerate(tops):
                 m.submodules[f"engine_top{e}"] = top
@@ -141,7 +142,8 @@ class LinkedEngine(wiring.Component):
             raise ValueError(f"one implementation per engine, not {len(impls)} for {len(self._cfgs)}")
         self._bridge = HostBridge(self._cfgs, self._timeout, self._selftest)
         self._side = EngineSide(self._cfgs, impls, selftest, len(self._bridge.axil.awaddr),
-                                len(self._bridge.px_out.payload), len(self._bridge.px_in.payload))
+                                len(self._bridge.px_out.payload), len(self._bridge.px_in.payload),
+                                registered_decode=engine_domain is not None)
         super().__init__()
 
     @property

@@ -6,7 +6,8 @@ nothing here is a hand-made synchronizer. The pixel streams cross through
 A write takes its address and data together (as the bridge issues them) through one FIFO and
 gives them out on the other side each with its own handshake; the write response, the read
 address and the read data each go through their own FIFO. On the manager side each access is
-held in registers until its response, as :class:`bfly.hw.axi.AXI4LiteDecoder` needs, and the
+held in registers until its response, as :class:`bfly.hw.axi.AXI4LiteDecoder` needs (its
+address a clock before its valid, as the decoder's ``registered`` choice needs), and the
 responses are taken at once: one write and one read at a time, which is what the bridge
 issues (so a response FIFO always has room).
 """
@@ -50,11 +51,13 @@ class AXI4LiteCDC(wiring.Component):
         # ... and held in registers on the manager side until its response, each channel's
         # handshake on its own
         md = m.d[self._m]
-        w_busy, aw_v, w_v = Signal(), Signal(), Signal()
+        w_busy, w_setup, aw_v, w_v = Signal(), Signal(), Signal(), Signal()
         with m.If(aw.r_rdy & ~w_busy):
             m.d.comb += aw.r_en.eq(1)
             md += [out.awaddr.eq(aw.r_data[:a]), out.wdata.eq(aw.r_data[a:a + 32]),
-                   out.wstrb.eq(aw.r_data[a + 32:]), aw_v.eq(1), w_v.eq(1), w_busy.eq(1)]
+                   out.wstrb.eq(aw.r_data[a + 32:]), w_setup.eq(1), w_busy.eq(1)]
+        with m.If(w_setup):             # the address a clock before the valids
+            md += [w_setup.eq(0), aw_v.eq(1), w_v.eq(1)]
         with m.If(out.awvalid & out.awready):
             md += aw_v.eq(0)
         with m.If(out.wvalid & out.wready):
@@ -66,10 +69,12 @@ class AXI4LiteCDC(wiring.Component):
                      b.w_en.eq(out.bvalid), b.w_data.eq(out.bresp),
                      bus.bvalid.eq(b.r_rdy), bus.bresp.eq(b.r_data), b.r_en.eq(bus.bready)]
         # read: the address over and held until the data comes back
-        r_busy, ar_v = Signal(), Signal()
+        r_busy, r_setup, ar_v = Signal(), Signal(), Signal()
         with m.If(ar.r_rdy & ~r_busy):
             m.d.comb += ar.r_en.eq(1)
-            md += [out.araddr.eq(ar.r_data), ar_v.eq(1), r_busy.eq(1)]
+            md += [out.araddr.eq(ar.r_data), r_setup.eq(1), r_busy.eq(1)]
+        with m.If(r_setup):
+            md += [r_setup.eq(0), ar_v.eq(1)]
         with m.If(out.arvalid & out.arready):
             md += ar_v.eq(0)
         with m.If(out.rvalid):
