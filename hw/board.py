@@ -99,7 +99,10 @@ class EngineSide(wiring.Component):
         for e, top in enumerate(tops):
             chosen = (to == e) if len(tops) > 1 else 1
             sending = (current == e) if len(tops) > 1 else 1
-            testing = (st.busy & (st.engine == e)) if st is not None else 0
+            testing = 0
+            if st is not None:          # a register: the choice is made a clock after a start
+                testing = Signal(name=f"testing_{e}")
+                m.d.sync += testing.eq(st.busy & (st.engine == e))
             with m.If(testing):
                 m.d.comb += [top.s_axis_tdata.eq(st.px.payload[:len(top.s_axis_tdata)]),
                              top.s_axis_tvalid.eq(st.px.valid), top.m_axis_tready.eq(1),

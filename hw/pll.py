@@ -5,13 +5,13 @@ divisor makes the baud rate (``docs/design.md``, "Clocks").
 :func:`ecp5_pll` chooses the dividers of the ECP5's ``EHXPLLL`` (both outputs from one VCO,
 the engine's ``CLKOP`` also its feedback); :class:`ECP5Clocks` instantiates it and holds each
 domain in reset, through Amaranth's :class:`~amaranth.lib.cdc.ResetSynchronizer`, until the
-PLL is locked.
+PLL is locked; the engines' reset, which reaches the whole device, goes on a global network.
 """
 
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import Elaboratable, Module, Signal, ClockDomain, ClockSignal, Instance
+from amaranth.hdl import Elaboratable, Module, Signal, ClockDomain, ClockSignal, ResetSignal, Instance
 from amaranth.lib.cdc import ResetSynchronizer
 
 from .board import uart_divisor
@@ -112,5 +112,11 @@ class ECP5Clocks(Elaboratable):
             i_PLLWAKESYNC=0, i_ENCLKOP=0,
             o_CLKOP=ClockSignal("engine"), o_CLKOS=ClockSignal("sync"), o_LOCK=self.locked)
         m.submodules.link_reset = ResetSynchronizer(~self.locked, domain="sync")
-        m.submodules.engine_reset = ResetSynchronizer(~self.locked, domain="engine")
+        # the engines' reset reaches every part of the device: synchronized, then on a global
+        # network (a DCCA), as a clock is
+        m.domains.engine_reset = ClockDomain("engine_reset")
+        m.d.comb += ClockSignal("engine_reset").eq(ClockSignal("engine"))
+        m.submodules.engine_reset = ResetSynchronizer(~self.locked, domain="engine_reset")
+        m.submodules.engine_reset_net = Instance("DCCA", i_CLKI=ResetSignal("engine_reset"), i_CE=1,
+                                                 o_CLKO=ResetSignal("engine"))
         return m
