@@ -79,9 +79,12 @@ class SelfTest(wiring.Component):
                     m.d.sync += count.eq(bus.w_data)
                 with m.Case(ST_CTRL.word):
                     f_start, f_engine = ST_CTRL["start"], ST_CTRL["engine"]
-                    m.d.comb += start.eq(bus.w_data[f_start.lsb] & ~self.busy)
-                    with m.If(start):
+                    # the start is a register: the write's decode stays off the counters' enables
+                    m.d.sync += start.eq(bus.w_data[f_start.lsb] & ~self.busy)
+                    with m.If(bus.w_data[f_start.lsb] & ~self.busy):
                         m.d.sync += self.engine.eq(bus.w_data[f_engine.lsb:f_engine.msb + 1])
+        with m.If(start):
+            m.d.sync += start.eq(0)
         r_data = Signal(32)
         with m.Switch(bus.r_addr):
             for w, v in words.items():
