@@ -109,36 +109,34 @@ def build_board(cfg, board, outdir, baud=None, impl=None, engine_mhz=None):
     design = board_design(cfg, board, baud, impl, engine_mhz)
     b = BOARDS[board]
     clk_hz, baud, cells = b.clk_hz, design.baud, b.cells
-    platform = getattr(importlib.import_module(b.module), b.platform)()
     bindir = Path(sys.executable).parent
     for tool in ("yosys", "nextpnr-ecp5", "ecppack", "nextpnr-ice40", "icepack"):
         os.environ[tool.upper().replace("-", "_")] = str(bindir / f"yowasp-{tool}")
     outdir = Path(outdir)
     name = "bfly_board"
     fallback = False
+
+    def attempt(**yosys):
+        platform = getattr(importlib.import_module(b.module), b.platform)()    # (one build each)
+        platform.build(design, name=name, do_build=False, nextpnr_opts=f"--report {name}_report.json "
+                       f"--timing-allow-fail", **yosys).execute_local(str(outdir))
     try:
         try:
-            plan = platform.build(design, name=name, do_build=False, synth_opts=b.synth_opts,
-                                  nextpnr_opts=f"--report {name}_report.json --timing-allow-fail")
-            plan.execute_local(str(outdir))
+            attempt(synth_opts=b.synth_opts)
         except Exception:
             log = outdir / f"{name}.rpt"
             if not (b.target.startswith("ecp5") and log.exists() and ABC9_FAULT in log.read_text(errors="replace")):
                 raise
             # yosys's abc9 fault (gen/synth.py): synth_ecp5 up to its LUT mapping, abc, the rest
             fallback = True
-            platform = getattr(importlib.import_module(b.module), b.platform)()    # one build each
-            plan = platform.build(design, name=name, do_build=False,
-                                  synth_opts=f"{b.synth_opts} -run begin:map_luts".strip(),
-                                  script_after_synth=f"{ECP5_ABC_LUTS}; synth_ecp5 -top {name} -run map_cells:",
-                                  nextpnr_opts=f"--report {name}_report.json --timing-allow-fail")
-            plan.execute_local(str(outdir))
+            attempt(synth_opts=f"{b.synth_opts} -run begin:map_luts".strip(),
+                    script_after_synth=f"{ECP5_ABC_LUTS}; synth_ecp5 -top {name} -run map_cells:")
     except Exception as e:          # the toolchain's own failure (does not fit, tool error)
         log = outdir / f"{name}.tim"
         errors = [l for l in log.read_text().splitlines() if l.startswith("ERROR")] if log.exists() else []
         if not errors and (outdir / f"{name}.rpt").exists():     # nextpnr-ice40 logs to its report
             errors = [l for l in (outdir / f"{name}.rpt").read_text().splitlines() if l.startswith("ERROR")]
-        if any("no BELs remaining" in l for l in errors):
+        if any("no BELs remaining" in l or "Failed to expand region" in l for l in errors):
             raise BuildError(f"the design does not fit the {board}: {errors[0][7:]} "
                              f"(logs in {outdir})") from e
         raise BuildError(f"the build failed: {errors[0][7:] if errors else e} (logs in {outdir})") from e
@@ -151,13 +149,12 @@ def build_board(cfg, board, outdir, baud=None, impl=None, engine_mhz=None):
     pll = design.pll
     wanted = {"engine": pll.engine_hz, "link": pll.link_hz} if pll else {"link": clk_hz}
 
-    def fmax_of(domain):
+    clocks = {}
+    for d, hz in wanted.items():
         # the engine domain's clock net is engine_clk; the link's (sync) is clk
-        nets = [v for net, (v, _) in achieved.items() if ("engine_clk" in net) == (domain == "engine")]
-        return min(nets, default=None)
-    clocks = {d: {"mhz": hz / 1e6, "fmax_mhz": fmax_of(d),
-                  "meets_timing": fmax_of(d) is not None and fmax_of(d) >= hz / 1e6}
-              for d, hz in wanted.items()}
+        fmax = min((v for net, (v, _) in achieved.items() if ("engine_clk" in net) == (d == "engine")),
+                   default=None)
+        clocks[d] = {"mhz": hz / 1e6, "fmax_mhz": fmax, "meets_timing": fmax is not None and fmax >= hz / 1e6}
     report = {
         "board": board, "engines": [c.to_dict() for c in config_list(cfg)],
         "clock_mhz": clk_hz / 1e6, "clocks": clocks,

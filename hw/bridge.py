@@ -211,6 +211,7 @@ class FrameReceiver(wiring.Component):
         self.byte, self.stb = self.rx.payload, self.rx.valid
         self.head = Signal(8 * _HEAD)                   # cmd, L
         self.cmd, self.length = self.head[:8], self.head[8:]
+        self.code = self.cmd[:CMD_BITS]                 # the command, without the host's tag
         self.count = Signal(8 * LENGTH.size + 1)        # bytes left: payload (and CRC when skipping)
         self.crc = Signal(CRC_BITS)
         self.crc_got = Signal(8 * CRC.size)
@@ -296,20 +297,19 @@ class FrameReceiver(wiring.Component):
             "STREAM": length >= stream_payload_bytes(1, min(self._sizes)),
         }
         busy = self.held == self._window
-        code = self.cmd[:CMD_BITS]
-        known = Cat(*(code == c for c in CMD.values())).any()
-        ok = Cat(*((code == CMD[name]) & f for name, f in fits.items())).any()
+        known = Cat(*(self.code == c for c in CMD.values())).any()
+        ok = Cat(*((self.code == CMD[name]) & f for name, f in fits.items())).any()
         m.d.sync += [self.idx.eq(0), self.items.eq(0), self.count.eq(length), self.prefix.eq(0),
                      self.engine.eq(0)]
         with m.If(busy):
             self._skip(m, length + CRC.size)
-        with m.Elif(~known | ~ok):
-            m.d.comb += self.accept.eq(1)
-            self._emit(m, Mux(known, STATUS["BAD_LEN"], STATUS["BAD_CMD"]))
-            self._skip(m, length + CRC.size)
         with m.Else():
             m.d.comb += self.accept.eq(1)
-            m.next = "PREFIX"
+            with m.If(~known | ~ok):
+                self._emit(m, Mux(known, STATUS["BAD_LEN"], STATUS["BAD_CMD"]))
+                self._skip(m, length + CRC.size)
+            with m.Else():
+                m.next = "PREFIX"
 
     def _consume(self, m):
         """A payload byte: it enters the CRC and counts against the length."""
@@ -326,7 +326,7 @@ class FrameReceiver(wiring.Component):
             n_px = _field(full, *_STREAM_COUNT)
             engine = _field(full, *_STREAM_FLAGS)[STREAM_ENGINE_SHIFT:STREAM_ENGINE_SHIFT + ENGINE_BITS]
             for name, size in _PREFIX.items():
-                with m.If((self.cmd[:CMD_BITS] == CMD[name]) & (self.idx == size - 1)):
+                with m.If((self.code == CMD[name]) & (self.idx == size - 1)):
                     m.d.sync += self.idx.eq(0)
                     if name == "READ":
                         m.next = "CRC"
@@ -384,8 +384,8 @@ class FrameReceiver(wiring.Component):
                 got = Signal.like(self.crc_got)
                 m.d.comb += [got.eq(self.crc_got), got.word_select(self.idx, 8).eq(self.byte)]
                 n_read = _field(self.prefix, *_READ_COUNT)
-                is_read = self.cmd[:CMD_BITS] == CMD["READ"]
-                addressed = is_read | (self.cmd[:CMD_BITS] == CMD["WRITE"])
+                is_read = self.code == CMD["READ"]
+                addressed = is_read | (self.code == CMD["WRITE"])
                 misaligned = _field(self.prefix, *_READ_ADDR)[:(WORD.size - 1).bit_length()].any()
                 bad_count = is_read & ((n_read == 0) | (n_read > MAX_READ_WORDS))
                 status = Mux(got != self.crc, STATUS["BAD_CRC"],

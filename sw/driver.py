@@ -178,6 +178,10 @@ class Link:
         todo, flight = deque(range(len(requests))), deque()     # flight: (tag, index), oldest first
         self._settle()
 
+        def requeue(items):
+            """``items`` (from ``flight``) to the front of ``todo``, in their order."""
+            todo.extendleft(reversed([i for _, i in items]))
+
         def again(items, why, maybe_ran=False):
             for _, i in items:
                 attempts[i] += 1
@@ -186,7 +190,7 @@ class Link:
                 self.stats["retries"] += 1
                 if maybe_ran and requests[i].cmd == CMD["STREAM"]:
                     self.stats["resent_streams"] += 1
-            todo.extendleft(reversed([i for _, i in items]))
+            requeue(items)
 
         while todo or flight:
             while todo and len(flight) < (self.window or 1):
@@ -210,10 +214,10 @@ class Link:
             if self.tagged is None:
                 self._learn(reply, flight[0][0], requests[flight[0][1]].cmd)
                 if self.tagged is False:             # an old bridge refused the tag: untagged, one at a time
-                    todo.extendleft(reversed([i for _, i in flight]))
+                    requeue(flight)
                     flight.clear()
                     continue
-            if reply.status in ("BAD_CRC", "TIMEOUT"):
+            if reply.status in RETRYABLE:            # (a reply's status is a name, never None)
                 again([flight.popleft()], LinkError(f"the board answered {reply.status}",
                                                     status=reply.status, complete=True))
                 continue
