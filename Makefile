@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.bfly-installed
 JOBS ?= 2
 
-.PHONY: setup demo test test-long bench bench-core bench-sw bench-link clean
+.PHONY: setup demo test test-long bench bench-core bench-gen bench-sw bench-link clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ bench: setup
 
 bench-core: setup
 	$(BIN)/python -m bfly.sim.bench
+
+# bfly gen's time, memory and Verilog size, hierarchical and flat, and a Verilator build
+bench-gen: setup
+	$(BIN)/python -m bfly.gen.bench_gen
 
 bench-sw: setup
 	$(BIN)/python -m bfly.sw.bench

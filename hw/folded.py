@@ -40,6 +40,7 @@ from amaranth.lib.memory import Memory
 
 from .arith import pipelined_sum, tree_levels, delay, divmod_const, two_level_select
 from .mult import MULT_CYCLES
+from . import hier
 from .impl import Implementation
 from .requant import Requantizer
 from .stage import stage_signature
@@ -265,7 +266,7 @@ class LaneWeights(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        II, S, wb, j, impl = self._interval, self._simd, self._wb, self._lane, self._impl
+        II, S, wb, impl = self._interval, self._simd, self._wb, self._impl
         sel = self.sel
         mem = Memory(shape=unsigned(S * wb), depth=2 * II, init=[])
         m.submodules.wmem = mem
@@ -274,8 +275,8 @@ class LaneWeights(wiring.Component):
         # the copy after a commit, else host read-back of the shadow bank (the register bank
         # holds reads while a commit is busy)
         cp = mem.read_port(transparent_for=())
-        lane_ph = impl.local_copy(m, self.phase, f"phase_{j}")
-        waddr = Signal(range(2 * II), name=f"waddr_{j}", reset_less=True)
+        lane_ph = impl.local_copy(m, self.phase, "phase_lane")
+        waddr = Signal(range(2 * II), name="waddr", reset_less=True)
         m.d.sync += waddr.eq(word_addr(II, self.bank, lane_ph))
         m.d.comb += [
             dp.addr.eq(waddr),
@@ -283,8 +284,8 @@ class LaneWeights(wiring.Component):
                            word_addr(II, ~sel, self.r_word))),
         ]
         # both read ports registered again beside the memory
-        w_q = Signal(S * wb, name=f"wq_{j}", reset_less=True)
-        c_q = Signal(S * wb, name=f"cq_{j}", reset_less=True)
+        w_q = Signal(S * wb, name="wq", reset_less=True)
+        c_q = Signal(S * wb, name="cq", reset_less=True)
         m.d.sync += [w_q.eq(dp.data), c_q.eq(cp.data)]
         with m.If(self.copy_wr):
             m.d.comb += [wp.addr.eq(self.copy_addr), wp.data.eq(c_q), wp.en.eq((1 << S) - 1)]
@@ -297,8 +298,8 @@ class LaneWeights(wiring.Component):
         m.d.comb += self.weights.eq(w_q)
         # the slot selected with a copy of its own, beside the memory (one register for all
         # lanes would be a route across the device)
-        r_byte = Signal(wb, name=f"r_byte_{j}", reset_less=True)
-        r_slot = impl.local_copy(m, self.r_slot, f"r_slot_{j}")
+        r_byte = Signal(wb, name="r_byte", reset_less=True)
+        r_slot = impl.local_copy(m, self.r_slot, "r_slot")
         m.d.sync += r_byte.eq(Array(c_q[i * wb:(i + 1) * wb] for i in range(S))[r_slot])
         m.d.comb += self.r_byte.eq(r_byte)
         return m
@@ -383,14 +384,14 @@ class LaneMAC(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        j, S = self._lane, self._simd
-        products = [self._impl.product(m, self.x[i], self.w[i], f"prod_{j}_{i}", self._first_dsp + i)
+        S = self._simd
+        products = [self._impl.product(m, self.x[i], self.w[i], f"prod_{i}", self._first_dsp + i)
                     for i in range(S)]
-        total = pipelined_sum(m, products, f"tree_{j}")
+        total = pipelined_sum(m, products, "tree")
         if self._folds > 1:
-            first = delay(m, self.first, self._lead + MULT_CYCLES + tree_levels(S), f"first_{j}",
+            first = delay(m, self.first, self._lead + MULT_CYCLES + tree_levels(S), "first",
                           reset_less=True)
-            acc = Signal(signed(self._acc_bits), name=f"acc_{j}", reset_less=True)
+            acc = Signal(signed(self._acc_bits), name="acc", reset_less=True)
             m.d.sync += acc.eq(Mux(first, 0, acc) + total)
             total = acc
         m.d.comb += self.acc.eq(total)
@@ -558,9 +559,13 @@ class FoldedStage(wiring.Component):
         acc_bits = cfg.acc_bits(self._index)
         accs = []
         for j in range(s.lanes):
-            m.submodules[f"lane_{j}"] = mac = LaneMAC(
-                s.simd, s.folds, cfg.data_bits, cfg.weight_bits, acc_bits, j, self.operand_cycles,
-                self._first_dsp + j * s.simd, impl)
+            first = self._first_dsp + j * s.simd
+            mac = LaneMAC(s.simd, s.folds, cfg.data_bits, cfg.weight_bits, acc_bits, j,
+                          self.operand_cycles, first, impl)
+            # (a repeated block, hw/hier.py: the lanes are alike but for their DSP sites)
+            sites = tuple(impl.dsp_site(first + i) for i in range(s.simd)) if impl.ecp5 else ()
+            hier.submodule(m, f"lane_{j}", mac, "lane_mac",
+                           (s.simd, s.folds, acc_bits, self.operand_cycles, impl.family, sites))
             m.d.comb += [mac.x.eq(ops.operands[j]), mac.w.eq(weights[j]),
                          mac.first.eq(pc.fold == 0)]
             accs.append(mac.acc)
@@ -582,8 +587,8 @@ class FoldedStage(wiring.Component):
         r_lane_late = delay(m, r_lane, LaneWeights.READ_CYCLES, "r_lane")
         weights, r_bytes = [], []
         for j in range(s.lanes):
-            m.submodules[f"wbank_{j}"] = bank = LaneWeights(s.interval, s.simd, wb, len(w_word),
-                                                           len(w_slot), j, impl)
+            bank = LaneWeights(s.interval, s.simd, wb, len(w_word), len(w_slot), j, impl)
+            hier.submodule(m, f"wbank_{j}", bank, "lane_weights", (s.interval, s.simd, impl.family))
             m.d.comb += [
                 bank.phase.eq(pc.phase_next), bank.bank.eq(bc.bank), bank.sel.eq(bc.sel),
                 bank.copying.eq(bc.copying), bank.copy_ph.eq(bc.copy_ph),

@@ -23,12 +23,13 @@ handshake reaches thousands of bits through logic:
   word is read every second clock at most.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Shape, Value
+from amaranth.hdl import Module, Signal, Mux, Shape, Value, Cat
 from amaranth.lib import wiring, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .arith import delay
+from . import hier
 from .impl import Implementation
 
 __all__ = ["OutputFIFO"]
@@ -66,54 +67,75 @@ class OutputFIFO(wiring.Component):
         # is a word smaller (32 rather than 33 for BFT(16,4): two 16-word LUT RAMs, not three)
         depth = self._depth - 1 if self._every_clock and self._depth > 1 else self._depth
 
-        def bump(ptr):
-            return Mux(ptr == depth - 1, 0, ptr + 1)
-
         slices = [(lo, min(self._width, lo + impl.fifo_slice_bits))
                   for lo in range(0, self._width, impl.fifo_slice_bits)]
         for g in range(0, len(slices), self._group):
-            tag = f"g{g}"
             if g % impl.fifo_first_copy_slices == 0:
                 # a copy of w.valid per fifo_first_copy_slices slices, between the writer and them
                 w_en_first = impl.local_copy(m, self.w.valid, f"w_en_first_{g}", reset=True)
-            # the group's write enable, a clock after that copy: its toggle register has changed
-            toggle, toggled = Signal(name=f"w_toggle_{tag}"), Signal(name=f"w_toggled_{tag}")
-            m.d.sync += [toggle.eq(toggle ^ w_en_first), toggled.eq(toggle)]
-            w_en = Signal(name=f"w_en_{tag}")
-            m.d.comb += w_en.eq(toggle ^ toggled)
-            r_rdy, loads, pop, taken = self._control(m, w_en, tag)
+            group = slices[g:g + self._group]
+            base = group[0][0]
+            # (a repeated block, hw/hier.py: a group of slices and its copy of the control)
+            outs = hier.inline(
+                m, f"group_{g}", "fifo_group",
+                (depth, self._every_clock, tuple((lo - base, hi - base) for lo, hi in group)),
+                lambda mm, ins, tag, group=group, base=base:
+                    self._group_logic(mm, ins, tag, group, base, depth),
+                g, w_en_first=w_en_first, w_data=w_data[base:group[-1][1]], r_ready=self.r.ready)
             if g == 0:
-                m.d.comb += self.r.valid.eq(r_rdy)
-            for lo, hi in slices[g:g + self._group]:
-                mem = Memory(shape=hi - lo, depth=depth, init=[])
-                m.submodules[f"storage_{lo}"] = mem
-                wp = mem.write_port()
-                rp = mem.read_port(domain="comb")
-                w_ptr = Signal(range(depth), name=f"w_ptr_{lo}")
-                r_ptr = Signal(range(depth), name=f"r_ptr_{lo}")
-                word = delay(m, w_data[lo:hi], 2, f"w_data_{lo}", reset_less=True)
-                m.d.comb += [wp.addr.eq(w_ptr), wp.data.eq(word), wp.en.eq(w_en),
-                             rp.addr.eq(r_ptr)]
-                with m.If(w_en):
-                    m.d.sync += w_ptr.eq(bump(w_ptr))
-                outs = [Signal(hi - lo, name=f"r_data_{lo}_{i}", reset_less=True)
-                        for i in range(len(loads))]
-                for out, load in zip(outs, loads):
-                    with m.If(load):
-                        m.d.sync += out.eq(rp.data)
-                with m.If(pop):
-                    m.d.sync += r_ptr.eq(bump(r_ptr))
-                if len(outs) == 1:
-                    m.d.comb += r_data[lo:hi].eq(outs[0])
-                else:
-                    # the slice's own copy of the group's head (a toggle register of its own,
-                    # so synthesis keeps it apart): it selects 16 bits, not the group's 128
-                    head = Signal(name=f"head_{lo}")
-                    m.d.sync += head.eq(head ^ taken)
-                    m.d.comb += r_data[lo:hi].eq(Mux(head, outs[1], outs[0]))
+                m.d.comb += self.r.valid.eq(outs["r_rdy"])
+            m.d.comb += r_data[base:group[-1][1]].eq(outs["r_data"])
         return m
 
-    def _control(self, m, w_en, tag):
+    def _group_logic(self, m, ins, g, group, base, depth):
+        """Group ``g`` (None in a shared module) of the slices ``group`` (bit ranges of the word,
+        the first at ``base``): its write enable, its copy of the control and its slices'
+        memories and output registers. Returns ``r_rdy`` (its copy of ``r.valid``) and
+        ``r_data``, its bits of ``r.payload``."""
+        tag = "g" if g is None else f"g{g}"
+        off = 0 if g is None else base
+
+        def bump(ptr):
+            return Mux(ptr == depth - 1, 0, ptr + 1)
+
+        # the group's write enable, a clock after the first copy: its toggle register has changed
+        toggle, toggled = Signal(name=f"w_toggle_{tag}"), Signal(name=f"w_toggled_{tag}")
+        m.d.sync += [toggle.eq(toggle ^ ins["w_en_first"]), toggled.eq(toggle)]
+        w_en = Signal(name=f"w_en_{tag}")
+        m.d.comb += w_en.eq(toggle ^ toggled)
+        r_rdy, loads, pop, taken = self._control(m, w_en, tag, ins["r_ready"])
+        pieces = []
+        for lo, hi in group:
+            lo_n = lo - base + off      # the slice's name: its first bit in the word
+            mem = Memory(shape=hi - lo, depth=depth, init=[])
+            m.submodules[f"storage_{lo_n}"] = mem
+            wp = mem.write_port()
+            rp = mem.read_port(domain="comb")
+            w_ptr = Signal(range(depth), name=f"w_ptr_{lo_n}")
+            r_ptr = Signal(range(depth), name=f"r_ptr_{lo_n}")
+            word = delay(m, ins["w_data"][lo - base:hi - base], 2, f"w_data_{lo_n}", reset_less=True)
+            m.d.comb += [wp.addr.eq(w_ptr), wp.data.eq(word), wp.en.eq(w_en),
+                         rp.addr.eq(r_ptr)]
+            with m.If(w_en):
+                m.d.sync += w_ptr.eq(bump(w_ptr))
+            outs = [Signal(hi - lo, name=f"r_data_{lo_n}_{i}", reset_less=True)
+                    for i in range(len(loads))]
+            for out, load in zip(outs, loads):
+                with m.If(load):
+                    m.d.sync += out.eq(rp.data)
+            with m.If(pop):
+                m.d.sync += r_ptr.eq(bump(r_ptr))
+            if len(outs) == 1:
+                pieces.append(outs[0])
+            else:
+                # the slice's own copy of the group's head (a toggle register of its own,
+                # so synthesis keeps it apart): it selects 16 bits, not the group's 128
+                head = Signal(name=f"head_{lo_n}")
+                m.d.sync += head.eq(head ^ taken)
+                pieces.append(Mux(head, outs[1], outs[0]))
+        return {"r_rdy": r_rdy, "r_data": Cat(*pieces)}
+
+    def _control(self, m, w_en, tag, r_ready):
         """One copy of the control: ``(r_rdy, loads, pop, taken)``; ``loads`` has a load enable (a
         register) per output register and ``pop`` is high when any of them is (the memory's read
         pointer moves on); with two output registers, ``taken`` is high in the clocks the word
@@ -134,7 +156,7 @@ class OutputFIFO(wiring.Component):
             # the output register takes a word when it will be empty and the memory will hold
             # one: decided a clock ahead
             full = Signal(name=f"full_{tag}")
-            full_next = Mux(pop, 1, full & ~self.r.ready)
+            full_next = Mux(pop, 1, full & ~r_ready)
             m.d.sync += [full.eq(full_next), pop.eq(~full_next & nonempty_next)]
             m.d.comb += r_rdy.eq(full)
             return r_rdy, [pop], pop, None
@@ -143,7 +165,7 @@ class OutputFIFO(wiring.Component):
         loads = [Signal(name=f"load{i}_{tag}") for i in range(2)]
         head, tail = Signal(name=f"head_{tag}"), Signal(name=f"tail_{tag}")
         taken = Signal(name=f"taken_{tag}")
-        m.d.comb += [r_rdy.eq(Mux(head, full[1], full[0])), taken.eq(r_rdy & self.r.ready),
+        m.d.comb += [r_rdy.eq(Mux(head, full[1], full[0])), taken.eq(r_rdy & r_ready),
                      pop.eq(loads[0] | loads[1])]
         full_next = [Mux(loads[i], 1, full[i] & ~(taken & (head == i))) for i in range(2)]
         tail_next = tail ^ pop

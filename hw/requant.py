@@ -18,6 +18,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import delay
+from . import hier
 from .impl import Implementation
 from .regmap import SHIFT_BITS
 
@@ -90,8 +91,14 @@ class Requantizer(wiring.Component):
         for o in range(self._count):
             if o % self._impl.copy_group == 0:
                 copies = self._group_copies(m, regs, o // self._impl.copy_group)
-            out, flag = self._output(m, o, self.acc[o], regs, copies, relu)
-            m.d.comb += [self.o[o].eq(out), self.sat[o].eq(flag)]
+            # (a repeated block, hw/hier.py: one output's registers, from its group's copies)
+            inputs = {"acc": self.acc[o], **copies}
+            if relu is not None:
+                inputs["relu"] = relu
+            outs = hier.inline(m, f"rq_{o}", "requant",
+                               (self._cfg.data_bits, self._cfg.rounding, self._cfg.overflow,
+                                self._acc_bits, self._impl.family), self._output, o, **inputs)
+            m.d.comb += [self.o[o].eq(outs["out"]), self.sat[o].eq(outs["flag"])]
         return m
 
     def _group_copies(self, m, regs, g):
@@ -108,16 +115,20 @@ class Requantizer(wiring.Component):
             used["mask"] = regs.low_mask
         return {k: self._impl.local_copy(m, v, f"rq_{k}_g{g}") for k, v in used.items()}
 
-    def _output(self, m, o, acc, regs, copies, relu):
-        """Output ``o``: ``(value, out_of_range)``, registered, ``REQUANT_CYCLES`` clocks after
-        ``acc``."""
+    def _output(self, m, ins, o):
+        """One output: ``{"out": value, "flag": out_of_range}``, registered, ``REQUANT_CYCLES``
+        clocks after ``ins["acc"]``, from its group's copies of the active registers
+        (``ins["shift"]``, ``"rndc"``, ``"mask"``) and the ReLU's (``"relu"``); names carry ``o``."""
         cfg, impl, acc_bits = self._cfg, self._impl, self._acc_bits
         d, name = cfg.data_bits, "rq"
-        shift_0 = impl.local_copy(m, copies["shift"], f"{name}_shift_{o}")
-        rnd_0 = 0 if cfg.rounding == "floor" else impl.local_copy(m, copies["rndc"], f"{name}_rndc_{o}")
-        shift_1, shift_2, shift_3 = (Signal(regs.shape, name=f"{name}_shift_{o}_{i}", reset_less=True)
+        o = "" if o is None else o
+        acc, relu = ins["acc"], ins.get("relu")
+        shape = range(acc_bits + 1)
+        shift_0 = impl.local_copy(m, ins["shift"], f"{name}_shift_{o}")
+        rnd_0 = 0 if cfg.rounding == "floor" else impl.local_copy(m, ins["rndc"], f"{name}_rndc_{o}")
+        shift_1, shift_2, shift_3 = (Signal(shape, name=f"{name}_shift_{o}_{i}", reset_less=True)
                                      for i in (1, 2, 3))
-        rnd_1 = Signal.like(regs.rnd_const, name=f"{name}_rnd_{o}_1")
+        rnd_1 = Signal(unsigned(acc_bits), name=f"{name}_rnd_{o}_1", reset_less=True)
         m.d.sync += [shift_1.eq(shift_0), shift_2.eq(shift_1), shift_3.eq(shift_2), rnd_1.eq(rnd_0)]
         # step 1: the accumulator, beside the requantizer (the adder tree is across the device)
         acc_1 = Signal(signed(acc_bits), name=f"{name}_acc_{o}", reset_less=True)
@@ -140,7 +151,7 @@ class Requantizer(wiring.Component):
             m.d.sync += high_equal.eq(_all_equal(coarse[split:]))
         exact = Const(0, 1)
         if cfg.rounding == "half_even":
-            mask = impl.local_copy(m, copies["mask"], f"{name}_mask_{o}")
+            mask = impl.local_copy(m, ins["mask"], f"{name}_mask_{o}")
             exact = self._exact_half(m, o, rounded, mask)
         # step 5: out of range? The bits from d-1 up are not all equal (those up to d + 2 here,
         # the rest in the flag of step 4 when there are more); the low bits and the sign travel
@@ -165,7 +176,7 @@ class Requantizer(wiring.Component):
             m.d.comb += value.eq(low)
         out = Signal(signed(d), name=f"{name}_out_{o}", reset_less=True)
         m.d.sync += out.eq(value if relu is None else Mux(relu & value[-1], 0, value))
-        return out, flag
+        return {"out": out, "flag": flag}
 
     def _exact_half(self, m, o, rounded, mask):
         """``half_even``, beside the shift steps: was the remainder exactly half, the rounded sum's

@@ -26,6 +26,7 @@ from .connectivity import input_channel
 from .arith import pipelined_sum, tree_levels, delay
 from .axi import WRITE_SPACING
 from .mult import MULT_CYCLES
+from . import hier
 from .impl import Implementation
 from .ports import ParamPort, pixel_stream
 from .requant import Requantizer
@@ -138,21 +139,34 @@ class ButterflyStage(wiring.Component):
 
     def _sums(self, m, weights):
         """Each node's sum of products, ``INPUT_CYCLES + MULT_CYCLES`` and its adder tree after
-        the input (channels unpacked once, not sliced per multiplier)."""
+        the input (channels unpacked once, not sliced per multiplier); the nodes are repeated
+        blocks (``hw/hier.py``), alike but for their DSP sites."""
         f, impl = self._factor, self._impl
         xs = [Signal(signed(self._cfg.data_bits), name=f"x_{c}") for c in range(f.q)]
         m.d.comb += [x.eq(self.i.payload.data[c]) for c, x in enumerate(xs)]
         accs = []
         for o in range(f.p):
-            products = []
-            for j in range(f.s):
-                # each multiplier's own copy of its input, next to it: the previous stage's
-                # outputs are across the device
-                x = impl.local_copy(m, xs[input_channel(f, o, j)], f"xin_{o}_{j}")
-                products.append(impl.product(m, x, weights[o * f.s + j], f"prod_{o}_{j}",
-                                             self._first_dsp + o * f.s + j))
-            accs.append(pipelined_sum(m, products, f"tree_{o}"))
+            first = self._first_dsp + o * f.s
+            sites = tuple(impl.dsp_site(first + j) for j in range(f.s)) if impl.ecp5 else ()
+            inputs = {f"x{j}": xs[input_channel(f, o, j)] for j in range(f.s)}
+            inputs.update({f"w{j}": weights[o * f.s + j] for j in range(f.s)})
+            outs = hier.inline(m, f"node_{o}", "node", (impl.family, sites),
+                               lambda mm, ins, tag, first=first: self._node(mm, ins, tag, first),
+                               o, **inputs)
+            accs.append(outs["acc"])
         return accs
+
+    def _node(self, m, ins, tag, first_dsp):
+        """One node: each multiplier's own copy of its input, next to it (the previous stage's
+        outputs are across the device), the products, then the adder tree (signal names carry
+        ``tag``, the node's number)."""
+        f, impl = self._factor, self._impl
+        o = "" if tag is None else f"_{tag}"
+        products = []
+        for j in range(f.s):
+            x = impl.local_copy(m, ins[f"x{j}"], f"xin{o}_{j}")
+            products.append(impl.product(m, x, ins[f"w{j}"], f"prod{o}_{j}", first_dsp + j))
+        return {"acc": pipelined_sum(m, products, f"tree{o}" if o else "tree")}
 
     def _control(self, m, sat_flags):
         """``valid`` and ``last`` travel with the data; saturations are counted per pixel."""

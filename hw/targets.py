@@ -5,7 +5,6 @@ arguments; the simulation runner (``bfly.sim.runner``) uses the implementation a
 """
 
 import functools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def hardware_target(target):
 
 
 @functools.lru_cache(maxsize=4)
-def engine_verilog(cfg, target=None):
+def engine_verilog(cfg, target=None, hierarchy=True):
     """``(verilog_text, top)``: the engine top for ``target`` (see :func:`hardware_target`),
     elaborated with its implementation. This text is what ``bfly gen --target`` writes, what
     synthesis places and routes, and what the simulation runner builds for a target. Kept for
@@ -92,17 +91,18 @@ def engine_verilog(cfg, target=None):
     demo``) elaborates once."""
     from .top import elaborate
     t = hardware_target(target)
-    return elaborate(cfg, t.implementation() if t else None)
+    return elaborate(cfg, t.implementation() if t else None, hierarchy=hierarchy)
 
 
 def primitives_in(text, target):
-    """``{primitive: instances}`` of ``target``'s vendor primitives in the Verilog ``text`` (an
-    Amaranth netlist: one module per elaborated block, so text instances are instances)."""
+    """``{primitive: instances}`` of ``target``'s vendor primitives in the design of the Verilog
+    ``text`` (an Amaranth netlist, flat or hierarchical: a shared module's primitives count once
+    per instance of it, :func:`bfly.hw.hier.instance_counts`)."""
     t = hardware_target(target)
     if t is None:
         return {}
-    counts = {p: len(re.findall(rf"^\s*{p} ", text, re.M)) for p in t.primitives}
-    return {p: n for p, n in counts.items() if n}
+    from .hier import instance_counts
+    return instance_counts(text, t.primitives)
 
 
 def yosys_share():

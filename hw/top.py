@@ -8,6 +8,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from . import hier
 from .config import stream_bits
 from .regmap import address_bits
 from .axi import AXI4LiteSlave
@@ -84,10 +85,15 @@ class BflyTop(wiring.Component):
         return m
 
 
-def elaborate(cfg, impl=None):
+def elaborate(cfg, impl=None, hierarchy=True, verify=False):
     """Build the top for ``cfg``; return ``(verilog_text, top)``. ``impl`` (a
     :class:`bfly.hw.impl.Implementation`) may ask for vendor primitives; by default the Verilog
-    is generic."""
+    is generic. ``hierarchy``: repeated blocks as instances of one module each
+    (:func:`bfly.hw.hier.convert`; ``verify`` checks every instance against its module); else
+    one module per block instance, as Amaranth writes it."""
     top = BflyTop(cfg, impl)
-    text = verilog.convert(top, name=cfg.name, emit_src=False)
+    if hierarchy:
+        text = hier.convert(top, cfg.name, verify=verify)
+    else:
+        text = verilog.convert(top, name=cfg.name, emit_src=False)
     return text, top

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import delay, READ_CYCLES
 from .fanout import write_tree
+from . import hier
 from .impl import Implementation
 from .ports import ParamPort
 
@@ -48,21 +49,37 @@ class WeightBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         impl, p = self._impl, self.params
-        shadow = [Signal(self._shape, name=f"shadow_{i}", reset_less=True) for i in range(self._count)]
-        active = [Signal(self._shape, name=f"weight_{i}", reset_less=True) for i in range(self._count)]
         # (the implementation's write_branching children per copy)
         enables, datas, _ = write_tree(m, p.addr, p.data, p.en, self._count, "wt",
                                        max_levels=self._max_levels, branching=impl.write_branching)
-        for reg, en, value in zip(shadow, enables, datas):
-            with m.If(en):
-                m.d.sync += reg.eq(value)
-        self._mirror(m)
         size = self._node_size
+        active = []
         for o in range(self._count // size):
-            with m.If(impl.local_copy(m, self.load_stb, f"load_{o}")):
-                m.d.sync += [active[o * size + j].eq(shadow[o * size + j]) for j in range(size)]
+            # (a repeated block, hw/hier.py: a node's weights)
+            inputs = {"load": self.load_stb}
+            for j in range(size):
+                inputs[f"en{j}"], inputs[f"data{j}"] = enables[o * size + j], datas[o * size + j]
+            outs = hier.inline(m, f"wt_{o}", "weights", (size, impl.family), self._node, o,
+                               **inputs)
+            active += [outs[f"w{j}"] for j in range(size)]
+        self._mirror(m)
         m.d.comb += [self.weights[i].eq(w) for i, w in enumerate(active)]
         return m
+
+    def _node(self, m, ins, o):
+        """The weights of node ``o`` (None in a shared module): shadow registers, each loaded
+        when its enable is high, copied into the active ones through the node's own copy of
+        the load strobe."""
+        size = self._node_size
+        first = 0 if o is None else o * size
+        shadow = [Signal(self._shape, name=f"shadow_{first + j}", reset_less=True) for j in range(size)]
+        active = [Signal(self._shape, name=f"weight_{first + j}", reset_less=True) for j in range(size)]
+        for j, reg in enumerate(shadow):
+            with m.If(ins[f"en{j}"]):
+                m.d.sync += reg.eq(ins[f"data{j}"])
+        with m.If(self._impl.local_copy(m, ins["load"], f"load_{'' if o is None else o}")):
+            m.d.sync += [a.eq(sh) for a, sh in zip(active, shadow)]
+        return {f"w{j}": w for j, w in enumerate(active)}
 
     def _mirror(self, m):
         """The read-back copy. ``read_cycles``: each memory's own copy of the address, its read

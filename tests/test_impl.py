@@ -9,22 +9,29 @@ from bfly.hw.config import EngineConfig
 from bfly.hw.impl import Implementation
 from bfly.hw.scanshell import ScanShell
 from bfly.hw.targets import HARDWARE_TARGETS
+from bfly.hw.hier import instance_counts
 from bfly.hw.top import BflyTop, elaborate
 
 PRIMITIVES = ("MULT18X18D", "TRELLIS_FF", "DCCA")
-_PIN = re.compile(r'BEL = "([^"]+)" \*\)\s*MULT18X18D #\(.*?\)\s*prod_(\d+)_(\d+)_dsp', re.S)
+_PIN = re.compile(r'BEL = "([^"]+)" \*\)\s*MULT18X18D #\(.*?\)\s*prod_(\d+)(?:_(\d+))?_dsp', re.S)
 
 
 def _pins(text):
-    """``{(stage, a, b): site}`` of the pinned ``prod_a_b`` multipliers in ``text``."""
+    """``{(stage, a, b): site}`` of the pinned multipliers in the flat Verilog ``text``: node
+    ``a``'s ``prod_a_b`` in a parallel stage's module, ``prod_b`` in a folded stage's lane ``a``."""
     modules = [(m.start(), m.group(1)) for m in re.finditer(r"\nmodule (\S+)", text)]
     pins = {}
     for m in _PIN.finditer(text):
         module = [name for start, name in modules if start < m.start()][-1]
-        # (a parallel stage's multipliers are in its module, a folded stage's in its lanes')
         stage = int(re.search(r"stage(\d+)", module).group(1))
-        pins[stage, int(m.group(2)), int(m.group(3))] = m.group(1)
+        lane = re.search(r"lane_(\d+)", module)
+        a, b = (int(lane.group(1)), int(m.group(2))) if lane else (int(m.group(2)), int(m.group(3)))
+        pins[stage, a, b] = m.group(1)
     return pins
+
+
+def _sites(text):
+    return sorted(re.findall(r'BEL = "([^"]+)" \*\)\s*MULT18X18D', text))
 
 
 def test_sites_by_index():
@@ -40,15 +47,22 @@ def test_a_short_site_list_pins_the_first_multipliers_only():
     # 2 stages of 4 nodes x 2 multipliers: multiplier stage*8 + node*2 + j takes site of that index
     cfg = EngineConfig.bft(4, 2)
     sites = [f"X{i}/Y10/MULT18_0" for i in range(5)]
-    text, _ = elaborate(cfg, Implementation("ecp5", sites))
+    text, _ = elaborate(cfg, Implementation("ecp5", sites), hierarchy=False)
     assert text.count("MULT18X18D ") == cfg.multipliers == 16
     assert _pins(text) == {(i // 8, i % 8 // 2, i % 2): sites[i] for i in range(5)}
+    # hierarchical: the pinned nodes have modules of their own, the others share one
+    shared, _ = elaborate(cfg, Implementation("ecp5", sites))
+    assert _sites(shared) == sorted(sites)
+    assert instance_counts(shared, ["MULT18X18D"]) == {"MULT18X18D": 16}
+    # (nodes of sites 0-1, 2-3, 4 and none, and all the others: 4 modules of 2)
+    assert shared.count("MULT18X18D ") == 4 * 2
 
 
 def test_folded_multipliers_are_numbered_lane_by_lane():
     cfg = EngineConfig.bft(16, 4, lanes=4)
     sites = HARDWARE_TARGETS["ecp5-85k"].dsp_sites
-    text, _ = elaborate(cfg, Implementation("ecp5", sites))
+    text, _ = elaborate(cfg, Implementation("ecp5", sites), hierarchy=False)
+    assert _sites(elaborate(cfg, Implementation("ecp5", sites))[0]) == _sites(text)
     want, first = {}, 0
     for l in range(cfg.n_stages):
         lanes, simd, _ = cfg.stage_fold(l)
@@ -75,7 +89,7 @@ def test_one_implementation_elaborates_twice_alike():
     cfg = EngineConfig.bft(8, 2)
     first, _ = elaborate(cfg, impl)
     second, _ = elaborate(cfg, impl)
-    assert first == second and len(_pins(first)) == cfg.multipliers
+    assert first == second and len(_sites(first)) == cfg.multipliers
 
 
 @pytest.mark.parametrize("cfg, field, value", [
@@ -142,6 +156,6 @@ def test_lut_epilogue_has_no_multiplication():
     """With epilogue_products="lut" the epilogue's products are logic: the generic Verilog has
     only the chain's multiplications."""
     cfg = EngineConfig.bft(4, 2, epilogue=True)
-    dsp, _ = elaborate(cfg)
-    lut, _ = elaborate(cfg, Implementation(epilogue_products="lut"))
+    dsp, _ = elaborate(cfg, hierarchy=False)
+    lut, _ = elaborate(cfg, Implementation(epilogue_products="lut"), hierarchy=False)
     assert dsp.count(" * ") == cfg.n_weights + cfg.n_out and lut.count(" * ") == cfg.n_weights

@@ -138,11 +138,16 @@ def test_ecp5_multipliers_are_dsp_instances():
     from bfly.gen.emit import elaborate
     from bfly.hw.impl import Implementation
     cfg = EngineConfig.bft(4, 2)
+    from bfly.hw.targets import primitives_in
     generic, _ = elaborate(cfg)
-    ecp5, _ = elaborate(cfg, Implementation("ecp5"))
+    ecp5, _ = elaborate(cfg, Implementation("ecp5"), hierarchy=False)
     assert "MULT18X18D" not in generic
     assert ecp5.count("MULT18X18D ") == cfg.multipliers
     assert ecp5.count('.REG_OUTPUT_CLK("CLK0")') == cfg.multipliers
+    # hierarchical: the nodes share one module (no sites), instanced once per node
+    shared, _ = elaborate(cfg, Implementation("ecp5"))
+    assert primitives_in(shared, "ecp5-85k")["MULT18X18D"] == cfg.multipliers
+    assert shared.count("MULT18X18D ") == 2
 
 
 @pytest.mark.long
@@ -161,7 +166,13 @@ def test_ecp5_multipliers_are_pinned_in_order():
     sites = TARGETS["ecp5-85k"].hw.dsp_sites
     assert len(set(sites)) == 156 and sites[0] == "X4/Y10/MULT18_0" and sites[52] == "X119/Y34/MULT18_5"
     cfg = EngineConfig.bft(8, 2)
-    text = synthesis_sources(cfg, TARGETS["ecp5-85k"])[0][f"{cfg.name}.v"]
+    shared = synthesis_sources(cfg, TARGETS["ecp5-85k"])[0][f"{cfg.name}.v"]
+    # every multiplier has a site of its own, so every node its own module; the flat text names
+    # each multiplier by stage and node
+    bels = re.findall(r'BEL = "([^"]+)" \*\)\s*MULT18X18D', shared)
+    assert sorted(sites.index(b) for b in bels) == list(range(cfg.multipliers))
+    from bfly.hw.targets import engine_verilog
+    text, _ = engine_verilog(cfg, "ecp5-85k", hierarchy=False)
     pins = re.findall(r'BEL = "([^"]+)" \*\)\s*MULT18X18D #\(.*?\)\s*(prod_\d+_\d+)_dsp', text, re.S)
     assert sorted(sites.index(b) for b, _ in pins) == list(range(cfg.multipliers))
     modules = [(m.start(), m.group(1)) for m in re.finditer(r"\nmodule (\S+)", text)]
@@ -190,7 +201,9 @@ def test_synthesis_reads_the_file_bfly_gen_target_writes(target, tmp_path, capsy
     generic = (tmp_path / "g" / f"{cfg.name}.v").read_text()
     assert "target" not in json.loads((tmp_path / "g" / "manifest.json").read_text())
     if target == "ecp5-85k":
-        ffs = len(re.findall(r"^  TRELLIS_FF #\(", written, re.M))
+        from bfly.hw.targets import engine_verilog
+        flat, _ = engine_verilog(cfg, target, hierarchy=False)
+        ffs = len(re.findall(r"^  TRELLIS_FF #\(", flat, re.M))
         assert ffs > 0 and written != generic
         assert man["target"] == {
             "name": "ecp5-85k", "family": "ecp5",
