@@ -4,10 +4,10 @@ Each helper adds statements to a module ``m`` and returns the registered result 
 of clock cycles it adds, so callers can account for latency exactly.
 """
 
-from amaranth.hdl import Signal, Shape, Value, Array, unsigned, signed
+from amaranth.hdl import Signal, Shape, Value, Array, Cat, Const, unsigned, signed
 
 __all__ = ["tree_levels", "pipelined_sum", "delay", "in_range", "READ_CYCLES", "two_level_select",
-           "registered_select", "divmod_const"]
+           "registered_select", "divmod_const", "pack"]
 
 
 def tree_levels(n):
@@ -57,6 +57,24 @@ def delay(m, value, cycles, name, reset_less=False):
         m.d.sync += r.eq(value)
         value = r
     return value
+
+
+def pack(values, elem_shape):
+    """The elements ``values`` side by side, each made ``elem_shape``'s width as an assignment
+    would make it (truncated, or extended by its sign): one value to assign to a whole array in
+    one statement (an assignment per element of a wide signal costs Amaranth time that grows
+    with the signal)."""
+    width = Shape.cast(elem_shape).width
+    parts = []
+    for v in values:
+        v = Value.cast(v)
+        if len(v) >= width:
+            parts.append(v[:width])
+        elif v.shape().signed:
+            parts.append(Cat(v, v[-1].replicate(width - len(v))))
+        else:
+            parts.append(Cat(v, Const(0, width - len(v))))
+    return Cat(*parts)
 
 
 def divmod_const(value, divisor):

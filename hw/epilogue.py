@@ -17,7 +17,7 @@ from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
 from .regmap import SHIFT_BITS, RESIDUAL_SHIFT_MAX, BIAS_BITS, EPI_CTRL
-from .arith import pipelined_sum, delay, registered_select, READ_CYCLES
+from .arith import pipelined_sum, delay, pack, registered_select, READ_CYCLES
 from .impl import Implementation
 from .ports import ParamPort, pixel_stream
 from .requant import Requantizer
@@ -130,7 +130,7 @@ class Epilogue(wiring.Component):
             m.d.sync += acc.eq(prod + bias[c])
             accs.append(acc)
         # --- steps 4-6: requantize with ReLU
-        m.d.comb += [rq.acc[c].eq(acc) for c, acc in enumerate(accs)]
+        m.d.comb += rq.acc.eq(pack(accs, signed(self.acc_bits)))
         m.d.comb += self.o.payload.data.eq(rq.o)
         flags = [rq.sat[c] for c in range(n)]
 

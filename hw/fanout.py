@@ -13,7 +13,7 @@ from amaranth.hdl import Signal, Instance, ClockSignal, ResetSignal, Value
 
 from .arith import in_range
 
-__all__ = ["local_copy", "write_tree"]
+__all__ = ["local_copy", "write_tree", "tree_plan", "tree_children"]
 
 
 def local_copy(m, value, name, reset=False, kept=False):
@@ -35,6 +35,27 @@ def local_copy(m, value, name, reset=False, kept=False):
             o_Q=bits[i])
     m.d.comb += copy.eq(bits)
     return copy
+
+
+def tree_children(size, branching):
+    """``[(offset, size)]`` of the children of a node of :func:`write_tree` serving ``size``
+    registers."""
+    step = -(-size // branching)
+    return [(c, min(size, c + step) - c) for c in range(0, size, step)]
+
+
+def tree_plan(count, max_levels, branching):
+    """``(branching, splits, leaf groups)`` of :func:`write_tree` for ``count`` registers: the
+    children per copy, the levels of copies, and the ``(lo, hi)`` of the registers under each
+    last copy (those the leaf enables decode)."""
+    while branching ** max_levels < count:
+        branching *= 2
+    nodes, splits = [(0, count)], 0
+    while max(hi - lo for lo, hi in nodes) > branching:
+        nodes = [(lo + c, lo + c + size) for lo, hi in nodes
+                 for c, size in tree_children(hi - lo, branching)]
+        splits += 1
+    return branching, splits, nodes
 
 
 def write_tree(m, addr, data, en, count, name, max_levels, branching=8):

@@ -38,7 +38,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
-from .arith import pipelined_sum, tree_levels, delay, divmod_const, two_level_select
+from .arith import pipelined_sum, tree_levels, delay, divmod_const, two_level_select, pack
 from .mult import MULT_CYCLES
 from . import hier
 from .impl import Implementation
@@ -618,5 +618,5 @@ class FoldedStage(wiring.Component):
             rq.load.eq(delay(m, bc.new_bank, lead, "shift_load", reset_less=True)),
             rq.load_slot.eq(delay(m, bc.sel, lead, "shift_bank", reset_less=True)),
         ]
-        m.d.comb += [rq.acc[j].eq(acc) for j, acc in enumerate(accs)]
+        m.d.comb += rq.acc.eq(pack(accs, signed(cfg.acc_bits(self._index))))
         return rq

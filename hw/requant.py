@@ -17,7 +17,7 @@ from amaranth.hdl import Module, Signal, Mux, Const, Cat, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import delay
+from .arith import delay, pack
 from . import hier
 from .impl import Implementation
 from .regmap import SHIFT_BITS
@@ -87,7 +87,7 @@ class Requantizer(wiring.Component):
         relu = None
         if self._relu:
             relu = delay(m, self.relu, REQUANT_CYCLES - 1, "relu_d", reset_less=True)
-        copies = {}
+        copies, values, flags = {}, [], []
         for o in range(self._count):
             if o % self._impl.copy_group == 0:
                 copies = self._group_copies(m, regs, o // self._impl.copy_group)
@@ -98,7 +98,9 @@ class Requantizer(wiring.Component):
             outs = hier.inline(m, f"rq_{o}", "requant",
                                (self._cfg.data_bits, self._cfg.rounding, self._cfg.overflow,
                                 self._acc_bits, self._impl.family), self._output, o, **inputs)
-            m.d.comb += [self.o[o].eq(outs["out"]), self.sat[o].eq(outs["flag"])]
+            values.append(outs["out"])
+            flags.append(outs["flag"])
+        m.d.comb += [self.o.eq(pack(values, signed(self._cfg.data_bits))), self.sat.eq(Cat(*flags))]
         return m
 
     def _group_copies(self, m, regs, g):

@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from .regmap import SHIFT_BITS
 from .connectivity import input_channel
-from .arith import pipelined_sum, tree_levels, delay
+from .arith import pipelined_sum, tree_levels, delay, pack
 from .axi import WRITE_SPACING
 from .mult import MULT_CYCLES
 from . import hier
@@ -131,7 +131,7 @@ class ButterflyStage(wiring.Component):
 
         # --- products and adder trees, then requantization: round, shift, saturate
         # (docs/spec.md §2)
-        m.d.comb += [rq.acc[o].eq(acc) for o, acc in enumerate(self._sums(m, bank.weights))]
+        m.d.comb += rq.acc.eq(pack(self._sums(m, bank.weights), signed(acc_bits)))
         m.d.comb += self.o.payload.data.eq(delay(m, rq.o.as_value(), self.OUTPUT_CYCLES, "hop",
                                                  reset_less=True))
         self._control(m, [rq.sat[o] for o in range(f.p)])

@@ -13,13 +13,13 @@ weight at a time and reads back, and the active bank that feeds the multipliers.
 Both banks are reset-less: a reset clears the stream, not the loaded parameters.
 """
 
-from amaranth.hdl import Module, Signal, Array
+from amaranth.hdl import Module, Signal, Array, Cat
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .arith import delay, READ_CYCLES
-from .fanout import write_tree
+from .arith import delay, in_range, pack, READ_CYCLES
+from .fanout import write_tree, tree_plan, tree_children
 from . import hier
 from .impl import Implementation
 from .ports import ParamPort
@@ -49,22 +49,68 @@ class WeightBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         impl, p = self._impl, self.params
-        # (the implementation's write_branching children per copy)
-        enables, datas, _ = write_tree(m, p.addr, p.data, p.en, self._count, "wt",
-                                       max_levels=self._max_levels, branching=impl.write_branching)
         size = self._node_size
-        active = []
-        for o in range(self._count // size):
-            # (a repeated block, hw/hier.py: a node's weights)
-            inputs = {"load": self.load_stb}
-            for j in range(size):
-                inputs[f"en{j}"], inputs[f"data{j}"] = enables[o * size + j], datas[o * size + j]
-            outs = hier.inline(m, f"wt_{o}", "weights", (size, impl.family), self._node, o,
-                               **inputs)
-            active += [outs[f"w{j}"] for j in range(size)]
+        # (the implementation's write_branching children per copy)
+        branching, splits, leaves = tree_plan(self._count, self._max_levels, impl.write_branching)
+        if all(lo % size == 0 and hi % size == 0 for lo, hi in leaves):
+            # each last copy serves whole nodes: every subtree of one size and depth is alike,
+            # a repeated block (hw/hier.py) down to the nodes' weights
+            outs = self._subtree(m, {"a": p.addr, "d": p.data, "e": p.en, "load": self.load_stb},
+                                 0, self._count, splits, branching)
+            m.d.comb += self.weights.eq(outs["w"])
+        else:
+            enables, datas, _ = write_tree(m, p.addr, p.data, p.en, self._count, "wt",
+                                           max_levels=self._max_levels, branching=impl.write_branching)
+            active = []
+            for o in range(self._count // size):
+                # (a repeated block, hw/hier.py: a node's weights)
+                inputs = {"load": self.load_stb}
+                for j in range(size):
+                    inputs[f"en{j}"], inputs[f"data{j}"] = enables[o * size + j], datas[o * size + j]
+                outs = hier.inline(m, f"wt_{o}", "weights", (size, impl.family), self._node, o,
+                                   **inputs)
+                active += [outs[f"w{j}"] for j in range(size)]
+            m.d.comb += self.weights.eq(pack(active, self._shape))
         self._mirror(m)
-        m.d.comb += [self.weights[i].eq(w) for i, w in enumerate(active)]
         return m
+
+    def _subtree(self, m, ins, lo, count, depth, branching):
+        """The write tree of :func:`bfly.hw.fanout.write_tree` below one copy (``ins``: its
+        address ``a``, relative to its first register ``lo`` (None in a shared module: names
+        only), its data ``d`` and enable ``e``; and ``load``), ``depth`` levels of copies above
+        the leaf enables, and the weights of the ``count`` registers it serves: ``{"w": ...}``,
+        the active weights side by side."""
+        a, d, e = ins["a"], ins["d"], ins["e"]
+        size = self._node_size
+        at = 0 if lo is None else lo
+        if depth == 0:
+            active = []
+            for o in range(count // size):
+                inputs = {"load": ins["load"]}
+                for j in range(size):
+                    i = o * size + j
+                    leaf = Signal(name=f"wt_en_{at + i}")
+                    m.d.sync += leaf.eq(e & (a == i) if count > 1 else e)
+                    inputs[f"en{j}"], inputs[f"data{j}"] = leaf, d
+                outs = self._node(m, inputs, at // size + o)
+                active += [outs[f"w{j}"] for j in range(size)]
+            return {"w": pack(active, self._shape)}
+        parts = []
+        for c, child in tree_children(count, branching):
+            tag = f"l{depth}_{at + c}"
+            sub = Signal(range(child), name=f"wt_{tag}_addr", reset_less=True)
+            sub_d = Signal.like(d, name=f"wt_{tag}_data", reset_less=True)
+            sub_e = Signal(name=f"wt_{tag}_en")
+            hit = in_range(a, c, c + child)
+            m.d.sync += sub_e.eq(e & hit)
+            with m.If(e & hit):
+                m.d.sync += [sub.eq(a - c), sub_d.eq(d)]
+            outs = hier.inline(
+                m, f"wt_{tag}", "weight_tree", (child, depth - 1, branching, size, self._impl.family),
+                lambda mm, ii, t, child=child: self._subtree(mm, ii, t, child, depth - 1, branching),
+                None if lo is None else at + c, a=sub, d=sub_d, e=sub_e, load=ins["load"])
+            parts.append(outs["w"])
+        return {"w": Cat(*parts)}
 
     def _node(self, m, ins, o):
         """The weights of node ``o`` (None in a shared module): shadow registers, each loaded

@@ -73,7 +73,10 @@ def test_the_shared_modules_grow_with_distinct_blocks_not_multipliers():
         return sorted(re.sub(r"\d+$", "", m[len(name) + 2:]) for m in _modules(text)
                       if m.startswith(name + "__"))
 
-    assert kinds(small, "bfly_n16_k4_d8w8") == kinds(large, "bfly_n64_k4_d8w8")
+    small_kinds, large_kinds = kinds(small, "bfly_n16_k4_d8w8"), kinds(large, "bfly_n64_k4_d8w8")
+    # 6x the multipliers, the same kinds of block; the weights' write tree is a level deeper
+    assert set(small_kinds) == set(large_kinds)
+    assert len(small_kinds) < len(large_kinds) <= len(small_kinds) + 4
 
 
 def _word_cells(text, top, tmp_path, tag):
